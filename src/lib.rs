@@ -1,0 +1,13 @@
+//! gpt2-webgpu: GPT-2 inference with hand-written WGSL compute kernels on wgpu.
+//! See ARCHITECTURE.md for the rooms and the one-way flow.
+
+pub mod config;
+pub mod cpu;
+pub mod error;
+pub mod hf;
+pub mod safetensors;
+pub mod tokenizer;
+pub mod weights;
+
+pub use config::Gpt2Config;
+pub use error::{Error, Result};
