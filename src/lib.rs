@@ -4,7 +4,10 @@
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod gpu;
+pub mod quant;
 pub mod hf;
+pub mod model;
 pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;

@@ -64,6 +64,17 @@ pub trait TensorSource {
     fn config(&self) -> &Gpt2Config;
     /// The tensor `spec.name`, checked against `spec.shape`, converted to f32.
     fn read_f32(&mut self, spec: &TensorSpec) -> Result<Vec<f32>>;
+    /// The matrix `spec` (a Conv1D weight in HF [in, out] layout, or wte [V, C]) as out-major [N, K] in
+    /// `format`. Sources that store packed weights (packages) override this; the default packs the f32.
+    fn read_packed(&mut self, spec: &TensorSpec, format: crate::quant::WeightFormat) -> Result<crate::quant::PackedMatrix> {
+        let data = self.read_f32(spec)?;
+        let (a, b) = (spec.shape[0], spec.shape[1]);
+        Ok(match spec.role {
+            // wte is already [V, C] = [N, K]
+            Role::Embedding => crate::quant::PackedMatrix::pack_nk(&data, a, b, format),
+            _ => crate::quant::PackedMatrix::pack_kn(&data, a, b, format),
+        })
+    }
 }
 
 /// One transformer block's weights, f32, Hugging Face layout (Conv1D = [in, out]).
@@ -132,3 +143,4 @@ pub fn check_token(id: u32, cfg: &Gpt2Config) -> Result<()> {
         Err(Error::TokenOutOfRange { id, vocab: cfg.vocab_size })
     }
 }
+

@@ -1,0 +1,123 @@
+// attention: multi-head causal softmax attention of this step's queries over the KV cache.
+//
+//   for head h, query t (absolute position pos0 + t), keys s <= pos0 + t:
+//     a[s]        = softmax_s( (q_t . k_s) * scale ),   scale = 1 / sqrt(hs)
+//     out[t, h*hs + d] = sum_s a[s] * v_s[d]
+//
+// Shapes: qkv [T, 3C] f32 (queries are the first C columns), k_cache / v_cache [P, C] f32 (already holding
+// this step's keys: kv_append runs first), out [T, C] f32. C = NH * hs, hs <= 256.
+// The scores are never materialised as [NH, T, T] (104 MB for gpt2-xl at T = 1024): keys are visited in
+// tiles of 256 with an online softmax (running max m and sum l; earlier partial sums are rescaled by
+// exp(m_old - m_new) whenever the max grows), so memory is O(tile) and any context length works.
+// Dispatch: (NH, T) workgroups (y wraps into z past 65535 is not needed: T <= P <= 65535) of 64 threads.
+// A thread scores keys s0 + li + 64 i of a tile, then owns output dimensions d = li + 64 j.
+
+struct Params {
+    T: u32,
+    C: u32,
+    NH: u32,
+    hs: u32,
+    pos0: u32,
+    scale: f32,
+    _pad0: u32,
+    _pad1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<f32>;          // [T, 3C]
+@group(0) @binding(2) var<storage, read> k_cache: array<f32>;      // [P, C]
+@group(0) @binding(3) var<storage, read> v_cache: array<f32>;      // [P, C]
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [T, C]
+
+const WG: u32 = 64u;
+const TILE: u32 = 256u;
+const MAX_HS: u32 = 256u;
+
+var<workgroup> q: array<f32, MAX_HS>;
+var<workgroup> sc: array<f32, TILE>;
+var<workgroup> red: array<f32, WG>;
+
+fn reduce(li: u32, v: f32, is_max: bool) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (li < s) {
+            if (is_max) {
+                red[li] = max(red[li], red[li + s]);
+            } else {
+                red[li] = red[li] + red[li + s];
+            }
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+@compute @workgroup_size(64)
+fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let h = wg.x;
+    let t = wg.y;
+    let hs = p.hs;
+    let ho = h * hs;
+    let n_keys = p.pos0 + t + 1u;
+
+    for (var d = li; d < hs; d += WG) {
+        q[d] = qkv[t * 3u * p.C + ho + d] * p.scale;
+    }
+    workgroupBarrier();
+
+    var acc: array<f32, 4>; // output dims li, li + 64, li + 128, li + 192
+    for (var j = 0u; j < 4u; j++) {
+        acc[j] = 0.0;
+    }
+    // A large finite start (not -inf): exp(m_old - m_new) must be exactly 0 on the first tile without
+    // relying on inf arithmetic, which WGSL does not guarantee.
+    var m = -3.0e38;
+    var l = 0.0;
+
+    for (var s0 = 0u; s0 < n_keys; s0 += TILE) {
+        let cnt = min(TILE, n_keys - s0);
+        var tmax = -3.0e38;
+        for (var i = li; i < cnt; i += WG) {
+            let ko = (s0 + i) * p.C + ho;
+            var dot = 0.0;
+            for (var d = 0u; d < hs; d++) {
+                dot = fma(q[d], k_cache[ko + d], dot);
+            }
+            sc[i] = dot;
+            tmax = max(tmax, dot);
+        }
+        let m_new = max(m, reduce(li, tmax, true));
+
+        var tsum = 0.0;
+        for (var i = li; i < cnt; i += WG) {
+            let e = exp(sc[i] - m_new);
+            sc[i] = e;
+            tsum += e;
+        }
+        let corr = exp(m - m_new);
+        l = l * corr + reduce(li, tsum, false); // the reduction's barriers also publish sc[]
+
+        for (var j = 0u; j < 4u; j++) {
+            let d = li + WG * j;
+            if (d < hs) {
+                var a = acc[j] * corr;
+                for (var i = 0u; i < cnt; i++) {
+                    a = fma(sc[i], v_cache[(s0 + i) * p.C + ho + d], a);
+                }
+                acc[j] = a;
+            }
+        }
+        m = m_new;
+        workgroupBarrier(); // sc[] is rewritten by the next tile
+    }
+
+    for (var j = 0u; j < 4u; j++) {
+        let d = li + WG * j;
+        if (d < hs) {
+            out[t * p.C + ho + d] = acc[j] / l;
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! The GPU room: device and limits, the kernel table (one WGSL file per kernel, file name = op = entry
+//! point), pipelines built once, and small buffer helpers. Nothing here knows about GPT-2's layers;
+//! model.rs strings these kernels together.
+
+pub mod params;
+
+use crate::error::{Error, Result};
+use std::sync::{Arc, Mutex};
+
+/// How a kernel binds one buffer (binding i of group 0 is `Kernel::bindings()[i]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bind {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+use Bind::{Read as R, ReadWrite as RW, Uniform as U};
+
+/// Every kernel, one per file in shaders/.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Embed,
+    LayerNorm,
+    Matmul,
+    Gemv,
+    KvAppend,
+    Attention,
+    Sample,
+}
+
+impl Kernel {
+    pub const ALL: [Kernel; 7] =
+        [Kernel::Embed, Kernel::LayerNorm, Kernel::Matmul, Kernel::Gemv, Kernel::KvAppend, Kernel::Attention, Kernel::Sample];
+
+    /// File stem in shaders/ and WGSL entry point.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Embed => "embed",
+            Kernel::LayerNorm => "layer_norm",
+            Kernel::Matmul => "matmul",
+            Kernel::Gemv => "gemv",
+            Kernel::KvAppend => "kv_append",
+            Kernel::Attention => "attention",
+            Kernel::Sample => "sample",
+        }
+    }
+
+    pub fn source(self) -> &'static str {
+        match self {
+            Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
+            Kernel::LayerNorm => include_str!("../../shaders/layer_norm.wgsl"),
+            Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
+            Kernel::Gemv => include_str!("../../shaders/gemv.wgsl"),
+            Kernel::KvAppend => include_str!("../../shaders/kv_append.wgsl"),
+            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
+            Kernel::Sample => include_str!("../../shaders/sample.wgsl"),
+        }
+    }
+
+    /// The binding signature, mirrored from the shader's `@binding`s.
+    pub fn bindings(self) -> &'static [Bind] {
+        match self {
+            //                     params ids wte scales wpe x
+            Kernel::Embed => &[U, R, R, R, R, RW],
+            //                     params x g b y
+            Kernel::LayerNorm => &[U, R, R, R, RW],
+            //                     params x w scales bias y   (matmul and gemv share one layout, so one
+            //                     bind group serves both: T = 1 picks gemv at step time)
+            Kernel::Matmul | Kernel::Gemv => &[U, R, R, R, R, RW],
+            //                     params qkv k_cache v_cache
+            Kernel::KvAppend => &[U, R, RW, RW],
+            //                     params qkv k_cache v_cache out
+            Kernel::Attention => &[U, R, R, R, RW],
+            //                     params logits hist out
+            Kernel::Sample => &[U, RW, R, RW],
+        }
+    }
+}
+
+/// What `gpt2 info` and the web page show about the device.
+#[derive(Clone, Debug)]
+pub struct GpuInfo {
+    pub adapter: wgpu::AdapterInfo,
+    pub limits: wgpu::Limits,
+    pub features: wgpu::Features,
+}
+
+impl std::fmt::Display for GpuInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.adapter;
+        let l = &self.limits;
+        writeln!(f, "adapter: {} ({:?}, {:?})", a.name, a.device_type, a.backend)?;
+        writeln!(f, "driver: {} {}", a.driver, a.driver_info)?;
+        writeln!(f, "features: {:?}", self.features)?;
+        writeln!(f, "max_buffer_size: {}", l.max_buffer_size)?;
+        writeln!(f, "max_storage_buffer_binding_size: {}", l.max_storage_buffer_binding_size)?;
+        writeln!(f, "max_storage_buffers_per_shader_stage: {}", l.max_storage_buffers_per_shader_stage)?;
+        writeln!(f, "max_compute_workgroup_storage_size: {}", l.max_compute_workgroup_storage_size)?;
+        writeln!(f, "max_compute_invocations_per_workgroup: {}", l.max_compute_invocations_per_workgroup)?;
+        write!(f, "max_compute_workgroups_per_dimension: {}", l.max_compute_workgroups_per_dimension)
+    }
+}
+
+/// Device, queue and the pipeline table: made once, shared by every model loaded on it.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: GpuInfo,
+    layouts: Vec<(Kernel, wgpu::BindGroupLayout)>,
+    pipelines: Vec<(Kernel, wgpu::ComputePipeline)>,
+    /// Validation/OOM errors the device reported outside an error scope, surfaced by `check()`.
+    errors: Arc<Mutex<Vec<String>>>,
+    lost: Arc<Mutex<Option<String>>>,
+}
+
+impl Gpu {
+    /// Pick the adapter, request its *real* limits (not the conservative defaults: gpt2's wte alone
+    /// needs more than the default 128 MiB binding on some devices) and build every pipeline.
+    pub async fn new() -> Result<Gpu> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: false,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| Error::NoAdapter(format!(" ({e})")))?;
+        Self::from_adapter(adapter).await
+    }
+
+    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let adapter_info = adapter.get_info();
+        let limits = adapter.limits();
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("gpt2-webgpu"),
+                // Deliberately none: no shader-f16, no subgroups, so the same kernels run everywhere.
+                required_features: wgpu::Features::empty(),
+                required_limits: limits.clone(),
+                experimental_features: wgpu::ExperimentalFeatures::disabled(),
+                memory_hints: wgpu::MemoryHints::Performance,
+                trace: wgpu::Trace::Off,
+            })
+            .await
+            .map_err(|e| Error::Device(e.to_string()))?;
+        let limits = device.limits();
+        let features = device.features();
+
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        {
+            let errors = errors.clone();
+            device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+                errors.lock().unwrap().push(e.to_string());
+            }));
+        }
+        let lost = Arc::new(Mutex::new(None));
+        {
+            let lost = lost.clone();
+            device.set_device_lost_callback(move |reason, msg| {
+                *lost.lock().unwrap() = Some(format!("{reason:?}: {msg}"));
+            });
+        }
+
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let mut layouts: Vec<(Kernel, wgpu::BindGroupLayout)> = Vec::new();
+        let mut pipelines = Vec::new();
+        for kernel in Kernel::ALL {
+            // Kernels with the same signature share one layout object (so matmul's bind groups also fit gemv).
+            let layout = match layouts.iter().find(|(k, _)| k.bindings() == kernel.bindings()) {
+                Some((_, l)) => l.clone(),
+                None => {
+                    let entries: Vec<_> = kernel
+                        .bindings()
+                        .iter()
+                        .enumerate()
+                        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
+                            binding: i as u32,
+                            visibility: wgpu::ShaderStages::COMPUTE,
+                            ty: wgpu::BindingType::Buffer {
+                                ty: match b {
+                                    Bind::Uniform => wgpu::BufferBindingType::Uniform,
+                                    Bind::Read => wgpu::BufferBindingType::Storage { read_only: true },
+                                    Bind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
+                                },
+                                has_dynamic_offset: false,
+                                min_binding_size: None,
+                            },
+                            count: None,
+                        })
+                        .collect();
+                    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name()), entries: &entries })
+                }
+            };
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(kernel.name()),
+                source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+            });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(kernel.name()),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(kernel.name()),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(kernel.name()),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            layouts.push((kernel, layout));
+            pipelines.push((kernel, pipeline));
+        }
+        if let Some(e) = scope.pop().await {
+            return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
+        }
+        Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, layouts, pipelines, errors, lost })
+    }
+
+    pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
+        &self.pipelines.iter().find(|(kk, _)| *kk == k).expect("every kernel has a pipeline").1
+    }
+
+    pub fn layout(&self, k: Kernel) -> &wgpu::BindGroupLayout {
+        &self.layouts.iter().find(|(kk, _)| *kk == k).expect("every kernel has a layout").1
+    }
+
+    /// A bind group for `k` over whole buffers, in binding order.
+    pub fn bind_group(&self, k: Kernel, label: &str, buffers: &[wgpu::BindingResource<'_>]) -> wgpu::BindGroup {
+        assert_eq!(buffers.len(), k.bindings().len(), "{} takes {} bindings", k.name(), k.bindings().len());
+        let entries: Vec<_> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, r)| wgpu::BindGroupEntry { binding: i as u32, resource: r.clone() })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(label), layout: self.layout(k), entries: &entries })
+    }
+
+    /// The largest single storage binding this device allows.
+    pub fn max_binding(&self) -> u64 {
+        (self.info.limits.max_storage_buffer_binding_size as u64).min(self.info.limits.max_buffer_size)
+    }
+
+    /// A storage buffer of `size` bytes (at least 16, since zero-sized bindings are invalid), checked
+    /// against the binding limit so an oversize model fails with words instead of a validation panic.
+    pub fn storage(&self, label: &str, size: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
+        let size = size.max(16).next_multiple_of(4);
+        if size > self.max_binding() {
+            return Err(Error::TooLarge(format!(
+                "buffer `{label}` needs {size} bytes but this device binds at most {} bytes (max_storage_buffer_binding_size)",
+                self.max_binding()
+            )));
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC | extra,
+            mapped_at_creation: false,
+        }))
+    }
+
+    /// A storage buffer initialised with `data`.
+    pub fn storage_init(&self, label: &str, data: &[u8]) -> Result<wgpu::Buffer> {
+        let buf = self.storage(label, data.len() as u64, wgpu::BufferUsages::empty())?;
+        if !data.is_empty() {
+            self.queue.write_buffer(&buf, 0, data);
+        }
+        Ok(buf)
+    }
+
+    pub fn readback_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: size.next_multiple_of(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// Map `buf` (a MAP_READ buffer whose copy has been submitted) and return its first `size` bytes.
+    pub async fn read(&self, buf: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        let slice = buf.slice(..size);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
+            Err(_) => return Err(Error::Gpu("the GPU device went away while reading results back".into())),
+        }
+        let data = slice.get_mapped_range().map_err(|e| Error::Gpu(e.to_string()))?.to_vec();
+        buf.unmap();
+        self.check()?;
+        Ok(data)
+    }
+
+    /// Surface any error the device reported since the last check (validation, out of memory, lost).
+    pub fn check(&self) -> Result<()> {
+        if let Some(l) = self.lost.lock().unwrap().clone() {
+            return Err(Error::Gpu(format!("the GPU device was lost ({l})")));
+        }
+        let mut errs = self.errors.lock().unwrap();
+        if !errs.is_empty() {
+            let msg = errs.join("; ");
+            errs.clear();
+            return Err(Error::Gpu(msg));
+        }
+        Ok(())
+    }
+
+    /// Workgroup counts (x, y) for `n` workgroups, folding into y past the per-dimension limit.
+    pub fn grid(&self, n: u32) -> (u32, u32) {
+        let max = self.info.limits.max_compute_workgroups_per_dimension.max(1);
+        if n <= max {
+            (n.max(1), 1)
+        } else {
+            (max, n.div_ceil(max))
+        }
+    }
+}
+
+impl Gpu {
+    /// Run one kernel once on fresh buffers and return the final contents of every binding after the
+    /// params (in binding order). For kernel tests and tools: it allocates, so the model never uses it.
+    pub async fn run_once(&self, kernel: Kernel, params: &[u8], buffers: &[Vec<u8>], grid: (u32, u32)) -> Result<Vec<Vec<u8>>> {
+        let mut uniform = params.to_vec();
+        uniform.resize(uniform.len().next_multiple_of(16).max(16), 0);
+        let ubuf = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: uniform.len() as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        self.queue.write_buffer(&ubuf, 0, &uniform);
+        let bufs = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let mut data = b.clone();
+                data.resize(data.len().next_multiple_of(4).max(16), 0);
+                self.storage_init(&format!("{}[{i}]", kernel.name()), &data).map(|buf| (buf, data.len() as u64))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut res = vec![whole(&ubuf)];
+        res.extend(bufs.iter().map(|(b, _)| whole(b)));
+        let bind = self.bind_group(kernel, kernel.name(), &res);
+        let total: u64 = bufs.iter().map(|(_, n)| *n).sum();
+        let read = self.readback_buffer("run_once", total);
+        let mut enc = self.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(self.pipeline(kernel));
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(grid.0, grid.1, 1);
+        }
+        let mut off = 0;
+        for (b, n) in &bufs {
+            enc.copy_buffer_to_buffer(b, 0, &read, off, *n);
+            off += n;
+        }
+        self.queue.submit([enc.finish()]);
+        let all = self.read(&read, total).await?;
+        let mut out = Vec::new();
+        let mut off = 0;
+        for ((_, n), orig) in bufs.iter().zip(buffers) {
+            out.push(all[off..off + orig.len()].to_vec());
+            off += *n as usize;
+        }
+        Ok(out)
+    }
+}
+
+/// Whole-buffer binding.
+pub fn whole(b: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    b.as_entire_binding()
+}

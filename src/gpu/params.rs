@@ -1,0 +1,99 @@
+//! Uniform parameter blocks, one per kernel, each mirroring the `struct Params` at the top of its
+//! shader field for field (all 4-byte scalars, padded to 16 bytes). Keep them in sync: the kernel tests
+//! exercise every field.
+
+use bytemuck::{Pod, Zeroable};
+
+/// shaders/embed.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct EmbedParams {
+    pub t: u32,
+    pub c: u32,
+    pub pos0: u32,
+    pub vocab_lo: u32,
+    pub vocab_hi: u32,
+    pub w_stride: u32,
+    pub wfmt: u32,
+    pub s_stride: u32,
+}
+
+/// shaders/layer_norm.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct LayerNormParams {
+    pub rows: u32,
+    pub c: u32,
+    pub in_row0: u32,
+    pub out_row0: u32,
+    pub eps: f32,
+    pub _pad: [u32; 3],
+}
+
+/// Epilogue flags of matmul/gemv.
+pub const MM_BIAS: u32 = 1;
+pub const MM_GELU: u32 = 2;
+pub const MM_ACCUMULATE: u32 = 4;
+
+/// shaders/matmul.wgsl and shaders/gemv.wgsl (same struct)
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct MatmulParams {
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub flags: u32,
+    pub x_row0: u32,
+    pub x_stride: u32,
+    pub y_stride: u32,
+    pub y_col0: u32,
+    pub w_stride: u32,
+    pub wfmt: u32,
+    pub s_stride: u32,
+    pub _pad: u32,
+}
+
+/// shaders/kv_append.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct KvAppendParams {
+    pub t: u32,
+    pub c: u32,
+    pub pos0: u32,
+    pub _pad: u32,
+}
+
+/// shaders/attention.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct AttentionParams {
+    pub t: u32,
+    pub c: u32,
+    pub nh: u32,
+    pub hs: u32,
+    pub pos0: u32,
+    pub scale: f32,
+    pub _pad: [u32; 2],
+}
+
+/// shaders/sample.wgsl
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct SampleParams {
+    pub v: u32,
+    pub n_hist: u32,
+    pub top_k: u32,
+    pub greedy: u32,
+    pub temperature: f32,
+    pub top_p: f32,
+    pub rep_penalty: f32,
+    pub seed: u32,
+    pub step: u32,
+    pub n_alt: u32,
+    pub row_off: u32,
+    pub _pad: u32,
+}
+
+/// Words written by sample.wgsl: [token, prob, n_alt, (id, prob) x MAX_ALT].
+pub const SAMPLE_MAX_ALT: usize = 8;
+pub const SAMPLE_OUT_WORDS: usize = 3 + 2 * SAMPLE_MAX_ALT;

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Runs every test of the project. Installs what the tests need first (idempotent), so a fresh clone on
+# a fresh Debian machine passes with nothing but Rust and network access to the package registries.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+log() { printf '\n== %s\n' "$*" >&2; }
+
+# ---- prerequisites ----------------------------------------------------------------------------
+missing=()
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || ls /usr/share/vulkan/icd.d/lvp_icd.*.json >/dev/null 2>&1 || missing+=(mesa-vulkan-drivers)
+ldconfig -p | grep -q 'libvulkan.so.1' || missing+=(libvulkan1)
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]} (Mesa lavapipe: a Vulkan driver on the CPU, for the GPU tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+# ---- the wasm build must stay clean ---------------------------------------------------------
+log "cargo build --target wasm32-unknown-unknown"
+cargo build --lib --target wasm32-unknown-unknown
+
+# ---- native tests: kernels, model vs fixtures, tokenizer, loaders, CLI (GPU tests on lavapipe) ----
+log "cargo test (serial: lavapipe is one CPU device)"
+export WGPU_BACKEND=vulkan
+cargo test --all-targets -- --test-threads=1
