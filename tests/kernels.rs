@@ -1,0 +1,467 @@
+//! Each WGSL kernel, dispatched alone, against the f64 CPU reference (src/cpu.rs) on adversarial shapes:
+//! T = 1, sizes that are not multiples of the workgroup or tile, outliers, long rows, every weight
+//! format and epilogue flag. Runs on any wgpu adapter (lavapipe in CI).
+
+use gpt2_webgpu::cpu;
+use gpt2_webgpu::gpu::params::*;
+use gpt2_webgpu::gpu::{Gpu, Kernel};
+use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
+use std::sync::{Arc, OnceLock};
+
+fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)")))
+        .clone()
+}
+
+/// Deterministic inputs: xorshift, uniform in [-1, 1).
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
+    bytemuck::cast_slice(v).to_vec()
+}
+fn floats(b: &[u8]) -> Vec<f32> {
+    bytemuck::pod_collect_to_vec(b)
+}
+
+/// |got - want| <= atol + rtol * |want| everywhere, else a message naming the worst element.
+fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let mut worst = (0usize, 0f64);
+    let mut bad = 0;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let err = (g as f64 - w).abs();
+        let excess = err - (atol + rtol * w.abs());
+        if !(excess <= 0.0) {
+            bad += 1;
+            if !(excess <= worst.1) {
+                worst = (i, excess);
+            }
+        }
+    }
+    assert!(bad == 0, "{what}: {bad} of {} elements out of tolerance; worst at {}: got {} want {}", got.len(), worst.0, got[worst.0], want[worst.0]);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
+    let g = gpu();
+    let mut rng = Rng(1);
+    for &(rows, c) in &[(1usize, 1usize), (1, 5), (3, 128), (17, 257), (2, 1600), (5, 3000)] {
+        let mut x = rng.vec((rows + 2) * c, 1.0);
+        // Outliers like GPT-2's residual stream (a few channels in the thousands), and a constant row.
+        x[c / 2] = 3000.0;
+        x[c + c / 3] = -1500.0;
+        if rows > 2 {
+            for v in &mut x[2 * c..3 * c] {
+                *v = 7.0;
+            }
+        }
+        let gm = rng.vec(c, 1.0);
+        let bt = rng.vec(c, 0.5);
+        let (in_row0, out_row0) = (2u32.min(rows as u32 - 1), 1u32);
+        let prm = LayerNormParams { rows: rows as u32, c: c as u32, in_row0, out_row0, eps: 1e-5, _pad: [0; 3] };
+        let y0 = vec![0f32; (rows + 1) * c];
+        let out = pollster::block_on(g.run_once(
+            Kernel::LayerNorm,
+            bytemuck::bytes_of(&prm),
+            &[bytes(&x), bytes(&gm), bytes(&bt), bytes(&y0)],
+            (rows as u32, 1),
+        ))
+        .unwrap();
+        let got = floats(&out[3]);
+        let xi = &x[in_row0 as usize * c..(in_row0 as usize + rows) * c];
+        let want = cpu::layer_norm(&cpu::to_f64(xi), &gm, &bt, 1e-5);
+        assert_close(&format!("layer_norm rows={rows} C={c}"), &got[c..], &want, 1e-4, 1e-4);
+        assert!(got[..c].iter().all(|&v| v == 0.0), "rows before out_row0 untouched");
+    }
+}
+
+fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64) {
+    let g = gpu();
+    let mut rng = Rng(seed);
+    let (x_row0, y_col0, pad_cols) = (1usize, 3usize, 2usize);
+    let x = rng.vec((m + x_row0) * k, 1.0);
+    let w_nk = rng.vec(n * k, 0.5);
+    let packed = PackedMatrix::pack_nk(&w_nk, n, k, fmt);
+    let w_used = packed.unpack(); // what the kernel must compute with
+    let bias = rng.vec(n, 1.0);
+    let y_stride = y_col0 + n + pad_cols;
+    let y0 = rng.vec(m * y_stride, 1.0);
+    let prm = MatmulParams {
+        m: m as u32,
+        n: n as u32,
+        k: k as u32,
+        flags,
+        x_row0: x_row0 as u32,
+        x_stride: k as u32,
+        y_stride: y_stride as u32,
+        y_col0: y_col0 as u32,
+        w_stride: packed.w_stride() as u32,
+        wfmt: fmt.code(),
+        s_stride: packed.s_stride() as u32,
+        _pad: 0,
+    };
+    let grid = match kernel {
+        Kernel::Gemv => (n.div_ceil(8) as u32, m as u32),
+        _ => (n.div_ceil(64) as u32, m.div_ceil(64) as u32),
+    };
+    let out = pollster::block_on(g.run_once(
+        kernel,
+        bytemuck::bytes_of(&prm),
+        &[bytes(&x), bytes(&packed.words), bytes(&packed.scales), bytes(&bias), bytes(&y0)],
+        grid,
+    ))
+    .unwrap();
+    let got = floats(&out[4]);
+
+    // Reference: cpu::matmul takes Hugging Face's [K, N].
+    let w_kn = gpt2_webgpu::quant::transpose(&w_used, n, k);
+    let xs = cpu::to_f64(&x[x_row0 * k..]);
+    let mut v = cpu::matmul(&xs, &w_kn, if flags & MM_BIAS != 0 { Some(&bias) } else { None }, k, n);
+    if flags & MM_GELU != 0 {
+        cpu::gelu_inplace(&mut v);
+    }
+    let mut want: Vec<f64> = y0.iter().map(|&v| v as f64).collect();
+    for r in 0..m {
+        for j in 0..n {
+            let o = r * y_stride + y_col0 + j;
+            want[o] = if flags & MM_ACCUMULATE != 0 { want[o] + v[r * n + j] } else { v[r * n + j] };
+        }
+    }
+    let atol = 2e-5 * (k as f64).sqrt() + 1e-5;
+    assert_close(&format!("{kernel:?} {fmt:?} M={m} N={n} K={k} flags={flags}"), &got, &want, atol, 1e-4);
+}
+
+#[test]
+fn matmul_tiled_matches_reference_on_edges_formats_and_epilogues() {
+    let mut seed = 10;
+    for &(m, n, k) in &[(2usize, 1usize, 1usize), (63, 7, 15), (65, 129, 33), (130, 64, 200), (3, 70, 768)] {
+        for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
+            seed += 1;
+            run_linear(Kernel::Matmul, WeightFormat::F32, m, n, k, flags, seed);
+        }
+    }
+    for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        for &(m, n, k) in &[(5usize, 33usize, 64usize), (66, 65, 100)] {
+            seed += 1;
+            run_linear(Kernel::Matmul, fmt, m, n, k, MM_BIAS | MM_GELU, seed);
+        }
+    }
+}
+
+#[test]
+fn gemv_matches_reference_on_edges_formats_and_epilogues() {
+    let mut seed = 100;
+    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 7, 15), (1, 129, 33), (2, 9, 768), (1, 50, 3072)] {
+        for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
+            seed += 1;
+            run_linear(Kernel::Gemv, WeightFormat::F32, m, n, k, flags, seed);
+        }
+    }
+    for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        for &(m, n, k) in &[(1usize, 33usize, 64usize), (1, 17, 100), (1, 9, 1600)] {
+            seed += 1;
+            run_linear(Kernel::Gemv, fmt, m, n, k, MM_BIAS | MM_ACCUMULATE, seed);
+        }
+    }
+}
+
+#[test]
+fn gelu_saturates_without_nan_on_huge_inputs() {
+    // The fused GELU must not produce NaN where exp overflows (tanh saturates to +-1).
+    let g = gpu();
+    let xs = [-1e4f32, -50.0, -3.0, -0.5, 0.0, 0.5, 3.0, 50.0, 1e4];
+    let (m, k, n) = (xs.len(), 1usize, 1usize);
+    let w = PackedMatrix::pack_nk(&[1.0], n, k, WeightFormat::F32);
+    let prm = MatmulParams { m: m as u32, n: 1, k: 1, flags: MM_GELU, x_row0: 0, x_stride: 1, y_stride: 1, y_col0: 0, w_stride: 1, wfmt: 0, s_stride: 0, _pad: 0 };
+    let out = pollster::block_on(g.run_once(
+        Kernel::Matmul,
+        bytemuck::bytes_of(&prm),
+        &[bytes(&xs), bytes(&w.words), vec![0; 16], vec![0; 16], vec![0u8; m * 4]],
+        (1, 1),
+    ))
+    .unwrap();
+    let got = floats(&out[4]);
+    let want: Vec<f64> = xs.iter().map(|&v| cpu::gelu(v as f64)).collect();
+    assert_close("gelu", &got, &want, 1e-6, 1e-5);
+}
+
+fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64) {
+    let g = gpu();
+    let mut rng = Rng(seed);
+    let c = nh * hs;
+    let s = pos0 + t;
+    let p = s + 3; // the cache is longer than what is used
+    let mut qkv = rng.vec(t * 3 * c, 1.0);
+    for r in 0..t {
+        for v in &mut qkv[r * 3 * c..r * 3 * c + c] {
+            *v *= q_scale; // large q -> peaked softmax, stresses the running max
+        }
+    }
+    let k_cache = rng.vec(p * c, 1.0);
+    let v_cache = rng.vec(p * c, 1.0);
+    let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), _pad: [0; 2] };
+    let out = pollster::block_on(g.run_once(
+        Kernel::Attention,
+        bytemuck::bytes_of(&prm),
+        &[bytes(&qkv), bytes(&k_cache), bytes(&v_cache), vec![0u8; t * c * 4]],
+        (nh as u32, t as u32),
+    ))
+    .unwrap();
+    let got = floats(&out[3]);
+    let q: Vec<f64> = (0..t).flat_map(|r| qkv[r * 3 * c..r * 3 * c + c].iter().map(|&v| v as f64)).collect();
+    let want = cpu::attention_with_past(&q, &cpu::to_f64(&k_cache[..s * c]), &cpu::to_f64(&v_cache[..s * c]), c, nh);
+    assert_close(&format!("attention T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}"), &got, &want, 2e-5, 1e-4);
+}
+
+#[test]
+fn attention_matches_reference_across_tiles_heads_and_positions() {
+    run_attention(1, 0, 1, 1, 1.0, 1); // a single key
+    run_attention(1, 7, 2, 7, 1.0, 2); // decode, odd head size
+    run_attention(5, 0, 3, 64, 1.0, 3); // prefill
+    run_attention(1, 600, 2, 64, 1.0, 4); // decode over three key tiles
+    run_attention(300, 0, 2, 64, 1.0, 5); // prefill crossing the 256-key tile
+    run_attention(3, 256, 1, 200, 1.0, 6); // exactly one tile of past, hs > 64 (4 dims per thread)
+    run_attention(9, 260, 2, 64, 30.0, 7); // very peaked scores: online softmax rescaling
+}
+
+#[test]
+fn kv_append_copies_keys_and_values_into_the_cache() {
+    let g = gpu();
+    let mut rng = Rng(9);
+    let (t, c, pos0, p) = (3usize, 37usize, 5usize, 12usize);
+    let qkv = rng.vec(t * 3 * c, 1.0);
+    let kc = rng.vec(p * c, 1.0);
+    let vc = rng.vec(p * c, 1.0);
+    let prm = KvAppendParams { t: t as u32, c: c as u32, pos0: pos0 as u32, _pad: 0 };
+    let out = pollster::block_on(g.run_once(Kernel::KvAppend, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&kc), bytes(&vc)], (((t * c) as u32).div_ceil(256), 1))).unwrap();
+    let (gk, gv) = (floats(&out[1]), floats(&out[2]));
+    for pos in 0..p {
+        for j in 0..c {
+            let (wk, wv) = if pos >= pos0 && pos < pos0 + t {
+                let r = pos - pos0;
+                (qkv[r * 3 * c + c + j], qkv[r * 3 * c + 2 * c + j])
+            } else {
+                (kc[pos * c + j], vc[pos * c + j])
+            };
+            assert_eq!((gk[pos * c + j], gv[pos * c + j]), (wk, wv), "pos {pos} channel {j}");
+        }
+    }
+}
+
+#[test]
+fn embed_adds_positions_and_respects_chunks_in_every_format() {
+    let g = gpu();
+    let mut rng = Rng(11);
+    let (v, c, p, t, pos0) = (300usize, 64usize, 40usize, 7usize, 9usize);
+    let ids: Vec<u32> = vec![0, 299, 150, 151, 5, 150, 298];
+    for fmt in [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        let wte = rng.vec(v * c, 1.0);
+        let wpe = rng.vec(p * c, 1.0);
+        let full = PackedMatrix::pack_nk(&wte, v, c, fmt);
+        let used = full.unpack();
+        let sentinel = vec![-7.0f32; t * c];
+        let mut x = sentinel.clone();
+        for (lo, hi) in [(0usize, 151usize), (151, 300)] {
+            let chunk = full.rows(lo, hi);
+            let prm = EmbedParams {
+                t: t as u32,
+                c: c as u32,
+                pos0: pos0 as u32,
+                vocab_lo: lo as u32,
+                vocab_hi: hi as u32,
+                w_stride: chunk.w_stride() as u32,
+                wfmt: fmt.code(),
+                s_stride: chunk.s_stride() as u32,
+            };
+            let out = pollster::block_on(g.run_once(
+                Kernel::Embed,
+                bytemuck::bytes_of(&prm),
+                &[bytes(&ids), bytes(&chunk.words), bytes(&chunk.scales), bytes(&wpe), bytes(&x)],
+                (((t * c) as u32).div_ceil(256), 1),
+            ))
+            .unwrap();
+            let after = floats(&out[4]);
+            for (r, &id) in ids.iter().enumerate() {
+                let in_chunk = (id as usize) >= lo && (id as usize) < hi;
+                for j in 0..c {
+                    if !in_chunk {
+                        assert_eq!(after[r * c + j], x[r * c + j], "{fmt:?}: token {id} outside chunk [{lo},{hi}) untouched");
+                    }
+                }
+            }
+            x = after;
+        }
+        let want: Vec<f64> =
+            (0..t * c).map(|i| used[ids[i / c] as usize * c + i % c] as f64 + wpe[(pos0 + i / c) * c + i % c] as f64).collect();
+        assert_close(&format!("embed {fmt:?}"), &x, &want, 1e-6, 1e-6);
+    }
+}
+
+// ---- sampling ---------------------------------------------------------------------------------
+
+struct Draw {
+    token: u32,
+    prob: f32,
+    alts: Vec<(u32, f32)>,
+}
+
+fn sample(logits: &[f32], hist: &[u32], prm: SampleParams) -> Draw {
+    let g = gpu();
+    let prm = SampleParams { v: logits.len() as u32, n_hist: hist.len() as u32, ..prm };
+    let out = pollster::block_on(g.run_once(
+        Kernel::Sample,
+        bytemuck::bytes_of(&prm),
+        &[bytes(logits), bytes(if hist.is_empty() { &[0u32][..] } else { hist }), vec![0u8; SAMPLE_OUT_WORDS * 4]],
+        (1, 1),
+    ))
+    .unwrap();
+    let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[2]);
+    let n = w[2] as usize;
+    Draw { token: w[0], prob: f32::from_bits(w[1]), alts: (0..n).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect() }
+}
+
+fn greedy_params() -> SampleParams {
+    SampleParams { greedy: 1, temperature: 1.0, top_p: 1.0, rep_penalty: 1.0, n_alt: 5, ..Default::default() }
+}
+
+fn softmax(l: &[f32], temp: f64) -> Vec<f64> {
+    let m = l.iter().fold(f64::MIN, |a, &b| a.max(b as f64));
+    let e: Vec<f64> = l.iter().map(|&v| ((v as f64 - m) / temp).exp()).collect();
+    let z: f64 = e.iter().sum();
+    e.iter().map(|v| v / z).collect()
+}
+
+#[test]
+fn greedy_is_argmax_with_exact_alternatives_on_a_full_vocabulary() {
+    let mut rng = Rng(21);
+    let mut l = rng.vec(50257, 4.0);
+    l[31337] = 9.5;
+    l[777] = 9.0;
+    l[50256] = 8.75; // the very last element
+    let d = sample(&l, &[], greedy_params());
+    let p = softmax(&l, 1.0);
+    assert_eq!(d.token, 31337);
+    assert!((d.prob as f64 - p[31337]).abs() < 1e-5, "prob {} vs {}", d.prob, p[31337]);
+    let ids: Vec<u32> = d.alts.iter().map(|a| a.0).collect();
+    let mut order: Vec<usize> = (0..l.len()).collect();
+    order.sort_by(|&a, &b| l[b].partial_cmp(&l[a]).unwrap().then(a.cmp(&b)));
+    assert_eq!(ids, order[..5].iter().map(|&i| i as u32).collect::<Vec<_>>());
+    for (id, pr) in &d.alts {
+        assert!((*pr as f64 - p[*id as usize]).abs() < 1e-5);
+    }
+}
+
+#[test]
+fn greedy_ties_pick_the_lowest_id_and_tiny_vocabularies_work() {
+    let d = sample(&[1.0, 3.0, 3.0, -2.0, 3.0], &[], greedy_params());
+    assert_eq!(d.token, 1);
+    assert_eq!(d.alts.iter().map(|a| a.0).collect::<Vec<_>>(), vec![1, 2, 4, 0, 3]);
+    let d = sample(&[-5.0], &[], SampleParams { greedy: 0, temperature: 0.7, top_k: 3, top_p: 0.5, ..greedy_params() });
+    assert_eq!((d.token, d.prob), (0, 1.0));
+}
+
+#[test]
+fn repetition_penalty_divides_positive_and_multiplies_negative_logits() {
+    // Token 0 leads (2.0) but is in the context: 2.0 / 1.5 = 1.33 < 1.5, so token 1 wins.
+    let l = [2.0f32, 1.5, -1.0, -0.9, 0.1];
+    assert_eq!(sample(&l, &[], greedy_params()).token, 0);
+    let pen = SampleParams { rep_penalty: 1.5, ..greedy_params() };
+    let d = sample(&l, &[0, 3], pen);
+    assert_eq!(d.token, 1);
+    // Token 3 (-0.9) becomes -1.35, so it falls below token 2 (-1.0) in the alternatives.
+    let ids: Vec<u32> = d.alts.iter().map(|a| a.0).collect();
+    assert_eq!(ids, vec![1, 0, 4, 2, 3]);
+    let pen_l = [2.0 / 1.5, 1.5, -1.0, -0.9 * 1.5, 0.1];
+    let p = softmax(&pen_l, 1.0);
+    for (id, pr) in &d.alts {
+        assert!((*pr as f64 - p[*id as usize]).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn seeded_sampling_is_reproducible_and_top_k_1_is_greedy() {
+    let mut rng = Rng(31);
+    let l = rng.vec(5000, 3.0);
+    let argmax = sample(&l, &[], greedy_params()).token;
+    let base = SampleParams { greedy: 0, temperature: 1.3, top_k: 0, top_p: 1.0, rep_penalty: 1.0, seed: 42, step: 0, n_alt: 3, ..Default::default() };
+    let a: Vec<u32> = (0..8).map(|s| sample(&l, &[], SampleParams { step: s, ..base }).token).collect();
+    let b: Vec<u32> = (0..8).map(|s| sample(&l, &[], SampleParams { step: s, ..base }).token).collect();
+    assert_eq!(a, b, "same seed and step, same token");
+    let c: Vec<u32> = (0..8).map(|s| sample(&l, &[], SampleParams { step: s, seed: 43, ..base }).token).collect();
+    assert_ne!(a, c, "another seed gives another sequence");
+    let mut distinct = a.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert!(distinct.len() > 1, "temperature sampling over 5000 flat-ish logits draws different tokens");
+    for s in 0..5 {
+        let d = sample(&l, &[], SampleParams { top_k: 1, step: s, ..base });
+        assert_eq!((d.token, d.prob), (argmax, 1.0), "top-k = 1 is greedy");
+    }
+}
+
+#[test]
+fn top_k_and_top_p_draw_only_from_the_specified_set_with_the_right_frequencies() {
+    // Ten candidates with known probabilities, the rest negligible.
+    let mut l = vec![-30.0f32; 1000];
+    let lead = [(10usize, 3.0f32), (20, 2.5), (30, 2.0), (40, 1.5), (50, 1.0), (60, 0.5), (70, 0.0), (80, -0.5)];
+    for (i, v) in lead {
+        l[i] = v;
+    }
+    let p = softmax(&l, 1.0);
+    let mut by_p: Vec<usize> = (0..l.len()).collect();
+    by_p.sort_by(|&a, &b| p[b].partial_cmp(&p[a]).unwrap());
+
+    // top-k = 3: only the three best, frequencies ~ renormalised probabilities.
+    let base = SampleParams { greedy: 0, temperature: 1.0, top_k: 3, top_p: 1.0, rep_penalty: 1.0, seed: 7, n_alt: 4, ..Default::default() };
+    let n = 300;
+    let mut count = std::collections::HashMap::new();
+    for s in 0..n {
+        let d = sample(&l, &[], SampleParams { step: s, ..base });
+        assert!(by_p[..3].contains(&(d.token as usize)), "top-k 3 drew token {}", d.token);
+        let z: f64 = by_p[..3].iter().map(|&i| p[i]).sum();
+        assert!((d.prob as f64 - p[d.token as usize] / z).abs() < 1e-4, "reported probability is renormalised over the kept set");
+        assert_eq!(d.alts[3].1, 0.0, "the 4th alternative is outside top-k, probability 0");
+        *count.entry(d.token).or_insert(0usize) += 1;
+    }
+    let z: f64 = by_p[..3].iter().map(|&i| p[i]).sum();
+    for &i in &by_p[..3] {
+        let expect = p[i] / z * n as f64;
+        let got = *count.get(&(i as u32)).unwrap_or(&0) as f64;
+        // 4.5 standard deviations of a binomial: fails only if the distribution is wrong.
+        let sd = (n as f64 * (p[i] / z) * (1.0 - p[i] / z)).sqrt();
+        assert!((got - expect).abs() < 4.5 * sd + 1.0, "token {i}: drawn {got} times, expected {expect:.1}");
+    }
+
+    // top-p = 0.8: the smallest top set with mass >= 0.8 (computed here in f64).
+    let mut mass = 0.0;
+    let mut keep = 0;
+    while mass < 0.8 {
+        mass += p[by_p[keep]];
+        keep += 1;
+    }
+    let tp = SampleParams { top_k: 0, top_p: 0.8, ..base };
+    let mut seen = std::collections::HashSet::new();
+    for s in 0..200 {
+        let d = sample(&l, &[], SampleParams { step: s, ..tp });
+        assert!(by_p[..keep].contains(&(d.token as usize)), "top-p 0.8 drew token {} outside the {keep}-token nucleus", d.token);
+        seen.insert(d.token);
+    }
+    assert_eq!(seen.len(), keep, "every token of the nucleus gets drawn");
+    // top-p tiny: only the best token.
+    let d = sample(&l, &[], SampleParams { top_k: 0, top_p: 0.01, ..base });
+    assert_eq!((d.token as usize, d.prob), (by_p[0], 1.0));
+}
