@@ -4,6 +4,7 @@
 pub mod config;
 pub mod cpu;
 pub mod error;
+pub mod generate;
 pub mod gpu;
 pub mod quant;
 pub mod hf;
