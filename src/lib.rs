@@ -5,6 +5,7 @@ pub mod config;
 pub mod cpu;
 pub mod error;
 pub mod hf;
+pub mod random;
 pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;
