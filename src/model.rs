@@ -320,8 +320,8 @@ impl Model {
         let out_read = gpu.readback_buffer("sample_out_read", SAMPLE_OUT_WORDS as u64 * 4);
 
         // The Params arena: one uniform slot per dispatch, each bind group pointing at its own slot.
-        let slot_size = (gpu.info.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES) as u32;
-        let n_slots = wte.len() * 2 + cfg.n_layer * 8 + 2 + 1;
+        let slot_size = PARAMS_BYTES.next_multiple_of(gpu.info.limits.min_uniform_buffer_offset_alignment.max(16) as u64) as u32;
+        let n_slots = wte.len() + cfg.n_layer * 8 + 1 + wte.len() + 1; // embed, layers, ln_f, logits, sample
         let arena = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
             size: n_slots as u64 * slot_size as u64,
