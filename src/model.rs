@@ -632,6 +632,49 @@ impl Model {
         })
     }
 
+    /// Where the time of one step goes: runs a step of `t` tokens (at the current position) op by op,
+    /// waiting for the GPU after each, and returns (label, dispatches, seconds) per kind of op. Native
+    /// diagnostic for `gpt2 bench --profile`; the real step records everything into one submit.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(String, usize, f64)>> {
+        let fr = self.begin(tokens)?;
+        let sp = SampleParams { v: self.config.vocab_size as u32, greedy: 1, temperature: 1.0, top_p: 1.0, rep_penalty: 1.0, ..Default::default() };
+        self.write_slot(self.sample.slot, bytemuck::bytes_of(&sp));
+        self.flush_params();
+        let mut out: Vec<(String, usize, f64)> = Vec::new();
+        let ops: Vec<&Op> = self.body.iter().chain(&self.head).chain(std::iter::once(&self.sample)).collect();
+        self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+        for op in ops {
+            let label = match &op.what {
+                What::Linear { head: true, .. } => "logits".to_string(),
+                What::Linear { flags, .. } if flags & MM_GELU != 0 => "fc+gelu".to_string(),
+                What::Linear { flags, .. } if flags & MM_ACCUMULATE != 0 => "proj+residual".to_string(),
+                What::Linear { .. } => "qkv".to_string(),
+                What::LayerNorm { head: true } => "ln_f".to_string(),
+                _ => op.kernel.name().to_string(),
+            };
+            let t0 = std::time::Instant::now();
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.record(&mut pass, op, fr);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+            let dt = t0.elapsed().as_secs_f64();
+            match out.iter_mut().find(|(l, _, _)| *l == label) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += dt;
+                }
+                None => out.push((label, 1, dt)),
+            }
+        }
+        self.pos += tokens.len();
+        self.gpu.check()?;
+        Ok(out)
+    }
+
     /// Append `tokens` to the context and return the logits at every one of their positions, [T, V].
     /// (The CLI's `logits` command and the tests; generation never reads logits back.)
     pub async fn append_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
