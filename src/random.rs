@@ -109,7 +109,8 @@ pub fn write_random_model(cfg: &Gpt2Config, dtype: Dtype, dir: &Path, tokenizer_
     write("tokenizer.json", tokenizer_json)?;
 
     let specs = tensor_specs(cfg);
-    let decl: Vec<(&str, Dtype, &[usize])> = specs.iter().map(|s| (s.name.as_str(), dtype.clone(), &s.shape[..])).collect();
+    let decl: Vec<(&str, Dtype, &[usize])> =
+        specs.iter().map(|s| (s.name.as_str(), dtype.clone(), &s.shape[..])).collect();
     let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into();
     let tmp = dir.join("model.safetensors.partial");
     let mut w = SafetensorsWriter::create(&tmp, &decl, Some(&meta))?;

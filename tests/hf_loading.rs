@@ -74,6 +74,11 @@ fn loads_the_fixture_folder() {
     assert_eq!(w.wte.len(), 50257 * 128);
     assert_eq!(w.layers.len(), 2);
     assert_eq!(w.layers[1].fc_w.len(), 128 * 512);
+
+    // The in-memory constructor (the browser's path) over shared bytes gives the same tensors.
+    let shared: std::sync::Arc<[u8]> = read(&tiny_file("model.safetensors")).into();
+    let mut m = HfModel::from_parts(&tiny_config(), shared, b"{}".to_vec()).unwrap();
+    assert_eq!(Gpt2Weights::load(&mut m).unwrap().ln_f_w, w.ln_f_w);
 }
 
 #[test]
@@ -198,10 +203,13 @@ fn missing_files_are_named() {
 #[test]
 fn configs_that_are_not_gpt2_are_rejected() {
     let base: serde_json::Value = serde_json::from_slice(&tiny_config()).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut serde_json::Value)>)> = vec![
-        ("model_type", Box::new(|c| c["model_type"] = "bert".into())),
-        ("n_embd", Box::new(|c| { c.as_object_mut().unwrap().remove("n_embd"); })),
-        ("n_head", Box::new(|c| c["n_head"] = 3.into())), // 128 is not a multiple of 3
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 3] = [
+        ("model_type", |c| c["model_type"] = "bert".into()),
+        ("n_embd", |c| {
+            c.as_object_mut().unwrap().remove("n_embd");
+        }),
+        ("n_head", |c| c["n_head"] = 3.into()), // 128 is not a multiple of 3
     ];
     for (field, edit) in cases {
         let mut c = base.clone();
@@ -235,8 +243,11 @@ fn a_config_of_another_size_is_caught_at_open() {
     c["n_embd"] = 256.into();
     c["n_head"] = 4.into();
     let e = HfModel::from_parts(&serde_json::to_vec(&c).unwrap(), bytes, Vec::new()).unwrap_err();
-    assert!(matches!(&e, Error::WrongShape { name, expected, actual }
-        if name == "wte.weight" && expected == &vec![50257, 256] && actual == &vec![50257, 128]), "{e:?}");
+    assert!(
+        matches!(&e, Error::WrongShape { name, expected, actual }
+        if name == "wte.weight" && expected == &vec![50257, 256] && actual == &vec![50257, 128]),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -245,7 +256,10 @@ fn truncated_safetensors() {
     let full = bytes.len() as u64;
     // In memory, cut inside the data...
     let e = from_bytes(bytes[..bytes.len() - 1000].to_vec()).unwrap_err();
-    assert!(matches!(e, Error::Truncated { expected, actual, .. } if expected == full && actual == full - 1000), "{e:?}");
+    assert!(
+        matches!(e, Error::Truncated { expected, actual, .. } if expected == full && actual == full - 1000),
+        "{e:?}"
+    );
     // ... inside the header, and before the header length.
     assert!(matches!(from_bytes(bytes[..100].to_vec()), Err(Error::Truncated { .. })));
     assert!(matches!(from_bytes(bytes[..5].to_vec()), Err(Error::Truncated { .. })));
@@ -278,7 +292,8 @@ fn garbage_headers() {
     let e = from_bytes(f).unwrap_err();
     assert!(matches!(e, Error::BadSafetensors { .. }) && e.to_string().contains("wte.weight"), "{e}");
     // Offsets that overlap.
-    let hdr = br#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#;
+    let hdr =
+        br#"{"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}}"#;
     let mut f = (hdr.len() as u64).to_le_bytes().to_vec();
     f.extend_from_slice(hdr);
     f.extend_from_slice(&[0; 6]);
@@ -305,10 +320,16 @@ fn a_wrong_shape_is_named() {
         vec![],
     );
     let e = from_bytes(bytes).unwrap_err();
-    assert!(matches!(&e, Error::WrongShape { name, expected, actual }
-        if name == "h.0.attn.c_attn.weight" && expected == &vec![128, 384] && actual == &vec![384, 128]), "{e:?}");
+    assert!(
+        matches!(&e, Error::WrongShape { name, expected, actual }
+        if name == "h.0.attn.c_attn.weight" && expected == &vec![128, 384] && actual == &vec![384, 128]),
+        "{e:?}"
+    );
     let msg = e.to_string();
-    assert!(msg.contains("h.0.attn.c_attn.weight") && msg.contains("[384, 128]") && msg.contains("[128, 384]"), "{msg}");
+    assert!(
+        msg.contains("h.0.attn.c_attn.weight") && msg.contains("[384, 128]") && msg.contains("[128, 384]"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -327,7 +348,10 @@ fn unsupported_dtypes_are_named() {
             vec![],
         );
         let e = from_bytes(bytes).unwrap_err();
-        assert!(matches!(&e, Error::UnsupportedDtype { name, dtype: d } if name == "ln_f.bias" && d == dtype.as_str()), "{e:?}");
+        assert!(
+            matches!(&e, Error::UnsupportedDtype { name, dtype: d } if name == "ln_f.bias" && d == dtype.as_str()),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("ln_f.bias"), "{e}");
     }
 }
@@ -402,5 +426,8 @@ fn random_models_open_with_the_right_shapes() {
     let w16 = Gpt2Weights::load(&mut m16).unwrap();
     assert!(w16.wte.iter().zip(&w.wte).all(|(&g, &o)| g == half::f16::from_f32(o).to_f32()));
 
-    assert!(matches!(write_random_model(&cfg, Dtype::I32, &dir.path().join("i"), tok, 7), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        write_random_model(&cfg, Dtype::I32, &dir.path().join("i"), tok, 7),
+        Err(Error::InvalidArgument(_))
+    ));
 }
