@@ -4,10 +4,12 @@
 //
 // Shapes as in matmul.wgsl: W [N, K] out-major in format `wfmt`, w_stride u32 words per row.
 // At T = 1 a tiled GEMM wastes 63/64 of its tile, and the op is bound by reading W once, so here
-// 32 threads share one output row: they walk the row's words side by side (coalesced reads), each
-// unpacks 1 (f32), 2 (f16), 4 (q8) or 8 (q4) weights per word, and the 32 partial sums are reduced in
-// workgroup memory.
-// Dispatch: (ceil(N / 8), M) workgroups of 256 threads = 8 rows x 32 lanes.
+// `lanes` threads share one output row: they walk the row's words side by side (coalesced reads on a
+// GPU), each unpacks 1 (f32), 2 (f16), 4 (q8) or 8 (q4) weights per word, and the partial sums are
+// reduced in workgroup memory. `lanes` (a power of two <= 32) is chosen per device: 32 on GPUs; 1 on
+// CPU adapters (lavapipe, SwiftShader), where every workgroup barrier costs a context switch and a
+// thread that owns a whole row is an order of magnitude faster.
+// Dispatch: (ceil(N / (256 / lanes)), M) workgroups of 256 threads = (256 / lanes) rows x lanes.
 
 struct Params {
     M: u32,
@@ -21,7 +23,7 @@ struct Params {
     w_stride: u32,
     wfmt: u32,
     s_stride: u32,
-    _pad: u32,
+    lanes: u32,      // threads per row (gemv only; matmul ignores it)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,8 +33,6 @@ struct Params {
 @group(0) @binding(4) var<storage, read> bias: array<f32>;         // [N]
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [M, y_stride]
 
-const LANES: u32 = 32u;
-const ROWS: u32 = 8u;
 var<workgroup> red: array<f32, 256>;
 
 fn scale_at(e: u32) -> f32 {
@@ -51,19 +51,19 @@ fn gelu(v: f32) -> f32 {
     return 0.5 * v * (1.0 + t);
 }
 
-fn row_dot(n: u32, m: u32, lane: u32) -> f32 {
+fn row_dot(n: u32, m: u32, lane: u32, lanes: u32) -> f32 {
     let wo = n * p.w_stride;
     let xo = (p.x_row0 + m) * p.x_stride;
     var acc = 0.0;
     switch p.wfmt {
         case 1u: { // f16: 2 per word
-            for (var i = lane; i < p.w_stride; i += LANES) {
+            for (var i = lane; i < p.w_stride; i += lanes) {
                 let v = unpack2x16float(w[wo + i]);
                 acc += xk(xo, 2u * i) * v.x + xk(xo, 2u * i + 1u) * v.y;
             }
         }
         case 2u: { // q8: 4 per word, 8 words per group of 32
-            for (var i = lane; i < p.w_stride; i += LANES) {
+            for (var i = lane; i < p.w_stride; i += lanes) {
                 let word = w[wo + i];
                 let k = 4u * i;
                 let q = vec4<f32>(vec4<i32>(
@@ -74,7 +74,7 @@ fn row_dot(n: u32, m: u32, lane: u32) -> f32 {
             }
         }
         case 3u: { // q4: 8 per word, 4 words per group of 32
-            for (var i = lane; i < p.w_stride; i += LANES) {
+            for (var i = lane; i < p.w_stride; i += lanes) {
                 let word = w[wo + i];
                 let k = 8u * i;
                 let lo = vec4<f32>(vec4<u32>(word & 15u, (word >> 4u) & 15u, (word >> 8u) & 15u, (word >> 12u) & 15u)) - 8.0;
@@ -85,7 +85,7 @@ fn row_dot(n: u32, m: u32, lane: u32) -> f32 {
             }
         }
         default: { // f32
-            for (var i = lane; i < p.K; i += LANES) {
+            for (var i = lane; i < p.K; i += lanes) {
                 acc += x[xo + i] * bitcast<f32>(w[wo + i]);
             }
         }
@@ -95,24 +95,28 @@ fn row_dot(n: u32, m: u32, lane: u32) -> f32 {
 
 @compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let r = li / LANES;
-    let lane = li % LANES;
-    let n = wg.x * ROWS + r;
+    let lanes = p.lanes;
+    let r = li / lanes;
+    let lane = li % lanes;
+    let n = wg.x * (256u / lanes) + r;
     let m = wg.y;
     var acc = 0.0;
     if (n < p.N) {
-        acc = row_dot(n, m, lane);
+        acc = row_dot(n, m, lane, lanes);
     }
-    red[li] = acc;
-    workgroupBarrier();
-    for (var s = LANES / 2u; s > 0u; s = s / 2u) {
-        if (lane < s) {
-            red[li] = red[li] + red[li + s];
-        }
+    if (lanes > 1u) {
+        red[li] = acc;
         workgroupBarrier();
+        for (var s = lanes / 2u; s > 0u; s = s / 2u) {
+            if (lane < s) {
+                red[li] = red[li] + red[li + s];
+            }
+            workgroupBarrier();
+        }
+        acc = red[li];
     }
     if (lane == 0u && n < p.N) {
-        var v = red[li];
+        var v = acc;
         if ((p.flags & 1u) != 0u) {
             v += bias[n];
         }

@@ -25,7 +25,7 @@ struct Params {
     w_stride: u32,
     wfmt: u32,
     s_stride: u32,
-    _pad: u32,
+    lanes: u32,      // gemv only
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

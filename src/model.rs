@@ -488,7 +488,7 @@ impl Model {
                 w_stride,
                 wfmt,
                 s_stride,
-                _pad: 0,
+                lanes: self.gpu.gemv_lanes,
             })
             .to_vec(),
             What::KvAppend => bytemuck::bytes_of(&KvAppendParams { t: fr.t, c, pos0: fr.pos0, _pad: 0 }).to_vec(),
@@ -515,7 +515,7 @@ impl Model {
             What::Linear { n, head, .. } => {
                 let m = if head { fr.head_rows } else { fr.t };
                 if m == 1 {
-                    (Kernel::Gemv, (n.div_ceil(8), 1))
+                    (Kernel::Gemv, (n.div_ceil(256 / self.gpu.gemv_lanes), 1))
                 } else {
                     (Kernel::Matmul, (n.div_ceil(64), m.div_ceil(64)))
                 }

@@ -107,6 +107,9 @@ pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: GpuInfo,
+    /// Threads per output row in gemv.wgsl: 32 on GPUs, 1 on CPU adapters (see the shader's header).
+    /// GPT2_GEMV_LANES overrides it for benchmarking.
+    pub gemv_lanes: u32,
     layouts: Vec<(Kernel, wgpu::BindGroupLayout)>,
     pipelines: Vec<(Kernel, wgpu::ComputePipeline)>,
     /// Validation/OOM errors the device reported outside an error scope, surfaced by `check()`.
@@ -217,7 +220,14 @@ impl Gpu {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
         }
-        Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, layouts, pipelines, errors, lost })
+        let mut gemv_lanes = if adapter_info.device_type == wgpu::DeviceType::Cpu { 1 } else { 32 };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(l) = std::env::var("GPT2_GEMV_LANES").ok().and_then(|v| v.parse::<u32>().ok()) {
+            if l.is_power_of_two() && l <= 32 {
+                gemv_lanes = l;
+            }
+        }
+        Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, gemv_lanes, layouts, pipelines, errors, lost })
     }
 
     pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {

@@ -50,7 +50,8 @@ pub struct MatmulParams {
     pub w_stride: u32,
     pub wfmt: u32,
     pub s_stride: u32,
-    pub _pad: u32,
+    /// gemv: threads per output row (power of two <= 32); see Gpu::gemv_lanes.
+    pub lanes: u32,
 }
 
 /// shaders/kv_append.wgsl
