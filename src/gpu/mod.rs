@@ -220,6 +220,7 @@ impl Gpu {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
         }
+        #[allow(unused_mut)]
         let mut gemv_lanes = if adapter_info.device_type == wgpu::DeviceType::Cpu { 1 } else { 32 };
         #[cfg(not(target_arch = "wasm32"))]
         if let Some(l) = std::env::var("GPT2_GEMV_LANES").ok().and_then(|v| v.parse::<u32>().ok()) {
