@@ -1,0 +1,241 @@
+//! Shared by the integration tests: where the fixtures are, the float64 Hugging Face reference outputs,
+//! a tolerance check that explains its failures, and unique temporary folders.
+//!
+//! Use from a test file with `mod common;`. Not every test file uses every helper.
+#![allow(dead_code)]
+
+use gpt2_webgpu::hf::HfModel;
+use gpt2_webgpu::safetensors::SafeTensors;
+use gpt2_webgpu::weights::Gpt2Weights;
+use std::path::{Path, PathBuf};
+
+/// The tiny-gpt2 fixture folder (config.json, model.safetensors, tokenizer.json, reference.*).
+pub const TINY_GPT2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-gpt2");
+
+pub fn tiny_dir() -> PathBuf {
+    PathBuf::from(TINY_GPT2)
+}
+
+pub fn tiny_file(name: &str) -> PathBuf {
+    tiny_dir().join(name)
+}
+
+pub fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
+/// Open tiny-gpt2 with `HfModel`.
+pub fn tiny_model() -> HfModel {
+    HfModel::open(&tiny_dir()).expect("open tiny-gpt2")
+}
+
+/// tiny-gpt2's weights, all f32 in host memory.
+pub fn tiny_weights() -> Gpt2Weights {
+    Gpt2Weights::load(&mut tiny_model()).expect("load tiny-gpt2 weights")
+}
+
+// ------------------------------------------------------------------------------------------------
+// the reference outputs
+
+/// One prompt of reference.json with its tensors from reference.safetensors.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: String,
+    pub text: String,
+    /// The prompt's token ids [T].
+    pub ids: Vec<u32>,
+    /// Greedy continuation and the top-2 logit gap at each step (absent for case4).
+    pub greedy_next_ids: Vec<u32>,
+    pub greedy_margins: Vec<f64>,
+    /// Logits at the last position [V].
+    pub logits_last: Vec<f32>,
+    /// Positions of `logits_at`'s rows, and those rows [k,V].
+    pub logits_positions: Vec<usize>,
+    pub logits_at: Vec<f32>,
+    /// hidden[j] [T,C]: the residual stream entering block j (j = 0: wte + wpe), hidden[L]: ln_f's
+    /// output. Empty when the case has none (case4).
+    pub hidden: Vec<Vec<f32>>,
+}
+
+impl Case {
+    /// Row i of `logits_at` [V].
+    pub fn logits_at_row(&self, i: usize) -> &[f32] {
+        let v = self.logits_last.len();
+        &self.logits_at[i * v..][..v]
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Reference {
+    pub n_layer: usize,
+    pub n_embd: usize,
+    pub vocab_size: usize,
+    pub cases: Vec<Case>,
+}
+
+impl Reference {
+    pub fn case(&self, name: &str) -> &Case {
+        self.cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no reference case {name}"))
+    }
+}
+
+/// Load tiny-gpt2's reference.json + reference.safetensors.
+pub fn load_reference() -> Reference {
+    let json: serde_json::Value =
+        serde_json::from_slice(&read(&tiny_file("reference.json"))).expect("reference.json is JSON");
+    let cfg = &json["config"];
+    let n_layer = cfg["n_layer"].as_u64().expect("config.n_layer") as usize;
+    let n_embd = cfg["n_embd"].as_u64().expect("config.n_embd") as usize;
+    let vocab_size = cfg["vocab_size"].as_u64().expect("config.vocab_size") as usize;
+
+    let bytes = read(&tiny_file("reference.safetensors"));
+    let st = SafeTensors::parse(&bytes, "reference.safetensors").expect("reference.safetensors parses");
+    let f32s = |name: &str| -> Option<Vec<f32>> { st.get(name).map(|t| t.to_f32().expect(name)) };
+    let i32s = |name: &str| -> Option<Vec<i32>> { st.get(name).map(|t| t.to_i32().expect(name)) };
+    let u32_list = |v: &serde_json::Value| -> Vec<u32> {
+        v.as_array().map(|a| a.iter().map(|x| x.as_u64().expect("id") as u32).collect()).unwrap_or_default()
+    };
+
+    let mut cases = Vec::new();
+    for c in json["cases"].as_array().expect("cases") {
+        let name = c["name"].as_str().expect("case name").to_string();
+        let ids = u32_list(&c["ids"]);
+        // The ids are stored twice; a disagreement would mean a broken fixture.
+        let st_ids: Vec<u32> = i32s(&format!("{name}.ids")).expect("caseN.ids").iter().map(|&i| i as u32).collect();
+        assert_eq!(ids, st_ids, "{name}: ids in reference.json and reference.safetensors differ");
+        let logits_last = f32s(&format!("{name}.logits_last")).expect("caseN.logits_last");
+        assert_eq!(logits_last.len(), vocab_size);
+        let logits_positions: Vec<usize> =
+            i32s(&format!("{name}.logits_positions")).expect("caseN.logits_positions").iter().map(|&p| p as usize).collect();
+        let logits_at = f32s(&format!("{name}.logits_at")).expect("caseN.logits_at");
+        assert_eq!(logits_at.len(), logits_positions.len() * vocab_size);
+        let hidden: Vec<Vec<f32>> = (0..=n_layer).map_while(|j| f32s(&format!("{name}.hidden.{j}"))).collect();
+        assert!(hidden.is_empty() || hidden.len() == n_layer + 1, "{name}: some hidden states missing");
+        cases.push(Case {
+            text: c["text"].as_str().unwrap_or_default().to_string(),
+            ids,
+            greedy_next_ids: u32_list(&c["greedy_next_ids"]),
+            greedy_margins: c["greedy_margins"]
+                .as_array()
+                .map(|a| a.iter().map(|x| x.as_f64().expect("margin")).collect())
+                .unwrap_or_default(),
+            logits_last,
+            logits_positions,
+            logits_at,
+            hidden,
+            name,
+        });
+    }
+    Reference { n_layer, n_embd, vocab_size, cases }
+}
+
+// ------------------------------------------------------------------------------------------------
+// tolerances
+
+/// How far `got` is from `want`.
+#[derive(Clone, Copy, Debug)]
+pub struct CloseStats {
+    /// Largest |got - want|.
+    pub max_abs: f64,
+    /// Index with the largest excess over the tolerance (or of max_abs when all pass).
+    pub worst: usize,
+    pub worst_got: f64,
+    pub worst_want: f64,
+    /// Elements with |got - want| > atol + rtol |want| (a NaN in either counts too).
+    pub violations: usize,
+    pub len: usize,
+}
+
+/// Compare element-wise with |got - want| <= atol + rtol * |want|, without panicking.
+pub fn compare<A: Copy + Into<f64>, B: Copy + Into<f64>>(got: &[A], want: &[B], atol: f64, rtol: f64) -> CloseStats {
+    assert_eq!(got.len(), want.len(), "compare: lengths differ ({} vs {})", got.len(), want.len());
+    let mut s = CloseStats { max_abs: 0.0, worst: 0, worst_got: f64::NAN, worst_want: f64::NAN, violations: 0, len: got.len() };
+    let mut worst_excess = f64::NEG_INFINITY;
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        let (g, w): (f64, f64) = (g.into(), w.into());
+        let err = (g - w).abs();
+        let excess = if err.is_nan() { f64::INFINITY } else { err - (atol + rtol * w.abs()) };
+        if excess > 0.0 {
+            s.violations += 1;
+        }
+        if err > s.max_abs || err.is_nan() {
+            s.max_abs = if err.is_nan() { f64::NAN } else { err };
+        }
+        if excess > worst_excess {
+            worst_excess = excess;
+            s.worst = i;
+            s.worst_got = g;
+            s.worst_want = w;
+        }
+    }
+    s
+}
+
+/// Assert |got - want| <= atol + rtol * |want| everywhere. On failure the message gives the worst index,
+/// its values, the largest error and how many elements failed. Returns the stats (to print max errors).
+#[track_caller]
+pub fn assert_close<A: Copy + Into<f64>, B: Copy + Into<f64>>(
+    name: &str,
+    got: &[A],
+    want: &[B],
+    atol: f64,
+    rtol: f64,
+) -> CloseStats {
+    let s = compare(got, want, atol, rtol);
+    assert!(
+        s.violations == 0,
+        "{name}: {} of {} elements differ by more than {atol:e} + {rtol:e}*|want|; worst at [{}]: got {} want {} \
+         (|diff| {:e}); max |diff| {:e}",
+        s.violations,
+        s.len,
+        s.worst,
+        s.worst_got,
+        s.worst_want,
+        (s.worst_got - s.worst_want).abs(),
+        s.max_abs
+    );
+    s
+}
+
+/// Index of the largest value (first on ties).
+pub fn argmax<T: Copy + Into<f64>>(x: &[T]) -> usize {
+    let mut best = 0;
+    for i in 1..x.len() {
+        if x[i].into() > x[best].into() {
+            best = i;
+        }
+    }
+    best
+}
+
+// ------------------------------------------------------------------------------------------------
+// temporary folders
+
+/// A fresh folder under the system temp dir, removed (with its contents) on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// `tag` makes the name readable; the process id and a counter make it unique.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let p = std::env::temp_dir().join(format!(
+            "gpt2-webgpu-test-{tag}-{}-{}-{nanos}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).unwrap_or_else(|e| panic!("cannot create {}: {e}", p.display()));
+        TempDir(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
