@@ -8,6 +8,7 @@ pub mod gpu;
 pub mod quant;
 pub mod hf;
 pub mod model;
+pub mod package;
 pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;
