@@ -3,6 +3,8 @@
 
 pub mod config;
 pub mod cpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod download;
 pub mod error;
 pub mod gpu;
 pub mod quant;
