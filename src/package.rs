@@ -163,7 +163,7 @@ pub fn layout(cfg: &Gpt2Config, quant: WeightFormat) -> (Vec<TensorEntry>, u64) 
 }
 
 /// Total bytes of the shards of a package of `cfg` in `quant`, without writing it. (tokenizer.json,
-/// 1.36 MB for GPT-2, and manifest.json, a few hundred kB at most, come on top.)
+/// about 1.4 MB for GPT-2, and manifest.json, a few hundred kB at most, come on top.)
 pub fn package_size_plan(cfg: &Gpt2Config, quant: WeightFormat) -> u64 {
     layout(cfg, quant).1
 }
@@ -328,7 +328,7 @@ impl Manifest {
                 if r.bytes != want {
                     return Err(bad(format!("tensor `{}` {what} is {} bytes, but {} {:?} needs {want}", t.name, r.bytes, t.format, t.shape)));
                 }
-                if r.offset % ALIGN != 0 {
+                if !r.offset.is_multiple_of(ALIGN) {
                     return Err(bad(format!("tensor `{}` {what} starts at byte {}, which is not a multiple of {ALIGN}", t.name, r.offset)));
                 }
                 if r.offset < pos {

@@ -534,7 +534,8 @@ fn sq_err(got: &[f32], want: &[f32]) -> (f64, f64) {
 #[test]
 fn q8_scale_granularity_measurement() {
     // name, [N, K] matrices
-    let mut sets: Vec<(String, Vec<(Vec<f32>, usize, usize)>)> = Vec::new();
+    type Mats = Vec<(Vec<f32>, usize, usize)>;
+    let mut sets: Vec<(String, Mats)> = Vec::new();
     let mut src = tiny_model();
     let mut tiny = Vec::new();
     for spec in tensor_specs(src.config()) {
