@@ -114,6 +114,7 @@ pub fn logits(x: &[f64], wte: &[f32], c: usize) -> Vec<f64> {
     assert_eq!(wte.len() % c, 0);
     let (t_len, v_len) = (x.len() / c, wte.len() / c);
     let mut out = vec![0f64; t_len * v_len]; // [T,V]
+
     // v outermost: each wte row (the big operand, V*C) is read once and used for all T rows of x.
     for (v, wr) in wte.chunks_exact(c).enumerate() {
         for (t, xr) in x.chunks_exact(c).enumerate() {
@@ -147,7 +148,7 @@ pub fn residual_add(x: &mut [f64], y: &[f64]) {
 /// Softmax of every row, max-subtracted (exact in f64; the subtraction only avoids overflow).
 /// x [R,N] -> [R,N].
 pub fn softmax_rows(x: &[f64], n: usize) -> Vec<f64> {
-    assert!(n > 0 && x.len() % n == 0);
+    assert!(n > 0 && x.len().is_multiple_of(n));
     let mut y = x.to_vec();
     for row in y.chunks_exact_mut(n) {
         softmax_inplace(row);
@@ -171,7 +172,8 @@ fn softmax_inplace(row: &mut [f64]) {
 pub fn split_qkv(qkv: &[f64], c: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     assert_eq!(qkv.len() % (3 * c), 0);
     let t_len = qkv.len() / (3 * c);
-    let (mut q, mut k, mut v) = (Vec::with_capacity(t_len * c), Vec::with_capacity(t_len * c), Vec::with_capacity(t_len * c));
+    let (mut q, mut k, mut v) =
+        (Vec::with_capacity(t_len * c), Vec::with_capacity(t_len * c), Vec::with_capacity(t_len * c));
     for row in qkv.chunks_exact(3 * c) {
         q.extend_from_slice(&row[..c]);
         k.extend_from_slice(&row[c..2 * c]);
@@ -194,7 +196,7 @@ pub fn attention(qkv: &[f64], c: usize, nh: usize) -> Vec<f64> {
 pub fn attention_with_past(q: &[f64], k: &[f64], v: &[f64], c: usize, nh: usize) -> Vec<f64> {
     assert_eq!(c % nh, 0);
     assert_eq!(k.len(), v.len());
-    assert!(q.len() <= k.len() && q.len() % c == 0 && k.len() % c == 0);
+    assert!(q.len() <= k.len() && q.len().is_multiple_of(c) && k.len().is_multiple_of(c));
     let hs = c / nh;
     let (t_len, s_len) = (q.len() / c, k.len() / c);
     let pos0 = s_len - t_len;
@@ -333,7 +335,10 @@ fn run(w: &Gpt2Weights, cache: &mut CpuKvCache, ids: &[u32], rows: &[usize]) -> 
         return Err(Error::InvalidArgument("the KV cache was made for another model config".into()));
     }
     if let Some(&r) = rows.iter().find(|&&r| r >= ids.len()) {
-        return Err(Error::InvalidArgument(format!("logits requested at position {r} but there are only {} tokens", ids.len())));
+        return Err(Error::InvalidArgument(format!(
+            "logits requested at position {r} but there are only {} tokens",
+            ids.len()
+        )));
     }
     let pos0 = cache.len();
     let mut x = embed(w, ids, pos0)?; // [T,C], errors before the cache is touched
@@ -344,6 +349,7 @@ fn run(w: &Gpt2Weights, cache: &mut CpuKvCache, ids: &[u32], rows: &[usize]) -> 
     }
     cache.len = pos0 + ids.len();
     let xf = layer_norm(&x, &w.ln_f_w, &w.ln_f_b, eps_f64(cfg.layer_norm_epsilon)); // [T,C]
+
     // Only the requested rows go through the [C,V] projection: it dominates the cost (V = 50257).
     let picked: Vec<f64> = rows.iter().flat_map(|&r| xf[r * c..][..c].iter().copied()).collect(); // [k,C]
     let logits = logits(&picked, &w.wte, c); // [k,V]

@@ -18,11 +18,28 @@ use std::sync::Arc;
 /// The prefix some checkpoints put before every canonical name.
 const PREFIX: &str = "transformer.";
 
+/// The bytes of a model.safetensors held in memory, for `HfModel::from_parts`. Built from a `Vec<u8>`
+/// or an `Arc<[u8]>` without copying (a copy of a 500 MB model would double the browser's peak memory).
+pub struct ModelBytes(Bytes);
+
+impl From<Vec<u8>> for ModelBytes {
+    fn from(v: Vec<u8>) -> Self {
+        ModelBytes(Bytes::Vec(v))
+    }
+}
+
+impl From<Arc<[u8]>> for ModelBytes {
+    fn from(v: Arc<[u8]>) -> Self {
+        ModelBytes(Bytes::Shared(v))
+    }
+}
+
 /// Where the safetensors bytes live.
 enum Bytes {
     #[cfg(not(target_arch = "wasm32"))]
     Mmap(memmap2::Mmap),
-    Owned(Arc<[u8]>),
+    Vec(Vec<u8>),
+    Shared(Arc<[u8]>),
 }
 
 impl Bytes {
@@ -30,7 +47,8 @@ impl Bytes {
         match self {
             #[cfg(not(target_arch = "wasm32"))]
             Bytes::Mmap(m) => m,
-            Bytes::Owned(v) => v,
+            Bytes::Vec(v) => v,
+            Bytes::Shared(v) => v,
         }
     }
 }
@@ -76,7 +94,7 @@ impl HfModel {
         let len = file.metadata().map_err(|e| Error::io(&st_path, e))?.len();
         let bytes = if len < 4096 {
             // Tiny (surely broken) files: read them; mapping zero bytes is an error on some platforms.
-            Bytes::Owned(read("model.safetensors")?.into())
+            Bytes::Vec(read("model.safetensors")?)
         } else {
             // SAFETY: the map is read-only. Like every mmap reader we assume nobody truncates or rewrites the
             // file while the model is open (doing so would be a bug outside this program).
@@ -87,14 +105,15 @@ impl HfModel {
 }
 
 impl HfModel {
-    /// Build from bytes already in memory (the browser's fetches, tests). Validates like `open`.
+    /// Build from bytes already in memory (the browser's fetches, tests): `safetensors_bytes` is a
+    /// `Vec<u8>` or an `Arc<[u8]>`. Validates like `open`.
     pub fn from_parts(
         config_json: &[u8],
-        safetensors_bytes: impl Into<Arc<[u8]>>,
+        safetensors_bytes: impl Into<ModelBytes>,
         tokenizer_json: Vec<u8>,
     ) -> Result<HfModel> {
         let config = Gpt2Config::from_json(config_json)?;
-        Self::assemble(config, Bytes::Owned(safetensors_bytes.into()), tokenizer_json, "model.safetensors".into())
+        Self::assemble(config, safetensors_bytes.into().0, tokenizer_json, "model.safetensors".into())
     }
 
     fn assemble(config: Gpt2Config, bytes: Bytes, tokenizer_json: Vec<u8>, label: String) -> Result<HfModel> {

@@ -6,11 +6,13 @@ pub mod cpu;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod download;
 pub mod error;
+pub mod generate;
 pub mod gpu;
-pub mod quant;
 pub mod hf;
 pub mod model;
 pub mod package;
+pub mod quant;
+pub mod random;
 pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;

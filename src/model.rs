@@ -320,8 +320,8 @@ impl Model {
         let out_read = gpu.readback_buffer("sample_out_read", SAMPLE_OUT_WORDS as u64 * 4);
 
         // The Params arena: one uniform slot per dispatch, each bind group pointing at its own slot.
-        let slot_size = (gpu.info.limits.min_uniform_buffer_offset_alignment as u64).max(PARAMS_BYTES) as u32;
-        let n_slots = wte.len() * 2 + cfg.n_layer * 8 + 2 + 1;
+        let slot_size = PARAMS_BYTES.next_multiple_of(gpu.info.limits.min_uniform_buffer_offset_alignment.max(16) as u64) as u32;
+        let n_slots = wte.len() + cfg.n_layer * 8 + 1 + wte.len() + 1; // embed, layers, ln_f, logits, sample
         let arena = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
             size: n_slots as u64 * slot_size as u64,
@@ -630,6 +630,49 @@ impl Model {
             prob: f32::from_bits(w[1]),
             alternatives: (0..n_alt).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect(),
         })
+    }
+
+    /// Where the time of one step goes: runs a step of `t` tokens (at the current position) op by op,
+    /// waiting for the GPU after each, and returns (label, dispatches, seconds) per kind of op. Native
+    /// diagnostic for `gpt2 bench --profile`; the real step records everything into one submit.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(String, usize, f64)>> {
+        let fr = self.begin(tokens)?;
+        let sp = SampleParams { v: self.config.vocab_size as u32, greedy: 1, temperature: 1.0, top_p: 1.0, rep_penalty: 1.0, ..Default::default() };
+        self.write_slot(self.sample.slot, bytemuck::bytes_of(&sp));
+        self.flush_params();
+        let mut out: Vec<(String, usize, f64)> = Vec::new();
+        let ops: Vec<&Op> = self.body.iter().chain(&self.head).chain(std::iter::once(&self.sample)).collect();
+        self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+        for op in ops {
+            let label = match &op.what {
+                What::Linear { head: true, .. } => "logits".to_string(),
+                What::Linear { flags, .. } if flags & MM_GELU != 0 => "fc+gelu".to_string(),
+                What::Linear { flags, .. } if flags & MM_ACCUMULATE != 0 => "proj+residual".to_string(),
+                What::Linear { .. } => "qkv".to_string(),
+                What::LayerNorm { head: true } => "ln_f".to_string(),
+                _ => op.kernel.name().to_string(),
+            };
+            let t0 = std::time::Instant::now();
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.record(&mut pass, op, fr);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+            let dt = t0.elapsed().as_secs_f64();
+            match out.iter_mut().find(|(l, _, _)| *l == label) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += dt;
+                }
+                None => out.push((label, 1, dt)),
+            }
+        }
+        self.pos += tokens.len();
+        self.gpu.check()?;
+        Ok(out)
     }
 
     /// Append `tokens` to the context and return the logits at every one of their positions, [T, V].

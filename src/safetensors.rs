@@ -127,18 +127,17 @@ impl Header {
     /// Parse and validate the header of `bytes` (the whole file). `file_label` names the file in errors.
     pub fn parse(bytes: &[u8], file_label: &str) -> Result<Header> {
         let bad = |reason: String| Error::BadSafetensors { file: file_label.to_string(), reason };
-        let truncated = |expected: u64| Error::Truncated {
-            file: file_label.to_string(),
-            expected,
-            actual: bytes.len() as u64,
-        };
+        let truncated =
+            |expected: u64| Error::Truncated { file: file_label.to_string(), expected, actual: bytes.len() as u64 };
 
         if bytes.len() < 8 {
             return Err(truncated(8));
         }
         let n = u64::from_le_bytes(bytes[0..8].try_into().unwrap());
         if n > MAX_HEADER_LEN {
-            return Err(bad(format!("the header length field says {n} bytes, which is implausible (not a safetensors file?)")));
+            return Err(bad(format!(
+                "the header length field says {n} bytes, which is implausible (not a safetensors file?)"
+            )));
         }
         if n < 2 {
             return Err(bad(format!("the header length field says {n} bytes, too short for a JSON object")));
@@ -147,8 +146,8 @@ impl Header {
         if bytes.len() < data_start {
             return Err(truncated(data_start as u64));
         }
-        let header_text = std::str::from_utf8(&bytes[8..data_start])
-            .map_err(|e| bad(format!("the header is not UTF-8 ({e})")))?;
+        let header_text =
+            std::str::from_utf8(&bytes[8..data_start]).map_err(|e| bad(format!("the header is not UTF-8 ({e})")))?;
         let json: serde_json::Value =
             serde_json::from_str(header_text).map_err(|e| bad(format!("the header is not valid JSON ({e})")))?;
         let obj = json.as_object().ok_or_else(|| bad("the header is not a JSON object".into()))?;
@@ -180,7 +179,9 @@ impl Header {
                 .iter()
                 .map(|d| d.as_u64().and_then(|d| usize::try_from(d).ok()))
                 .collect::<Option<Vec<usize>>>()
-                .ok_or_else(|| bad(format!("tensor `{name}` has a shape that is not a list of non-negative integers")))?;
+                .ok_or_else(|| {
+                    bad(format!("tensor `{name}` has a shape that is not a list of non-negative integers"))
+                })?;
             let offs = e
                 .get("data_offsets")
                 .and_then(|o| o.as_array())
@@ -327,14 +328,12 @@ impl TensorView<'_> {
         let d = self.data;
         Ok(match self.dtype {
             Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-            Dtype::F16 => d
-                .chunks_exact(2)
-                .map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                .collect(),
-            Dtype::BF16 => d
-                .chunks_exact(2)
-                .map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32())
-                .collect(),
+            Dtype::F16 => {
+                d.chunks_exact(2).map(|b| half::f16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()).collect()
+            }
+            Dtype::BF16 => {
+                d.chunks_exact(2).map(|b| half::bf16::from_bits(u16::from_le_bytes([b[0], b[1]])).to_f32()).collect()
+            }
             Dtype::F64 => d.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
             _ => return Err(self.unsupported()),
         })
@@ -383,17 +382,20 @@ pub struct SafetensorsWriter<W: Write> {
     out: W,
     label: String,
     /// (name, bytes) in data order.
-    plan: Vec<(String, u64)>,
+    plan: Plan,
     /// Index of the tensor being written and how many of its bytes are already out.
     current: usize,
     written: u64,
 }
 
+/// The writer's plan: (name, byte length) of each tensor in data order.
+type Plan = Vec<(String, u64)>;
+
 /// Serialize the header for `tensors` (in that data order), padded with spaces so 8 + N is a multiple of 8.
 fn header_bytes(
     tensors: &[(&str, Dtype, &[usize])],
     metadata: Option<&BTreeMap<String, String>>,
-) -> Result<(Vec<u8>, Vec<(String, u64)>)> {
+) -> Result<(Vec<u8>, Plan)> {
     let mut obj = serde_json::Map::new();
     if let Some(m) = metadata {
         let m: serde_json::Map<String, serde_json::Value> =
@@ -404,7 +406,9 @@ fn header_bytes(
     let mut offset = 0u64;
     for (name, dtype, shape) in tensors {
         if *name == "__metadata__" || obj.contains_key(*name) {
-            return Err(Error::InvalidArgument(format!("safetensors writer: tensor name `{name}` is reserved or repeated")));
+            return Err(Error::InvalidArgument(format!(
+                "safetensors writer: tensor name `{name}` is reserved or repeated"
+            )));
         }
         let size = dtype.size().ok_or_else(|| {
             Error::InvalidArgument(format!("safetensors writer: dtype {dtype} of `{name}` has no known element size"))
@@ -568,7 +572,12 @@ mod tests {
         let b: Vec<u8> = [7i64, -8].iter().flat_map(|x| x.to_le_bytes()).collect();
         let meta: BTreeMap<String, String> = [("format".to_string(), "pt".to_string())].into();
         let file = serialize_safetensors(
-            &[("a", Dtype::F32, &[3], &a), ("empty", Dtype::F16, &[0, 4], &[]), ("b", Dtype::I64, &[2], &b), ("e2", Dtype::U8, &[0], &[])],
+            &[
+                ("a", Dtype::F32, &[3], &a),
+                ("empty", Dtype::F16, &[0, 4], &[]),
+                ("b", Dtype::I64, &[2], &b),
+                ("e2", Dtype::U8, &[0], &[]),
+            ],
             Some(&meta),
         )
         .unwrap();

@@ -37,7 +37,13 @@ fn hidden_states_match_reference() {
         }
         // forward() computes every position's logits: its last row must be logits_last.
         let t = case.ids.len();
-        let s = assert_close(&format!("{}.logits_last (full forward)", case.name), out.logits_row(t - 1), &case.logits_last, ATOL, 0.0);
+        let s = assert_close(
+            &format!("{}.logits_last (full forward)", case.name),
+            out.logits_row(t - 1),
+            &case.logits_last,
+            ATOL,
+            0.0,
+        );
         println!("{}.logits_last via forward: max |diff| {:.2e}", case.name, s.max_abs);
     }
     assert!(checked > 0, "the fixture has no hidden states to check");
@@ -54,10 +60,22 @@ fn logits_match_reference_for_every_case() {
         positions.push(t - 1);
         let out = cpu::forward_logits_at(w, &case.ids, &positions).unwrap();
         let elapsed = start.elapsed();
-        let s = assert_close(&format!("{}.logits_last", case.name), out.logits_row(positions.len() - 1), &case.logits_last, ATOL, 0.0);
+        let s = assert_close(
+            &format!("{}.logits_last", case.name),
+            out.logits_row(positions.len() - 1),
+            &case.logits_last,
+            ATOL,
+            0.0,
+        );
         let mut worst = s.max_abs;
         for (i, &p) in case.logits_positions.iter().enumerate() {
-            let s = assert_close(&format!("{}.logits_at[{i}] (position {p})", case.name), out.logits_row(i), case.logits_at_row(i), ATOL, 0.0);
+            let s = assert_close(
+                &format!("{}.logits_at[{i}] (position {p})", case.name),
+                out.logits_row(i),
+                case.logits_at_row(i),
+                ATOL,
+                0.0,
+            );
             worst = worst.max(s.max_abs);
         }
         println!("{} (T={t}): logits max |diff| {worst:.2e}, forward {:.2?}", case.name, elapsed);
@@ -82,7 +100,11 @@ fn greedy_continuation_with_kv_cache() {
                 println!("{}: step {i} has margin {margin:.1e}: stopping the comparison there", case.name);
                 break;
             }
-            assert_eq!(next, want, "{}: greedy step {i} picked {next}, Hugging Face picked {want} (margin {margin})", case.name);
+            assert_eq!(
+                next, want,
+                "{}: greedy step {i} picked {next}, Hugging Face picked {want} (margin {margin})",
+                case.name
+            );
             compared += 1;
             step_logits.push(logits);
             ids.push(next);
@@ -96,7 +118,8 @@ fn greedy_continuation_with_kv_cache() {
         let full = cpu::forward_logits_at(w, &ids, &positions).unwrap();
         let mut worst = 0f64;
         for (i, got) in step_logits.iter().enumerate() {
-            let s = assert_close(&format!("{} step {i}: cached vs full", case.name), got, full.logits_row(i), 1e-9, 0.0);
+            let s =
+                assert_close(&format!("{} step {i}: cached vs full", case.name), got, full.logits_row(i), 1e-9, 0.0);
             worst = worst.max(s.max_abs);
         }
         println!("{}: KV-cache vs full recompute max |diff| {worst:.2e}", case.name);
@@ -171,6 +194,9 @@ fn ops_on_known_values() {
     let qkv = [0.3, -1.0, 2.0, 0.1, 5.0, 6.0, 7.0, 8.0, 1.5, 2.5, 3.5, 4.5];
     assert_eq!(cpu::attention(&qkv, c, nh), vec![1.5, 2.5, 3.5, 4.5]);
     // Two tokens, identical keys: the second query averages both values.
-    let qkv2 = [0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, /* t=1 */ 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0];
+    let qkv2 = [
+        0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0, /* t=1 */ 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0,
+        1.0, 4.0, 4.0, 4.0, 4.0,
+    ];
     assert_eq!(cpu::attention(&qkv2, c, nh), vec![2.0, 2.0, 2.0, 2.0, 3.0, 3.0, 3.0, 3.0]);
 }

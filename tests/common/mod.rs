@@ -105,8 +105,11 @@ pub fn load_reference() -> Reference {
         assert_eq!(ids, st_ids, "{name}: ids in reference.json and reference.safetensors differ");
         let logits_last = f32s(&format!("{name}.logits_last")).expect("caseN.logits_last");
         assert_eq!(logits_last.len(), vocab_size);
-        let logits_positions: Vec<usize> =
-            i32s(&format!("{name}.logits_positions")).expect("caseN.logits_positions").iter().map(|&p| p as usize).collect();
+        let logits_positions: Vec<usize> = i32s(&format!("{name}.logits_positions"))
+            .expect("caseN.logits_positions")
+            .iter()
+            .map(|&p| p as usize)
+            .collect();
         let logits_at = f32s(&format!("{name}.logits_at")).expect("caseN.logits_at");
         assert_eq!(logits_at.len(), logits_positions.len() * vocab_size);
         let hidden: Vec<Vec<f32>> = (0..=n_layer).map_while(|j| f32s(&format!("{name}.hidden.{j}"))).collect();
@@ -149,7 +152,8 @@ pub struct CloseStats {
 /// Compare element-wise with |got - want| <= atol + rtol * |want|, without panicking.
 pub fn compare<A: Copy + Into<f64>, B: Copy + Into<f64>>(got: &[A], want: &[B], atol: f64, rtol: f64) -> CloseStats {
     assert_eq!(got.len(), want.len(), "compare: lengths differ ({} vs {})", got.len(), want.len());
-    let mut s = CloseStats { max_abs: 0.0, worst: 0, worst_got: f64::NAN, worst_want: f64::NAN, violations: 0, len: got.len() };
+    let mut s =
+        CloseStats { max_abs: 0.0, worst: 0, worst_got: f64::NAN, worst_want: f64::NAN, violations: 0, len: got.len() };
     let mut worst_excess = f64::NEG_INFINITY;
     for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
         let (g, w): (f64, f64) = (g.into(), w.into());
@@ -219,7 +223,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let p = std::env::temp_dir().join(format!(
             "gpt2-webgpu-test-{tag}-{}-{}-{nanos}",
             std::process::id(),

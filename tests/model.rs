@@ -1,0 +1,227 @@
+//! The whole model on the GPU against Hugging Face's float64 outputs for tiny-gpt2 (tests/fixtures),
+//! plus the KV cache, generation, sampling and bad-input behaviour of the engine.
+
+mod common;
+
+use common::*;
+use gpt2_webgpu::generate::{GenerateOptions, Generation};
+use gpt2_webgpu::gpu::Gpu;
+use gpt2_webgpu::model::{Model, SamplingParams};
+use gpt2_webgpu::quant::WeightFormat;
+use gpt2_webgpu::tokenizer::Tokenizer;
+use gpt2_webgpu::Error;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// One GPU and one loaded tiny model for the whole file (tests run serially; loading is the slow part).
+fn model() -> std::sync::MutexGuard<'static, Model> {
+    static M: OnceLock<Mutex<Model>> = OnceLock::new();
+    M.get_or_init(|| {
+        let gpu = Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)"));
+        let mut src = tiny_model();
+        Mutex::new(pollster::block_on(Model::load(gpu, &mut src, WeightFormat::F32)).unwrap())
+    })
+    .lock()
+    .unwrap_or_else(|e| e.into_inner())
+}
+
+fn tokenizer() -> Tokenizer {
+    Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap()
+}
+
+fn reference() -> &'static Reference {
+    static R: OnceLock<Reference> = OnceLock::new();
+    R.get_or_init(load_reference)
+}
+
+#[test]
+fn logits_match_hugging_face_for_every_case_including_the_full_context() {
+    let mut m = model();
+    for case in &reference().cases {
+        m.reset();
+        let logits = pollster::block_on(m.append_logits(&case.ids)).unwrap();
+        let v = m.config().vocab_size;
+        let t = case.ids.len();
+        let last = &logits[(t - 1) * v..t * v];
+        let s = assert_close(&format!("{} logits_last (T={t})", case.name), last, &case.logits_last, 1e-3, 0.0);
+        eprintln!("{}: T={t} max |dlogit| last = {:.2e}", case.name, s.max_abs);
+        for (i, &pos) in case.logits_positions.iter().enumerate() {
+            assert_close(&format!("{} logits_at[{pos}]", case.name), &logits[pos * v..(pos + 1) * v], case.logits_at_row(i), 1e-3, 0.0);
+        }
+    }
+}
+
+#[test]
+fn hidden_states_match_per_layer() {
+    let mut m = model();
+    let mut checked = 0;
+    for case in reference().cases.iter().filter(|c| !c.hidden.is_empty()) {
+        let hidden = pollster::block_on(m.hidden_states(&case.ids)).unwrap();
+        assert_eq!(hidden.len(), case.hidden.len());
+        for (j, (got, want)) in hidden.iter().zip(&case.hidden).enumerate() {
+            assert_close(&format!("{} hidden.{j}", case.name), got, want, 1e-3, 0.0);
+            checked += 1;
+        }
+    }
+    assert!(checked > 0, "the fixture has hidden states");
+}
+
+#[test]
+fn greedy_generation_follows_the_reference_until_the_margins_get_too_thin() {
+    let mut m = model();
+    let tok = tokenizer();
+    for case in reference().cases.iter().filter(|c| !c.greedy_next_ids.is_empty()) {
+        // Compare up to (and including) the first step whose top-two margin is below our error bound.
+        let trusted = case.greedy_margins.iter().position(|&g| g < 1e-2).map_or(case.greedy_next_ids.len(), |i| i + 1);
+        let opts = GenerateOptions { max_new_tokens: trusted, sampling: SamplingParams::greedy(), stop_at_eos: false };
+        let mut gen = Generation::from_ids(&tok, m.config(), case.ids.clone(), opts).unwrap();
+        let mut got = Vec::new();
+        while let Some(p) = pollster::block_on(gen.next(&mut m, &tok)).unwrap() {
+            got.push(p.token);
+        }
+        let n_exact = trusted - usize::from(trusted < case.greedy_next_ids.len()); // the thin step itself may differ
+        assert_eq!(got[..n_exact], case.greedy_next_ids[..n_exact], "{}: greedy continuation", case.name);
+        eprintln!("{}: {} greedy tokens equal to the reference", case.name, n_exact);
+    }
+}
+
+#[test]
+fn kv_cache_decode_equals_rerunning_the_whole_prompt() {
+    let mut m = model();
+    let ids = reference().cases[2].ids.clone(); // 20 tokens
+    let v = m.config().vocab_size;
+    // Prefill 13 tokens, then append the rest one by one (and a pair), reading the logits each time.
+    m.reset();
+    pollster::block_on(m.append_logits(&ids[..13])).unwrap();
+    let mut incremental = Vec::new();
+    let mut i = 13;
+    while i < ids.len() {
+        let n = if i == 15 { 2 } else { 1 };
+        let l = pollster::block_on(m.append_logits(&ids[i..i + n])).unwrap();
+        incremental.push((i + n - 1, l[(n - 1) * v..].to_vec()));
+        i += n;
+    }
+    m.reset();
+    let full = pollster::block_on(m.append_logits(&ids)).unwrap();
+    for (pos, l) in incremental {
+        assert_close(&format!("cached logits at {pos}"), &l, &full[pos * v..(pos + 1) * v], 1e-4, 0.0);
+    }
+}
+
+#[test]
+fn seeded_generation_is_reproducible_and_streams_exact_text() {
+    let mut m = model();
+    let tok = tokenizer();
+    let run = |m: &mut Model, seed: u64| {
+        let sampling = SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, repetition_penalty: 1.2, seed, alternatives: 3 };
+        let opts = GenerateOptions { max_new_tokens: 12, sampling, stop_at_eos: false };
+        let mut gen = Generation::new(&tok, m.config(), "Grüße aus Köln — 東京 🙂", opts).unwrap();
+        let mut pieces = Vec::new();
+        while let Some(p) = pollster::block_on(gen.next(m, &tok)).unwrap() {
+            assert!(p.alternatives.len() == 3 && p.prob > 0.0 && p.prob <= 1.0);
+            assert!(p.alternatives.windows(2).all(|w| w[0].prob >= w[1].prob), "alternatives sorted by probability");
+            pieces.push(p);
+        }
+        pieces
+    };
+    let a = run(&mut m, 1234);
+    let b = run(&mut m, 1234);
+    let c = run(&mut m, 999);
+    let ids = |v: &[gpt2_webgpu::generate::Piece]| v.iter().map(|p| p.token).collect::<Vec<_>>();
+    assert_eq!(ids(&a), ids(&b), "same seed, same tokens");
+    assert_ne!(ids(&a), ids(&c), "another seed, other tokens");
+    let text: String = a.iter().map(|p| p.text.as_str()).collect();
+    assert_eq!(text, tok.decode(&ids(&a)).unwrap(), "streamed pieces concatenate to the decoded text");
+    assert!(a.last().unwrap().last);
+}
+
+#[test]
+fn top_k_1_equals_greedy_through_the_whole_model() {
+    let mut m = model();
+    let tok = tokenizer();
+    let ids = reference().cases[1].ids.clone();
+    let go = |m: &mut Model, sampling: SamplingParams| {
+        let opts = GenerateOptions { max_new_tokens: 8, sampling, stop_at_eos: false };
+        let mut gen = Generation::from_ids(&tok, m.config(), ids.clone(), opts).unwrap();
+        let mut out = Vec::new();
+        while let Some(p) = pollster::block_on(gen.next(m, &tok)).unwrap() {
+            out.push(p.token);
+        }
+        out
+    };
+    let greedy = go(&mut m, SamplingParams::greedy());
+    let k1 = go(&mut m, SamplingParams { temperature: 1.5, top_k: 1, seed: 5, ..SamplingParams::greedy() });
+    assert_eq!(greedy, k1);
+}
+
+#[test]
+fn empty_prompt_generates_from_endoftext_and_long_prompts_keep_their_tail() {
+    let mut m = model();
+    let tok = tokenizer();
+    let opts = GenerateOptions { max_new_tokens: 3, sampling: SamplingParams::greedy(), stop_at_eos: false };
+    let mut gen = Generation::new(&tok, m.config(), "", opts.clone()).unwrap();
+    assert_eq!(gen.prompt_tokens(), 1);
+    assert!(gen.notices()[0].contains("unconditionally"));
+    let first = pollster::block_on(gen.next(&mut m, &tok)).unwrap().unwrap();
+    m.reset();
+    let l = pollster::block_on(m.append_logits(&[tok.eos_id()])).unwrap();
+    assert_eq!(first.token as usize, argmax(&l), "unconditional generation starts from <|endoftext|>");
+
+    // 1030 tokens: the first 6 are dropped, with a notice, and generation works.
+    let long: Vec<u32> = (0..1030u32).map(|i| (i * 7919) % 50000).collect();
+    let mut gen = Generation::from_ids(&tok, m.config(), long.clone(), opts).unwrap();
+    assert_eq!(gen.prompt_tokens(), 1024);
+    assert!(gen.notices().iter().any(|n| n.contains("dropped 6")), "{:?}", gen.notices());
+    let first = pollster::block_on(gen.next(&mut m, &tok)).unwrap().unwrap();
+    m.reset();
+    let l = pollster::block_on(m.append_logits(&long[6..])).unwrap();
+    assert_eq!(first.token as usize, argmax(&l[1023 * 50257..]));
+}
+
+#[test]
+fn generation_slides_the_window_when_the_context_is_full() {
+    let mut m = model();
+    let tok = tokenizer();
+    let prompt: Vec<u32> = (0..1020u32).map(|i| (i * 104729) % 50000).collect();
+    let opts = GenerateOptions { max_new_tokens: 8, sampling: SamplingParams::greedy(), stop_at_eos: false };
+    let mut gen = Generation::from_ids(&tok, m.config(), prompt.clone(), opts).unwrap();
+    let mut got = Vec::new();
+    while let Some(p) = pollster::block_on(gen.next(&mut m, &tok)).unwrap() {
+        got.push(p.token);
+    }
+    assert_eq!(got.len(), 8);
+    assert_eq!(gen.reencodes(), 1, "1020 + 8 tokens cross the 1024 window once");
+    // Token 6 (index 5) was the first sampled after the slide: greedy over the most recent 768 tokens.
+    let mut ctx = prompt.clone();
+    ctx.extend_from_slice(&got[..5]);
+    let window = &ctx[ctx.len() - 768..];
+    m.reset();
+    let l = pollster::block_on(m.append_logits(window)).unwrap();
+    assert_eq!(got[5] as usize, argmax(&l[767 * 50257..]), "after sliding, the next token comes from the re-encoded window");
+}
+
+#[test]
+fn bad_inputs_give_errors_not_panics() {
+    let mut m = model();
+    m.reset();
+    match pollster::block_on(m.append_logits(&[5, 50257, 7])) {
+        Err(Error::TokenOutOfRange { id: 50257, vocab: 50257 }) => {}
+        other => panic!("expected TokenOutOfRange, got {other:?}"),
+    }
+    assert!(matches!(pollster::block_on(m.append_logits(&[])), Err(Error::InvalidArgument(_))));
+    let too_long = vec![1u32; 1025];
+    assert!(matches!(pollster::block_on(m.append_logits(&too_long)), Err(Error::InvalidArgument(_))));
+    let bad = SamplingParams { top_p: 0.0, ..SamplingParams::greedy() };
+    assert!(matches!(pollster::block_on(m.step(&[1], &bad, &[1], 0)), Err(Error::InvalidArgument(_))));
+    let bad = SamplingParams { temperature: -1.0, ..SamplingParams::greedy() };
+    assert!(matches!(pollster::block_on(m.step(&[1], &bad, &[1], 0)), Err(Error::InvalidArgument(_))));
+    let tok = tokenizer();
+    assert!(matches!(
+        Generation::from_ids(&tok, m.config(), vec![1, 99999], GenerateOptions::default()),
+        Err(Error::TokenOutOfRange { .. })
+    ));
+    // After the errors the model still works.
+    m.reset();
+    let case = &reference().cases[0];
+    let l = pollster::block_on(m.append_logits(&case.ids)).unwrap();
+    assert_close("logits after errors", &l[(case.ids.len() - 1) * 50257..], &case.logits_last, 1e-3, 0.0);
+}
