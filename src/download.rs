@@ -62,7 +62,12 @@ pub struct DownloadOptions {
 
 impl Default for DownloadOptions {
     fn default() -> Self {
-        DownloadOptions { retries: 8, backoff: Duration::from_secs(1), connect_timeout: Duration::from_secs(30), read_timeout: Duration::from_secs(60) }
+        DownloadOptions {
+            retries: 8,
+            backoff: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(30),
+            read_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -81,7 +86,10 @@ pub fn download_with(
 ) -> Result<()> {
     let repo = repo_for(model).ok_or_else(|| {
         let names: Vec<&str> = MODELS.iter().map(|(m, _)| *m).collect();
-        Error::InvalidArgument(format!("unknown model \"{model}\"; `download` knows {}", names.join(", ")))
+        Error::InvalidArgument(format!(
+            "unknown model \"{model}\"; `download` knows {}",
+            names.join(", ")
+        ))
     })?;
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -102,7 +110,9 @@ pub fn download_with(
             fetch(&agent, &url, &dest, file, opts, &mut progress)?;
         }
         let checked = match file {
-            "config.json" => std::fs::read(&dest).map_err(|e| Error::io(&dest, e)).and_then(|b| Gpt2Config::from_json(&b).map(|_| ())),
+            "config.json" => std::fs::read(&dest)
+                .map_err(|e| Error::io(&dest, e))
+                .and_then(|b| Gpt2Config::from_json(&b).map(|_| ())),
             "tokenizer.json" => std::fs::read(&dest)
                 .map_err(|e| Error::io(&dest, e))
                 .and_then(|b| crate::tokenizer::Tokenizer::from_bytes(&b).map(|_| ())),
@@ -126,7 +136,11 @@ fn part_path(dest: &Path) -> PathBuf {
 
 /// The first bytes of an HTML page (a login wall, an error page served with 200).
 fn looks_like_html(head: &[u8]) -> bool {
-    let start = head.iter().position(|b| !b.is_ascii_whitespace()).map(|i| &head[i..]).unwrap_or(&[]);
+    let start = head
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .map(|i| &head[i..])
+        .unwrap_or(&[]);
     let lower: Vec<u8> = start.iter().take(16).map(|b| b.to_ascii_lowercase()).collect();
     lower.starts_with(b"<!doctype") || lower.starts_with(b"<html")
 }
@@ -142,7 +156,14 @@ enum Attempt {
 /// Fetch `url` into `dest` via `dest.part`, resuming and retrying. On a refusal (non-2xx other than
 /// the transient ones, HTML) the `.part` is deleted; after too many dropped connections it is kept, so
 /// that the next run resumes.
-fn fetch(agent: &ureq::Agent, url: &str, dest: &Path, file: &str, opts: &DownloadOptions, progress: &mut impl FnMut(Progress)) -> Result<()> {
+fn fetch(
+    agent: &ureq::Agent,
+    url: &str,
+    dest: &Path,
+    file: &str,
+    opts: &DownloadOptions,
+    progress: &mut impl FnMut(Progress),
+) -> Result<()> {
     let part = part_path(dest);
     let mut failures = 0u32;
     loop {
@@ -156,14 +177,28 @@ fn fetch(agent: &ureq::Agent, url: &str, dest: &Path, file: &str, opts: &Downloa
                 if failures > opts.retries {
                     let kept = match std::fs::metadata(&part) {
                         Ok(m) if m.len() > 0 => {
-                            format!(" The partial file {} ({} bytes) is kept: run the download again to resume.", part.display(), m.len())
+                            format!(
+                                " The partial file {} ({} bytes) is kept: run the download again to resume.",
+                                part.display(),
+                                m.len()
+                            )
                         }
                         _ => " Check the network connection and the hub URL, then try again.".into(),
                     };
-                    return Err(Error::Download { url: url.into(), reason: format!("{why}; gave up after {failures} attempts.{kept}") });
+                    return Err(Error::Download {
+                        url: url.into(),
+                        reason: format!("{why}; gave up after {failures} attempts.{kept}"),
+                    });
                 }
-                let wait = opts.backoff.saturating_mul(1 << (failures - 1).min(5)).min(Duration::from_secs(30));
-                log::warn!("{url}: {why}; resuming in {wait:?} (attempt {} of {})", failures + 1, opts.retries + 1);
+                let wait = opts
+                    .backoff
+                    .saturating_mul(1 << (failures - 1).min(5))
+                    .min(Duration::from_secs(30));
+                log::warn!(
+                    "{url}: {why}; resuming in {wait:?} (attempt {} of {})",
+                    failures + 1,
+                    opts.retries + 1
+                );
                 std::thread::sleep(wait);
             }
             Err(e) => {
@@ -182,13 +217,26 @@ fn header<'a>(resp: &'a ureq::http::Response<ureq::Body>, name: &str) -> Option<
 fn content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let rest = v.trim().strip_prefix("bytes")?.trim_start();
     let (range, total) = rest.split_once('/')?;
-    let total = if total.trim() == "*" { None } else { Some(total.trim().parse().ok()?) };
+    let total = if total.trim() == "*" {
+        None
+    } else {
+        Some(total.trim().parse().ok()?)
+    };
     let (start, _end) = range.split_once('-')?;
     Some((start.trim().parse().ok()?, total))
 }
 
-fn attempt(agent: &ureq::Agent, url: &str, part: &Path, file: &str, progress: &mut impl FnMut(Progress)) -> Result<Attempt> {
-    let refuse = |reason: String| Error::Download { url: url.into(), reason };
+fn attempt(
+    agent: &ureq::Agent,
+    url: &str,
+    part: &Path,
+    file: &str,
+    progress: &mut impl FnMut(Progress),
+) -> Result<Attempt> {
+    let refuse = |reason: String| Error::Download {
+        url: url.into(),
+        reason,
+    };
     let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
     let mut req = agent.get(url);
     if have > 0 {
@@ -206,7 +254,9 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, file: &str, progress: &m
             other => {
                 // Not the range we asked for: start over.
                 let _ = std::fs::remove_file(part);
-                return Ok(Attempt::Retry(format!("the server answered a different range ({other:?}) than bytes={have}-; restarting the file")));
+                return Ok(Attempt::Retry(format!(
+                    "the server answered a different range ({other:?}) than bytes={have}-; restarting the file"
+                )));
             }
         },
         200..=299 => {
@@ -215,12 +265,16 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, file: &str, progress: &m
         }
         416 if have > 0 => {
             // Nothing past `have`: done if `have` is the full size, otherwise the .part is stale.
-            let total = header(&resp, "content-range").and_then(content_range).and_then(|(_, t)| t);
+            let total = header(&resp, "content-range")
+                .and_then(content_range)
+                .and_then(|(_, t)| t);
             if total == Some(have) {
                 return Ok(Attempt::Done);
             }
             let _ = std::fs::remove_file(part);
-            return Ok(Attempt::Retry(format!("the partial file ({have} bytes) does not fit the server's copy; restarting")));
+            return Ok(Attempt::Retry(format!(
+                "the partial file ({have} bytes) does not fit the server's copy; restarting"
+            )));
         }
         500..=599 | 408 | 429 => return Ok(Attempt::Retry(format!("the server answered HTTP {status}"))),
         _ => {
@@ -229,7 +283,9 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, file: &str, progress: &m
                 404 => " (no such file: check the model name and the hub URL)",
                 _ => "",
             };
-            return Err(refuse(format!("the server answered HTTP {status}{hint}; nothing was kept")));
+            return Err(refuse(format!(
+                "the server answered HTTP {status}{hint}; nothing was kept"
+            )));
         }
     };
     if let Some(ct) = header(&resp, "content-type") {
@@ -254,7 +310,12 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, file: &str, progress: &m
             last_report = now;
             let secs = now.duration_since(t0).as_secs_f64();
             let rate = if secs > 0.0 { (done - start) as f64 / secs } else { 0.0 };
-            progress(Progress { file: file.into(), done, total, rate });
+            progress(Progress {
+                file: file.into(),
+                done,
+                total,
+                rate,
+            });
         }
     };
     report(done, true, progress);
@@ -269,27 +330,36 @@ fn attempt(agent: &ureq::Agent, url: &str, part: &Path, file: &str, progress: &m
             Err(e) => {
                 out.flush().map_err(|e| Error::io(part, e))?;
                 report(done, true, progress);
-                return Ok(Attempt::Retry(format!("the connection dropped after {done} bytes ({e})")));
+                return Ok(Attempt::Retry(format!(
+                    "the connection dropped after {done} bytes ({e})"
+                )));
             }
         };
         if first && start == 0 {
             first = false;
             if looks_like_html(&buf[..n]) {
                 drop(out);
-                return Err(refuse(format!("the server sent an HTML page instead of {file}; nothing was kept. Check the hub URL.")));
+                return Err(refuse(format!(
+                    "the server sent an HTML page instead of {file}; nothing was kept. Check the hub URL."
+                )));
             }
         }
         out.write_all(&buf[..n]).map_err(|e| Error::io(part, e))?;
         done += n as u64;
         if total.is_some_and(|t| done > t) {
-            return Err(refuse(format!("the server sent more than the {} bytes it announced; nothing was kept", total.unwrap())));
+            return Err(refuse(format!(
+                "the server sent more than the {} bytes it announced; nothing was kept",
+                total.unwrap()
+            )));
         }
         report(done, false, progress);
     }
     out.sync_all().map_err(|e| Error::io(part, e))?;
     report(done, true, progress);
     match total {
-        Some(t) if done < t => Ok(Attempt::Retry(format!("the connection closed after {done} of {t} bytes"))),
+        Some(t) if done < t => Ok(Attempt::Retry(format!(
+            "the connection closed after {done} of {t} bytes"
+        ))),
         _ => Ok(Attempt::Done),
     }
 }

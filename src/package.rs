@@ -129,7 +129,9 @@ fn region_sizes(role: Role, shape: &[usize], format: WeightFormat) -> (u64, Opti
         Role::Matrix | Role::Embedding => {
             let (n, k) = (shape[0] as u64, shape[1]);
             let data = n * format.row_bytes(k) as u64;
-            let scales = format.has_scales().then(|| (n * format.s_stride(k) as u64).div_ceil(2) * 4);
+            let scales = format
+                .has_scales()
+                .then(|| (n * format.s_stride(k) as u64).div_ceil(2) * 4);
             (data, scales)
         }
     }
@@ -144,7 +146,10 @@ fn align_up(x: u64) -> u64 {
 pub fn layout(cfg: &Gpt2Config, quant: WeightFormat) -> (Vec<TensorEntry>, u64) {
     let mut pos = 0u64;
     let mut place = |bytes: u64| {
-        let r = Region { offset: align_up(pos), bytes };
+        let r = Region {
+            offset: align_up(pos),
+            bytes,
+        };
         pos = r.end();
         r
     };
@@ -156,7 +161,13 @@ pub fn layout(cfg: &Gpt2Config, quant: WeightFormat) -> (Vec<TensorEntry>, u64) 
             let (data, scales) = region_sizes(spec.role, &shape, format);
             let data = place(data);
             let scales = scales.map(&mut place);
-            TensorEntry { name: spec.name.clone(), format: format.name().into(), shape, data, scales }
+            TensorEntry {
+                name: spec.name.clone(),
+                format: format.name().into(),
+                shape,
+                data,
+                scales,
+            }
         })
         .collect();
     (entries, pos)
@@ -184,11 +195,19 @@ fn hex(digest: &[u8]) -> String {
 /// Check `bytes` against a manifest file entry (size, then SHA-256). `label` names the file in errors.
 pub fn verify_file(entry: &FileEntry, bytes: &[u8], label: &str) -> Result<()> {
     if bytes.len() as u64 != entry.bytes {
-        return Err(Error::PackageFileSize { file: label.into(), expected: entry.bytes, actual: bytes.len() as u64 });
+        return Err(Error::PackageFileSize {
+            file: label.into(),
+            expected: entry.bytes,
+            actual: bytes.len() as u64,
+        });
     }
     let actual = sha256_hex(bytes);
     if actual != entry.sha256 {
-        return Err(Error::PackageChecksum { file: label.into(), expected: entry.sha256.clone(), actual });
+        return Err(Error::PackageChecksum {
+            file: label.into(),
+            expected: entry.sha256.clone(),
+            actual,
+        });
     }
     Ok(())
 }
@@ -211,9 +230,15 @@ impl Manifest {
     /// allows, region sizes that match that format, aligned, in order, inside the shards. `label` names
     /// the manifest in errors (its path when read from disk).
     pub fn parse(json: &[u8], label: &str) -> Result<ValidManifest> {
-        let bad = |reason: String| Error::Package { file: label.into(), reason };
-        let value: serde_json::Value = serde_json::from_slice(json)
-            .map_err(|e| bad(format!("is not valid JSON ({e}). The file is damaged: download or convert the package again.")))?;
+        let bad = |reason: String| Error::Package {
+            file: label.into(),
+            reason,
+        };
+        let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| {
+            bad(format!(
+                "is not valid JSON ({e}). The file is damaged: download or convert the package again."
+            ))
+        })?;
         // Format and version first: a future version may change everything else.
         match value.get("format").and_then(|f| f.as_str()) {
             Some(FORMAT) => {}
@@ -233,8 +258,11 @@ impl Manifest {
             }
             None => return Err(bad("has no numeric \"version\" field. The file is damaged: convert the package again.".into())),
         }
-        let manifest: Manifest = serde_json::from_value(value)
-            .map_err(|e| bad(format!("is malformed ({e}). The file is damaged: download or convert the package again.")))?;
+        let manifest: Manifest = serde_json::from_value(value).map_err(|e| {
+            bad(format!(
+                "is malformed ({e}). The file is damaged: download or convert the package again."
+            ))
+        })?;
         manifest.validate(label)
     }
 
@@ -246,19 +274,35 @@ impl Manifest {
     }
 
     fn validate(self, label: &str) -> Result<ValidManifest> {
-        let bad = |reason: String| Error::Package { file: label.into(), reason };
+        let bad = |reason: String| Error::Package {
+            file: label.into(),
+            reason,
+        };
         let config_json = serde_json::to_vec(&self.config).expect("JSON value serializes");
-        let config = Gpt2Config::from_json(&config_json).map_err(|e| bad(format!("its \"config\" is not usable: {e}")))?;
-        let quantization = WeightFormat::parse(&self.quantization)
-            .ok_or_else(|| bad(format!("has unknown quantization \"{}\" (expected f32, f16, q8 or q4)", self.quantization)))?;
+        let config =
+            Gpt2Config::from_json(&config_json).map_err(|e| bad(format!("its \"config\" is not usable: {e}")))?;
+        let quantization = WeightFormat::parse(&self.quantization).ok_or_else(|| {
+            bad(format!(
+                "has unknown quantization \"{}\" (expected f32, f16, q8 or q4)",
+                self.quantization
+            ))
+        })?;
 
         // Files.
         let check_entry = |what: &str, e: &FileEntry| -> Result<()> {
             if !safe_file_name(&e.file) {
                 return Err(bad(format!("{what} has an unsafe or empty file name \"{}\" (only a plain name inside the package folder is allowed)", e.file)));
             }
-            if e.sha256.len() != 64 || !e.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-                return Err(bad(format!("{what} {} has a malformed sha256 \"{}\" (expected 64 lowercase hex digits)", e.file, e.sha256)));
+            if e.sha256.len() != 64
+                || !e
+                    .sha256
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(bad(format!(
+                    "{what} {} has a malformed sha256 \"{}\" (expected 64 lowercase hex digits)",
+                    e.file, e.sha256
+                )));
             }
             Ok(())
         };
@@ -280,18 +324,33 @@ impl Manifest {
                 return Err(bad(format!("shard {} is empty", s.file)));
             }
             shard_starts.push(total);
-            total = total.checked_add(s.bytes).ok_or_else(|| bad("shard sizes overflow".into()))?;
+            total = total
+                .checked_add(s.bytes)
+                .ok_or_else(|| bad("shard sizes overflow".into()))?;
         }
         if total != self.total_bytes {
-            return Err(bad(format!("says total_bytes = {}, but its shards add up to {total}", self.total_bytes)));
+            return Err(bad(format!(
+                "says total_bytes = {}, but its shards add up to {total}",
+                self.total_bytes
+            )));
         }
 
         // Tensors: exactly tensor_specs, in that order.
         let specs = tensor_specs(&config);
-        let by_name: HashMap<&str, usize> = self.tensors.iter().enumerate().map(|(i, t)| (t.name.as_str(), i)).collect();
+        let by_name: HashMap<&str, usize> = self
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.as_str(), i))
+            .collect();
         if by_name.len() != self.tensors.len() {
             let mut seen = std::collections::HashSet::new();
-            let dup = self.tensors.iter().find(|t| !seen.insert(t.name.as_str())).map(|t| t.name.clone()).unwrap_or_default();
+            let dup = self
+                .tensors
+                .iter()
+                .find(|t| !seen.insert(t.name.as_str()))
+                .map(|t| t.name.clone())
+                .unwrap_or_default();
             return Err(bad(format!("lists tensor `{dup}` twice")));
         }
         for spec in &specs {
@@ -300,18 +359,27 @@ impl Manifest {
             }
         }
         if let Some(extra) = self.tensors.iter().find(|t| !specs.iter().any(|s| s.name == t.name)) {
-            return Err(bad(format!("lists tensor `{}`, which is not part of a GPT-2 with this config (n_layer {})", extra.name, config.n_layer)));
+            return Err(bad(format!(
+                "lists tensor `{}`, which is not part of a GPT-2 with this config (n_layer {})",
+                extra.name, config.n_layer
+            )));
         }
         let mut formats = Vec::with_capacity(specs.len());
         let mut pos = 0u64;
         for (spec, t) in specs.iter().zip(&self.tensors) {
             if spec.name != t.name {
-                return Err(bad(format!("lists tensor `{}` where `{}` should come: tensors must be in loading order", t.name, spec.name)));
+                return Err(bad(format!(
+                    "lists tensor `{}` where `{}` should come: tensors must be in loading order",
+                    t.name, spec.name
+                )));
             }
             let format = WeightFormat::parse(&t.format)
                 .ok_or_else(|| bad(format!("tensor `{}` has unknown format \"{}\"", t.name, t.format)))?;
             if spec.role == Role::Vector && format != WeightFormat::F32 {
-                return Err(bad(format!("vector `{}` has format {}; vectors are stored as f32", t.name, t.format)));
+                return Err(bad(format!(
+                    "vector `{}` has format {}; vectors are stored as f32",
+                    t.name, t.format
+                )));
             }
             let want_shape = stored_shape(spec);
             if t.shape != want_shape {
@@ -326,13 +394,22 @@ impl Manifest {
             let (data, scales) = region_sizes(spec.role, &want_shape, format);
             let mut check_region = |what: &str, r: &Region, want: u64| -> Result<()> {
                 if r.bytes != want {
-                    return Err(bad(format!("tensor `{}` {what} is {} bytes, but {} {:?} needs {want}", t.name, r.bytes, t.format, t.shape)));
+                    return Err(bad(format!(
+                        "tensor `{}` {what} is {} bytes, but {} {:?} needs {want}",
+                        t.name, r.bytes, t.format, t.shape
+                    )));
                 }
                 if !r.offset.is_multiple_of(ALIGN) {
-                    return Err(bad(format!("tensor `{}` {what} starts at byte {}, which is not a multiple of {ALIGN}", t.name, r.offset)));
+                    return Err(bad(format!(
+                        "tensor `{}` {what} starts at byte {}, which is not a multiple of {ALIGN}",
+                        t.name, r.offset
+                    )));
                 }
                 if r.offset < pos {
-                    return Err(bad(format!("tensor `{}` {what} starts at byte {}, overlapping the previous region (which ends at {pos})", t.name, r.offset)));
+                    return Err(bad(format!(
+                        "tensor `{}` {what} starts at byte {}, overlapping the previous region (which ends at {pos})",
+                        t.name, r.offset
+                    )));
                 }
                 let end = r.offset.checked_add(r.bytes).filter(|&e| e <= total).ok_or_else(|| {
                     bad(format!(
@@ -349,12 +426,25 @@ impl Manifest {
             match (&t.scales, scales) {
                 (Some(r), Some(want)) => check_region("scales", r, want)?,
                 (None, None) => {}
-                (Some(_), None) => return Err(bad(format!("tensor `{}` has scales, but format {} has none", t.name, t.format))),
-                (None, Some(_)) => return Err(bad(format!("tensor `{}` in format {} has no scales", t.name, t.format))),
+                (Some(_), None) => {
+                    return Err(bad(format!(
+                        "tensor `{}` has scales, but format {} has none",
+                        t.name, t.format
+                    )))
+                }
+                (None, Some(_)) => {
+                    return Err(bad(format!("tensor `{}` in format {} has no scales", t.name, t.format)))
+                }
             }
             formats.push(format);
         }
-        Ok(ValidManifest { manifest: self, config, quantization, formats, shard_starts })
+        Ok(ValidManifest {
+            manifest: self,
+            config,
+            quantization,
+            formats,
+            shard_starts,
+        })
     }
 }
 
@@ -363,7 +453,9 @@ fn safe_file_name(name: &str) -> bool {
     !name.is_empty()
         && name != "."
         && name != ".."
-        && name.bytes().all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\' && b != b':')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'/' && b != b'\\' && b != b':')
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -431,8 +523,15 @@ impl ShardWriter {
             let i = self.done.len();
             let p = self.path(i);
             w.flush().map_err(|e| Error::io(&p, e))?;
-            w.into_inner().map_err(|e| Error::io(&p, e.into_error()))?.sync_all().map_err(|e| Error::io(&p, e))?;
-            self.done.push(FileEntry { file: shard_file_name(i), bytes: n, sha256: hex(&h.finalize()) });
+            w.into_inner()
+                .map_err(|e| Error::io(&p, e.into_error()))?
+                .sync_all()
+                .map_err(|e| Error::io(&p, e))?;
+            self.done.push(FileEntry {
+                file: shard_file_name(i),
+                bytes: n,
+                sha256: hex(&h.finalize()),
+            });
         }
         Ok(())
     }
@@ -463,7 +562,9 @@ pub fn write_package_sharded(
     max_shard_bytes: u64,
 ) -> Result<Manifest> {
     if max_shard_bytes == 0 {
-        return Err(Error::InvalidArgument("the shard size limit must be at least 1 byte".into()));
+        return Err(Error::InvalidArgument(
+            "the shard size limit must be at least 1 byte".into(),
+        ));
     }
     let cfg = src.config().clone();
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
@@ -475,7 +576,13 @@ pub fn write_package_sharded(
 
     let (mut entries, total) = layout(&cfg, quant);
     let specs = tensor_specs(&cfg);
-    let mut w = ShardWriter { dir: out_dir.to_path_buf(), max: max_shard_bytes, done: Vec::new(), cur: None, pos: 0 };
+    let mut w = ShardWriter {
+        dir: out_dir.to_path_buf(),
+        max: max_shard_bytes,
+        done: Vec::new(),
+        cur: None,
+        pos: 0,
+    };
     for (spec, entry) in specs.iter().zip(&mut entries) {
         w.pad_to(entry.data.offset)?;
         match spec.role {
@@ -493,7 +600,11 @@ pub fn write_package_sharded(
                     m = PackedMatrix::pack_nk(&m.unpack(), m.n, m.k, format);
                 }
                 if [m.n, m.k] != entry.shape[..] {
-                    return Err(Error::WrongShape { name: spec.name.clone(), expected: entry.shape.clone(), actual: vec![m.n, m.k] });
+                    return Err(Error::WrongShape {
+                        name: spec.name.clone(),
+                        expected: entry.shape.clone(),
+                        actual: vec![m.n, m.k],
+                    });
                 }
                 assert_eq!(m.words.len() as u64 * 4, entry.data.bytes, "{}", spec.name);
                 w.write_u32s(&m.words)?;
@@ -529,7 +640,11 @@ pub fn write_package_sharded(
         config,
         quantization: quant.name().into(),
         total_bytes: total,
-        tokenizer: FileEntry { file: TOKENIZER_FILE.into(), bytes: tokenizer_json.len() as u64, sha256: sha256_hex(tokenizer_json) },
+        tokenizer: FileEntry {
+            file: TOKENIZER_FILE.into(),
+            bytes: tokenizer_json.len() as u64,
+            sha256: sha256_hex(tokenizer_json),
+        },
         shards,
         tensors: entries,
     };
@@ -583,7 +698,8 @@ impl ShardStore for DirStore {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Package {
                 file: p.display().to_string(),
-                reason: "is missing: the package is incomplete. Copy or download every file that manifest.json lists.".into(),
+                reason: "is missing: the package is incomplete. Copy or download every file that manifest.json lists."
+                    .into(),
             }),
             Err(e) => Err(Error::io(&p, e)),
         }
@@ -655,16 +771,17 @@ impl Package {
         };
         let valid = Manifest::parse(&json, &label)?;
         let tpath = dir.join(&valid.manifest.tokenizer.file);
-        let tokenizer_json = match std::fs::read(&tpath) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Package {
+        let tokenizer_json =
+            match std::fs::read(&tpath) {
+                Ok(t) => t,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(Error::Package {
                     file: tpath.display().to_string(),
-                    reason: "is missing: the package is incomplete. Copy or download every file that manifest.json lists.".into(),
-                })
-            }
-            Err(e) => return Err(Error::io(&tpath, e)),
-        };
+                    reason:
+                        "is missing: the package is incomplete. Copy or download every file that manifest.json lists."
+                            .into(),
+                }),
+                Err(e) => return Err(Error::io(&tpath, e)),
+            };
         verify_file(&valid.manifest.tokenizer, &tokenizer_json, &tpath.display().to_string())?;
         Self::assemble(valid, label, tokenizer_json, Box::new(DirStore::new(dir)))
     }
@@ -675,20 +792,46 @@ impl Package {
     /// store. Validates like `open`.
     pub fn from_manifest(manifest_json: &[u8], tokenizer_json: Vec<u8>, store: Box<dyn ShardStore>) -> Result<Package> {
         let valid = Manifest::parse(manifest_json, MANIFEST_FILE)?;
-        verify_file(&valid.manifest.tokenizer, &tokenizer_json, &store.label(&valid.manifest.tokenizer.file))?;
+        verify_file(
+            &valid.manifest.tokenizer,
+            &tokenizer_json,
+            &store.label(&valid.manifest.tokenizer.file),
+        )?;
         Self::assemble(valid, MANIFEST_FILE.into(), tokenizer_json, store)
     }
 
-    fn assemble(valid: ValidManifest, label: String, tokenizer_json: Vec<u8>, store: Box<dyn ShardStore>) -> Result<Package> {
+    fn assemble(
+        valid: ValidManifest,
+        label: String,
+        tokenizer_json: Vec<u8>,
+        store: Box<dyn ShardStore>,
+    ) -> Result<Package> {
         for (i, s) in valid.manifest.shards.iter().enumerate() {
             if let Some(actual) = store.size(i, s)? {
                 if actual != s.bytes {
-                    return Err(Error::PackageFileSize { file: store.label(&s.file), expected: s.bytes, actual });
+                    return Err(Error::PackageFileSize {
+                        file: store.label(&s.file),
+                        expected: s.bytes,
+                        actual,
+                    });
                 }
             }
         }
-        let index = valid.manifest.tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
-        Ok(Package { valid, label, tokenizer_json, store, index, cache: Vec::new() })
+        let index = valid
+            .manifest
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        Ok(Package {
+            valid,
+            label,
+            tokenizer_json,
+            store,
+            index,
+            cache: Vec::new(),
+        })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -706,7 +849,9 @@ impl Package {
 
     /// The manifest entry and stored format of tensor `name`.
     pub fn entry(&self, name: &str) -> Option<(&TensorEntry, WeightFormat)> {
-        self.index.get(name).map(|&i| (&self.valid.manifest.tensors[i], self.valid.formats[i]))
+        self.index
+            .get(name)
+            .map(|&i| (&self.valid.manifest.tensors[i], self.valid.formats[i]))
     }
 
     /// Shard `i`, loaded and verified (size and SHA-256) unless cached.
@@ -729,7 +874,10 @@ impl Package {
     /// The bytes of a region of the package stream, gathered across shards.
     pub fn read_region(&mut self, r: Region) -> Result<Vec<u8>> {
         if r.end() > self.valid.manifest.total_bytes {
-            return Err(Error::Package { file: self.label.clone(), reason: format!("bytes {}..{} are past the end of the shards", r.offset, r.end()) });
+            return Err(Error::Package {
+                file: self.label.clone(),
+                reason: format!("bytes {}..{} are past the end of the shards", r.offset, r.end()),
+            });
         }
         let mut out = Vec::with_capacity(r.bytes as usize);
         let mut pos = r.offset;
@@ -747,15 +895,24 @@ impl Package {
 
     fn read_u32s(&mut self, r: Region) -> Result<Vec<u32>> {
         let bytes = self.read_region(r)?;
-        Ok(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+        Ok(bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect())
     }
 
     /// The entry for `spec`, checked against its shape.
     fn lookup(&self, spec: &TensorSpec) -> Result<(TensorEntry, WeightFormat)> {
-        let (e, f) = self.entry(&spec.name).ok_or_else(|| Error::MissingTensor { name: spec.name.clone() })?;
+        let (e, f) = self.entry(&spec.name).ok_or_else(|| Error::MissingTensor {
+            name: spec.name.clone(),
+        })?;
         let want = stored_shape(spec);
         if e.shape != want {
-            return Err(Error::WrongShape { name: spec.name.clone(), expected: want, actual: e.shape.clone() });
+            return Err(Error::WrongShape {
+                name: spec.name.clone(),
+                expected: want,
+                actual: e.shape.clone(),
+            });
         }
         Ok((e.clone(), f))
     }
@@ -764,14 +921,23 @@ impl Package {
     fn packed(&mut self, spec: &TensorSpec) -> Result<PackedMatrix> {
         let (e, format) = self.lookup(spec)?;
         if spec.role == Role::Vector {
-            return Err(Error::InvalidArgument(format!("`{}` is a vector, not a matrix", spec.name)));
+            return Err(Error::InvalidArgument(format!(
+                "`{}` is a vector, not a matrix",
+                spec.name
+            )));
         }
         let words = self.read_u32s(e.data)?;
         let scales = match e.scales {
             Some(r) => self.read_u32s(r)?,
             None => Vec::new(),
         };
-        Ok(PackedMatrix { format, n: e.shape[0], k: e.shape[1], words, scales })
+        Ok(PackedMatrix {
+            format,
+            n: e.shape[0],
+            k: e.shape[1],
+            words,
+            scales,
+        })
     }
 }
 

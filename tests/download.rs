@@ -63,12 +63,19 @@ impl Server {
                     Ok((stream, _)) => {
                         let _ = handle(stream, &plan, &base, &log2, &drops);
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(2)),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        std::thread::sleep(Duration::from_millis(2))
+                    }
                     Err(_) => break,
                 }
             }
         });
-        Server { url, log, stop, thread: Some(thread) }
+        Server {
+            url,
+            log,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     fn requests(&self) -> Vec<Req> {
@@ -89,7 +96,13 @@ impl Drop for Server {
     }
 }
 
-fn handle(mut s: TcpStream, plan: &Plan, base: &str, log: &Mutex<Vec<Req>>, drops: &AtomicUsize) -> std::io::Result<()> {
+fn handle(
+    mut s: TcpStream,
+    plan: &Plan,
+    base: &str,
+    log: &Mutex<Vec<Req>>,
+    drops: &AtomicUsize,
+) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -110,10 +123,16 @@ fn handle(mut s: TcpStream, plan: &Plan, base: &str, log: &Mutex<Vec<Req>>, drop
         .filter_map(|l| l.split_once(':'))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("range"))
         .map(|(_, v)| v.trim().to_string());
-    log.lock().unwrap().push(Req { path: path.clone(), range: range.clone() });
+    log.lock().unwrap().push(Req {
+        path: path.clone(),
+        range: range.clone(),
+    });
 
     let respond = |s: &mut TcpStream, status: &str, headers: &[(&str, String)], body: &[u8]| -> std::io::Result<()> {
-        let mut h = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+        let mut h = format!(
+            "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
         for (k, v) in headers {
             h += &format!("{k}: {v}\r\n");
         }
@@ -122,37 +141,71 @@ fn handle(mut s: TcpStream, plan: &Plan, base: &str, log: &Mutex<Vec<Req>>, drop
         s.write_all(body)?;
         s.flush()
     };
-    const PAGE: &[u8] = b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in</body></html>\n";
+    const PAGE: &[u8] =
+        b"<!DOCTYPE html>\n<html><head><title>Sign in</title></head><body>Please sign in</body></html>\n";
     if let Some(to) = plan.redirects.get(&path) {
         return respond(&mut s, "302 Found", &[("Location", format!("{base}{to}"))], b"");
     }
     if plan.html.contains(&path) {
-        return respond(&mut s, "200 OK", &[("Content-Type", "text/html; charset=utf-8".into())], PAGE);
+        return respond(
+            &mut s,
+            "200 OK",
+            &[("Content-Type", "text/html; charset=utf-8".into())],
+            PAGE,
+        );
     }
     if plan.html_disguised.contains(&path) {
-        return respond(&mut s, "200 OK", &[("Content-Type", "application/octet-stream".into())], PAGE);
+        return respond(
+            &mut s,
+            "200 OK",
+            &[("Content-Type", "application/octet-stream".into())],
+            PAGE,
+        );
     }
     let Some(file) = plan.files.get(&path) else {
-        return respond(&mut s, "404 Not Found", &[("Content-Type", "text/plain".into())], b"Entry not found");
+        return respond(
+            &mut s,
+            "404 Not Found",
+            &[("Content-Type", "text/plain".into())],
+            b"Entry not found",
+        );
     };
     let len = file.len();
     let start = match (&range, plan.ignore_range) {
-        (Some(r), false) => r.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).and_then(|n| n.parse::<usize>().ok()),
+        (Some(r), false) => r
+            .strip_prefix("bytes=")
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|n| n.parse::<usize>().ok()),
         _ => None,
     };
     let (status, body, extra) = match start {
         Some(n) if n >= len => {
-            return respond(&mut s, "416 Range Not Satisfiable", &[("Content-Range", format!("bytes */{len}"))], b"");
+            return respond(
+                &mut s,
+                "416 Range Not Satisfiable",
+                &[("Content-Range", format!("bytes */{len}"))],
+                b"",
+            );
         }
-        Some(n) => ("206 Partial Content", &file[n..], vec![("Content-Range", format!("bytes {n}-{}/{len}", len - 1))]),
+        Some(n) => (
+            "206 Partial Content",
+            &file[n..],
+            vec![("Content-Range", format!("bytes {n}-{}/{len}", len - 1))],
+        ),
         None => ("200 OK", &file[..], vec![]),
     };
-    let mut headers = vec![("Content-Type", "application/octet-stream".to_string()), ("Accept-Ranges", "bytes".into())];
+    let mut headers = vec![
+        ("Content-Type", "application/octet-stream".to_string()),
+        ("Accept-Ranges", "bytes".into()),
+    ];
     headers.extend(extra);
     if let Some((p, bytes, times)) = &plan.drop_after {
         if *p == path && drops.fetch_add(1, Ordering::Relaxed) < *times {
             // Announce the whole body, send part of it, hang up.
-            let mut h = format!("HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+            let mut h = format!(
+                "HTTP/1.1 {status}\r\nConnection: close\r\nContent-Length: {}\r\n",
+                body.len()
+            );
             for (k, v) in &headers {
                 h += &format!("{k}: {v}\r\n");
             }
@@ -170,7 +223,8 @@ fn handle(mut s: TcpStream, plan: &Plan, base: &str, log: &Mutex<Vec<Req>>, drop
 fn hub_plan() -> Plan {
     let mut plan = Plan::default();
     for f in FILES {
-        plan.files.insert(format!("{HUB_PREFIX}{f}"), Arc::new(common::read(&tiny_file(f))));
+        plan.files
+            .insert(format!("{HUB_PREFIX}{f}"), Arc::new(common::read(&tiny_file(f))));
     }
     plan
 }
@@ -185,7 +239,10 @@ fn fast() -> DownloadOptions {
 }
 
 fn names_in(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -195,7 +252,10 @@ fn assert_identical_to_fixture(dir: &Path) {
         let got = std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
         assert!(got == common::read(&tiny_file(f)), "{f} differs from the fixture");
     }
-    assert_eq!(names_in(dir), vec!["config.json", "model.safetensors", "tokenizer.json"]);
+    assert_eq!(
+        names_in(dir),
+        vec!["config.json", "model.safetensors", "tokenizer.json"]
+    );
 }
 
 #[test]
@@ -206,9 +266,15 @@ fn plain_download_parses_and_is_kept() {
     download_with("gpt2", tmp.path(), &server.url, &fast(), |p| events.push(p)).expect("download");
     assert_identical_to_fixture(tmp.path());
     let st_len = std::fs::metadata(tiny_file("model.safetensors")).unwrap().len();
-    let last = events.iter().rev().find(|p| p.file == "model.safetensors").expect("progress for model.safetensors");
+    let last = events
+        .iter()
+        .rev()
+        .find(|p| p.file == "model.safetensors")
+        .expect("progress for model.safetensors");
     assert_eq!((last.done, last.total), (st_len, Some(st_len)));
-    assert!(events.iter().all(|p| p.rate >= 0.0 && p.total.is_none_or(|t| p.done <= t)));
+    assert!(events
+        .iter()
+        .all(|p| p.rate >= 0.0 && p.total.is_none_or(|t| p.done <= t)));
     assert_eq!(server.requests().len(), 3);
     for r in server.requests() {
         assert!(r.range.is_none(), "{r:?}");
@@ -235,8 +301,15 @@ fn dropped_connection_resumes_with_range_through_a_redirect() {
     let reqs = server.requests_for(&cdn);
     assert_eq!(reqs.len(), 2, "{:?}", server.requests());
     assert_eq!(reqs[0].range, None);
-    let resumed_at: usize = reqs[1].range.as_deref().and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok()).expect("a Range request");
-    assert!(resumed_at > 0 && resumed_at <= half, "resumed at {resumed_at}, half is {half}");
+    let resumed_at: usize = reqs[1]
+        .range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse().ok())
+        .expect("a Range request");
+    assert!(
+        resumed_at > 0 && resumed_at <= half,
+        "resumed at {resumed_at}, half is {half}"
+    );
     // The hub URL was asked twice too, and forwarded the Range header through the redirect.
     assert_eq!(server.requests_for(&st).len(), 2);
 }
@@ -260,7 +333,11 @@ fn server_ignoring_range_restarts_the_file() {
 fn complete_part_file_is_finished_by_a_416() {
     let server = Server::start(hub_plan());
     let tmp = TempDir::new("dl-416");
-    std::fs::copy(tiny_file("model.safetensors"), tmp.path().join("model.safetensors.part")).unwrap();
+    std::fs::copy(
+        tiny_file("model.safetensors"),
+        tmp.path().join("model.safetensors.part"),
+    )
+    .unwrap();
     download_with("gpt2", tmp.path(), &server.url, &fast(), |_| {}).expect("download");
     assert_identical_to_fixture(tmp.path());
 }
@@ -274,7 +351,10 @@ fn not_found_is_refused_and_nothing_kept() {
     let e = download_with("gpt2", tmp.path(), &server.url, &fast(), |_| {}).unwrap_err();
     match &e {
         Error::Download { url, reason } => {
-            assert!(url.ends_with("/openai-community/gpt2/resolve/main/tokenizer.json"), "{url}");
+            assert!(
+                url.ends_with("/openai-community/gpt2/resolve/main/tokenizer.json"),
+                "{url}"
+            );
             assert!(reason.contains("404"), "{reason}");
         }
         other => panic!("expected Error::Download, got {other:?}"),
@@ -282,7 +362,11 @@ fn not_found_is_refused_and_nothing_kept() {
     eprintln!("ok: {e}");
     // config.json came first and is complete; nothing of the tokenizer is left, and the model was not tried.
     assert_eq!(names_in(tmp.path()), vec!["config.json"]);
-    assert_eq!(server.requests_for(&format!("{HUB_PREFIX}tokenizer.json")).len(), 1, "a 404 is not retried");
+    assert_eq!(
+        server.requests_for(&format!("{HUB_PREFIX}tokenizer.json")).len(),
+        1,
+        "a 404 is not retried"
+    );
 }
 
 #[test]
@@ -298,7 +382,10 @@ fn html_page_is_refused_and_nothing_kept() {
         let server = Server::start(plan);
         let tmp = TempDir::new("dl-html");
         let e = download_with("gpt2", tmp.path(), &server.url, &fast(), |_| {}).unwrap_err();
-        assert!(matches!(&e, Error::Download { reason, .. } if reason.contains("HTML")), "{e:?}");
+        assert!(
+            matches!(&e, Error::Download { reason, .. } if reason.contains("HTML")),
+            "{e:?}"
+        );
         eprintln!("ok: {e}");
         assert_eq!(names_in(tmp.path()), vec!["config.json", "tokenizer.json"]);
     }
@@ -313,11 +400,16 @@ fn endless_drops_give_up_after_the_retries_and_keep_the_part() {
     let tmp = TempDir::new("dl-drops");
     let opts = fast();
     let e = download_with("gpt2", tmp.path(), &server.url, &opts, |_| {}).unwrap_err();
-    assert!(matches!(&e, Error::Download { reason, .. } if reason.contains("run the download again to resume")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Download { reason, .. } if reason.contains("run the download again to resume")),
+        "{e:?}"
+    );
     eprintln!("ok: {e}");
     assert_eq!(server.requests_for(&st).len(), opts.retries as usize + 1);
     // Each attempt got 1000 more bytes; they are kept for the next run.
-    let part = std::fs::metadata(tmp.path().join("model.safetensors.part")).unwrap().len();
+    let part = std::fs::metadata(tmp.path().join("model.safetensors.part"))
+        .unwrap()
+        .len();
     assert_eq!(part, 1000 * (opts.retries as u64 + 1));
     assert!(!tmp.path().join("model.safetensors").exists());
 }
@@ -332,7 +424,10 @@ fn broken_weights_fail_verification_and_are_deleted() {
     let server = Server::start(plan);
     let tmp = TempDir::new("dl-broken");
     let e = download_with("gpt2", tmp.path(), &server.url, &fast(), |_| {}).unwrap_err();
-    assert!(matches!(e, Error::Truncated { .. } | Error::BadSafetensors { .. }), "{e:?}");
+    assert!(
+        matches!(e, Error::Truncated { .. } | Error::BadSafetensors { .. }),
+        "{e:?}"
+    );
     eprintln!("ok: {e}");
     assert_eq!(names_in(tmp.path()), vec!["config.json", "tokenizer.json"]);
 }
@@ -341,11 +436,17 @@ fn broken_weights_fail_verification_and_are_deleted() {
 fn unknown_model_and_unreachable_hub() {
     let tmp = TempDir::new("dl-unknown");
     let e = download_with("gpt3", tmp.path(), "http://127.0.0.1:9", &fast(), |_| {}).unwrap_err();
-    assert!(matches!(&e, Error::InvalidArgument(m) if m.contains("gpt2-medium")), "{e:?}");
+    assert!(
+        matches!(&e, Error::InvalidArgument(m) if m.contains("gpt2-medium")),
+        "{e:?}"
+    );
     // Nothing listens on port 9 (discard) of 127.0.0.1 in the test environment: connection refused,
     // retried a bounded number of times, then an error.
     let opts = DownloadOptions { retries: 1, ..fast() };
     let e = download_with("distilgpt2", tmp.path(), "http://127.0.0.1:9", &opts, |_| {}).unwrap_err();
-    assert!(matches!(&e, Error::Download { url, .. } if url.contains("/distilbert/distilgpt2/resolve/main/config.json")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Download { url, .. } if url.contains("/distilbert/distilgpt2/resolve/main/config.json")),
+        "{e:?}"
+    );
     eprintln!("ok: {e}");
 }

@@ -40,7 +40,10 @@ fn files_of(dir: &Path) -> Vec<(String, Vec<u8>)> {
         .unwrap()
         .map(|e| {
             let e = e.unwrap();
-            (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap())
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
         })
         .collect();
     v.sort();
@@ -85,7 +88,10 @@ fn check_quantized(name: &str, got_nk: &[f32], want_nk: &[f32], n: usize, k: usi
                 let err = (g - w).abs();
                 // Half a step, plus the clamp at +-qmax when f16 rounded the step down.
                 let tol = 0.5 * step + amax * 1e-3 + 1e-9;
-                assert!(err <= tol, "{name}[{r}, {g0}..]: got {g} want {w}, |err| {err} > {tol} (step {step})");
+                assert!(
+                    err <= tol,
+                    "{name}[{r}, {g0}..]: got {g} want {w}, |err| {err} > {tol} (step {step})"
+                );
                 worst = worst.max(err / step.max(1e-30));
             }
         }
@@ -102,7 +108,11 @@ fn converts_and_reads_back_every_quantization() {
         let m = convert(quant, tmp.path(), DEFAULT_SHARD_BYTES);
         check_files(tmp.path(), &m, DEFAULT_SHARD_BYTES);
         assert_eq!(m.quantization, quant.name());
-        assert_eq!(m.total_bytes, package_size_plan(src.config(), quant), "size plan = what was written");
+        assert_eq!(
+            m.total_bytes,
+            package_size_plan(src.config(), quant),
+            "size plan = what was written"
+        );
         let mut pkg = Package::open(tmp.path()).expect("open package");
         assert_eq!(pkg.config(), src.config());
         assert_eq!(pkg.tokenizer_json(), &tokenizer_bytes()[..]);
@@ -121,13 +131,23 @@ fn converts_and_reads_back_every_quantization() {
                 // read_packed: exactly the stored matrix, whatever format is asked for.
                 let p = pkg.read_packed(spec, WeightFormat::F32).unwrap();
                 assert_eq!(p.format, stored, "{}", spec.name);
-                assert_eq!(p, src.read_packed(spec, stored).unwrap(), "{}: stored matrix differs from packing the source", spec.name);
+                assert_eq!(
+                    p,
+                    src.read_packed(spec, stored).unwrap(),
+                    "{}: stored matrix differs from packing the source",
+                    spec.name
+                );
             }
             match stored {
                 WeightFormat::F32 => assert!(got == want, "{}: f32 package must be exact", spec.name),
                 WeightFormat::F16 => {
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                        assert_eq!(*g, f16::from_f32(*w).to_f32(), "{}[{i}]: not the f16 rounding of {w}", spec.name);
+                        assert_eq!(
+                            *g,
+                            f16::from_f32(*w).to_f32(),
+                            "{}[{i}]: not the f16 rounding of {w}",
+                            spec.name
+                        );
                     }
                 }
                 WeightFormat::Q8 | WeightFormat::Q4 => {
@@ -135,7 +155,12 @@ fn converts_and_reads_back_every_quantization() {
                     let (n, k, g, w) = if spec.role == Role::Matrix {
                         // HF [K, N] -> compare in [N, K], where the groups run along K.
                         let (k, n) = (spec.shape[0], spec.shape[1]);
-                        (n, k, gpt2_webgpu::quant::transpose(&got, k, n), gpt2_webgpu::quant::transpose(&want, k, n))
+                        (
+                            n,
+                            k,
+                            gpt2_webgpu::quant::transpose(&got, k, n),
+                            gpt2_webgpu::quant::transpose(&want, k, n),
+                        )
                     } else {
                         (spec.shape[0], spec.shape[1], got, want)
                     };
@@ -143,7 +168,12 @@ fn converts_and_reads_back_every_quantization() {
                 }
             }
         }
-        eprintln!("tiny-gpt2 {}: {} bytes in {} shard(s)", quant.name(), m.total_bytes, m.shards.len());
+        eprintln!(
+            "tiny-gpt2 {}: {} bytes in {} shard(s)",
+            quant.name(),
+            m.total_bytes,
+            m.shards.len()
+        );
     }
 }
 
@@ -159,7 +189,10 @@ fn conversion_is_deterministic() {
     // removes the shards that are no longer part of the package.
     convert(WeightFormat::Q8, a.path(), SMALL_SHARD / 3);
     convert(WeightFormat::Q8, a.path(), SMALL_SHARD);
-    assert!(fa == files_of(a.path()), "reconverting into a used folder changed the files");
+    assert!(
+        fa == files_of(a.path()),
+        "reconverting into a used folder changed the files"
+    );
 }
 
 #[test]
@@ -174,7 +207,15 @@ fn small_shards_span_tensors_across_boundaries() {
         // Same stream, only cut differently.
         assert_eq!(m.tensors, m1.tensors);
         assert_eq!(m.total_bytes, m1.total_bytes);
-        let starts: Vec<u64> = m.shards.iter().scan(0, |s, e| { let r = *s; *s += e.bytes; Some(r) }).collect();
+        let starts: Vec<u64> = m
+            .shards
+            .iter()
+            .scan(0, |s, e| {
+                let r = *s;
+                *s += e.bytes;
+                Some(r)
+            })
+            .collect();
         let spanning: Vec<&str> = m
             .tensors
             .iter()
@@ -199,7 +240,15 @@ fn reconverting_a_package_gives_the_same_package() {
     convert(WeightFormat::F32, f32_dir.path(), SMALL_SHARD);
     let m_direct = convert(WeightFormat::Q8, direct.path(), SMALL_SHARD);
     let mut pkg = Package::open(f32_dir.path()).unwrap();
-    let m_via = write_package_sharded(&mut pkg, &tokenizer_bytes(), WeightFormat::Q8, "tiny-gpt2", via.path(), SMALL_SHARD).unwrap();
+    let m_via = write_package_sharded(
+        &mut pkg,
+        &tokenizer_bytes(),
+        WeightFormat::Q8,
+        "tiny-gpt2",
+        via.path(),
+        SMALL_SHARD,
+    )
+    .unwrap();
     assert_eq!(m_via, m_direct);
 }
 
@@ -208,19 +257,38 @@ fn from_manifest_with_shards_in_memory() {
     let tmp = TempDir::new("pkg-mem");
     let m = convert(WeightFormat::Q8, tmp.path(), SMALL_SHARD);
     let json = std::fs::read(tmp.path().join("manifest.json")).unwrap();
-    let shards: Vec<Arc<[u8]>> = m.shards.iter().map(|s| std::fs::read(tmp.path().join(&s.file)).unwrap().into()).collect();
-    let mut mem = Package::from_manifest(&json, tokenizer_bytes(), Box::new(MemoryStore { shards: shards.clone() })).unwrap();
+    let shards: Vec<Arc<[u8]>> = m
+        .shards
+        .iter()
+        .map(|s| std::fs::read(tmp.path().join(&s.file)).unwrap().into())
+        .collect();
+    let mut mem = Package::from_manifest(
+        &json,
+        tokenizer_bytes(),
+        Box::new(MemoryStore { shards: shards.clone() }),
+    )
+    .unwrap();
     let mut disk = Package::open(tmp.path()).unwrap();
     for spec in tensor_specs(mem.config()) {
-        assert!(mem.read_f32(&spec).unwrap() == disk.read_f32(&spec).unwrap(), "{}", spec.name);
+        assert!(
+            mem.read_f32(&spec).unwrap() == disk.read_f32(&spec).unwrap(),
+            "{}",
+            spec.name
+        );
     }
     // A short shard is refused up front; a wrong tokenizer too.
     let mut short = shards.clone();
     short[1] = short[1][..100].into();
     let e = Package::from_manifest(&json, tokenizer_bytes(), Box::new(MemoryStore { shards: short })).unwrap_err();
-    assert!(matches!(&e, Error::PackageFileSize { file, actual: 100, .. } if file == "shard-001.bin"), "{e}");
+    assert!(
+        matches!(&e, Error::PackageFileSize { file, actual: 100, .. } if file == "shard-001.bin"),
+        "{e}"
+    );
     let e = Package::from_manifest(&json, b"{}".to_vec(), Box::new(MemoryStore { shards })).unwrap_err();
-    assert!(matches!(&e, Error::PackageFileSize { file, .. } if file == "tokenizer.json"), "{e}");
+    assert!(
+        matches!(&e, Error::PackageFileSize { file, .. } if file == "tokenizer.json"),
+        "{e}"
+    );
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -276,7 +344,10 @@ fn flipped_byte_in_a_shard_fails_its_checksum() {
     // Sizes still match, so it opens; the first read that touches the shard fails, naming it.
     let mut pkg = Package::open(tmp.path()).expect("open checks sizes only");
     let e = read_all(&mut pkg).unwrap_err();
-    assert!(matches!(&e, Error::PackageChecksum { file, .. } if file.ends_with("shard-002.bin")), "{e:?}");
+    assert!(
+        matches!(&e, Error::PackageChecksum { file, .. } if file.ends_with("shard-002.bin")),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("shard-002.bin"), "{e}");
     eprintln!("ok: {e}");
 }
@@ -301,7 +372,10 @@ fn missing_shard_and_tokenizer_damage() {
     let tmp = victim("pkg-missing-shard");
     std::fs::remove_file(tmp.path().join("shard-003.bin")).unwrap();
     let e = Package::open(tmp.path()).unwrap_err();
-    assert!(matches!(&e, Error::Package { file, .. } if file.ends_with("shard-003.bin")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Package { file, .. } if file.ends_with("shard-003.bin")),
+        "{e:?}"
+    );
     eprintln!("ok: {e}");
 
     let tmp = victim("pkg-tok");
@@ -310,11 +384,17 @@ fn missing_shard_and_tokenizer_damage() {
     b[100] ^= 1;
     std::fs::write(&p, b).unwrap();
     let e = Package::open(tmp.path()).unwrap_err();
-    assert!(matches!(&e, Error::PackageChecksum { file, .. } if file.ends_with("tokenizer.json")), "{e:?}");
+    assert!(
+        matches!(&e, Error::PackageChecksum { file, .. } if file.ends_with("tokenizer.json")),
+        "{e:?}"
+    );
     eprintln!("ok: {e}");
 
     let e = Package::open(&tmp.path().join("nowhere")).unwrap_err();
-    assert!(matches!(&e, Error::Package { file, .. } if file.ends_with("manifest.json")), "{e:?}");
+    assert!(
+        matches!(&e, Error::Package { file, .. } if file.ends_with("manifest.json")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -384,7 +464,12 @@ fn tensor_range_past_the_end() {
 fn tensor_shape_that_disagrees_with_the_config() {
     let tmp = victim("pkg-shape");
     edit_manifest(tmp.path(), |v| {
-        let t = v["tensors"].as_array_mut().unwrap().iter_mut().find(|t| t["name"] == "h.1.mlp.c_fc.weight").unwrap();
+        let t = v["tensors"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|t| t["name"] == "h.1.mlp.c_fc.weight")
+            .unwrap();
         // HF layout instead of out-major: [128, 512] where [512, 128] is expected.
         t["shape"] = serde_json::json!([128, 512]);
     });
@@ -399,7 +484,10 @@ fn tensor_shape_that_disagrees_with_the_config() {
     let tmp = victim("pkg-shape3");
     let orig = std::fs::read(tmp.path().join("manifest.json")).unwrap();
     edit_manifest(tmp.path(), |v| v["tensors"][0]["format"] = "q4".into());
-    assert_manifest_error(tmp.path(), "wte.weight` data is 6432896 bytes, but q4 [50257, 128] needs 3216448");
+    assert_manifest_error(
+        tmp.path(),
+        "wte.weight` data is 6432896 bytes, but q4 [50257, 128] needs 3216448",
+    );
     std::fs::write(tmp.path().join("manifest.json"), &orig).unwrap();
     edit_manifest(tmp.path(), |v| v["tensors"][1]["format"] = "q8".into());
     assert_manifest_error(tmp.path(), "vectors are stored as f32");
@@ -416,7 +504,10 @@ fn missing_duplicate_or_extra_tensor() {
     let p = tmp.path().join("manifest.json");
     let orig = std::fs::read(&p).unwrap();
     edit_manifest(tmp.path(), |v| {
-        v["tensors"].as_array_mut().unwrap().retain(|t| t["name"] != "h.0.attn.c_proj.bias");
+        v["tensors"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|t| t["name"] != "h.0.attn.c_proj.bias");
     });
     assert_manifest_error(tmp.path(), "no entry for tensor `h.0.attn.c_proj.bias`");
 
@@ -457,7 +548,10 @@ fn mb(b: u64) -> f64 {
 #[test]
 fn size_plan_for_every_gpt2() {
     let max_binding = 128 << 20;
-    eprintln!("{:<12} {:>12} {:>10} {:>10} {:>10} {:>10}", "model", "params", "f32 MB", "f16 MB", "q8 MB", "q4 MB");
+    eprintln!(
+        "{:<12} {:>12} {:>10} {:>10} {:>10} {:>10}",
+        "model", "params", "f32 MB", "f16 MB", "q8 MB", "q4 MB"
+    );
     for name in Gpt2Config::PRESETS {
         let cfg = Gpt2Config::preset(name).unwrap();
         let sizes: Vec<u64> = ALL.iter().map(|&q| package_size_plan(&cfg, q)).collect();
@@ -472,10 +566,20 @@ fn size_plan_for_every_gpt2() {
         // f32 is 4 bytes a parameter, plus alignment padding (< 256 bytes a region).
         let regions = tensor_specs(&cfg).len() as u64 * 2;
         let p = cfg.n_params() as u64;
-        assert!(sizes[0] >= 4 * p && sizes[0] < 4 * p + 256 * regions, "{name} f32 {}", sizes[0]);
-        assert!(sizes[3] < sizes[2] && sizes[2] < sizes[1] && sizes[1] < sizes[0], "{name}: {sizes:?}");
+        assert!(
+            sizes[0] >= 4 * p && sizes[0] < 4 * p + 256 * regions,
+            "{name} f32 {}",
+            sizes[0]
+        );
+        assert!(
+            sizes[3] < sizes[2] && sizes[2] < sizes[1] && sizes[1] < sizes[0],
+            "{name}: {sizes:?}"
+        );
         // Every number of shards is what the writer would produce.
-        let shards = sizes.iter().map(|s| s.div_ceil(DEFAULT_SHARD_BYTES)).collect::<Vec<_>>();
+        let shards = sizes
+            .iter()
+            .map(|s| s.div_ceil(DEFAULT_SHARD_BYTES))
+            .collect::<Vec<_>>();
         eprintln!("{:<12} shards of 64 MiB: {shards:?}", "");
         for q in [WeightFormat::Q8, WeightFormat::Q4, WeightFormat::F16] {
             let plan = buffer_plan(&cfg, q, max_binding).unwrap_or_else(|e| panic!("{name} {}: {e}", q.name()));
@@ -484,7 +588,12 @@ fn size_plan_for_every_gpt2() {
         // A q4 package keeps wte in q8: its chunks must fit too (buffer_plan at q8 covers them).
         let wte_chunks = gpt2_webgpu::model::wte_chunks(&cfg, WeightFormat::Q8, max_binding).unwrap();
         let wte_bytes = cfg.vocab_size as u64 * WeightFormat::Q8.row_bytes(cfg.n_embd) as u64;
-        eprintln!("{:<12} q8 wte {:.1} MB in {} binding(s)", "", mb(wte_bytes), wte_chunks.len());
+        eprintln!(
+            "{:<12} q8 wte {:.1} MB in {} binding(s)",
+            "",
+            mb(wte_bytes),
+            wte_chunks.len()
+        );
     }
     // gpt2-xl's q8 wte is larger than a shard: it must span shards.
     let xl = Gpt2Config::preset("gpt2-xl").unwrap();
@@ -528,7 +637,9 @@ fn per_row(w: &[f32], n: usize, k: usize, qmax: f32) -> Vec<f32> {
 
 /// (sum of squared error, sum of squares)
 fn sq_err(got: &[f32], want: &[f32]) -> (f64, f64) {
-    got.iter().zip(want).fold((0.0, 0.0), |(e, s), (g, w)| (e + ((g - w) as f64).powi(2), s + (*w as f64).powi(2)))
+    got.iter().zip(want).fold((0.0, 0.0), |(e, s), (g, w)| {
+        (e + ((g - w) as f64).powi(2), s + (*w as f64).powi(2))
+    })
 }
 
 #[test]
@@ -541,7 +652,11 @@ fn q8_scale_granularity_measurement() {
     for spec in tensor_specs(src.config()) {
         let w = src.read_f32(&spec).unwrap();
         match spec.role {
-            Role::Matrix => tiny.push((gpt2_webgpu::quant::transpose(&w, spec.shape[0], spec.shape[1]), spec.shape[1], spec.shape[0])),
+            Role::Matrix => tiny.push((
+                gpt2_webgpu::quant::transpose(&w, spec.shape[0], spec.shape[1]),
+                spec.shape[1],
+                spec.shape[0],
+            )),
             Role::Embedding => tiny.push((w, spec.shape[0], spec.shape[1])),
             Role::Vector => {}
         }
@@ -561,7 +676,10 @@ fn q8_scale_granularity_measurement() {
     }
     sets.push(("random 3072x768, 1% outlier columns x10".into(), vec![(outl, n, k)]));
 
-    eprintln!("{:<42} {:>14} {:>14} {:>14} {:>14}", "matrices", "q8 group-32", "q8 per-row", "q4 group-32", "q4 per-row");
+    eprintln!(
+        "{:<42} {:>14} {:>14} {:>14} {:>14}",
+        "matrices", "q8 group-32", "q8 per-row", "q4 group-32", "q4 per-row"
+    );
     for (name, mats) in &sets {
         let mut acc = [(0f64, 0f64); 4];
         for (w, n, k) in mats {
@@ -576,8 +694,17 @@ fn q8_scale_granularity_measurement() {
             }
         }
         let rel: Vec<f64> = acc.iter().map(|(e, s)| (e / s).sqrt()).collect();
-        eprintln!("{name:<42} {:>13.3}% {:>13.3}% {:>13.3}% {:>13.3}%", rel[0] * 100.0, rel[1] * 100.0, rel[2] * 100.0, rel[3] * 100.0);
-        assert!(rel[0] <= rel[1] && rel[2] <= rel[3], "{name}: group-32 should not be worse than per-row: {rel:?}");
+        eprintln!(
+            "{name:<42} {:>13.3}% {:>13.3}% {:>13.3}% {:>13.3}%",
+            rel[0] * 100.0,
+            rel[1] * 100.0,
+            rel[2] * 100.0,
+            rel[3] * 100.0
+        );
+        assert!(
+            rel[0] <= rel[1] && rel[2] <= rel[3],
+            "{name}: group-32 should not be worse than per-row: {rel:?}"
+        );
         assert!(rel[0] < 0.01, "{name}: q8 group-32 relative RMS error {}", rel[0]);
     }
     // Size: per group of 32 weights one f16 scale = 2 bytes on 32 (q8) or 16 (q4) bytes of weights.
@@ -585,7 +712,12 @@ fn q8_scale_granularity_measurement() {
     for q in [WeightFormat::Q8, WeightFormat::Q4] {
         let w = q.row_bytes(k) as f64;
         let s = q.s_stride(k) as f64 * 2.0;
-        eprintln!("{} row of K={k}: {w} bytes of weights + {s} bytes of group scales = +{:.2}% (per-row: +{:.2}%)", q.name(), s / w * 100.0, 2.0 / w * 100.0);
+        eprintln!(
+            "{} row of K={k}: {w} bytes of weights + {s} bytes of group scales = +{:.2}% (per-row: +{:.2}%)",
+            q.name(),
+            s / w * 100.0,
+            2.0 / w * 100.0
+        );
     }
 }
 
@@ -604,7 +736,11 @@ fn custom_shard_store_loads_each_shard_once_in_order() {
     let tmp = TempDir::new("pkg-custom");
     let m = convert(WeightFormat::Q4, tmp.path(), SMALL_SHARD);
     let json = std::fs::read(tmp.path().join("manifest.json")).unwrap();
-    let shards = m.shards.iter().map(|s| std::fs::read(tmp.path().join(&s.file)).unwrap().into()).collect();
+    let shards = m
+        .shards
+        .iter()
+        .map(|s| std::fs::read(tmp.path().join(&s.file)).unwrap().into())
+        .collect();
     let loads = Arc::new(AtomicUsize::new(0));
     let store = Counting(MemoryStore { shards }, loads.clone());
     let mut p = Package::from_manifest(&json, tokenizer_bytes(), Box::new(store)).unwrap();
