@@ -39,6 +39,16 @@ pub enum Error {
     #[error("model package {file}: {reason}")]
     Package { file: String, reason: String },
 
+    #[error("{file} is corrupt: its SHA-256 is {actual} but manifest.json says {expected}. Download or convert the package again.")]
+    PackageChecksum { file: String, expected: String, actual: String },
+
+    #[error("{file} has {actual} bytes but manifest.json says {expected}: the file is incomplete (an interrupted download or copy) or belongs to another package. Download or convert the package again.")]
+    PackageFileSize { file: String, expected: u64, actual: u64 },
+
+    // ---- downloads -----------------------------------------------------------------------------
+    #[error("downloading {url} failed: {reason}")]
+    Download { url: String, reason: String },
+
     // ---- inputs ------------------------------------------------------------------------------
     #[error("token id {id} is outside the vocabulary (0..{vocab}). Token ids must come from this model's tokenizer.")]
     TokenOutOfRange { id: u32, vocab: usize },

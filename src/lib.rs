@@ -3,11 +3,14 @@
 
 pub mod config;
 pub mod cpu;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod download;
 pub mod error;
 pub mod generate;
 pub mod gpu;
 pub mod hf;
 pub mod model;
+pub mod package;
 pub mod quant;
 pub mod random;
 pub mod safetensors;

@@ -1,0 +1,70 @@
+//! A package loads into the GPU model like a Hugging Face folder does: the same packed weights give the
+//! same logits, and a q4 package (whose wte is q8) runs and stays close to the float64 reference.
+//! Needs a wgpu adapter (lavapipe in CI), like tests/kernels.rs.
+
+mod common;
+
+use common::{load_reference, tiny_dir, tiny_model, TempDir};
+use gpt2_webgpu::gpu::Gpu;
+use gpt2_webgpu::model::Model;
+use gpt2_webgpu::package::{write_package, Package};
+use gpt2_webgpu::quant::WeightFormat;
+use std::sync::Arc;
+
+fn gpu() -> Arc<Gpu> {
+    Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)"))
+}
+
+fn logits(
+    gpu: &Arc<Gpu>,
+    src: &mut dyn gpt2_webgpu::weights::TensorSource,
+    fmt: WeightFormat,
+    ids: &[u32],
+) -> Vec<f32> {
+    let mut m = pollster::block_on(Model::load(gpu.clone(), src, fmt)).expect("load");
+    pollster::block_on(m.append_logits(ids)).expect("forward")
+}
+
+fn max_err(got: &[f32], want: &[f32]) -> f32 {
+    got.iter().zip(want).fold(0f32, |a, (g, w)| a.max((g - w).abs()))
+}
+
+#[test]
+fn package_loads_into_the_gpu_model() {
+    let gpu = gpu();
+    let reference = load_reference();
+    let case = reference.case("case1");
+    let v = reference.vocab_size;
+    let last = |l: &[f32]| l[l.len() - v..].to_vec();
+    let tok = common::read(&tiny_dir().join("tokenizer.json"));
+    let f32_err = max_err(
+        &last(&logits(&gpu, &mut tiny_model(), WeightFormat::F32, &case.ids)),
+        &case.logits_last,
+    );
+    eprintln!("HF folder as f32: max |logit - float64 reference| at the last position = {f32_err}");
+    for quant in [WeightFormat::Q8, WeightFormat::Q4] {
+        let tmp = TempDir::new(&format!("pkg-gpu-{}", quant.name()));
+        write_package(&mut tiny_model(), &tok, quant, "tiny-gpt2", tmp.path()).unwrap();
+        let from_pkg = logits(&gpu, &mut Package::open(tmp.path()).unwrap(), quant, &case.ids);
+        let from_hf = logits(&gpu, &mut tiny_model(), quant, &case.ids);
+        let (e_pkg, e_hf) = (
+            max_err(&last(&from_pkg), &case.logits_last),
+            max_err(&last(&from_hf), &case.logits_last),
+        );
+        eprintln!(
+            "{q} package: {e_pkg}; HF folder packed as {q} on load (wte {q} too): {e_hf}",
+            q = quant.name()
+        );
+        if quant == WeightFormat::Q8 {
+            // Same packed weights as packing the Hugging Face folder on load: same logits.
+            assert!(
+                from_pkg == from_hf,
+                "q8 package and q8-packed HF folder give different logits"
+            );
+            assert!(e_pkg < 0.3, "q8: {e_pkg}");
+        } else {
+            // The q4 package keeps wte in q8: it must not be worse than all-q4.
+            assert!(e_pkg <= e_hf * 1.05, "q4 package {e_pkg} vs all-q4 {e_hf}");
+        }
+    }
+}
