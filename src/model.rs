@@ -167,10 +167,11 @@ pub fn wte_chunks(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> R
 pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> Result<Vec<(String, u64)>> {
     let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let mut out = Vec::new();
-    for (i, (lo, hi)) in wte_chunks(cfg, format, max_binding)?.into_iter().enumerate() {
+    let wf = crate::package::stored_format(crate::weights::Role::Embedding, format);
+    for (i, (lo, hi)) in wte_chunks(cfg, wf, max_binding)?.into_iter().enumerate() {
         let rows = (hi - lo) as u64;
-        out.push((format!("wte[{i}]"), rows * format.row_bytes(cfg.n_embd) as u64));
-        out.push((format!("wte[{i}].scales"), (rows * format.s_stride(cfg.n_embd) as u64).div_ceil(2) * 4));
+        out.push((format!("wte[{i}]"), rows * wf.row_bytes(cfg.n_embd) as u64));
+        out.push((format!("wte[{i}].scales"), (rows * wf.s_stride(cfg.n_embd) as u64).div_ceil(2) * 4));
     }
     out.push(("wpe".into(), p * c * 4));
     let mat = |n: u64, k: usize| (n * format.row_bytes(k) as u64, (n * format.s_stride(k) as u64).div_ceil(2) * 4);
@@ -272,7 +273,8 @@ impl Model {
 
         let wte_packed = src.read_packed(next(), format)?;
         let mut wte = Vec::new();
-        for (lo, hi) in wte_chunks(&cfg, format, max_binding)? {
+        // Chunk by the format wte really has (a q4 package stores it as q8).
+        for (lo, hi) in wte_chunks(&cfg, wte_packed.format, max_binding)? {
             let label = format!("wte[{lo}..{hi})");
             let m = if lo == 0 && hi == cfg.vocab_size {
                 GpuMatrix::upload(&gpu, &label, &wte_packed)? // one chunk: no copy

@@ -71,7 +71,8 @@ pub trait TensorSource {
         let (a, b) = (spec.shape[0], spec.shape[1]);
         Ok(match spec.role {
             // wte is already [V, C] = [N, K]
-            Role::Embedding => crate::quant::PackedMatrix::pack_nk(&data, a, b, format),
+            // q4 is too coarse for wte (it is both the embedding and the output layer): q8 there.
+            Role::Embedding => crate::quant::PackedMatrix::pack_nk(&data, a, b, crate::package::stored_format(Role::Embedding, format)),
             _ => crate::quant::PackedMatrix::pack_kn(&data, a, b, format),
         })
     }
