@@ -1,6 +1,7 @@
 //! gpt2-webgpu: GPT-2 inference with hand-written WGSL compute kernels on wgpu.
 //! See ARCHITECTURE.md for the rooms and the one-way flow.
 
+pub mod compare;
 pub mod config;
 pub mod cpu;
 #[cfg(not(target_arch = "wasm32"))]

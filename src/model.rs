@@ -680,6 +680,16 @@ impl Model {
     /// Append `tokens` to the context and return the logits at every one of their positions, [T, V].
     /// (The CLI's `logits` command and the tests; generation never reads logits back.)
     pub async fn append_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let all: Vec<usize> = (0..tokens.len()).collect();
+        self.append_logits_at(tokens, &all).await
+    }
+
+    /// Append `tokens` and return the logits at the given positions (indices into `tokens`), [k, V].
+    /// Runs the body once, then the head over runs of consecutive positions, R rows at a time.
+    pub async fn append_logits_at(&mut self, tokens: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        if let Some(&p) = positions.iter().find(|&&p| p >= tokens.len()) {
+            return Err(Error::InvalidArgument(format!("position {p} is outside the {} tokens given", tokens.len())));
+        }
         let fr = self.begin(tokens)?;
         self.flush_params();
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
@@ -693,13 +703,17 @@ impl Model {
         self.pos += tokens.len();
 
         let v = self.config.vocab_size;
-        let t = tokens.len() as u32;
-        let mut out = Vec::with_capacity(tokens.len() * v);
+        let mut out = Vec::with_capacity(positions.len() * v);
         let read = self.gpu.readback_buffer("logits_read", self.head_rows as u64 * v as u64 * 4);
-        let mut row0 = 0;
-        while row0 < t {
-            let rows = (t - row0).min(self.head_rows);
-            let hf = Frame { head_row0: row0, head_rows: rows, ..fr };
+        let mut i = 0;
+        while i < positions.len() {
+            // The longest run of consecutive positions starting at i, up to R rows.
+            let row0 = positions[i];
+            let mut rows = 1;
+            while i + rows < positions.len() && positions[i + rows] == row0 + rows && rows < self.head_rows as usize {
+                rows += 1;
+            }
+            let hf = Frame { head_row0: row0 as u32, head_rows: rows as u32, ..fr };
             self.set_head(hf);
             self.flush_params();
             let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("head") });
@@ -713,7 +727,7 @@ impl Model {
             enc.copy_buffer_to_buffer(&self.logits, 0, &read, 0, bytes);
             self.gpu.queue.submit([enc.finish()]);
             out.extend_from_slice(bytemuck::cast_slice(&self.gpu.read(&read, bytes).await?));
-            row0 += rows;
+            i += rows;
         }
         Ok(out)
     }
