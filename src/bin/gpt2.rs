@@ -14,6 +14,8 @@ mod cli {
     use gpt2_webgpu::generate::{GenerateOptions, Generation};
     use gpt2_webgpu::gpu::Gpu;
     use gpt2_webgpu::hf::HfModel;
+    use gpt2_webgpu::package::{write_package, Package};
+    use gpt2_webgpu::weights::TensorSource;
     use gpt2_webgpu::model::{Model, SamplingParams};
     use gpt2_webgpu::quant::WeightFormat;
     use gpt2_webgpu::safetensors::{Dtype, SafetensorsWriter};
@@ -59,9 +61,10 @@ mod cli {
             /// Random if not given (printed on stderr so a run can be repeated).
             #[arg(long)]
             seed: Option<u64>,
-            /// Weight format on the GPU when loading a Hugging Face folder: f32, f16, q8 or q4.
-            #[arg(long, default_value = "f32")]
-            weights: String,
+            /// Weight format on the GPU when loading a Hugging Face folder: f32 (default), f16, q8 or q4.
+            /// A package is already quantized and loads as stored.
+            #[arg(long)]
+            weights: Option<String>,
             /// Keep going past <|endoftext|>.
             #[arg(long)]
             ignore_eos: bool,
@@ -77,8 +80,8 @@ mod cli {
             ids: Option<Vec<u32>>,
             #[arg(long)]
             out: PathBuf,
-            #[arg(long, default_value = "f32")]
-            weights: String,
+            #[arg(long)]
+            weights: Option<String>,
         },
         /// Write a random-weight model with the real shapes of a GPT-2 size, in Hugging Face layout.
         Random {
@@ -91,6 +94,43 @@ mod cli {
             out: PathBuf,
             #[arg(long, default_value_t = 0)]
             seed: u64,
+        },
+        /// Convert a Hugging Face folder into a package (manifest + verified shards) for the web page.
+        Convert {
+            /// Hugging Face GPT-2 folder.
+            hf_dir: PathBuf,
+            /// q8 (default), q4, f16 or f32.
+            #[arg(long, default_value = "q8")]
+            quant: String,
+            #[arg(long)]
+            out: PathBuf,
+            /// Name recorded in the manifest (default: the folder's name).
+            #[arg(long)]
+            name: Option<String>,
+        },
+        /// Download a GPT-2 checkpoint from the Hugging Face hub (resumable, verified).
+        Download {
+            /// gpt2, gpt2-medium, gpt2-large, gpt2-xl or distilgpt2
+            model: String,
+            #[arg(long)]
+            out: PathBuf,
+            #[arg(long, default_value = gpt2_webgpu::download::HUB_URL)]
+            hub_url: String,
+        },
+        /// What a package's quantization costs: per prompt, max |logit error|, KL and top-1 agreement
+        /// against the f32 weights of the Hugging Face folder it came from.
+        Compare {
+            /// A package (or a Hugging Face folder with --weights).
+            #[arg(long)]
+            model: PathBuf,
+            /// The Hugging Face folder, run in f32.
+            #[arg(long)]
+            reference: PathBuf,
+            #[arg(long)]
+            weights: Option<String>,
+            /// Extra prompts (the built-in set covers prose, code, numbers and non-English text).
+            #[arg(long)]
+            prompt: Vec<String>,
         },
         /// Show the GPU adapter, backend, features and limits.
         Info,
@@ -116,13 +156,38 @@ mod cli {
         tok: Tokenizer,
     }
 
-    fn load(dir: &Path, weights: &str) -> Result<Loaded> {
-        let format = weight_format(weights)?;
-        let mut src = HfModel::open(dir)?;
-        let tok = Tokenizer::from_bytes(src.tokenizer_json())?;
+    /// A model folder: a package (has manifest.json) or a Hugging Face folder.
+    fn open_source(dir: &Path) -> Result<(Box<dyn TensorSource>, Vec<u8>, Option<WeightFormat>)> {
+        if dir.join("manifest.json").exists() {
+            let pkg = Package::open(dir)?;
+            let tok = pkg.tokenizer_json().to_vec();
+            let q = pkg.quantization();
+            Ok((Box::new(pkg), tok, Some(q)))
+        } else {
+            let hf = HfModel::open(dir)?;
+            let tok = hf.tokenizer_json().to_vec();
+            Ok((Box::new(hf), tok, None))
+        }
+    }
+
+    fn load(dir: &Path, weights: Option<&str>) -> Result<Loaded> {
+        let (mut src, tok_json, pkg_quant) = open_source(dir)?;
+        let format = match (pkg_quant, weights) {
+            (Some(q), None) => q,
+            (Some(q), Some(w)) if weight_format(w)? == q => q,
+            (Some(q), Some(w)) => {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is a {} package; it cannot be loaded as {w}. Convert the Hugging Face folder with --quant {w} instead.",
+                    dir.display(),
+                    q.name()
+                )))
+            }
+            (None, w) => weight_format(w.unwrap_or("f32"))?,
+        };
+        let tok = Tokenizer::from_bytes(&tok_json)?;
         let gpu = Arc::new(pollster::block_on(Gpu::new())?);
         let t0 = Instant::now();
-        let model = pollster::block_on(Model::load(gpu, &mut src, format))?;
+        let model = pollster::block_on(Model::load(gpu, src.as_mut(), format))?;
         eprintln!(
             "[loaded {} ({} layers, C={}, {:.1}M params) as {} in {:.2}s on {} ({:?})]",
             dir.display(),
@@ -137,6 +202,14 @@ mod cli {
         Ok(Loaded { model, tok })
     }
 
+    const COMPARE_PROMPTS: [&str; 5] = [
+        "The quick brown fox jumps over the lazy dog. In the beginning",
+        "def fibonacci(n):\n    if n < 2:\n        return n\n    return",
+        "In 1969, Neil Armstrong and Buzz Aldrin landed on the Moon at 20:17 UTC; the mission lasted 8 days,",
+        "Der schnelle braune Fuchs springt über den faulen Hund. 東京は日本の首都です。",
+        "Q: What is the capital of France?\nA:",
+    ];
+
     fn run(cmd: Cmd) -> Result<()> {
         match cmd {
             Cmd::Generate { model, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, weights, ignore_eos } => {
@@ -145,7 +218,7 @@ mod cli {
                 });
                 let sampling = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, alternatives: 0 };
                 sampling.validate()?;
-                let Loaded { mut model, tok } = load(&model, &weights)?;
+                let Loaded { mut model, tok } = load(&model, weights.as_deref())?;
                 let opts = GenerateOptions { max_new_tokens, sampling, stop_at_eos: !ignore_eos };
                 let mut gen = Generation::new(&tok, model.config(), &prompt, opts)?;
                 for n in gen.notices() {
@@ -181,7 +254,7 @@ mod cli {
                 Ok(())
             }
             Cmd::Logits { model, prompt, ids, out, weights } => {
-                let Loaded { mut model, tok } = load(&model, &weights)?;
+                let Loaded { mut model, tok } = load(&model, weights.as_deref())?;
                 let ids = match (prompt, ids) {
                     (Some(p), None) => tok.encode(&p)?,
                     (None, Some(ids)) => ids,
@@ -222,6 +295,90 @@ mod cli {
                 let t0 = Instant::now();
                 gpt2_webgpu::random::write_random_model(&cfg, dtype, &out, GPT2_TOKENIZER, seed)?;
                 eprintln!("[wrote a random {size} ({:.1}M params) to {} in {:.1}s]", cfg.n_params() as f64 / 1e6, out.display(), t0.elapsed().as_secs_f64());
+                Ok(())
+            }
+            Cmd::Convert { hf_dir, quant, out, name } => {
+                let q = WeightFormat::parse(&quant)
+                    .ok_or_else(|| Error::InvalidArgument(format!("--quant must be q8, q4, f16 or f32, not `{quant}`")))?;
+                let mut src = HfModel::open(&hf_dir)?;
+                let name = name.unwrap_or_else(|| {
+                    hf_dir.canonicalize().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).unwrap_or_else(|| "gpt2".into())
+                });
+                let t0 = Instant::now();
+                let tok = src.tokenizer_json().to_vec();
+                let m = write_package(&mut src, &tok, q, &name, &out)?;
+                let bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
+                eprintln!(
+                    "[wrote {} ({}) to {}: {} shards, {:.1} MB, in {:.1}s]",
+                    name,
+                    q.name(),
+                    out.display(),
+                    m.shards.len(),
+                    bytes as f64 / 1e6,
+                    t0.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+            Cmd::Download { model, out, hub_url } => {
+                let mut last = Instant::now() - std::time::Duration::from_secs(1);
+                let mut current = String::new();
+                gpt2_webgpu::download::download(&model, &out, &hub_url, |p| {
+                    let finished = p.total == Some(p.done);
+                    if p.file != current || finished || last.elapsed().as_millis() >= 200 {
+                        if p.file != current && !current.is_empty() {
+                            eprintln!();
+                        }
+                        current = p.file.clone();
+                        last = Instant::now();
+                        let bar = match p.total {
+                            Some(t) if t > 0 => {
+                                let n = (30 * p.done / t) as usize;
+                                format!("[{}{}] {:5.1}%", "#".repeat(n), ".".repeat(30 - n), 100.0 * p.done as f64 / t as f64)
+                            }
+                            _ => String::from("[ size unknown ]"),
+                        };
+                        eprint!(
+                            "\r{:<18} {bar} {:>9.1} / {} MB  {:>7.1} MB/s ",
+                            p.file,
+                            p.done as f64 / 1e6,
+                            p.total.map(|t| format!("{:.1}", t as f64 / 1e6)).unwrap_or_else(|| "?".into()),
+                            p.rate / 1e6
+                        );
+                    }
+                })?;
+                eprintln!("\n[{model} downloaded to {} and verified]", out.display());
+                Ok(())
+            }
+            Cmd::Compare { model, reference, weights, prompt } => {
+                let Loaded { model: mut m, tok } = load(&model, weights.as_deref())?;
+                let Loaded { model: mut r, .. } = load(&reference, Some("f32"))?;
+                if m.config() != r.config() {
+                    return Err(Error::InvalidArgument("the model and the reference have different configs".into()));
+                }
+                let v = m.config().vocab_size;
+                let prompts: Vec<String> = COMPARE_PROMPTS.iter().map(|s| s.to_string()).chain(prompt).collect();
+                println!("{:<44} {:>5} {:>12} {:>10} {:>10} {:>8}", "prompt", "rows", "max|dlogit|", "KL mean", "KL max", "top-1");
+                let (mut rows, mut agree, mut kl) = (0, 0, 0.0);
+                for p in &prompts {
+                    let ids = tok.encode(p)?;
+                    if ids.is_empty() {
+                        continue;
+                    }
+                    m.reset();
+                    r.reset();
+                    let got = pollster::block_on(m.append_logits(&ids))?;
+                    let want = pollster::block_on(r.append_logits(&ids))?;
+                    let s = gpt2_webgpu::compare::compare_logits(&got, &want, v, 0.0);
+                    let short: String = p.chars().take(40).collect::<String>().replace('\n', " ");
+                    println!(
+                        "{:<44} {:>5} {:>12.3e} {:>10.2e} {:>10.2e} {:>4}/{:<3}",
+                        short, s.rows, s.max_abs, s.kl_mean, s.kl_max, s.top1_agree, s.rows
+                    );
+                    rows += s.rows;
+                    agree += s.top1_agree;
+                    kl += s.kl_mean * s.rows as f64;
+                }
+                println!("overall: top-1 agreement {agree}/{rows} ({:.1}%), mean KL {:.2e} nats", 100.0 * agree as f64 / rows.max(1) as f64, kl / rows.max(1) as f64);
                 Ok(())
             }
             Cmd::Info => {

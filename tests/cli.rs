@@ -1,0 +1,131 @@
+//! The native CLI end to end: the binary as a user runs it, on the fixture and on a random model with
+//! the real distilgpt2 shapes (C = 768, 12 heads), checked against Hugging Face's and our CPU reference.
+
+mod common;
+
+use common::*;
+use gpt2_webgpu::safetensors::SafeTensors;
+use std::process::{Command, Output};
+
+fn gpt2(args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_gpt2")).args(args).env("WGPU_BACKEND", "vulkan").output().expect("run gpt2");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "gpt2 {args:?} panicked:\n{err}");
+    out
+}
+
+fn ok(args: &[&str]) -> (String, String) {
+    let out = gpt2(args);
+    let (so, se) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
+    assert!(out.status.success(), "gpt2 {args:?} failed:\n{se}");
+    (so, se)
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = gpt2(args);
+    assert!(!out.status.success(), "gpt2 {args:?} should fail");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn s(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn logits_command_writes_every_position_matching_the_reference() {
+    let r = load_reference();
+    let case = r.case("case2");
+    let tmp = TempDir::new("cli-logits");
+    let out = tmp.path().join("l.safetensors");
+    let ids: Vec<String> = case.ids.iter().map(|i| i.to_string()).collect();
+    ok(&["logits", "--model", s(&tiny_dir()), "--ids", &ids.join(","), "--out", s(&out)]);
+    let bytes = read(&out);
+    let st = SafeTensors::parse(&bytes, "l.safetensors").unwrap();
+    let logits = st.get("logits").unwrap();
+    assert_eq!(logits.shape, vec![case.ids.len(), r.vocab_size]);
+    let l = logits.to_f32().unwrap();
+    let got_ids: Vec<u32> = st.get("ids").unwrap().to_i32().unwrap().iter().map(|&i| i as u32).collect();
+    assert_eq!(got_ids, case.ids);
+    let v = r.vocab_size;
+    assert_close("cli logits_last", &l[l.len() - v..], &case.logits_last, 1e-3, 0.0);
+    for (i, &p) in case.logits_positions.iter().enumerate() {
+        assert_close("cli logits_at", &l[p * v..(p + 1) * v], case.logits_at_row(i), 1e-3, 0.0);
+    }
+    // --prompt tokenizes the same text to the same ids.
+    let out2 = tmp.path().join("p.safetensors");
+    ok(&["logits", "--model", s(&tiny_dir()), "--prompt", &case.text, "--out", s(&out2)]);
+    let b2 = read(&out2);
+    let st2 = SafeTensors::parse(&b2, "p").unwrap();
+    assert_eq!(st2.get("ids").unwrap().to_i32().unwrap().len(), case.ids.len());
+}
+
+#[test]
+fn generate_streams_the_greedy_reference_and_reports_speed() {
+    let r = load_reference();
+    let case = r.case("case0");
+    let (stdout, stderr) = ok(&["generate", "--model", s(&tiny_dir()), "--prompt", &case.text, "--temperature", "0", "--max-new-tokens", "3"]);
+    let tok = gpt2_webgpu::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
+    let want = format!("{}{}\n", case.text, tok.decode(&case.greedy_next_ids[..3]).unwrap());
+    assert_eq!(stdout, want);
+    assert!(stderr.contains("prefill:") && stderr.contains("tokens/s"), "{stderr}");
+}
+
+#[test]
+fn convert_then_generate_from_the_package_and_refuse_a_mismatched_format() {
+    let tmp = TempDir::new("cli-convert");
+    let pkg = tmp.path().join("tiny-q8");
+    let (_, err) = ok(&["convert", s(&tiny_dir()), "--quant", "q8", "--out", s(&pkg)]);
+    assert!(err.contains("q8"), "{err}");
+    assert!(pkg.join("manifest.json").exists());
+    let (stdout, _) = ok(&["generate", "--model", s(&pkg), "--prompt", "Hello", "--max-new-tokens", "4", "--seed", "3"]);
+    assert!(stdout.starts_with("Hello"));
+    let err = fails(&["generate", "--model", s(&pkg), "--weights", "q4", "--prompt", "x"]);
+    assert!(err.contains("q8 package"), "{err}");
+    let (table, _) = ok(&["compare", "--model", s(&pkg), "--reference", s(&tiny_dir())]);
+    assert!(table.contains("overall: top-1 agreement"), "{table}");
+}
+
+#[test]
+fn bad_model_folders_and_arguments_give_clear_errors() {
+    let tmp = TempDir::new("cli-bad");
+    let err = fails(&["generate", "--model", s(&tmp.path().join("nowhere")), "--prompt", "x"]);
+    assert!(err.contains("config.json"), "{err}");
+    // A truncated model.safetensors.
+    let bad = tmp.path().join("trunc");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in ["config.json", "tokenizer.json"] {
+        std::fs::copy(tiny_file(f), bad.join(f)).unwrap();
+    }
+    let full = read(&tiny_file("model.safetensors"));
+    std::fs::write(bad.join("model.safetensors"), &full[..full.len() / 2]).unwrap();
+    let err = fails(&["generate", "--model", s(&bad), "--prompt", "x"]);
+    assert!(err.contains("truncated"), "{err}");
+    let err = fails(&["logits", "--model", s(&tiny_dir()), "--ids", "1,50300", "--out", s(&tmp.path().join("x"))]);
+    assert!(err.contains("50300") && err.contains("vocabulary"), "{err}");
+    let err = fails(&["generate", "--model", s(&tiny_dir()), "--top-p", "0", "--prompt", "x"]);
+    assert!(err.contains("top_p"), "{err}");
+    let err = fails(&["random", "--size", "gpt5", "--out", s(&tmp.path().join("r"))]);
+    assert!(err.contains("distilgpt2"), "{err}");
+}
+
+#[test]
+fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
+    let tmp = TempDir::new("cli-random");
+    let dir = tmp.path().join("distil");
+    ok(&["random", "--size", "distilgpt2", "--dtype", "f16", "--out", s(&dir)]);
+    let ids = [464u32, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13, 50256];
+    let out = tmp.path().join("l.safetensors");
+    let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+    ok(&["logits", "--model", s(&dir), "--ids", &list.join(","), "--out", s(&out)]);
+    let bytes = read(&out);
+    let l = SafeTensors::parse(&bytes, "l").unwrap().get("logits").unwrap().to_f32().unwrap();
+    let mut src = gpt2_webgpu::hf::HfModel::open(&dir).unwrap();
+    let w = gpt2_webgpu::weights::Gpt2Weights::load(&mut src).unwrap();
+    let want = gpt2_webgpu::cpu::forward_logits_at(&w, &ids, &[0, 5, ids.len() - 1]).unwrap();
+    let v = 50257;
+    for (i, &p) in [0, 5, ids.len() - 1].iter().enumerate() {
+        assert_close(&format!("distilgpt2-shaped logits at {p}"), &l[p * v..(p + 1) * v], want.logits_row(i), 1e-3, 0.0);
+    }
+    let (info, _) = ok(&["info"]);
+    assert!(info.contains("max_storage_buffer_binding_size"), "{info}");
+}
