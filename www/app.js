@@ -1,6 +1,6 @@
 // The demo page. Uses only the public API of gpt2.js. Text from the model is inserted with
 // textContent, never as HTML.
-import { load, isCached, hasWebGPU, NO_WEBGPU_MESSAGE, GPT2Error } from "./gpt2.js";
+import { load, isCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error } from "./gpt2.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -148,6 +148,16 @@ async function generate() {
 async function main() {
   if (!hasWebGPU()) {
     showError(NO_WEBGPU_MESSAGE);
+    setState("no-webgpu");
+    try { await listModels(); } catch { /* the explanation above is what matters */ }
+    setState("no-webgpu");
+    return;
+  }
+  // WebGPU present but no adapter (GPU blocklisted, disabled, no driver): say so before any download.
+  let adapter = null;
+  try { adapter = await navigator.gpu.requestAdapter(); } catch { adapter = null; }
+  if (!adapter) {
+    showError(NO_ADAPTER_MESSAGE);
     setState("no-webgpu");
     try { await listModels(); } catch { /* the explanation above is what matters */ }
     setState("no-webgpu");

@@ -25,6 +25,11 @@ export const NO_WEBGPU_MESSAGE =
   "newer (Windows, macOS, ChromeOS; Linux and Android with recent versions), Safari 26 or newer, and Firefox 141 " +
   "or newer on Windows. It may also be switched off by a policy or a flag (chrome://gpu shows its status).";
 
+export const NO_ADAPTER_MESSAGE =
+  "This browser has WebGPU but offers no GPU adapter: the GPU may be blocklisted, WebGPU switched off by a flag " +
+  "or policy, or the graphics driver missing. WebGPU works in Chrome and Edge 113 or newer, Safari 26 or newer and " +
+  "Firefox 141 or newer on Windows; chrome://gpu shows why it is unavailable here.";
+
 export function hasWebGPU() {
   return typeof navigator !== "undefined" && "gpu" in navigator && !!navigator.gpu;
 }
@@ -35,6 +40,7 @@ class Model {
   #worker;
   #listeners = new Map(); // id -> handler(message)
   #busy = null; // the running generation's promise of completion
+  #stopCurrent = null;
   info;
   notices;
 
@@ -64,8 +70,16 @@ class Model {
       queue.push(m);
       if (wake) wake();
     });
-    const stop = () => this.#worker?.postMessage({ type: "stop" });
+    // After a stop, pieces still in flight (the step that was running) are dropped: the text ends
+    // where the user stopped it.
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      this.#worker?.postMessage({ type: "stop" });
+    };
+    this.#stopCurrent = stop;
     signal?.addEventListener("abort", stop);
+    if (signal?.aborted) stop();
     this.#worker.postMessage({ type: "generate", id, prompt: String(prompt), opts: rest });
     let done = false;
     try {
@@ -73,7 +87,9 @@ class Model {
         if (queue.length === 0) await new Promise((r) => (wake = r));
         wake = null;
         const m = queue.shift();
-        if (m.type === "piece") yield m.piece;
+        if (m.type === "piece") {
+          if (!stopped) yield m.piece;
+        }
         else if (m.type === "started") this.lastStart = { promptTokens: m.promptTokens, notices: m.notices };
         else if (m.type === "error") throw new GPT2Error(m.kind, m.message);
         else if (m.type === "done") {
@@ -94,13 +110,15 @@ class Model {
       }
       this.#listeners.delete(id);
       this.#busy = null;
+      this.#stopCurrent = null;
       finish();
     }
   }
 
   /** Stop the running generation (its loop ends after at most one more piece). */
   stop() {
-    this.#worker?.postMessage({ type: "stop" });
+    if (this.#stopCurrent) this.#stopCurrent();
+    else this.#worker?.postMessage({ type: "stop" });
   }
 
   /** Free the GPU memory and end the worker. */
