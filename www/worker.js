@@ -161,7 +161,16 @@ async function load(id, url) {
   }
   model = await WasmModel.load(manifestBytes, tokenizer, shards);
   ctx.progress("uploading", "");
-  return { info: model.info(), notices: ctx.notices };
+  const info = model.info();
+  // wgpu's WebGPU backend leaves the adapter's name empty; the browser's GPUAdapterInfo has words.
+  try {
+    const a = (await navigator.gpu.requestAdapter())?.info;
+    if (a) {
+      info.adapter.browser = { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description };
+      if (!info.adapter.name) info.adapter.name = [a.vendor, a.architecture, a.description].filter(Boolean).join(" ");
+    }
+  } catch { /* the name is cosmetic */ }
+  return { info, notices: ctx.notices };
 }
 
 let stopRequested = false;
