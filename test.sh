@@ -26,3 +26,26 @@ cargo build --lib --target wasm32-unknown-unknown
 log "cargo test (serial: lavapipe is one CPU device)"
 export WGPU_BACKEND=vulkan
 cargo test --all-targets -- --test-threads=1
+
+# ---- browser tests: the page in headless Debian Chromium (SwiftShader WebGPU), via playwright-core ----
+# BROWSER_TESTS=0 skips them (e.g. on a machine without apt). Chromium comes from Debian, never from
+# `npx playwright install`.
+if [ "${BROWSER_TESTS:-1}" != 0 ]; then
+    bmissing=()
+    [ -x /usr/lib/chromium/chromium ] || bmissing+=(chromium)
+    command -v chromedriver >/dev/null || bmissing+=(chromium-driver)
+    command -v node >/dev/null || bmissing+=(nodejs)
+    command -v npm >/dev/null || bmissing+=(npm)
+    if [ ${#bmissing[@]} -gt 0 ]; then
+        log "installing ${bmissing[*]} (headless browser tests)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${bmissing[@]}" >/dev/null
+    fi
+    log "npm ci (tests/browser: playwright-core, binaryen's wasm-opt)"
+    (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+    log "./build.sh (wasm, www/pkg, www/models)"
+    ./build.sh
+    log "browser tests"
+    (cd tests/browser && node run.mjs)
+fi

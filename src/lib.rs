@@ -17,6 +17,8 @@ pub mod random;
 pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 
 pub use config::Gpt2Config;
 pub use error::{Error, Result};

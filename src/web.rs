@@ -1,0 +1,243 @@
+//! The browser binding (wasm32 only): one `WasmModel` owns the GPU, the model, the tokenizer and the
+//! generation in progress. `www/worker.js` drives it from a Web Worker; `www/gpt2.js` is the public API.
+//!
+//! Every error reaches JavaScript as an `Error` whose message is our typed [`Error`]'s Display: words the
+//! page can show as they are.
+//!
+//! Async methods return plain `Promise`s over `'static` futures that hold an `Rc` of the state, never a
+//! borrow of `self`: so `stop()` (or `info()`) can be called while a step is running, and the RefCell is
+//! never borrowed across an `.await` (the model is taken out for the step and put back after).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use js_sys::{Array, Promise, Uint8Array};
+use serde::Deserialize;
+use serde_json::json;
+use wasm_bindgen::prelude::*;
+
+use crate::error::Error;
+use crate::generate::{GenerateOptions, Generation};
+use crate::gpu::Gpu;
+use crate::model::{Model, SamplingParams};
+use crate::package::{MemoryStore, Package};
+use crate::tokenizer::Tokenizer;
+
+#[wasm_bindgen(start)]
+pub fn init() {
+    console_error_panic_hook::set_once();
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsValue {
+    JsError::new(&e.to_string()).into()
+}
+
+/// serde_json -> a plain JS object (JSON.parse: no extra dependency, and it is only a few small objects).
+fn to_js(v: &serde_json::Value) -> JsValue {
+    js_sys::JSON::parse(&v.to_string()).unwrap_or(JsValue::NULL)
+}
+
+/// Generation options as the page passes them (camelCase, all optional).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct JsGenerateOptions {
+    max_new_tokens: Option<f64>,
+    temperature: Option<f32>,
+    top_k: Option<f64>,
+    top_p: Option<f32>,
+    repetition_penalty: Option<f32>,
+    seed: Option<f64>,
+    alternatives: Option<f64>,
+    stop_at_eos: Option<bool>,
+}
+
+impl JsGenerateOptions {
+    fn parse(v: &JsValue) -> Result<GenerateOptions, Error> {
+        let o: JsGenerateOptions = if v.is_undefined() || v.is_null() {
+            JsGenerateOptions::default()
+        } else {
+            let s = js_sys::JSON::stringify(v)
+                .map_err(|_| Error::InvalidArgument("generation options must be a plain object".into()))?;
+            serde_json::from_str(&String::from(s))
+                .map_err(|e| Error::InvalidArgument(format!("generation options: {e}")))?
+        };
+        let whole = |name: &str, x: f64| -> Result<u64, Error> {
+            if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= 9_007_199_254_740_991.0 {
+                Ok(x as u64)
+            } else {
+                Err(Error::InvalidArgument(format!("{name} must be a whole number >= 0, got {x}")))
+            }
+        };
+        let d = GenerateOptions::default();
+        let sampling = SamplingParams {
+            temperature: o.temperature.unwrap_or(0.0),
+            top_k: o.top_k.map(|x| whole("topK", x)).transpose()?.unwrap_or(0).min(u32::MAX as u64) as u32,
+            top_p: o.top_p.unwrap_or(1.0),
+            repetition_penalty: o.repetition_penalty.unwrap_or(1.0),
+            seed: o.seed.map(|x| whole("seed", x)).transpose()?.unwrap_or(0),
+            alternatives: o.alternatives.map(|x| whole("alternatives", x)).transpose()?.unwrap_or(5).min(64) as u32,
+        };
+        sampling.validate()?;
+        Ok(GenerateOptions {
+            max_new_tokens: o.max_new_tokens.map(|x| whole("maxNewTokens", x)).transpose()?.map_or(d.max_new_tokens, |x| x as usize),
+            sampling,
+            stop_at_eos: o.stop_at_eos.unwrap_or(d.stop_at_eos),
+        })
+    }
+}
+
+struct State {
+    /// None while a step has it (between `take` and put back) or after `dispose`.
+    model: Option<Model>,
+    generation: Option<Generation>,
+    /// Set by `stop()`, also while a step is running (when `generation` is out); cleared by `start()`.
+    stopped: bool,
+}
+
+/// A loaded model in the browser. Build with `WasmModel.load(...)`.
+#[wasm_bindgen]
+pub struct WasmModel {
+    tok: Rc<Tokenizer>,
+    state: Rc<RefCell<State>>,
+    info: serde_json::Value,
+}
+
+#[wasm_bindgen]
+impl WasmModel {
+    /// Make the GPU device and upload the package. `shards` are the package's shard files in manifest
+    /// order (the worker has already checked their SHA-256; the package checks size and SHA-256 again).
+    pub async fn load(manifest_json: Uint8Array, tokenizer_json: Uint8Array, shards: Array) -> Result<WasmModel, JsValue> {
+        let store = MemoryStore {
+            shards: shards.iter().map(|s| Uint8Array::new(&s).to_vec().into()).collect(),
+        };
+        let mut pkg =
+            Package::from_manifest(&manifest_json.to_vec(), tokenizer_json.to_vec(), Box::new(store)).map_err(js_err)?;
+        let tok = Tokenizer::from_bytes(pkg.tokenizer_json()).map_err(js_err)?;
+        let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
+        let format = pkg.quantization();
+        let model = Model::load(gpu.clone(), &mut pkg, format).await.map_err(js_err)?;
+        let cfg = model.config();
+        let a = &gpu.info.adapter;
+        let l = &gpu.info.limits;
+        let info = json!({
+            "model": pkg.manifest().model,
+            "quantization": format.name(),
+            "packageBytes": pkg.manifest().total_bytes,
+            "config": {
+                "vocabSize": cfg.vocab_size, "nPositions": cfg.n_positions, "nEmbd": cfg.n_embd,
+                "nLayer": cfg.n_layer, "nHead": cfg.n_head, "nInner": cfg.n_inner, "params": cfg.n_params(),
+            },
+            "adapter": {
+                "name": a.name, "vendor": a.vendor, "device": a.device, "deviceType": format!("{:?}", a.device_type),
+                "backend": format!("{:?}", a.backend), "driver": a.driver, "driverInfo": a.driver_info,
+            },
+            "limits": {
+                "maxBufferSize": l.max_buffer_size,
+                "maxStorageBufferBindingSize": l.max_storage_buffer_binding_size,
+                "maxStorageBuffersPerShaderStage": l.max_storage_buffers_per_shader_stage,
+                "maxComputeWorkgroupStorageSize": l.max_compute_workgroup_storage_size,
+                "maxComputeInvocationsPerWorkgroup": l.max_compute_invocations_per_workgroup,
+                "maxComputeWorkgroupsPerDimension": l.max_compute_workgroups_per_dimension,
+            },
+        });
+        Ok(WasmModel {
+            tok: Rc::new(tok),
+            state: Rc::new(RefCell::new(State { model: Some(model), generation: None, stopped: false })),
+            info,
+        })
+    }
+
+    /// Adapter (name, backend), model config, quantization and device limits, as a plain object.
+    pub fn info(&self) -> JsValue {
+        to_js(&self.info)
+    }
+
+    /// Begin a generation (replacing any in progress). Returns `{promptTokens, notices}`.
+    pub fn start(&self, prompt: &str, opts: JsValue) -> Result<JsValue, JsValue> {
+        let opts = JsGenerateOptions::parse(&opts).map_err(js_err)?;
+        let mut st = self.state.borrow_mut();
+        let cfg = match &st.model {
+            Some(m) => m.config().clone(),
+            None => return Err(js_err("the model is busy or was disposed: wait for the current step to finish or load it again")),
+        };
+        let g = Generation::new(&self.tok, &cfg, prompt, opts).map_err(js_err)?;
+        let out = json!({ "promptTokens": g.prompt_tokens(), "notices": g.notices() });
+        st.generation = Some(g);
+        st.stopped = false;
+        Ok(to_js(&out))
+    }
+
+    /// Run one step. Resolves to `{text, tokenId, prob, alternatives: [{tokenId, text, prob}], last}`, or
+    /// `null` when the generation is finished or stopped.
+    pub fn next(&self) -> Promise {
+        let state = self.state.clone();
+        let tok = self.tok.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let (mut model, mut generation) = {
+                let mut st = state.borrow_mut();
+                if st.stopped {
+                    return Ok(JsValue::NULL);
+                }
+                let Some(generation) = st.generation.take() else { return Ok(JsValue::NULL) };
+                let Some(model) = st.model.take() else {
+                    st.generation = Some(generation);
+                    return Err(js_err("the model is busy (another step is running) or was disposed"));
+                };
+                (model, generation)
+            };
+            let r = generation.next(&mut model, &tok).await;
+            {
+                let mut st = state.borrow_mut();
+                st.model = Some(model);
+                if st.stopped {
+                    generation.stop();
+                }
+                st.generation = Some(generation);
+            }
+            match r.map_err(js_err)? {
+                None => Ok(JsValue::NULL),
+                Some(p) => {
+                    let alts: Vec<_> = p
+                        .alternatives
+                        .iter()
+                        .map(|a| json!({ "tokenId": a.token, "text": a.text, "prob": a.prob }))
+                        .collect();
+                    Ok(to_js(&json!({
+                        "text": p.text, "tokenId": p.token, "prob": p.prob, "alternatives": alts, "last": p.last,
+                    })))
+                }
+            }
+        })
+    }
+
+    /// End the current generation: the next `next()` resolves to null (a step already running finishes).
+    pub fn stop(&self) {
+        let mut st = self.state.borrow_mut();
+        st.stopped = true;
+        if let Some(g) = st.generation.as_mut() {
+            g.stop();
+        }
+    }
+
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, JsValue> {
+        self.tok.encode(text).map_err(js_err)
+    }
+
+    pub fn decode(&self, ids: Vec<u32>) -> Result<String, JsValue> {
+        self.tok.decode(&ids).map_err(js_err)
+    }
+
+    /// Free the GPU buffers now (the object is unusable afterwards).
+    pub fn dispose(&self) {
+        let mut st = self.state.borrow_mut();
+        st.generation = None;
+        st.model = None;
+    }
+}
+
+/// Tokenize with the model-independent tokenizer (for tests of the wasm tokenizer against the fixtures).
+#[wasm_bindgen(js_name = encodeWith)]
+pub fn encode_with(tokenizer_json: Uint8Array, text: &str) -> Result<Vec<u32>, JsValue> {
+    Tokenizer::from_bytes(&tokenizer_json.to_vec()).map_err(js_err)?.encode(text).map_err(js_err)
+}

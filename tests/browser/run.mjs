@@ -1,0 +1,284 @@
+// Browser tests of www/ in headless Debian Chromium (SwiftShader WebGPU), through playwright-core.
+// Needs ./build.sh to have run (www/pkg, www/models). Usage: node run.mjs [--only NAME[,NAME]] [--headed]
+//
+// The static server is in this file so the tests can count requests (every request of the page and of
+// its worker reaches it) and serve a shard corrupted on demand. Every wait has its own timeout:
+// SwiftShader is slow and a runaway shader would otherwise hang silently.
+import http from "node:http";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, "../..");
+const www = path.join(root, "www");
+const reference = JSON.parse(fs.readFileSync(path.join(root, "tests/fixtures/tiny-gpt2/reference.json"), "utf8"));
+const tokenizerCases = JSON.parse(fs.readFileSync(path.join(root, "tests/fixtures/tokenizer-cases.json"), "utf8"));
+const CHROMIUM = process.env.CHROMIUM || "/usr/lib/chromium/chromium";
+const argv = process.argv.slice(2);
+const only = argv.includes("--only") ? argv[argv.indexOf("--only") + 1].split(",") : null;
+
+// ---- static server with request counting and corruption ---------------------------------------
+const TYPES = { ".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "text/javascript", ".json": "application/json",
+  ".html": "text/html; charset=utf-8", ".css": "text/css", ".bin": "application/octet-stream" };
+const requests = []; // url paths, in order
+const corrupt = new Set(); // url paths served with one byte flipped
+const server = http.createServer((req, res) => {
+  const url = new URL(req.url, "http://x");
+  requests.push(url.pathname);
+  let file = path.join(www, decodeURIComponent(url.pathname));
+  if (!file.startsWith(www)) return res.writeHead(403).end();
+  if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, "index.html");
+  if (!fs.existsSync(file)) return res.writeHead(404).end("not found");
+  let body = fs.readFileSync(file);
+  if (corrupt.has(url.pathname)) {
+    body = Buffer.from(body);
+    body[body.length >> 1] ^= 0xff;
+  }
+  res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] || "application/octet-stream", "Content-Length": body.length,
+    "Cache-Control": "no-cache" });
+  res.end(body);
+});
+await new Promise((r) => server.listen(0, "127.0.0.1", r));
+const base = `http://127.0.0.1:${server.address().port}`;
+const shardRequests = () => requests.filter((p) => /shard-\d+\.bin$/.test(p));
+
+// ---- browser -------------------------------------------------------------------------------------
+const COMMON_ARGS = ["--no-sandbox", "--disable-quic", "--no-first-run", "--disable-background-networking",
+  "--disable-component-update", "--disable-sync"];
+const tmpDirs = [];
+async function launch(webgpu = true, extra = []) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "gpt2-chromium-"));
+  tmpDirs.push(dir);
+  const args = [...(webgpu ? ["--enable-unsafe-webgpu", ...COMMON_ARGS] : COMMON_ARGS), ...extra];
+  const ctx = await chromium.launchPersistentContext(dir, { executablePath: CHROMIUM, headless: !argv.includes("--headed"),
+    args, timeout: 60_000 });
+  ctx.setDefaultTimeout(30_000);
+  return ctx;
+}
+
+function log(...a) {
+  console.log(...a);
+}
+
+let passed = 0, failed = 0;
+const results = [];
+async function test(name, timeoutMs, fn) {
+  if (only && !only.includes(name)) return;
+  const t0 = Date.now();
+  let timer;
+  try {
+    await Promise.race([fn(), new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`timed out after ${timeoutMs} ms`)), timeoutMs)))]);
+    passed++;
+    log(`ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+  } catch (e) {
+    failed++;
+    log(`FAIL ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${e.stack || e}`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function assert(cond, msg) {
+  if (!cond) throw new Error(`assertion failed: ${msg}`);
+}
+
+// Page helpers.
+async function waitState(page, states, timeout) {
+  const list = Array.isArray(states) ? states : [states];
+  await page.waitForFunction((l) => l.includes(document.body.dataset.state), list, { timeout });
+  return page.evaluate(() => document.body.dataset.state);
+}
+
+async function setControls(page, prompt, o) {
+  await page.fill("#prompt", prompt);
+  for (const [k, v] of Object.entries(o)) await page.fill(`#${k}`, String(v));
+}
+
+const GREEDY = { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1, seed: 0 };
+
+async function generateOnPage(page, timeout) {
+  await page.click("#generate");
+  const st = await waitState(page, ["done", "error"], timeout);
+  const error = await page.textContent("#error");
+  assert(st === "done", `generation ended in state ${st}: ${error}`);
+  return page.evaluate(() => ({
+    ids: [...document.querySelectorAll("#output span.tok")].map((s) => Number(s.dataset.tokenId)),
+    text: [...document.querySelectorAll("#output span.tok")].map((s) => s.textContent).join(""),
+    stats: document.getElementById("stats").textContent,
+  }));
+}
+
+const metrics = {};
+const ctx = await launch(true);
+const page = ctx.pages()[0] || (await ctx.newPage());
+const consoleLines = [];
+page.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+page.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+
+try {
+  // (a) greedy generation equals the reference continuation.
+  await test("greedy-f32", 300_000, async () => {
+    const c = reference.cases[0];
+    let n = c.greedy_margins.findIndex((m) => m < 1e-2);
+    if (n < 0) n = c.greedy_next_ids.length;
+    if (process.env.GREEDY_TOKENS) n = Math.min(n, Number(process.env.GREEDY_TOKENS));
+    const t0 = Date.now();
+    await page.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await setControls(page, c.text, { ...GREEDY, maxNewTokens: n });
+    // Check the page's tokenizer sees the reference's prompt ids (through the stats' prompt count).
+    const out = await generateOnPage(page, 240_000);
+    metrics.firstLoadAndGenerateS = (Date.now() - t0) / 1000;
+    metrics.stats = out.stats;
+    log(`     ${out.stats}`);
+    assert(out.stats.includes(`prompt ${c.ids.length} tokens`), `prompt should be ${c.ids.length} tokens: ${out.stats}`);
+    assert(JSON.stringify(out.ids) === JSON.stringify(c.greedy_next_ids.slice(0, n)),
+      `greedy ids ${JSON.stringify(out.ids)} != reference ${JSON.stringify(c.greedy_next_ids.slice(0, n))}`);
+    const info = await page.textContent("#adapter");
+    metrics.adapter = info;
+    log(`     ${info}`);
+  });
+
+  // (b) a reload generates again with zero shard (and tokenizer) requests.
+  await test("reload-from-cache", 180_000, async () => {
+    requests.length = 0;
+    await page.reload({ timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await setControls(page, "Hello", { ...GREEDY, maxNewTokens: 3 });
+    const out = await generateOnPage(page, 120_000);
+    assert(out.ids.length === 3, `3 tokens, got ${out.ids.length}`);
+    const shards = shardRequests();
+    assert(shards.length === 0, `reload fetched shards: ${shards.join(", ")}`);
+    assert(!requests.some((p) => p.endsWith("tokenizer.json")), "reload fetched tokenizer.json");
+    assert((await page.textContent("#model")).includes("cached"), "the picker marks the model as cached");
+  });
+
+  // (e) same seed, same text; Stop ends generation within one token, and a new one starts right after.
+  await test("seed-and-stop", 240_000, async () => {
+    await setControls(page, "Once upon a time", { temperature: 1, topK: 40, topP: 0.95, repetitionPenalty: 1.1, seed: 1234,
+      maxNewTokens: 6 });
+    const a = await generateOnPage(page, 120_000);
+    const b = await generateOnPage(page, 120_000);
+    assert(a.ids.length === 6 && JSON.stringify(a.ids) === JSON.stringify(b.ids), `same seed, different tokens: ${a.ids} vs ${b.ids}`);
+    assert(a.text === b.text, "same seed, different text");
+    await page.fill("#seed", "99");
+    const c = await generateOnPage(page, 120_000);
+    log(`     seed 1234: ${JSON.stringify(a.text)}; seed 99: ${JSON.stringify(c.text)}`);
+
+    // The main thread stays responsive while generating: the longest gap between 10 ms timer ticks.
+    await page.evaluate(() => {
+      window.__gap = 0;
+      let last = performance.now();
+      window.__tick = setInterval(() => {
+        const now = performance.now();
+        window.__gap = Math.max(window.__gap, now - last);
+        last = now;
+      }, 10);
+    });
+    await page.fill("#maxNewTokens", "500");
+    await page.click("#generate");
+    await page.waitForFunction(() => document.querySelectorAll("#output span.tok").length >= 2, null, { timeout: 120_000 });
+    const atClick = await page.evaluate(() => {
+      const n = document.querySelectorAll("#output span.tok").length;
+      document.getElementById("stop").click();
+      return n;
+    });
+    await waitState(page, ["done", "error"], 60_000);
+    const after = await page.evaluate(() => document.querySelectorAll("#output span.tok").length);
+    const gap = await page.evaluate(() => (clearInterval(window.__tick), window.__gap));
+    metrics.mainThreadMaxGapMs = Math.round(gap);
+    log(`     stop clicked at ${atClick} tokens, ended with ${after}; longest main-thread gap while generating ${gap.toFixed(0)} ms`);
+    assert(gap < 100, `the main thread was blocked for ${gap.toFixed(0)} ms while generating`);
+    assert(after <= atClick + 1, `stop at ${atClick} tokens, ended with ${after}`);
+    await page.fill("#maxNewTokens", "2");
+    const d = await generateOnPage(page, 120_000);
+    assert(d.ids.length === 2, `a new generation right after Stop: ${d.ids.length} tokens`);
+  });
+
+  // (d) a corrupt shard: a clear error, not cached; served correctly afterwards, the page recovers.
+  await test("corrupt-shard", 240_000, async () => {
+    corrupt.add("/models/tiny-gpt2-q8/shard-000.bin");
+    await page.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await page.click("#load");
+    await waitState(page, ["ready", "error"], 120_000);
+    const err = await page.textContent("#error");
+    assert(/shard-000\.bin is corrupt/.test(err), `error on the page: ${JSON.stringify(err)}`);
+    log(`     error shown: ${err}`);
+    const cachedKeys = await page.evaluate(async () => (await (await caches.open("gpt2-webgpu-files-v1")).keys()).map((r) => r.url));
+    assert(!cachedKeys.some((u) => u.includes("tiny-gpt2-q8/shard-000.bin")), "the corrupt shard was cached");
+    corrupt.clear();
+    requests.length = 0;
+    await page.click("#load");
+    const st = await waitState(page, ["ready", "error"], 120_000);
+    assert(st === "ready", `recovery failed: ${await page.textContent("#error")}`);
+    assert(shardRequests().includes("/models/tiny-gpt2-q8/shard-000.bin"), "shard fetched again");
+    assert((await page.textContent("#error")) === "", "error cleared");
+    // A sane q8 continuation: the reference's first greedy token has a wide margin (0.25), so q8 keeps it.
+    const c = reference.cases[0];
+    await setControls(page, c.text, { ...GREEDY, maxNewTokens: 4 });
+    const out = await generateOnPage(page, 120_000);
+    log(`     q8 greedy ${JSON.stringify(out.ids)} (f32 reference ${JSON.stringify(c.greedy_next_ids.slice(0, 4))})`);
+    assert(out.ids[0] === c.greedy_next_ids[0], "q8's first greedy token matches the reference");
+  });
+
+  // The wasm tokenizer matches the fixture cases (through the wasm module, on the page).
+  await test("wasm-tokenizer", 120_000, async () => {
+    const cases = tokenizerCases.cases || tokenizerCases;
+    const res = await page.evaluate(async (cases) => {
+      const m = await import("./pkg/gpt2_webgpu.js");
+      await m.default();
+      const tok = new Uint8Array(await (await fetch("models/tiny-gpt2-f32/tokenizer.json")).arrayBuffer());
+      return cases.map((c) => Array.from(m.encodeWith(tok, c.text)));
+    }, cases);
+    let bad = 0;
+    cases.forEach((c, i) => {
+      if (JSON.stringify(res[i]) !== JSON.stringify(c.ids)) {
+        bad++;
+        if (bad < 4) log(`     ${JSON.stringify(c.text)}: ${JSON.stringify(res[i])} != ${JSON.stringify(c.ids)}`);
+      }
+    });
+    assert(bad === 0, `${bad} of ${cases.length} tokenizer cases differ`);
+  });
+} finally {
+  if (failed) log(consoleLines.slice(-30).join("\n"));
+  await ctx.close().catch(() => {});
+}
+
+// (c) Chromium without WebGPU shows the explanation, not a blank page or a console error: once as
+// started without --enable-unsafe-webgpu (navigator.gpu exists, no adapter on this GPU-less machine),
+// once as a browser without the API at all (navigator.gpu removed before the page runs, as in a browser
+// that never had WebGPU; Chromium 156 keeps navigator.gpu even with --disable-features=WebGPU).
+for (const [name, removeApi, want] of [["no-webgpu-flag", false, /no GPU adapter/], ["no-webgpu-api", true, /does not offer WebGPU/]]) {
+  await test(name, 90_000, async () => {
+    const ctx2 = await launch(false);
+    if (removeApi) await ctx2.addInitScript(() => { delete Navigator.prototype.gpu; });
+    try {
+      const p = ctx2.pages()[0] || (await ctx2.newPage());
+      const errors = [];
+      p.on("pageerror", (e) => errors.push(e.message));
+      p.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+      await p.goto(`${base}/`, { timeout: 30_000 });
+      const st = await waitState(p, ["no-webgpu", "idle"], 30_000);
+      const err = await p.textContent("#error");
+      const hasApi = await p.evaluate(() => "gpu" in navigator);
+      log(`     without --enable-unsafe-webgpu${removeApi ? ", navigator.gpu deleted" : ""}: navigator.gpu ${hasApi ? "present" : "absent"}, ${JSON.stringify(err.slice(0, 70))}...`);
+      assert(st === "no-webgpu", `state ${st}`);
+      assert(want.test(err), `message ${JSON.stringify(err)} should match ${want}`);
+      assert(/Chrome/.test(err) && /Safari/.test(err) && /Firefox/.test(err), "the explanation names the browsers");
+      assert(await p.isDisabled("#generate"), "Generate is disabled");
+      assert(errors.length === 0, `console errors: ${errors.join("; ")}`);
+    } finally {
+      await ctx2.close().catch(() => {});
+    }
+  });
+}
+
+server.close();
+for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
+if (Object.keys(metrics).length) log(`metrics: ${JSON.stringify(metrics)}`);
+log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

@@ -1,0 +1,179 @@
+// The demo page. Uses only the public API of gpt2.js. Text from the model is inserted with
+// textContent, never as HTML.
+import { load, isCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error } from "./gpt2.js";
+
+const $ = (id) => document.getElementById(id);
+const els = {
+  error: $("error"), model: $("model"), load: $("load"), progress: $("progress"), progressText: $("progress-text"),
+  adapter: $("adapter"), prompt: $("prompt"), generate: $("generate"), stop: $("stop"), stats: $("stats"),
+  output: $("output"),
+};
+let model = null;
+let loadedUrl = null;
+let models = [];
+let stopController = null;
+
+function setState(s) {
+  document.body.dataset.state = s;
+  const busy = s === "loading" || s === "generating";
+  els.load.disabled = busy || s === "no-webgpu";
+  els.model.disabled = busy;
+  els.generate.disabled = busy || s === "no-webgpu" || !models.length;
+  els.stop.disabled = s !== "generating";
+}
+
+function showError(msg) {
+  els.error.textContent = msg;
+}
+
+const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
+
+async function listModels() {
+  const r = await fetch("models/index.json", { cache: "no-cache" });
+  if (!r.ok) throw new Error(`models/index.json: the server answered ${r.status}. Run ./build.sh to make the model packages.`);
+  models = (await r.json()).models || [];
+  els.model.replaceChildren();
+  for (const m of models) {
+    const o = document.createElement("option");
+    o.value = m.path;
+    o.textContent = `${m.name} (${m.quantization}, ${mb(m.bytes)}${m.random_weights ? ", random weights: gibberish by design" : ""})`;
+    els.model.append(o);
+  }
+  const want = new URLSearchParams(location.search).get("model");
+  if (want) {
+    const m = models.find((m) => m.name === want);
+    if (m) els.model.value = m.path;
+  }
+  // Mark the ones already in the cache (loading them downloads nothing).
+  for (const [i, m] of models.entries()) {
+    if (await isCached(m.path)) els.model.options[i].textContent += " - cached";
+  }
+}
+
+async function loadSelected() {
+  const url = els.model.value;
+  if (model && loadedUrl === url) return;
+  if (model) {
+    model.dispose();
+    model = null;
+    loadedUrl = null;
+  }
+  showError("");
+  setState("loading");
+  els.progress.hidden = false;
+  els.progress.value = 0;
+  const names = { downloading: "downloading", verifying: "verifying", cache: "from cache", uploading: "uploading to the GPU" };
+  const t0 = performance.now();
+  try {
+    model = await load(url, {
+      onProgress: ({ phase, loaded, total }) => {
+        els.progress.max = total || 1;
+        els.progress.value = loaded;
+        els.progressText.textContent = `${names[phase] || phase}: ${mb(loaded)} of ${mb(total)}`;
+      },
+    });
+    loadedUrl = url;
+    const i = model.info;
+    els.progressText.textContent = `loaded ${i.model} (${i.quantization}, ${i.config.nLayer} layers, ` +
+      `${(i.config.params / 1e6).toFixed(1)}M parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s` +
+      (model.notices.length ? `. Note: ${model.notices.join("; ")}` : "");
+    els.adapter.textContent = `adapter: ${i.adapter.name || "(unnamed)"} (${i.adapter.backend}, ${i.adapter.deviceType}` +
+      `${i.adapter.driver ? ", " + i.adapter.driver : ""})`;
+    setState("ready");
+  } catch (e) {
+    model = null;
+    showError(e instanceof GPT2Error ? e.message : `loading failed: ${e.message}`);
+    els.progressText.textContent = "";
+    setState("error");
+  } finally {
+    els.progress.hidden = true;
+  }
+}
+
+function num(id) {
+  return Number($(id).value);
+}
+
+function tokenSpan(piece) {
+  const s = document.createElement("span");
+  s.className = "tok";
+  s.textContent = piece.text;
+  s.dataset.tokenId = piece.tokenId;
+  s.dataset.prob = piece.prob.toFixed(4);
+  // Shade: more certain = stronger colour.
+  s.style.backgroundColor = `rgba(66, 133, 244, ${(0.08 + 0.55 * piece.prob).toFixed(3)})`;
+  const alts = piece.alternatives
+    .map((a) => `${JSON.stringify(a.text)}  ${(100 * a.prob).toFixed(1)}%`)
+    .join("\n");
+  s.title = `${JSON.stringify(piece.text)}  ${(100 * piece.prob).toFixed(1)}%  (token ${piece.tokenId})` +
+    (alts ? `\nalternatives:\n${alts}` : "");
+  return s;
+}
+
+async function generate() {
+  await loadSelected();
+  if (!model) return;
+  showError("");
+  setState("generating");
+  els.output.replaceChildren();
+  const p = document.createElement("span");
+  p.className = "prompt";
+  p.textContent = els.prompt.value;
+  els.output.append(p);
+  stopController = new AbortController();
+  const opts = {
+    maxNewTokens: num("maxNewTokens"), temperature: num("temperature"), topK: num("topK"), topP: num("topP"),
+    repetitionPenalty: num("repetitionPenalty"), seed: num("seed"), signal: stopController.signal,
+  };
+  let n = 0, first = 0, last = 0;
+  try {
+    for await (const piece of model.generate(els.prompt.value, opts)) {
+      n++;
+      if (n === 1) first = piece.ms;
+      last = piece.ms;
+      els.output.append(tokenSpan(piece));
+      const decode = n > 1 ? ((n - 1) / ((last - first) / 1000)).toFixed(1) : "-";
+      const pt = model.lastStart?.promptTokens ?? 0;
+      els.stats.textContent = `${n} tokens; prompt ${pt} tokens, first token after ${first.toFixed(0)} ms` +
+        ` (${(pt / (first / 1000)).toFixed(1)} prompt tokens/s); decode ${decode} tokens/s`;
+    }
+    setState("done");
+  } catch (e) {
+    showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`);
+    setState("error");
+  }
+  document.body.dataset.tokens = String(n);
+}
+
+async function main() {
+  if (!hasWebGPU()) {
+    showError(NO_WEBGPU_MESSAGE);
+    setState("no-webgpu");
+    try { await listModels(); } catch { /* the explanation above is what matters */ }
+    setState("no-webgpu");
+    return;
+  }
+  // WebGPU present but no adapter (GPU blocklisted, disabled, no driver): say so before any download.
+  let adapter = null;
+  try { adapter = await navigator.gpu.requestAdapter(); } catch { adapter = null; }
+  if (!adapter) {
+    showError(NO_ADAPTER_MESSAGE);
+    setState("no-webgpu");
+    try { await listModels(); } catch { /* the explanation above is what matters */ }
+    setState("no-webgpu");
+    return;
+  }
+  setState("idle");
+  try {
+    await listModels();
+  } catch (e) {
+    showError(e.message);
+  }
+  setState("idle");
+  els.load.onclick = () => loadSelected();
+  els.generate.onclick = () => generate();
+  els.stop.onclick = () => stopController?.abort();
+  els.model.onchange = () => loadSelected();
+}
+
+main();

@@ -1,0 +1,178 @@
+// gpt2.js: the public JavaScript API. GPT-2 on WebGPU, running in a Web Worker (hidden here).
+//
+//   import { load } from "./gpt2.js";
+//   const model = await load("models/tiny-gpt2-f32/", { onProgress: ({ phase, loaded, total }) => {}, signal });
+//   for await (const piece of model.generate(prompt, { maxNewTokens, temperature, topK, topP,
+//                                                      repetitionPenalty, seed, signal })) {
+//     piece.text; piece.tokenId; piece.prob; piece.alternatives; // [{ tokenId, text, prob }]
+//   }
+//   model.info;      // adapter, model config, quantization, limits
+//   model.dispose();
+//
+// Errors are `GPT2Error`s: `message` is words to show people, `kind` is one of "no-webgpu", "gpu",
+// "download", "corrupt", "package", "aborted", "wasm", "state", "error".
+
+export class GPT2Error extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.name = "GPT2Error";
+    this.kind = kind;
+  }
+}
+
+export const NO_WEBGPU_MESSAGE =
+  "This browser does not offer WebGPU, which GPT-2 here runs on. WebGPU is available in Chrome and Edge 113 or " +
+  "newer (Windows, macOS, ChromeOS; Linux and Android with recent versions), Safari 26 or newer, and Firefox 141 " +
+  "or newer on Windows. It may also be switched off by a policy or a flag (chrome://gpu shows its status).";
+
+export const NO_ADAPTER_MESSAGE =
+  "This browser has WebGPU but offers no GPU adapter: the GPU may be blocklisted, WebGPU switched off by a flag " +
+  "or policy, or the graphics driver missing. WebGPU works in Chrome and Edge 113 or newer, Safari 26 or newer and " +
+  "Firefox 141 or newer on Windows; chrome://gpu shows why it is unavailable here.";
+
+export function hasWebGPU() {
+  return typeof navigator !== "undefined" && "gpu" in navigator && !!navigator.gpu;
+}
+
+let nextId = 1;
+
+class Model {
+  #worker;
+  #listeners = new Map(); // id -> handler(message)
+  #busy = null; // the running generation's promise of completion
+  #stopCurrent = null;
+  info;
+  notices;
+
+  constructor(worker, info, notices) {
+    this.#worker = worker;
+    this.info = info;
+    this.notices = notices;
+    worker.onmessage = (ev) => this.#listeners.get(ev.data.id)?.(ev.data);
+  }
+
+  /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, or aborting
+   * `opts.signal`, stops the generation (within one token). One generation at a time: starting a new
+   * one stops the previous. */
+  async *generate(prompt, opts = {}) {
+    if (!this.#worker) throw new GPT2Error("state", "this model was disposed: load it again");
+    const { signal, ...rest } = opts;
+    if (this.#busy) {
+      this.#worker.postMessage({ type: "stop" });
+      await this.#busy;
+    }
+    const id = nextId++;
+    const queue = [];
+    let wake = null;
+    let finish;
+    this.#busy = new Promise((r) => (finish = r));
+    this.#listeners.set(id, (m) => {
+      queue.push(m);
+      if (wake) wake();
+    });
+    // After a stop, pieces still in flight (the step that was running) are dropped: the text ends
+    // where the user stopped it.
+    let stopped = false;
+    const stop = () => {
+      stopped = true;
+      this.#worker?.postMessage({ type: "stop" });
+    };
+    this.#stopCurrent = stop;
+    signal?.addEventListener("abort", stop);
+    if (signal?.aborted) stop();
+    this.#worker.postMessage({ type: "generate", id, prompt: String(prompt), opts: rest });
+    let done = false;
+    try {
+      for (;;) {
+        if (queue.length === 0) await new Promise((r) => (wake = r));
+        wake = null;
+        const m = queue.shift();
+        if (m.type === "piece") {
+          if (!stopped) yield m.piece;
+        }
+        else if (m.type === "started") this.lastStart = { promptTokens: m.promptTokens, notices: m.notices };
+        else if (m.type === "error") throw new GPT2Error(m.kind, m.message);
+        else if (m.type === "done") {
+          done = true;
+          return;
+        }
+      }
+    } finally {
+      signal?.removeEventListener("abort", stop);
+      if (!done) {
+        // Stopped early (break, abort, error): let the worker finish its step, then release.
+        stop();
+        await new Promise((resolve) => {
+          const rest = () => resolve();
+          this.#listeners.set(id, (m) => (m.type === "done" || m.type === "error") && rest());
+          if (queue.some((m) => m.type === "done" || m.type === "error")) rest();
+        });
+      }
+      this.#listeners.delete(id);
+      this.#busy = null;
+      this.#stopCurrent = null;
+      finish();
+    }
+  }
+
+  /** Stop the running generation (its loop ends after at most one more piece). */
+  stop() {
+    if (this.#stopCurrent) this.#stopCurrent();
+    else this.#worker?.postMessage({ type: "stop" });
+  }
+
+  /** Free the GPU memory and end the worker. */
+  dispose() {
+    if (!this.#worker) return;
+    this.#worker.terminate();
+    this.#worker = null;
+  }
+}
+
+/** Download (or take from the cache), verify and upload the model package at `url` (a folder with
+ * manifest.json). `onProgress({phase, loaded, total, file})`, phase: "downloading", "verifying",
+ * "cache" or "uploading". */
+export async function load(url, { onProgress, signal } = {}) {
+  if (!hasWebGPU()) throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
+  if (signal?.aborted) throw new GPT2Error("aborted", "loading was cancelled");
+  const abs = new URL(url, document.baseURI).href;
+  const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
+  const id = nextId++;
+  try {
+    const r = await new Promise((resolve, reject) => {
+      signal?.addEventListener("abort", () => {
+        worker.postMessage({ type: "abort", id });
+        reject(new GPT2Error("aborted", "loading was cancelled"));
+      });
+      worker.onerror = (e) => reject(new GPT2Error("wasm", `the model worker failed to start: ${e.message || "script error"}`));
+      worker.onmessage = (ev) => {
+        const m = ev.data;
+        if (m.type === "error" && (m.id === id || m.id === null)) reject(new GPT2Error(m.kind, m.message));
+        else if (m.id !== id) return;
+        else if (m.type === "progress") onProgress?.({ phase: m.phase, loaded: m.loaded, total: m.total, file: m.file });
+        else if (m.type === "loaded") resolve(m);
+      };
+      worker.postMessage({ type: "load", id, url: abs });
+    });
+    worker.onerror = null;
+    return new Model(worker, r.info, r.notices);
+  } catch (e) {
+    worker.terminate();
+    throw e;
+  }
+}
+
+/** Whether every file of the package at `url` is in the cache (so loading it downloads nothing). */
+export async function isCached(url) {
+  try {
+    const base = new URL(url, document.baseURI);
+    const manifest = await (await fetch(new URL("manifest.json", base), { cache: "no-cache" })).json();
+    const cache = await caches.open("gpt2-webgpu-files-v1");
+    for (const f of [manifest.tokenizer, ...manifest.shards]) {
+      if (!(await cache.match(`${new URL(f.file, base).href}?gpt2-sha256=${f.sha256}`))) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,231 @@
+// The inference worker (a module Web Worker, started by gpt2.js; not a public API).
+// Downloads a model package (docs/format.md), checks every file's SHA-256 before using or caching it,
+// keeps verified files in the Cache API (so a second visit downloads nothing, and an interrupted
+// download resumes at the first missing shard), uploads the model to the GPU through the wasm module
+// and runs the generation loop, one message per token.
+//
+// Messages in:  {type: "load", id, url} | {type: "generate", id, prompt, opts} | {type: "stop"} |
+//               {type: "abort", id} | {type: "dispose"}
+// Messages out: {type: "progress", id, phase, loaded, total, file} | {type: "loaded", id, info, notices}
+//               {type: "started", id, promptTokens, notices} | {type: "piece", id, piece}
+//               {type: "done", id} | {type: "error", id, message, kind}
+
+import init, { WasmModel } from "./pkg/gpt2_webgpu.js";
+
+const CACHE_NAME = "gpt2-webgpu-files-v1";
+const wasmReady = init();
+let model = null;
+let queue = Promise.resolve(); // load and generate run one at a time
+const aborted = new Set();
+
+class Failure extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.kind = kind;
+  }
+}
+
+function hex(buf) {
+  return Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function sha256(bytes) {
+  return hex(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+async function openCache() {
+  try {
+    return await caches.open(CACHE_NAME);
+  } catch {
+    return null; // no Cache API here (opaque origin, disabled storage): work from memory
+  }
+}
+
+// The cache key names the content, so a changed package never serves stale bytes.
+function cacheKey(url, entry) {
+  return `${url}?gpt2-sha256=${entry.sha256}`;
+}
+
+// One package file, verified: from the cache if there, otherwise downloaded (with progress), checked,
+// then cached. A file that fails the check is never cached.
+async function getFile(ctx, url, entry) {
+  const key = cacheKey(url, entry);
+  if (ctx.cache) {
+    const hit = await ctx.cache.match(key);
+    if (hit) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      if (bytes.length === entry.bytes && (await sha256(bytes)) === entry.sha256) {
+        ctx.loaded += bytes.length;
+        ctx.progress("cache", entry.file);
+        return bytes;
+      }
+      await ctx.cache.delete(key); // damaged in storage: fetch it again
+    }
+  }
+  let resp;
+  try {
+    resp = await fetch(url, { signal: ctx.signal, cache: "no-store" });
+  } catch (e) {
+    if (ctx.signal.aborted) throw new Failure("aborted", "loading was cancelled");
+    throw new Failure("download", `downloading ${entry.file} failed (${e.message}). Check the connection and load the model again.`);
+  }
+  if (!resp.ok) {
+    throw new Failure("download", `downloading ${entry.file} failed: the server answered ${resp.status} ${resp.statusText}. Check the connection and load the model again.`);
+  }
+  const bytes = new Uint8Array(entry.bytes);
+  let n = 0;
+  const reader = resp.body.getReader();
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      if (ctx.signal.aborted) throw new Failure("aborted", "loading was cancelled");
+      throw new Failure("download", `downloading ${entry.file} was interrupted (${e.message}). Load the model again: finished files are not downloaded twice.`);
+    }
+    if (chunk.done) break;
+    const v = chunk.value;
+    if (n + v.length > bytes.length) {
+      throw new Failure("corrupt", `${entry.file} is larger than the ${entry.bytes} bytes manifest.json lists: the server sent a wrong or corrupt file. It was not cached; load the model again.`);
+    }
+    bytes.set(v, n);
+    n += v.length;
+    ctx.loaded += v.length;
+    ctx.progress("downloading", entry.file);
+  }
+  if (n !== entry.bytes) {
+    throw new Failure("corrupt", `${entry.file} has ${n} bytes but manifest.json says ${entry.bytes}: the download is incomplete. It was not cached; load the model again.`);
+  }
+  ctx.progress("verifying", entry.file);
+  const actual = await sha256(bytes);
+  if (actual !== entry.sha256) {
+    throw new Failure("corrupt", `${entry.file} is corrupt: its SHA-256 is ${actual} but manifest.json says ${entry.sha256}. It was not cached; load the model again to download it again.`);
+  }
+  if (ctx.cache) {
+    try {
+      await ctx.cache.put(key, new Response(bytes, { headers: { "Content-Type": "application/octet-stream" } }));
+    } catch (e) {
+      ctx.cache = null;
+      ctx.notices.push(`the browser's storage is full (${e.name}): this model stays in memory only and will be downloaded again next time`);
+    }
+  }
+  return bytes;
+}
+
+async function load(id, url) {
+  await wasmReady;
+  if (!("gpu" in navigator)) {
+    throw new Failure("no-webgpu", "this browser has no WebGPU in workers");
+  }
+  const controller = new AbortController();
+  const ctx = {
+    signal: controller.signal,
+    cache: await openCache(),
+    loaded: 0,
+    total: 0,
+    notices: [],
+    progress(phase, file) {
+      if (aborted.has(id)) controller.abort();
+      postMessage({ type: "progress", id, phase, loaded: ctx.loaded, total: ctx.total, file });
+    },
+  };
+  const base = new URL(url, self.location.href);
+  let manifestBytes;
+  try {
+    const r = await fetch(new URL("manifest.json", base), { cache: "no-cache" });
+    if (!r.ok) throw new Error(`the server answered ${r.status} ${r.statusText}`);
+    manifestBytes = new Uint8Array(await r.arrayBuffer());
+  } catch (e) {
+    throw new Failure("download", `downloading ${new URL("manifest.json", base)} failed (${e.message}). Is this a model package URL?`);
+  }
+  let manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
+  } catch (e) {
+    throw new Failure("package", `manifest.json is not valid JSON (${e.message})`);
+  }
+  const files = [manifest.tokenizer, ...(manifest.shards || [])];
+  ctx.total = files.reduce((s, f) => s + f.bytes, 0);
+  ctx.progress("downloading", "manifest.json");
+  const tokenizer = await getFile(ctx, new URL(manifest.tokenizer.file, base).href, manifest.tokenizer);
+  const shards = [];
+  for (const s of manifest.shards) {
+    if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
+    shards.push(await getFile(ctx, new URL(s.file, base).href, s));
+  }
+  ctx.progress("uploading", "");
+  if (model) {
+    model.dispose();
+    model.free();
+    model = null;
+  }
+  model = await WasmModel.load(manifestBytes, tokenizer, shards);
+  ctx.progress("uploading", "");
+  const info = model.info();
+  // wgpu's WebGPU backend leaves the adapter's name empty; the browser's GPUAdapterInfo has words.
+  try {
+    const a = (await navigator.gpu.requestAdapter())?.info;
+    if (a) {
+      info.adapter.browser = { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description };
+      if (!info.adapter.name) info.adapter.name = [a.vendor, a.architecture, a.description].filter(Boolean).join(" ");
+    }
+  } catch { /* the name is cosmetic */ }
+  return { info, notices: ctx.notices };
+}
+
+let stopRequested = false;
+
+async function generate(id, prompt, opts) {
+  if (!model) throw new Failure("state", "no model is loaded");
+  stopRequested = false;
+  const start = model.start(prompt, opts || {});
+  postMessage({ type: "started", id, ...start });
+  const t0 = performance.now();
+  for (;;) {
+    if (stopRequested) model.stop();
+    const piece = await model.next();
+    if (piece === null) break;
+    piece.ms = performance.now() - t0;
+    postMessage({ type: "piece", id, piece });
+    if (piece.last) break;
+  }
+  postMessage({ type: "done", id });
+}
+
+function fail(id, e) {
+  const kind = e.kind || (/GPU|adapter|device/i.test(e.message) ? "gpu" : "error");
+  postMessage({ type: "error", id, kind, message: e.message || String(e) });
+}
+
+self.onmessage = (ev) => {
+  const m = ev.data;
+  switch (m.type) {
+    case "stop":
+      stopRequested = true;
+      if (model) model.stop();
+      break;
+    case "abort":
+      aborted.add(m.id);
+      break;
+    case "load":
+      queue = queue.then(() => load(m.id, m.url).then((r) => postMessage({ type: "loaded", id: m.id, ...r }), (e) => fail(m.id, e)));
+      break;
+    case "generate":
+      queue = queue.then(() => generate(m.id, m.prompt, m.opts).catch((e) => fail(m.id, e)));
+      break;
+    case "dispose":
+      queue = queue.then(() => {
+        if (model) {
+          model.dispose();
+          model.free();
+          model = null;
+        }
+      });
+      break;
+  }
+};
+
+wasmReady.then(
+  () => postMessage({ type: "ready" }),
+  (e) => postMessage({ type: "error", id: null, kind: "wasm", message: `the WebAssembly module could not be loaded: ${e.message}` }),
+);
