@@ -2,7 +2,10 @@
 # Builds the web page into www/: the wasm module (release, wasm-bindgen --target web, wasm-opt when a
 # working one is available), the tiny test model as packages, and www/models/index.json.
 #   ./build.sh                 build
-#   ./build.sh serve [--port P]  build, then serve www/ on http://127.0.0.1:P/ (default 8000)
+#   ./build.sh serve [--model NAME|DIR] [--port P]
+#                              build, make sure a real model is there (default: gpt2 at q8, downloaded
+#                              from the Hugging Face hub and converted if absent; DIR = a local Hugging
+#                              Face folder to convert), then serve www/ on http://127.0.0.1:P/ (8000)
 # Environment: CARGO_TARGET_DIR is respected; SKIP_WASM_OPT=1 skips wasm-opt.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -10,10 +13,13 @@ log() { printf '== %s\n' "$*" >&2; }
 
 mode=build
 port=8000
+model=gpt2
 while [ $# -gt 0 ]; do
     case "$1" in
         serve) mode=serve ;;
         --port) port="$2"; shift ;;
+        --model) model="$2"; shift ;;
+        --model=*) model="${1#--model=}" ;;
         --port=*) port="${1#--port=}" ;;
         -h|--help) sed -n 2,6p "$0"; exit 0 ;;
         *) echo "build.sh: unknown argument $1 (try --help)" >&2; exit 2 ;;
@@ -28,7 +34,7 @@ want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print
 have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
 if [ "$have" != "$want" ]; then
     log "installing wasm-bindgen-cli $want (found: ${have:-none})"
-    cargo install wasm-bindgen-cli --version "$want" --locked
+    cargo install wasm-bindgen-cli --version "$want" --locked || cargo install wasm-bindgen-cli --version "$want"
 fi
 
 # ---- wasm ----------------------------------------------------------------------------------
@@ -66,15 +72,34 @@ fixture=tests/fixtures/tiny-gpt2
 convert() { # quant name shard_bytes
     local out="www/models/$2"
     if [ -f "$out/manifest.json" ] && [ "$out/manifest.json" -nt "$fixture/model.safetensors" ] \
-        && [ "$out/manifest.json" -nt examples/convert.rs ]; then
+        && [ "$out/manifest.json" -nt src/package.rs ]; then
         return
     fi
     log "converting $fixture -> $out ($1)"
-    cargo run -q --release --example convert -- "$fixture" "$1" tiny-gpt2 "$out" "$3"
+    cargo run -q --release --bin gpt2 -- convert "$fixture" --quant "$1" --name tiny-gpt2 --out "$out" --shard-bytes "$3"
 }
 # Small shards (16 MiB) so the tiny model exercises multi-shard download, caching and verification.
 convert f32 tiny-gpt2-f32 16777216
 convert q8 tiny-gpt2-q8 16777216
+
+# ---- a real model for `serve` ---------------------------------------------------------------
+if [ "$mode" = serve ]; then
+    if [ -d "$model" ]; then # a local Hugging Face folder
+        name=$(basename "$(cd "$model" && pwd)")
+        if [ ! -f "www/models/$name-q8/manifest.json" ]; then
+            log "converting $model -> www/models/$name-q8"
+            cargo run -q --release --bin gpt2 -- convert "$model" --quant q8 --name "$name" --out "www/models/$name-q8"
+        fi
+    elif [ ! -f "www/models/$model-q8/manifest.json" ]; then
+        log "fetching $model from the Hugging Face hub (once; kept in .models/$model)"
+        if cargo run -q --release --bin gpt2 -- download "$model" --out ".models/$model"; then
+            cargo run -q --release --bin gpt2 -- convert ".models/$model" --quant q8 --name "$model" --out "www/models/$model-q8"
+        else
+            log "could not download $model: serving what www/models has (the tiny test model has random weights, so its text is gibberish)."
+            log "to use a real model offline, pass a Hugging Face folder: ./build.sh serve --model /path/to/gpt2"
+        fi
+    fi
+fi
 
 python3 - <<'PY'
 import json, os

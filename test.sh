@@ -18,9 +18,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 rustup target list --installed | grep -q wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
 
-# ---- the wasm build must stay clean ---------------------------------------------------------
-log "cargo build --target wasm32-unknown-unknown"
-cargo build --lib --target wasm32-unknown-unknown
+# ---- the wasm build must stay clean (build.sh builds it in release for the browser tests) ----------
+if [ "${BROWSER_TESTS:-1}" = 0 ]; then
+    log "cargo build --target wasm32-unknown-unknown"
+    cargo build --lib --target wasm32-unknown-unknown
+fi
 
 # ---- native tests: kernels, model vs fixtures, tokenizer, loaders, CLI (GPU tests on lavapipe) ----
 log "cargo test (serial: lavapipe is one CPU device)"

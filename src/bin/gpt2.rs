@@ -14,7 +14,7 @@ mod cli {
     use gpt2_webgpu::generate::{GenerateOptions, Generation};
     use gpt2_webgpu::gpu::Gpu;
     use gpt2_webgpu::hf::HfModel;
-    use gpt2_webgpu::package::{write_package, Package};
+    use gpt2_webgpu::package::Package;
     use gpt2_webgpu::weights::TensorSource;
     use gpt2_webgpu::model::{Model, SamplingParams};
     use gpt2_webgpu::quant::WeightFormat;
@@ -107,6 +107,9 @@ mod cli {
             /// Name recorded in the manifest (default: the folder's name).
             #[arg(long)]
             name: Option<String>,
+            /// Largest shard in bytes (64 MiB: static hosts refuse files over 100 MB).
+            #[arg(long, default_value_t = gpt2_webgpu::package::DEFAULT_SHARD_BYTES)]
+            shard_bytes: u64,
         },
         /// Download a GPT-2 checkpoint from the Hugging Face hub (resumable, verified).
         Download {
@@ -313,7 +316,7 @@ mod cli {
                 eprintln!("[wrote a random {size} ({:.1}M params) to {} in {:.1}s]", cfg.n_params() as f64 / 1e6, out.display(), t0.elapsed().as_secs_f64());
                 Ok(())
             }
-            Cmd::Convert { hf_dir, quant, out, name } => {
+            Cmd::Convert { hf_dir, quant, out, name, shard_bytes } => {
                 let q = WeightFormat::parse(&quant)
                     .ok_or_else(|| Error::InvalidArgument(format!("--quant must be q8, q4, f16 or f32, not `{quant}`")))?;
                 let mut src = HfModel::open(&hf_dir)?;
@@ -322,7 +325,7 @@ mod cli {
                 });
                 let t0 = Instant::now();
                 let tok = src.tokenizer_json().to_vec();
-                let m = write_package(&mut src, &tok, q, &name, &out)?;
+                let m = gpt2_webgpu::package::write_package_sharded(&mut src, &tok, q, &name, &out, shard_bytes)?;
                 let bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
                 eprintln!(
                     "[wrote {} ({}) to {}: {} shards, {:.1} MB, in {:.1}s]",
