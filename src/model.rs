@@ -459,11 +459,18 @@ impl Model {
         (8, self.body.len() + self.head.len() + 1)
     }
 
-    fn params_of(&self, op: &Op, fr: Frame) -> Vec<u8> {
+    fn params_of(&self, op: &Op, fr: Frame) -> [u8; PARAMS_BYTES as usize] {
+        // Every Params struct is 16..=48 bytes; copy it into a fixed block (no allocation per step).
+        fn block<T: bytemuck::Pod>(p: &T) -> [u8; PARAMS_BYTES as usize] {
+            let mut b = [0u8; PARAMS_BYTES as usize];
+            let bytes = bytemuck::bytes_of(p);
+            b[..bytes.len()].copy_from_slice(bytes);
+            b
+        }
         let cfg = &self.config;
         let c = cfg.n_embd as u32;
         match op.what {
-            What::Embed { lo, hi, w_stride, wfmt, s_stride } => bytemuck::bytes_of(&EmbedParams {
+            What::Embed { lo, hi, w_stride, wfmt, s_stride } => block(&EmbedParams {
                 t: fr.t,
                 c,
                 pos0: fr.pos0,
@@ -472,13 +479,12 @@ impl Model {
                 w_stride,
                 wfmt,
                 s_stride,
-            })
-            .to_vec(),
+            }),
             What::LayerNorm { head } => {
                 let (rows, in_row0) = if head { (fr.head_rows, fr.head_row0) } else { (fr.t, 0) };
-                bytemuck::bytes_of(&LayerNormParams { rows, c, in_row0, out_row0: 0, eps: cfg.layer_norm_epsilon, _pad: [0; 3] }).to_vec()
+                block(&LayerNormParams { rows, c, in_row0, out_row0: 0, eps: cfg.layer_norm_epsilon, _pad: [0; 3] })
             }
-            What::Linear { n, k, flags, w_stride, wfmt, s_stride, y_col0, y_stride, head } => bytemuck::bytes_of(&MatmulParams {
+            What::Linear { n, k, flags, w_stride, wfmt, s_stride, y_col0, y_stride, head } => block(&MatmulParams {
                 m: if head { fr.head_rows } else { fr.t },
                 n,
                 k,
@@ -491,10 +497,9 @@ impl Model {
                 wfmt,
                 s_stride,
                 lanes: self.gpu.gemv_lanes,
-            })
-            .to_vec(),
-            What::KvAppend => bytemuck::bytes_of(&KvAppendParams { t: fr.t, c, pos0: fr.pos0, _pad: 0 }).to_vec(),
-            What::Attention => bytemuck::bytes_of(&AttentionParams {
+            }),
+            What::KvAppend => block(&KvAppendParams { t: fr.t, c, pos0: fr.pos0, _pad: 0 }),
+            What::Attention => block(&AttentionParams {
                 t: fr.t,
                 c,
                 nh: cfg.n_head as u32,
@@ -502,9 +507,8 @@ impl Model {
                 pos0: fr.pos0,
                 scale: 1.0 / (cfg.head_dim() as f32).sqrt(),
                 _pad: [0; 2],
-            })
-            .to_vec(),
-            What::Sample => Vec::new(),
+            }),
+            What::Sample => [0u8; PARAMS_BYTES as usize],
         }
     }
 

@@ -225,3 +225,17 @@ fn bad_inputs_give_errors_not_panics() {
     let l = pollster::block_on(m.append_logits(&case.ids)).unwrap();
     assert_close("logits after errors", &l[(case.ids.len() - 1) * 50257..], &case.logits_last, 1e-3, 0.0);
 }
+
+#[test]
+fn a_model_that_cannot_fit_the_binding_limit_is_refused_in_words() {
+    use gpt2_webgpu::model::buffer_plan;
+    let cfg = gpt2_webgpu::Gpt2Config::preset("gpt2").unwrap();
+    // 128 MiB (WebGPU's default binding limit): every buffer fits, wte is split into chunks.
+    let plan = buffer_plan(&cfg, WeightFormat::F32, 128 << 20).unwrap();
+    assert!(plan.iter().filter(|(n, _)| n.starts_with("wte[") && !n.ends_with("scales")).count() >= 2, "f32 wte (154 MB) is chunked");
+    // 8 MiB: the MLP weights of one layer (9.4 MB) cannot be bound at all.
+    match buffer_plan(&cfg, WeightFormat::F32, 8 << 20) {
+        Err(Error::TooLarge(msg)) => assert!(msg.contains("mlp.c_fc") || msg.contains("c_fc"), "{msg}"),
+        other => panic!("expected TooLarge, got {other:?}"),
+    }
+}
