@@ -68,6 +68,8 @@ fi
 ls -l www/pkg >&2
 
 # ---- models --------------------------------------------------------------------------------
+# The CLI runs in the dev profile (our crate at opt-level 1, dependencies at 2): it shares the build that
+# `cargo test` makes, and converting is I/O-bound anyway.
 fixture=tests/fixtures/tiny-gpt2
 convert() { # quant name shard_bytes
     local out="www/models/$2"
@@ -76,7 +78,7 @@ convert() { # quant name shard_bytes
         return
     fi
     log "converting $fixture -> $out ($1)"
-    cargo run -q --release --bin gpt2 -- convert "$fixture" --quant "$1" --name tiny-gpt2 --out "$out" --shard-bytes "$3"
+    cargo run -q --bin gpt2 -- convert "$fixture" --quant "$1" --name tiny-gpt2 --out "$out" --shard-bytes "$3"
 }
 # Small shards (16 MiB) so the tiny model exercises multi-shard download, caching and verification.
 convert f32 tiny-gpt2-f32 16777216
@@ -88,12 +90,12 @@ if [ "$mode" = serve ]; then
         name=$(basename "$(cd "$model" && pwd)")
         if [ ! -f "www/models/$name-q8/manifest.json" ]; then
             log "converting $model -> www/models/$name-q8"
-            cargo run -q --release --bin gpt2 -- convert "$model" --quant q8 --name "$name" --out "www/models/$name-q8"
+            cargo run -q --bin gpt2 -- convert "$model" --quant q8 --name "$name" --out "www/models/$name-q8"
         fi
     elif [ ! -f "www/models/$model-q8/manifest.json" ]; then
         log "fetching $model from the Hugging Face hub (once; kept in .models/$model)"
-        if cargo run -q --release --bin gpt2 -- download "$model" --out ".models/$model"; then
-            cargo run -q --release --bin gpt2 -- convert ".models/$model" --quant q8 --name "$model" --out "www/models/$model-q8"
+        if cargo run -q --bin gpt2 -- download "$model" --out ".models/$model"; then
+            cargo run -q --bin gpt2 -- convert ".models/$model" --quant q8 --name "$model" --out "www/models/$model-q8"
         else
             log "could not download $model: serving what www/models has (the tiny test model has random weights, so its text is gibberish)."
             log "to use a real model offline, pass a Hugging Face folder: ./build.sh serve --model /path/to/gpt2"
