@@ -41,3 +41,17 @@ fn every_wgsl_file_is_in_the_kernel_table() {
         }
     }
 }
+
+/// WGSL has no includes, so the weight decoding (`scale_of` + `load_w`, the four formats of quant.rs)
+/// is written out in both kernels that read single weights. The two copies must stay the same.
+#[test]
+fn the_weight_decoding_copies_in_embed_and_matmul_are_identical() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let part = |file: &str, buf: &str| {
+        let src = std::fs::read_to_string(dir.join(file)).unwrap();
+        let a = src.find("fn scale_of").expect("scale_of");
+        let b = a + src[a..].find("\n}\n\n").and_then(|i| src[a + i + 3..].find("\n}\n").map(|j| i + 3 + j + 3)).expect("load_w");
+        src[a..b].replace(buf, "W")
+    };
+    assert_eq!(part("embed.wgsl", "wte["), part("matmul.wgsl", "w["));
+}
