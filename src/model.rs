@@ -520,8 +520,8 @@ impl Model {
             What::LayerNorm { head } => (op.kernel, g.grid(if head { fr.head_rows } else { fr.t })),
             What::Linear { n, head, .. } => {
                 let m = if head { fr.head_rows } else { fr.t };
-                if m == 1 {
-                    (Kernel::Gemv, (n.div_ceil(256 / self.gpu.gemv_lanes), 1))
+                if m <= self.gpu.gemv_max_rows {
+                    (Kernel::Gemv, (n.div_ceil(256 / self.gpu.gemv_lanes), m))
                 } else {
                     (Kernel::Matmul, (n.div_ceil(64), m.div_ceil(64)))
                 }

@@ -110,6 +110,9 @@ pub struct Gpu {
     /// Threads per output row in gemv.wgsl: 32 on GPUs, 1 on CPU adapters (see the shader's header).
     /// GPT2_GEMV_LANES overrides it for benchmarking.
     pub gemv_lanes: u32,
+    /// Steps of up to this many tokens use gemv (one pass over W per row) instead of the tiled matmul.
+    /// 1 on GPUs; on CPU adapters the tiled kernel's barriers cost more than re-reading W.
+    pub gemv_max_rows: u32,
     layouts: Vec<(Kernel, wgpu::BindGroupLayout)>,
     pipelines: Vec<(Kernel, wgpu::ComputePipeline)>,
     /// Validation/OOM errors the device reported outside an error scope, surfaced by `check()`.
@@ -228,7 +231,13 @@ impl Gpu {
                 gemv_lanes = l;
             }
         }
-        Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, gemv_lanes, layouts, pipelines, errors, lost })
+        #[allow(unused_mut)]
+        let mut gemv_max_rows = if adapter_info.device_type == wgpu::DeviceType::Cpu { 64 } else { 1 };
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Some(r) = std::env::var("GPT2_GEMV_MAX_ROWS").ok().and_then(|v| v.parse::<u32>().ok()) {
+            gemv_max_rows = r.max(1);
+        }
+        Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, gemv_lanes, gemv_max_rows, layouts, pipelines, errors, lost })
     }
 
     pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
