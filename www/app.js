@@ -6,7 +6,7 @@ const $ = (id) => document.getElementById(id);
 const els = {
   error: $("error"), model: $("model"), load: $("load"), progress: $("progress"), progressText: $("progress-text"),
   adapter: $("adapter"), prompt: $("prompt"), generate: $("generate"), stop: $("stop"), stats: $("stats"),
-  output: $("output"),
+  output: $("output"), reload: $("reload"),
 };
 let model = null;
 let loadedUrl = null;
@@ -22,8 +22,26 @@ function setState(s) {
   els.stop.disabled = s !== "generating";
 }
 
-function showError(msg) {
+function showError(msg, { reload = false } = {}) {
   els.error.textContent = msg;
+  els.reload.hidden = !reload;
+}
+
+// The GPU device was lost (driver reset, GPU removed, browser reclaimed it): say so and offer to load
+// the model again, without reloading the page.
+function deviceLost(e) {
+  showError(e.message, { reload: true });
+  els.progressText.textContent = "";
+  setState("device-lost");
+}
+
+async function reloadModel() {
+  const url = loadedUrl || els.model.value;
+  if (model) model.dispose();
+  model = null;
+  loadedUrl = null;
+  els.model.value = url;
+  await loadSelected();
 }
 
 const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
@@ -66,6 +84,7 @@ async function loadSelected() {
   const t0 = performance.now();
   try {
     model = await load(url, {
+      onDeviceLost: deviceLost,
       onProgress: ({ phase, loaded, total }) => {
         els.progress.max = total || 1;
         els.progress.value = loaded;
@@ -73,6 +92,7 @@ async function loadSelected() {
       },
     });
     loadedUrl = url;
+    window.gpt2Demo = { model }; // for the browser tests (device loss)
     const i = model.info;
     els.progressText.textContent = `loaded ${i.model} (${i.quantization}, ${i.config.nLayer} layers, ` +
       `${(i.config.params / 1e6).toFixed(1)}M parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s` +
@@ -82,7 +102,7 @@ async function loadSelected() {
     setState("ready");
   } catch (e) {
     model = null;
-    showError(e instanceof GPT2Error ? e.message : `loading failed: ${e.message}`);
+    showError(e instanceof GPT2Error ? e.message : `loading failed: ${e.message}`, { reload: e.kind === "device-lost" });
     els.progressText.textContent = "";
     setState("error");
   } finally {
@@ -139,8 +159,11 @@ async function generate() {
     }
     setState("done");
   } catch (e) {
-    showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`);
-    setState("error");
+    if (e.kind === "device-lost") deviceLost(e);
+    else {
+      showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`);
+      setState("error");
+    }
   }
   document.body.dataset.tokens = String(n);
 }
@@ -173,6 +196,7 @@ async function main() {
   els.load.onclick = () => loadSelected();
   els.generate.onclick = () => generate();
   els.stop.onclick = () => stopController?.abort();
+  els.reload.onclick = () => reloadModel();
   els.model.onchange = () => loadSelected();
 }
 

@@ -25,6 +25,8 @@ const TYPES = { ".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "
   ".html": "text/html; charset=utf-8", ".css": "text/css", ".bin": "application/octet-stream" };
 const requests = []; // url paths, in order
 const corrupt = new Set(); // url paths served with one byte flipped
+const dropOnce = new Set(); // url paths whose next response is cut off halfway (the connection drops)
+const serverOpts = { inject: "", headers: {} }; // JS prepended to /worker.js; extra response headers
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   requests.push(url.pathname);
@@ -37,8 +39,14 @@ const server = http.createServer((req, res) => {
     body = Buffer.from(body);
     body[body.length >> 1] ^= 0xff;
   }
+  if (url.pathname === "/worker.js" && serverOpts.inject) body = Buffer.concat([Buffer.from(serverOpts.inject + "\n"), body]);
   res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] || "application/octet-stream", "Content-Length": body.length,
-    "Cache-Control": "no-cache" });
+    "Cache-Control": "no-cache", ...serverOpts.headers });
+  if (dropOnce.delete(url.pathname)) {
+    res.write(body.subarray(0, body.length >> 1));
+    setTimeout(() => res.destroy(), 50); // the connection drops halfway through the file
+    return;
+  }
   res.end(body);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -243,10 +251,91 @@ try {
     });
     assert(bad === 0, `${bad} of ${cases.length} tokenizer cases differ`);
   });
+
+  // Device lost (a real one: the worker's GPUDevice is destroyed): the page says so in words and its
+  // "Reload model" button loads the model again without reloading the page.
+  await test("device-lost", 180_000, async () => {
+    await page.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await page.click("#load");
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
+    await page.evaluate(() => { window.__samePage = true; window.gpt2Demo.model.loseDeviceForTesting(); });
+    await waitState(page, "device-lost", 30_000);
+    const err = await page.textContent("#error");
+    log(`     shown: ${err}`);
+    assert(/GPU device was lost/.test(err) && /Reload the model/.test(err), `message: ${err}`);
+    assert(await page.isVisible("#reload"), "a Reload model button");
+    // Generating now fails with the same words (not a hang).
+    await setControls(page, "Hello", { ...GREEDY, maxNewTokens: 2 });
+    await page.click("#generate");
+    await waitState(page, "device-lost", 30_000);
+    await page.click("#reload");
+    assert((await waitState(page, ["ready", "error", "device-lost"], 120_000)) === "ready", await page.textContent("#error"));
+    assert(await page.evaluate(() => window.__samePage === true), "the page was not reloaded");
+    assert(!(await page.isVisible("#reload")), "the button is gone");
+    const out = await generateOnPage(page, 120_000);
+    assert(out.ids.length === 2, `generates after the reload: ${out.ids.length} tokens`);
+  });
+
+  // A download interrupted halfway (the connection drops in shard-001) says so; loading again resumes
+  // without fetching the finished files (tokenizer, shard-000) again.
+  await test("resume-download", 180_000, async () => {
+    await page.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await page.evaluate(async () => (await import("./gpt2.js")).deleteCached("models/tiny-gpt2-f32/"));
+    dropOnce.add("/models/tiny-gpt2-f32/shard-001.bin");
+    requests.length = 0;
+    await page.click("#load");
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "error", "the interrupted load fails");
+    const err = await page.textContent("#error");
+    log(`     shown: ${err}`);
+    assert(/shard-001\.bin/.test(err) && /(interrupted|failed)/.test(err), `message: ${err}`);
+    assert(shardRequests().includes("/models/tiny-gpt2-f32/shard-000.bin"), "first load fetched shard-000");
+    requests.length = 0;
+    await page.click("#load");
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
+    log(`     second load fetched: ${requests.filter((p) => p.includes("/models/")).join(", ")}`);
+    assert(!shardRequests().includes("/models/tiny-gpt2-f32/shard-000.bin"), "shard-000 fetched again");
+    assert(!requests.some((p) => p.endsWith("tokenizer.json")), "tokenizer fetched again");
+    assert(shardRequests().includes("/models/tiny-gpt2-f32/shard-001.bin"), "shard-001 fetched");
+  });
 } finally {
   if (failed) log(consoleLines.slice(-30).join("\n"));
   await ctx.close().catch(() => {});
 }
+
+// The browser's storage is full (Cache.put throws QuotaExceededError in the worker, patched in by the
+// server): the model loads into memory, the page says so, and generation works. Then a device whose
+// reported storage-binding limit is 1 MiB: the engine's typed TooLarge error reaches the page in words.
+await test("quota-and-too-large", 180_000, async () => {
+  const ctx3 = await launch(true);
+  try {
+    const p = ctx3.pages()[0] || (await ctx3.newPage());
+    serverOpts.inject = `Cache.prototype.put = async function () { throw new DOMException("simulated full storage", "QuotaExceededError"); };`;
+    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
+    const note = await p.textContent("#progress-text");
+    log(`     storage full: ${note}`);
+    assert(/storage is full/.test(note) && /memory/.test(note), `the page says so: ${note}`);
+    await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 2 });
+    const out = await generateOnPage(p, 120_000);
+    assert(out.ids.length === 2, "generates from memory");
+
+    serverOpts.inject = `for (const k of ["maxStorageBufferBindingSize", "maxBufferSize"]) Object.defineProperty(GPUSupportedLimits.prototype, k, { get: () => 1048576 });`;
+    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "error", "a model too large fails");
+    const err = await p.textContent("#error");
+    log(`     too large: ${err}`);
+    assert(/does not fit this GPU/.test(err) && /1048576/.test(err), `message: ${err}`);
+  } finally {
+    serverOpts.inject = "";
+    await ctx3.close().catch(() => {});
+  }
+});
 
 // (c) Chromium without WebGPU shows the explanation, not a blank page or a console error: once as
 // started without --enable-unsafe-webgpu (navigator.gpu exists, no adapter on this GPU-less machine),
