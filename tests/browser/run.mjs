@@ -30,6 +30,7 @@ const serverOpts = { inject: "", headers: {} }; // JS prepended to /worker.js; e
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   requests.push(url.pathname);
+  if (serverOpts.down) return req.socket.destroy(); // "offline": no answer at all
   let file = path.join(www, decodeURIComponent(url.pathname));
   if (!file.startsWith(www)) return res.writeHead(403).end();
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, "index.html");
@@ -303,6 +304,118 @@ try {
   if (failed) log(consoleLines.slice(-30).join("\n"));
   await ctx.close().catch(() => {});
 }
+
+// embed.html: two <gpt2-generate> elements generate and share one model: one manifest request, each
+// shard at most once (none when cached).
+await test("embed-two-elements", 150_000, async () => {
+  const ctx4 = await launch(true);
+  try {
+    const p = ctx4.pages()[0] || (await ctx4.newPage());
+    const errors = [];
+    p.on("pageerror", (e) => errors.push(e.message));
+    requests.length = 0;
+    await p.goto(`${base}/embed.html`, { timeout: 30_000 });
+    await p.click("#a >> button.generate");
+    await p.click("#b >> button.generate");
+    await p.waitForFunction(() => [...document.querySelectorAll("gpt2-generate")].every((e) => e.dataset.done || e.dataset.error),
+      null, { timeout: 120_000 });
+    const r = await p.evaluate(() => [...document.querySelectorAll("gpt2-generate")].map((e) => ({ done: e.dataset.done, error: e.dataset.error, text: e.text,
+      shown: e.shadowRoot.querySelector(".output").textContent })));
+    log(`     ${JSON.stringify(r)}`);
+    assert(r.every((x) => x.done === "8" && !x.error && x.shown === x.text && x.text.length > 0), "both elements generated 8 tokens");
+    const manifests = requests.filter((x) => x.endsWith("tiny-gpt2-q8/manifest.json")).length;
+    const shards = shardRequests();
+    log(`     model requests: ${manifests} manifest, shards ${shards.join(", ")}`);
+    assert(manifests === 1, `manifest fetched ${manifests} times`);
+    assert(new Set(shards).size === shards.length, "a shard fetched twice");
+    assert(errors.length === 0, errors.join("; "));
+  } finally {
+    await ctx4.close().catch(() => {});
+  }
+});
+
+// Offline: one online visit (service worker installed, tiny-gpt2-f32 loaded), then the context offline
+// and the server refusing every connection: a reload shows the page and generates with the cached model;
+// tiny-gpt2-q8 (never downloaded) is shown unavailable offline and fails at once. Back online, deleting the
+// cached model lowers the storage estimate and the next load downloads it again.
+await test("offline-and-delete", 240_000, async () => {
+  const ctx5 = await launch(true);
+  try {
+    const p = ctx5.pages()[0] || (await ctx5.newPage());
+    await p.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
+    await p.waitForFunction(() => document.body.dataset.offlineReady === "true", null, { timeout: 30_000 });
+    await p.waitForFunction(() => /persistent/.test(document.getElementById("storage").textContent), null, { timeout: 10_000 });
+    log(`     online: ${await p.textContent("#offline")} | ${await p.textContent("#storage")}`);
+
+    await ctx5.setOffline(true);
+    serverOpts.down = true;
+    requests.length = 0;
+    await p.reload({ timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    const off = await p.textContent("#offline");
+    const picker = await p.textContent("#model");
+    log(`     offline: ${off} | picker: ${picker}`);
+    assert(/offline-ready/.test(off) && /models available offline: tiny-gpt2-f32/.test(off), off);
+    assert(/tiny-gpt2-q8 \(.*unavailable offline/.test(picker), `q8 marked unavailable: ${picker}`);
+    await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 3 });
+    const out = await generateOnPage(p, 120_000);
+    assert(out.ids.length === 3, "generates offline");
+    await p.selectOption("#model", "models/tiny-gpt2-q8/");
+    const st = await waitState(p, ["error", "ready"], 15_000);
+    const err = await p.textContent("#error");
+    log(`     offline, q8: ${err}`);
+    assert(st === "error" && /not available offline/.test(err), err);
+    assert(requests.length === 0, `offline, yet the server saw ${requests.join(", ")}`);
+
+    serverOpts.down = false;
+    await ctx5.setOffline(false);
+    await p.selectOption("#model", "models/tiny-gpt2-f32/");
+    await waitState(p, ["ready", "error"], 60_000);
+    const before = Number(await p.evaluate(async () => (await navigator.storage.estimate()).usage));
+    await p.click("#delete");
+    await p.waitForFunction(() => /deleted/.test(document.getElementById("progress-text").textContent), null, { timeout: 15_000 });
+    const after = Number(await p.evaluate(async () => (await navigator.storage.estimate()).usage));
+    log(`     estimate before delete ${before}, after ${after}; ${await p.textContent("#progress-text")}`);
+    assert(after < before - 20e6, `usage ${before} -> ${after}`);
+    requests.length = 0;
+    await p.reload({ timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
+    assert(shardRequests().length === 2, `downloaded again: ${shardRequests().join(", ")}`);
+  } finally {
+    serverOpts.down = false;
+    await ctx5.close().catch(() => {});
+  }
+});
+
+// A strict Content-Security-Policy on every response: the page and embed.html still work.
+await test("strict-csp", 150_000, async () => {
+  const ctx6 = await launch(true);
+  serverOpts.headers = { "Content-Security-Policy": "script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'" };
+  try {
+    const p = ctx6.pages()[0] || (await ctx6.newPage());
+    const violations = [];
+    p.on("console", (m) => /Content Security Policy|Refused/.test(m.text()) && violations.push(m.text()));
+    p.on("pageerror", (e) => violations.push(e.message));
+    await p.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 3 });
+    const out = await generateOnPage(p, 120_000);
+    assert(out.ids.length === 3, "generates under the CSP");
+    await p.goto(`${base}/embed.html`, { timeout: 30_000 });
+    await p.click("#a >> button.generate");
+    await p.waitForFunction(() => document.querySelector("#a").dataset.done || document.querySelector("#a").dataset.error, null, { timeout: 60_000 });
+    assert((await p.getAttribute("#a", "data-done")) === "8", `embed: ${await p.getAttribute("#a", "data-error")}`);
+    assert(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  } finally {
+    serverOpts.headers = {};
+    await ctx6.close().catch(() => {});
+  }
+});
 
 // The browser's storage is full (Cache.put throws QuotaExceededError in the worker, patched in by the
 // server): the model loads into memory, the page says so, and generation works. Then a device whose
