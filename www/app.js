@@ -79,6 +79,7 @@ async function markCached() {
   }
   const off = models.filter((m) => m.cached).map((m) => m.name);
   els.offline.dataset.models = off.join(",");
+  document.body.dataset.modelsChecked = "true";
   showOffline();
 }
 
