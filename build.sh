@@ -125,6 +125,12 @@ json.dump({"models": out}, open(os.path.join(root, "index.json"), "w"), indent=2
 print("www/models/index.json:", ", ".join(m["name"] for m in out))
 PY
 
+# ---- the service worker's build id ------------------------------------------------------------
+# A hash of the app shell: a new build gets a new shell cache, so an update never mixes old JS with new wasm.
+build_id=$(ls www/*.html www/*.js www/*.css www/pkg/* | grep -v "^www/version.js$" | sort | xargs cat | sha256sum | cut -c1-16)
+printf '// Written by build.sh: the app shell'"'"'s build id (sw.js names its cache after it).\nself.GPT2_BUILD = "%s";\n' "$build_id" > www/version.js
+log "www/version.js: build $build_id"
+
 if [ "$mode" = serve ]; then
     exec python3 tools/serve.py --port "$port" --dir www
 fi

@@ -1,13 +1,15 @@
 // The demo page. Uses only the public API of gpt2.js. Text from the model is inserted with
 // textContent, never as HTML.
-import { load, isCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error } from "./gpt2.js";
+import { load, isCached, deleteCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error } from "./gpt2.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
   error: $("error"), model: $("model"), load: $("load"), progress: $("progress"), progressText: $("progress-text"),
   adapter: $("adapter"), prompt: $("prompt"), generate: $("generate"), stop: $("stop"), stats: $("stats"),
-  output: $("output"),
+  output: $("output"), reload: $("reload"), offline: $("offline"), storage: $("storage"), delete: $("delete"),
+  tokenInfo: $("token-info"),
 };
+let persistAnswer = null; // navigator.storage.persist()'s answer, asked after the first successful load
 let model = null;
 let loadedUrl = null;
 let models = [];
@@ -22,8 +24,26 @@ function setState(s) {
   els.stop.disabled = s !== "generating";
 }
 
-function showError(msg) {
+function showError(msg, { reload = false } = {}) {
   els.error.textContent = msg;
+  els.reload.hidden = !reload;
+}
+
+// The GPU device was lost (driver reset, GPU removed, browser reclaimed it): say so and offer to load
+// the model again, without reloading the page.
+function deviceLost(e) {
+  showError(e.message, { reload: true });
+  els.progressText.textContent = "";
+  setState("device-lost");
+}
+
+async function reloadModel() {
+  const url = loadedUrl || els.model.value;
+  if (model) model.dispose();
+  model = null;
+  loadedUrl = null;
+  els.model.value = url;
+  await loadSelected();
 }
 
 const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
@@ -44,15 +64,85 @@ async function listModels() {
     const m = models.find((m) => m.name === want);
     if (m) els.model.value = m.path;
   }
-  // Mark the ones already in the cache (loading them downloads nothing).
+  await markCached();
+}
+
+// Mark the models already in the cache (loading them downloads nothing, and works offline).
+async function markCached() {
+  const offline = !navigator.onLine;
   for (const [i, m] of models.entries()) {
-    if (await isCached(m.path)) els.model.options[i].textContent += " - cached";
+    m.cached = await isCached(m.path);
+    const o = els.model.options[i];
+    o.textContent = o.textContent.replace(/ - (cached|unavailable offline).*$/, "") +
+      (m.cached ? " - cached, available offline" : offline ? " - unavailable offline (never downloaded)" : "");
+    o.dataset.cached = String(m.cached);
   }
+  const off = models.filter((m) => m.cached).map((m) => m.name);
+  els.offline.dataset.models = off.join(",");
+  document.body.dataset.modelsChecked = "true";
+  showOffline();
+}
+
+let swState = "not registered";
+function showOffline() {
+  const off = els.offline.dataset.models || "";
+  els.offline.textContent = `${navigator.onLine ? "online" : "offline"}; app ${swState}; ` +
+    `models available offline: ${off ? off.replaceAll(",", ", ") : "none yet (load one once)"}`;
+}
+
+async function registerServiceWorker() {
+  if (!("serviceWorker" in navigator) || new URLSearchParams(location.search).has("nosw")) {
+    swState = "not stored for offline use (no service worker)";
+    return showOffline();
+  }
+  try {
+    await navigator.serviceWorker.register("sw.js", { updateViaCache: "none" });
+    swState = "installing for offline use";
+    showOffline();
+    const reg = await navigator.serviceWorker.ready;
+    reg.addEventListener("updatefound", () => {
+      reg.installing?.addEventListener("statechange", (e) => {
+        if (e.target.state === "installed" && navigator.serviceWorker.controller) {
+          swState = "offline-ready (an update is ready: close every tab of this page, then open it again)";
+          showOffline();
+        }
+      });
+    });
+    swState = "offline-ready";
+    document.body.dataset.offlineReady = "true";
+  } catch (e) {
+    swState = `not stored for offline use (${e.message})`;
+  }
+  showOffline();
+}
+
+async function showStorage() {
+  if (!navigator.storage?.estimate) return;
+  const { usage, quota } = await navigator.storage.estimate();
+  els.storage.dataset.usage = String(usage);
+  els.storage.textContent = `storage: ${mb(usage)} used of ${mb(quota)} available to this site` +
+    (persistAnswer === null ? "" : persistAnswer ? "; persistent (the browser will not evict it)"
+      : "; not persistent (the browser may evict cached models when space runs low)");
+}
+
+async function deleteSelected() {
+  const m = models.find((m) => m.path === els.model.value);
+  if (!m) return;
+  const bytes = await deleteCached(m.path);
+  els.progressText.textContent = `deleted ${m.name} from this browser's storage (${mb(bytes)}); loading it again downloads it`;
+  await markCached();
+  await showStorage();
 }
 
 async function loadSelected() {
   const url = els.model.value;
   if (model && loadedUrl === url) return;
+  const m = models.find((m) => m.path === url);
+  if (!navigator.onLine && m && !m.cached) {
+    showError(`${m.name} is not available offline: it was never downloaded in this browser. Connect to the network to load it.`);
+    setState("error");
+    return;
+  }
   if (model) {
     model.dispose();
     model = null;
@@ -66,6 +156,7 @@ async function loadSelected() {
   const t0 = performance.now();
   try {
     model = await load(url, {
+      onDeviceLost: deviceLost,
       onProgress: ({ phase, loaded, total }) => {
         els.progress.max = total || 1;
         els.progress.value = loaded;
@@ -73,6 +164,7 @@ async function loadSelected() {
       },
     });
     loadedUrl = url;
+    window.gpt2Demo = { model }; // for the browser tests (device loss)
     const i = model.info;
     els.progressText.textContent = `loaded ${i.model} (${i.quantization}, ${i.config.nLayer} layers, ` +
       `${(i.config.params / 1e6).toFixed(1)}M parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s` +
@@ -80,9 +172,13 @@ async function loadSelected() {
     els.adapter.textContent = `adapter: ${i.adapter.name || "(unnamed)"} (${i.adapter.backend}, ${i.adapter.deviceType}` +
       `${i.adapter.driver ? ", " + i.adapter.driver : ""})`;
     setState("ready");
+    if (persistAnswer === null && navigator.storage?.persist) {
+      try { persistAnswer = await navigator.storage.persist(); } catch { persistAnswer = false; }
+    }
+    markCached().then(showStorage);
   } catch (e) {
     model = null;
-    showError(e instanceof GPT2Error ? e.message : `loading failed: ${e.message}`);
+    showError(e instanceof GPT2Error ? e.message : `loading failed: ${e.message}`, { reload: e.kind === "device-lost" });
     els.progressText.textContent = "";
     setState("error");
   } finally {
@@ -105,6 +201,7 @@ function tokenSpan(piece) {
   const alts = piece.alternatives
     .map((a) => `${JSON.stringify(a.text)}  ${(100 * a.prob).toFixed(1)}%`)
     .join("\n");
+  s.onclick = () => (els.tokenInfo.textContent = s.title); // phones: tap for the alternatives
   s.title = `${JSON.stringify(piece.text)}  ${(100 * piece.prob).toFixed(1)}%  (token ${piece.tokenId})` +
     (alts ? `\nalternatives:\n${alts}` : "");
   return s;
@@ -139,13 +236,19 @@ async function generate() {
     }
     setState("done");
   } catch (e) {
-    showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`);
-    setState("error");
+    if (e.kind === "device-lost") deviceLost(e);
+    else {
+      showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`);
+      setState("error");
+    }
   }
   document.body.dataset.tokens = String(n);
 }
 
 async function main() {
+  registerServiceWorker();
+  addEventListener("online", () => markCached());
+  addEventListener("offline", () => markCached());
   if (!hasWebGPU()) {
     showError(NO_WEBGPU_MESSAGE);
     setState("no-webgpu");
@@ -173,6 +276,9 @@ async function main() {
   els.load.onclick = () => loadSelected();
   els.generate.onclick = () => generate();
   els.stop.onclick = () => stopController?.abort();
+  els.reload.onclick = () => reloadModel();
+  els.delete.onclick = () => deleteSelected();
+  showStorage();
   els.model.onchange = () => loadSelected();
 }
 

@@ -10,7 +10,7 @@
 //   model.dispose();
 //
 // Errors are `GPT2Error`s: `message` is words to show people, `kind` is one of "no-webgpu", "gpu",
-// "download", "corrupt", "package", "aborted", "wasm", "state", "error".
+// "download", "corrupt", "package", "aborted", "wasm", "state", "error", "device-lost", "too-large".
 
 export class GPT2Error extends Error {
   constructor(kind, message) {
@@ -43,12 +43,33 @@ class Model {
   #stopCurrent = null;
   info;
   notices;
+  url;
+  /** Words, once the GPU device is lost (then generate() fails: dispose and load again). */
+  lost = null;
+  /** Called with a GPT2Error of kind "device-lost" when the GPU device is lost (also while idle). */
+  onDeviceLost = null;
 
-  constructor(worker, info, notices) {
+  constructor(worker, info, notices, url, onDeviceLost) {
     this.#worker = worker;
     this.info = info;
     this.notices = notices;
-    worker.onmessage = (ev) => this.#listeners.get(ev.data.id)?.(ev.data);
+    this.url = url;
+    this.onDeviceLost = onDeviceLost || null;
+    worker.onmessage = (ev) => {
+      const m = ev.data;
+      if (m.type === "device-lost") {
+        this.lost = m.message;
+        for (const l of this.#listeners.values()) l({ type: "error", kind: "device-lost", message: m.message });
+        this.onDeviceLost?.(new GPT2Error("device-lost", m.message));
+        return;
+      }
+      this.#listeners.get(m.id)?.(m);
+    };
+  }
+
+  /** Destroys the worker's GPU device: a real device loss, for testing the page's recovery. */
+  loseDeviceForTesting() {
+    this.#worker?.postMessage({ type: "lose-device" });
   }
 
   /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, or aborting
@@ -56,6 +77,7 @@ class Model {
    * one stops the previous. */
   async *generate(prompt, opts = {}) {
     if (!this.#worker) throw new GPT2Error("state", "this model was disposed: load it again");
+    if (this.lost) throw new GPT2Error("device-lost", this.lost);
     const { signal, ...rest } = opts;
     if (this.#busy) {
       this.#worker.postMessage({ type: "stop" });
@@ -99,7 +121,7 @@ class Model {
       }
     } finally {
       signal?.removeEventListener("abort", stop);
-      if (!done) {
+      if (!done && !this.lost) {
         // Stopped early (break, abort, error): let the worker finish its step, then release.
         stop();
         await new Promise((resolve) => {
@@ -132,7 +154,7 @@ class Model {
 /** Download (or take from the cache), verify and upload the model package at `url` (a folder with
  * manifest.json). `onProgress({phase, loaded, total, file})`, phase: "downloading", "verifying",
  * "cache" or "uploading". */
-export async function load(url, { onProgress, signal } = {}) {
+export async function load(url, { onProgress, signal, onDeviceLost } = {}) {
   if (!hasWebGPU()) throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
   if (signal?.aborted) throw new GPT2Error("aborted", "loading was cancelled");
   const abs = new URL(url, document.baseURI).href;
@@ -155,19 +177,49 @@ export async function load(url, { onProgress, signal } = {}) {
       worker.postMessage({ type: "load", id, url: abs });
     });
     worker.onerror = null;
-    return new Model(worker, r.info, r.notices);
+    return new Model(worker, r.info, r.notices, abs, onDeviceLost);
   } catch (e) {
     worker.terminate();
     throw e;
   }
 }
 
-/** Whether every file of the package at `url` is in the cache (so loading it downloads nothing). */
+export const CACHE_NAME = "gpt2-webgpu-files-v1";
+
+// The package's manifest: from the network, else the copy the worker kept at the last load (offline).
+async function manifestOf(base) {
+  const u = new URL("manifest.json", base).href;
+  try {
+    const r = await fetch(u, { cache: "no-cache" });
+    if (r.ok) return await r.json();
+  } catch { /* offline */ }
+  const hit = await (await caches.open(CACHE_NAME)).match(u);
+  if (!hit) throw new Error("no manifest");
+  return hit.json();
+}
+
+/** Delete every cached file of the package at `url` (its next load downloads it again). Returns the
+ * number of bytes deleted. */
+export async function deleteCached(url) {
+  const base = new URL(url, document.baseURI).href;
+  const cache = await caches.open(CACHE_NAME);
+  let bytes = 0;
+  for (const req of await cache.keys()) {
+    if (!req.url.startsWith(base)) continue;
+    const r = await cache.match(req);
+    bytes += r ? (await r.arrayBuffer()).byteLength : 0;
+    await cache.delete(req);
+  }
+  return bytes;
+}
+
+/** Whether every file of the package at `url` is in the cache (so loading it downloads nothing, and
+ * works offline). */
 export async function isCached(url) {
   try {
     const base = new URL(url, document.baseURI);
-    const manifest = await (await fetch(new URL("manifest.json", base), { cache: "no-cache" })).json();
-    const cache = await caches.open("gpt2-webgpu-files-v1");
+    const manifest = await manifestOf(base);
+    const cache = await caches.open(CACHE_NAME);
     for (const f of [manifest.tokenizer, ...manifest.shards]) {
       if (!(await cache.match(`${new URL(f.file, base).href}?gpt2-sha256=${f.sha256}`))) return false;
     }

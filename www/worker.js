@@ -5,10 +5,10 @@
 // and runs the generation loop, one message per token.
 //
 // Messages in:  {type: "load", id, url} | {type: "generate", id, prompt, opts} | {type: "stop"} |
-//               {type: "abort", id} | {type: "dispose"}
+//               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests)
 // Messages out: {type: "progress", id, phase, loaded, total, file} | {type: "loaded", id, info, notices}
 //               {type: "started", id, promptTokens, notices} | {type: "piece", id, piece}
-//               {type: "done", id} | {type: "error", id, message, kind}
+//               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message}
 
 import init, { WasmModel } from "./pkg/gpt2_webgpu.js";
 
@@ -17,6 +17,26 @@ const wasmReady = init();
 let model = null;
 let queue = Promise.resolve(); // load and generate run one at a time
 const aborted = new Set();
+
+// The GPUDevice wgpu creates, caught on its way out of requestDevice (wgpu does not hand it to JS), so the
+// worker can listen for `device.lost` itself and tell the page at once, not only at the next step.
+let device = null;
+let deviceLost = null; // words, once the current device is lost
+const DEVICE_LOST_WORDS = "The GPU device was lost (the driver restarted, the GPU was reset or the browser reclaimed it)";
+if (self.GPUAdapter?.prototype?.requestDevice) {
+  const requestDevice = GPUAdapter.prototype.requestDevice;
+  GPUAdapter.prototype.requestDevice = async function (...args) {
+    const d = await requestDevice.apply(this, args);
+    device = d;
+    deviceLost = null;
+    d.lost.then((info) => {
+      if (d !== device) return; // replaced or disposed by us
+      deviceLost = `${DEVICE_LOST_WORDS}: ${info.reason || "unknown"}${info.message ? ", " + info.message.replace(/[.\s]+$/, "") : ""}. Reload the model to continue.`;
+      postMessage({ type: "device-lost", message: deviceLost });
+    });
+    return d;
+  };
+}
 
 class Failure extends Error {
   constructor(kind, message) {
@@ -131,12 +151,21 @@ async function load(id, url) {
   };
   const base = new URL(url, self.location.href);
   let manifestBytes;
+  const manifestUrl = new URL("manifest.json", base).href;
   try {
-    const r = await fetch(new URL("manifest.json", base), { cache: "no-cache" });
+    const r = await fetch(manifestUrl, { cache: "no-cache" });
     if (!r.ok) throw new Error(`the server answered ${r.status} ${r.statusText}`);
     manifestBytes = new Uint8Array(await r.arrayBuffer());
+    // Kept (unverified: it is what names the hashes) so the model can be loaded offline.
+    try { await ctx.cache?.put(manifestUrl, new Response(manifestBytes.slice(), { headers: { "Content-Type": "application/json" } })); } catch { /* quota: see getFile */ }
   } catch (e) {
-    throw new Failure("download", `downloading ${new URL("manifest.json", base)} failed (${e.message}). Is this a model package URL?`);
+    const hit = await ctx.cache?.match(manifestUrl).catch(() => null);
+    if (hit && !(e instanceof Failure)) {
+      manifestBytes = new Uint8Array(await hit.arrayBuffer()); // offline: the copy kept at the last load
+      ctx.notices.push("offline: loaded from this browser's storage");
+    } else {
+      throw new Failure("download", `downloading ${manifestUrl} failed (${e.message}). Is this a model package URL, and is the network up?`);
+    }
   }
   let manifest;
   try {
@@ -155,6 +184,7 @@ async function load(id, url) {
   }
   ctx.progress("uploading", "");
   if (model) {
+    device = null; // its loss, caused by us, is not reported
     model.dispose();
     model.free();
     model = null;
@@ -177,6 +207,7 @@ let stopRequested = false;
 
 async function generate(id, prompt, opts) {
   if (!model) throw new Failure("state", "no model is loaded");
+  if (deviceLost) throw new Failure("device-lost", deviceLost);
   stopRequested = false;
   const start = model.start(prompt, opts || {});
   postMessage({ type: "started", id, ...start });
@@ -193,8 +224,15 @@ async function generate(id, prompt, opts) {
 }
 
 function fail(id, e) {
-  const kind = e.kind || (/GPU|adapter|device/i.test(e.message) ? "gpu" : "error");
-  postMessage({ type: "error", id, kind, message: e.message || String(e) });
+  let message = e.message || String(e);
+  let kind = e.kind || (/GPU|adapter|device/i.test(message) ? "gpu" : "error");
+  if (deviceLost || /device was lost/i.test(message)) {
+    kind = "device-lost";
+    message = deviceLost || `${DEVICE_LOST_WORDS} (${message}). Reload the model to continue.`;
+  } else if (/does not fit this GPU/.test(message)) {
+    kind = "too-large";
+  }
+  postMessage({ type: "error", id, kind, message });
 }
 
 self.onmessage = (ev) => {
@@ -213,8 +251,13 @@ self.onmessage = (ev) => {
     case "generate":
       queue = queue.then(() => generate(m.id, m.prompt, m.opts).catch((e) => fail(m.id, e)));
       break;
+    case "lose-device":
+      // A real loss: destroy() ends the device as a reset or a driver crash would (tests use this).
+      device?.destroy();
+      break;
     case "dispose":
       queue = queue.then(() => {
+        device = null;
         if (model) {
           model.dispose();
           model.free();

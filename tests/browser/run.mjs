@@ -25,9 +25,12 @@ const TYPES = { ".wasm": "application/wasm", ".js": "text/javascript", ".mjs": "
   ".html": "text/html; charset=utf-8", ".css": "text/css", ".bin": "application/octet-stream" };
 const requests = []; // url paths, in order
 const corrupt = new Set(); // url paths served with one byte flipped
+const dropOnce = new Set(); // url paths whose next response is cut off halfway (the connection drops)
+const serverOpts = { inject: "", headers: {} }; // JS prepended to /worker.js; extra response headers
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   requests.push(url.pathname);
+  if (serverOpts.down) return req.socket.destroy(); // "offline": no answer at all
   let file = path.join(www, decodeURIComponent(url.pathname));
   if (!file.startsWith(www)) return res.writeHead(403).end();
   if (fs.existsSync(file) && fs.statSync(file).isDirectory()) file = path.join(file, "index.html");
@@ -37,8 +40,14 @@ const server = http.createServer((req, res) => {
     body = Buffer.from(body);
     body[body.length >> 1] ^= 0xff;
   }
+  if (url.pathname === "/worker.js" && serverOpts.inject) body = Buffer.concat([Buffer.from(serverOpts.inject + "\n"), body]);
   res.writeHead(200, { "Content-Type": TYPES[path.extname(file)] || "application/octet-stream", "Content-Length": body.length,
-    "Cache-Control": "no-cache" });
+    "Cache-Control": "no-cache", ...serverOpts.headers });
+  if (dropOnce.delete(url.pathname)) {
+    res.write(body.subarray(0, body.length >> 1));
+    setTimeout(() => res.destroy(), 50); // the connection drops halfway through the file
+    return;
+  }
   res.end(body);
 });
 await new Promise((r) => server.listen(0, "127.0.0.1", r));
@@ -243,10 +252,209 @@ try {
     });
     assert(bad === 0, `${bad} of ${cases.length} tokenizer cases differ`);
   });
+
+  // Device lost (a real one: the worker's GPUDevice is destroyed): the page says so in words and its
+  // "Reload model" button loads the model again without reloading the page.
+  await test("device-lost", 180_000, async () => {
+    await page.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await page.click("#load");
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
+    await page.evaluate(() => { window.__samePage = true; window.gpt2Demo.model.loseDeviceForTesting(); });
+    await waitState(page, "device-lost", 30_000);
+    const err = await page.textContent("#error");
+    log(`     shown: ${err}`);
+    assert(/GPU device was lost/.test(err) && /Reload the model/.test(err), `message: ${err}`);
+    assert(await page.isVisible("#reload"), "a Reload model button");
+    // Generating now fails with the same words (not a hang).
+    await setControls(page, "Hello", { ...GREEDY, maxNewTokens: 2 });
+    await page.click("#generate");
+    await waitState(page, "device-lost", 30_000);
+    await page.click("#reload");
+    assert((await waitState(page, ["ready", "error", "device-lost"], 120_000)) === "ready", await page.textContent("#error"));
+    assert(await page.evaluate(() => window.__samePage === true), "the page was not reloaded");
+    assert(!(await page.isVisible("#reload")), "the button is gone");
+    const out = await generateOnPage(page, 120_000);
+    assert(out.ids.length === 2, `generates after the reload: ${out.ids.length} tokens`);
+  });
+
+  // A download interrupted halfway (the connection drops in shard-001) says so; loading again resumes
+  // without fetching the finished files (tokenizer, shard-000) again.
+  await test("resume-download", 180_000, async () => {
+    await page.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await page.evaluate(async () => (await import("./gpt2.js")).deleteCached("models/tiny-gpt2-f32/"));
+    dropOnce.add("/models/tiny-gpt2-f32/shard-001.bin");
+    requests.length = 0;
+    await page.click("#load");
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "error", "the interrupted load fails");
+    const err = await page.textContent("#error");
+    log(`     shown: ${err}`);
+    assert(/shard-001\.bin/.test(err) && /(interrupted|failed)/.test(err), `message: ${err}`);
+    assert(shardRequests().includes("/models/tiny-gpt2-f32/shard-000.bin"), "first load fetched shard-000");
+    requests.length = 0;
+    await page.click("#load");
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
+    log(`     second load fetched: ${requests.filter((p) => p.includes("/models/")).join(", ")}`);
+    assert(!shardRequests().includes("/models/tiny-gpt2-f32/shard-000.bin"), "shard-000 fetched again");
+    assert(!requests.some((p) => p.endsWith("tokenizer.json")), "tokenizer fetched again");
+    assert(shardRequests().includes("/models/tiny-gpt2-f32/shard-001.bin"), "shard-001 fetched");
+  });
 } finally {
   if (failed) log(consoleLines.slice(-30).join("\n"));
   await ctx.close().catch(() => {});
 }
+
+// embed.html: two <gpt2-generate> elements generate and share one model: one manifest request, each
+// shard at most once (none when cached).
+await test("embed-two-elements", 150_000, async () => {
+  const ctx4 = await launch(true);
+  try {
+    const p = ctx4.pages()[0] || (await ctx4.newPage());
+    const errors = [];
+    p.on("pageerror", (e) => errors.push(e.message));
+    requests.length = 0;
+    await p.goto(`${base}/embed.html`, { timeout: 30_000 });
+    await p.click("#a >> button.generate");
+    await p.click("#b >> button.generate");
+    await p.waitForFunction(() => [...document.querySelectorAll("gpt2-generate")].every((e) => e.dataset.done || e.dataset.error),
+      null, { timeout: 120_000 });
+    const r = await p.evaluate(() => [...document.querySelectorAll("gpt2-generate")].map((e) => ({ done: e.dataset.done, error: e.dataset.error, text: e.text,
+      shown: e.shadowRoot.querySelector(".output").textContent })));
+    log(`     ${JSON.stringify(r)}`);
+    assert(r.every((x) => x.done === "8" && !x.error && x.shown === x.text && x.text.length > 0), "both elements generated 8 tokens");
+    const manifests = requests.filter((x) => x.endsWith("tiny-gpt2-q8/manifest.json")).length;
+    const shards = shardRequests();
+    log(`     model requests: ${manifests} manifest, shards ${shards.join(", ")}`);
+    assert(manifests === 1, `manifest fetched ${manifests} times`);
+    assert(new Set(shards).size === shards.length, "a shard fetched twice");
+    assert(errors.length === 0, errors.join("; "));
+  } finally {
+    await ctx4.close().catch(() => {});
+  }
+});
+
+// Offline: one online visit (service worker installed, tiny-gpt2-f32 loaded), then the context offline
+// and the server refusing every connection: a reload shows the page and generates with the cached model;
+// tiny-gpt2-q8 (never downloaded) is shown unavailable offline and fails at once. Back online, deleting the
+// cached model lowers the storage estimate and the next load downloads it again.
+await test("offline-and-delete", 240_000, async () => {
+  const ctx5 = await launch(true);
+  try {
+    const p = ctx5.pages()[0] || (await ctx5.newPage());
+    await p.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
+    await p.waitForFunction(() => document.body.dataset.offlineReady === "true", null, { timeout: 30_000 });
+    await p.waitForFunction(() => /persistent/.test(document.getElementById("storage").textContent), null, { timeout: 10_000 });
+    log(`     online: ${await p.textContent("#offline")} | ${await p.textContent("#storage")}`);
+
+    await ctx5.setOffline(true);
+    serverOpts.down = true;
+    requests.length = 0;
+    await p.reload({ timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.waitForFunction(() => document.body.dataset.modelsChecked === "true", null, { timeout: 15_000 });
+    const off = await p.textContent("#offline");
+    const picker = await p.textContent("#model");
+    log(`     offline: ${off} | picker: ${picker}`);
+    assert(/offline-ready/.test(off) && /models available offline: tiny-gpt2-f32/.test(off), off);
+    assert(/tiny-gpt2-q8 \(.*unavailable offline/.test(picker), `q8 marked unavailable: ${picker}`);
+    await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 3 });
+    const out = await generateOnPage(p, 120_000);
+    assert(out.ids.length === 3, "generates offline");
+    await p.selectOption("#model", "models/tiny-gpt2-q8/");
+    const st = await waitState(p, ["error", "ready"], 15_000);
+    const err = await p.textContent("#error");
+    log(`     offline, q8: ${err}`);
+    assert(st === "error" && /not available offline/.test(err), err);
+    // setOffline does not cover the browser's update check of sw.js nor (in this Chromium) the dedicated
+    // worker's fetches: those reach the server, which refuses them, as a dead network would. The shell
+    // and every model file still came from this browser's storage.
+    log(`     offline, the server refused: ${requests.join(", ") || "nothing"}`);
+    const seen = requests.filter((x) => x !== "/sw.js" && !x.endsWith("/manifest.json"));
+    assert(seen.length === 0, `offline, yet the page needed the server for ${seen.join(", ")}`);
+
+    serverOpts.down = false;
+    await ctx5.setOffline(false);
+    await p.selectOption("#model", "models/tiny-gpt2-f32/");
+    await waitState(p, ["ready", "error"], 60_000);
+    const before = Number(await p.evaluate(async () => (await navigator.storage.estimate()).usage));
+    await p.click("#delete");
+    await p.waitForFunction(() => /deleted/.test(document.getElementById("progress-text").textContent), null, { timeout: 15_000 });
+    const after = Number(await p.evaluate(async () => (await navigator.storage.estimate()).usage));
+    log(`     estimate before delete ${before}, after ${after}; ${await p.textContent("#progress-text")}`);
+    assert(after < before - 20e6, `usage ${before} -> ${after}`);
+    requests.length = 0;
+    await p.reload({ timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
+    assert(shardRequests().length === 2, `downloaded again: ${shardRequests().join(", ")}`);
+  } finally {
+    serverOpts.down = false;
+    await ctx5.close().catch(() => {});
+  }
+});
+
+// A strict Content-Security-Policy on every response: the page and embed.html still work.
+await test("strict-csp", 150_000, async () => {
+  const ctx6 = await launch(true);
+  serverOpts.headers = { "Content-Security-Policy": "script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'" };
+  try {
+    const p = ctx6.pages()[0] || (await ctx6.newPage());
+    const violations = [];
+    p.on("console", (m) => /Content Security Policy|Refused/.test(m.text()) && violations.push(m.text()));
+    p.on("pageerror", (e) => violations.push(e.message));
+    await p.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 3 });
+    const out = await generateOnPage(p, 120_000);
+    assert(out.ids.length === 3, "generates under the CSP");
+    await p.goto(`${base}/embed.html`, { timeout: 30_000 });
+    await p.click("#a >> button.generate");
+    await p.waitForFunction(() => document.querySelector("#a").dataset.done || document.querySelector("#a").dataset.error, null, { timeout: 60_000 });
+    assert((await p.getAttribute("#a", "data-done")) === "8", `embed: ${await p.getAttribute("#a", "data-error")}`);
+    assert(violations.length === 0, `CSP violations: ${violations.join("; ")}`);
+  } finally {
+    serverOpts.headers = {};
+    await ctx6.close().catch(() => {});
+  }
+});
+
+// The browser's storage is full (Cache.put throws QuotaExceededError in the worker, patched in by the
+// server): the model loads into memory, the page says so, and generation works. Then a device whose
+// reported storage-binding limit is 1 MiB: the engine's typed TooLarge error reaches the page in words.
+await test("quota-and-too-large", 180_000, async () => {
+  const ctx3 = await launch(true);
+  try {
+    const p = ctx3.pages()[0] || (await ctx3.newPage());
+    serverOpts.inject = `Cache.prototype.put = async function () { throw new DOMException("simulated full storage", "QuotaExceededError"); };`;
+    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
+    const note = await p.textContent("#progress-text");
+    log(`     storage full: ${note}`);
+    assert(/storage is full/.test(note) && /memory/.test(note), `the page says so: ${note}`);
+    await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 2 });
+    const out = await generateOnPage(p, 120_000);
+    assert(out.ids.length === 2, "generates from memory");
+
+    serverOpts.inject = `for (const k of ["maxStorageBufferBindingSize", "maxBufferSize"]) Object.defineProperty(GPUSupportedLimits.prototype, k, { get: () => 1048576 });`;
+    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw`, { timeout: 30_000 });
+    await waitState(p, "idle", 30_000);
+    await p.click("#load");
+    assert((await waitState(p, ["ready", "error"], 120_000)) === "error", "a model too large fails");
+    const err = await p.textContent("#error");
+    log(`     too large: ${err}`);
+    assert(/does not fit this GPU/.test(err) && /1048576/.test(err), `message: ${err}`);
+  } finally {
+    serverOpts.inject = "";
+    await ctx3.close().catch(() => {});
+  }
+});
 
 // (c) Chromium without WebGPU shows the explanation, not a blank page or a console error: once as
 // started without --enable-unsafe-webgpu (navigator.gpu exists, no adapter on this GPU-less machine),

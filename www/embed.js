@@ -1,0 +1,11 @@
+// embed.html's own script (external, so a strict Content-Security-Policy allows it): the model from
+// ?model=NAME, and the elements' events logged on the page.
+const name = new URLSearchParams(location.search).get("model");
+for (const el of document.querySelectorAll("gpt2-generate")) {
+  if (name) el.setAttribute("model", `models/${name}/`);
+  el.addEventListener("done", (e) => {
+    document.getElementById("log").textContent += `#${el.id} done: ${e.detail.tokens} tokens. `;
+    el.dataset.done = String(e.detail.tokens);
+  });
+  el.addEventListener("error", (e) => (el.dataset.error = e.detail.message));
+}
