@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::params::*;
 use crate::gpu::{whole, Gpu, Kernel};
 use crate::quant::{PackedMatrix, WeightFormat};
-use crate::weights::{check_token, tensor_specs, TensorSource, TensorSpec};
+use crate::weights::{check_token, tensor_specs, Role, TensorSource, TensorSpec};
 use std::sync::Arc;
 
 /// How to pick the next token. `temperature == 0` means greedy.
@@ -248,64 +248,148 @@ pub struct Model {
 /// Bytes of a Params struct rounded to 16 (uniform binding size).
 const PARAMS_BYTES: u64 = 48;
 
-impl Model {
-    /// Upload every weight (tensor by tensor, so host memory holds one tensor at a time), allocate the
-    /// KV cache and activations for the full context, and build every bind group and the dispatch list.
-    pub async fn load(gpu: Arc<Gpu>, src: &mut dyn TensorSource, format: WeightFormat) -> Result<Model> {
-        let cfg = src.config().clone();
+/// A tensor as the uploader takes it: a vector as f32 (`TensorSource::read_f32`), a matrix (or wte) packed
+/// (`TensorSource::read_packed`).
+pub enum TensorData {
+    Vector(Vec<f32>),
+    Matrix(PackedMatrix),
+}
+
+/// What has been uploaded of one tensor.
+enum Uploaded {
+    Vector(wgpu::Buffer),
+    Matrix(GpuMatrix),
+    /// wte, in row chunks (lo, hi, rows [lo, hi) of wte [V, C]) that each fit one binding.
+    Wte(Vec<(u32, u32, GpuMatrix)>),
+}
+
+/// Loads a model tensor by tensor, in `tensor_specs` order, as they arrive (from a `TensorSource` in
+/// `Model::load`, or from shards streaming in: `package::PackageStream`). Each tensor goes to the GPU
+/// when pushed, so the host holds one at a time; `finish` allocates the KV cache and activations and
+/// builds the dispatch list.
+pub struct ModelUploader {
+    gpu: Arc<Gpu>,
+    config: Gpt2Config,
+    format: WeightFormat,
+    max_binding: u64,
+    specs: Vec<TensorSpec>,
+    uploaded: Vec<Uploaded>,
+    /// Catches the GPU running out of memory anywhere between `new` and `finish`.
+    scope: wgpu::ErrorScopeGuard,
+}
+
+impl ModelUploader {
+    /// Check that a model of `cfg` in `format` fits this GPU's limits; nothing is uploaded yet.
+    pub fn new(gpu: Arc<Gpu>, cfg: Gpt2Config, format: WeightFormat) -> Result<ModelUploader> {
         if cfg.head_dim() > 256 {
             return Err(Error::BadConfig(format!("head size {} is larger than the 256 the attention kernel supports", cfg.head_dim())));
         }
         let max_binding = gpu.max_binding();
         buffer_plan(&cfg, format, max_binding)?;
-        let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-
         let specs = tensor_specs(&cfg);
-        let mut specs = specs.iter();
-        let mut next = || specs.next().expect("spec order");
-        let vec_buf = |src: &mut dyn TensorSource, spec: &TensorSpec| -> Result<wgpu::Buffer> {
-            gpu.storage_init(&spec.name, bytemuck::cast_slice(&src.read_f32(spec)?))
-        };
-        let mat_buf = |src: &mut dyn TensorSource, spec: &TensorSpec| -> Result<GpuMatrix> {
-            GpuMatrix::upload(&gpu, &spec.name, &src.read_packed(spec, format)?)
-        };
+        Ok(ModelUploader { uploaded: Vec::with_capacity(specs.len()), gpu, config: cfg, format, max_binding, specs, scope })
+    }
 
-        let wte_packed = src.read_packed(next(), format)?;
-        let mut wte = Vec::new();
-        // Chunk by the format wte really has (a q4 package stores it as q8).
-        for (lo, hi) in wte_chunks(&cfg, wte_packed.format, max_binding)? {
-            let label = format!("wte[{lo}..{hi})");
-            let m = if lo == 0 && hi == cfg.vocab_size {
-                GpuMatrix::upload(&gpu, &label, &wte_packed)? // one chunk: no copy
-            } else {
-                GpuMatrix::upload(&gpu, &label, &wte_packed.rows(lo, hi))?
-            };
-            wte.push((lo as u32, hi as u32, m));
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// The tensor to push next, None once all are in.
+    pub fn next_spec(&self) -> Option<&TensorSpec> {
+        self.specs.get(self.uploaded.len())
+    }
+
+    /// Upload the next tensor. `spec` must be `next_spec()`; a vector's length and a matrix's shape are
+    /// checked against it.
+    pub fn push(&mut self, spec: &TensorSpec, data: TensorData) -> Result<()> {
+        let want = self.next_spec().ok_or_else(|| Error::InvalidArgument(format!("`{}` pushed after the last tensor", spec.name)))?;
+        if want.name != spec.name {
+            return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
         }
-        drop(wte_packed);
-        let wpe = vec_buf(src, next())?;
+        let gpu = &self.gpu;
+        let up = match (want.role, data) {
+            (Role::Vector, TensorData::Vector(v)) => {
+                if v.len() != want.numel() {
+                    return Err(Error::WrongShape { name: want.name.clone(), expected: want.shape.clone(), actual: vec![v.len()] });
+                }
+                Uploaded::Vector(gpu.storage_init(&want.name, bytemuck::cast_slice(&v))?)
+            }
+            (Role::Matrix | Role::Embedding, TensorData::Matrix(m)) => {
+                let expected = crate::package::stored_shape(want);
+                if [m.n, m.k] != expected[..] {
+                    return Err(Error::WrongShape { name: want.name.clone(), expected, actual: vec![m.n, m.k] });
+                }
+                if want.role == Role::Matrix {
+                    Uploaded::Matrix(GpuMatrix::upload(gpu, &want.name, &m)?)
+                } else {
+                    let mut wte = Vec::new();
+                    // Chunk by the format wte really has (a q4 package stores it as q8).
+                    for (lo, hi) in wte_chunks(&self.config, m.format, self.max_binding)? {
+                        let label = format!("wte[{lo}..{hi})");
+                        let g = if lo == 0 && hi == self.config.vocab_size {
+                            GpuMatrix::upload(gpu, &label, &m)? // one chunk: no copy
+                        } else {
+                            GpuMatrix::upload(gpu, &label, &m.rows(lo, hi))?
+                        };
+                        wte.push((lo as u32, hi as u32, g));
+                    }
+                    Uploaded::Wte(wte)
+                }
+            }
+            (Role::Vector, TensorData::Matrix(_)) => {
+                return Err(Error::InvalidArgument(format!("`{}` is a vector, but a matrix was pushed", want.name)))
+            }
+            (_, TensorData::Vector(_)) => {
+                return Err(Error::InvalidArgument(format!("`{}` is a matrix, but a vector was pushed", want.name)))
+            }
+        };
+        self.uploaded.push(up);
+        Ok(())
+    }
+
+    /// Allocate the KV cache and activations for the full context and build every bind group and the
+    /// dispatch list. Every tensor must have been pushed.
+    pub async fn finish(self) -> Result<Model> {
+        let ModelUploader { gpu, config: cfg, format, max_binding, specs, uploaded, scope } = self;
+        if let Some(missing) = specs.get(uploaded.len()) {
+            return Err(Error::MissingTensor { name: missing.name.clone() });
+        }
+        let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
+        let mut uploaded = uploaded.into_iter();
+        let mut next = || uploaded.next().expect("one upload per tensor_specs entry");
+        // `push` checked each tensor's role, so these cannot fail.
+        let vector = |u: Uploaded| match u {
+            Uploaded::Vector(b) => b,
+            _ => unreachable!("a vector in tensor_specs order"),
+        };
+        let matrix = |u: Uploaded| match u {
+            Uploaded::Matrix(m) => m,
+            _ => unreachable!("a matrix in tensor_specs order"),
+        };
+        let Uploaded::Wte(wte) = next() else { unreachable!("wte comes first") };
+        let wpe = vector(next());
         let mut layers = Vec::with_capacity(cfg.n_layer);
         for l in 0..cfg.n_layer {
             layers.push(Layer {
-                ln_1_g: vec_buf(src, next())?,
-                ln_1_b: vec_buf(src, next())?,
-                attn: mat_buf(src, next())?,
-                attn_b: vec_buf(src, next())?,
-                attn_proj: mat_buf(src, next())?,
-                attn_proj_b: vec_buf(src, next())?,
-                ln_2_g: vec_buf(src, next())?,
-                ln_2_b: vec_buf(src, next())?,
-                fc: mat_buf(src, next())?,
-                fc_b: vec_buf(src, next())?,
-                mlp_proj: mat_buf(src, next())?,
-                mlp_proj_b: vec_buf(src, next())?,
+                ln_1_g: vector(next()),
+                ln_1_b: vector(next()),
+                attn: matrix(next()),
+                attn_b: vector(next()),
+                attn_proj: matrix(next()),
+                attn_proj_b: vector(next()),
+                ln_2_g: vector(next()),
+                ln_2_b: vector(next()),
+                fc: matrix(next()),
+                fc_b: vector(next()),
+                mlp_proj: matrix(next()),
+                mlp_proj_b: vector(next()),
                 k_cache: gpu.storage(&format!("h.{l}.k_cache"), p * c * 4, wgpu::BufferUsages::empty())?,
                 v_cache: gpu.storage(&format!("h.{l}.v_cache"), p * c * 4, wgpu::BufferUsages::empty())?,
             });
         }
-        let ln_f_g = vec_buf(src, next())?;
-        let ln_f_b = vec_buf(src, next())?;
+        let ln_f_g = vector(next());
+        let ln_f_b = vector(next());
 
         let r = head_rows(&cfg, max_binding);
         let act = |name: &str, size: u64| gpu.storage(name, size, wgpu::BufferUsages::empty());
@@ -430,6 +514,22 @@ impl Model {
             slot_size,
             pos: 0,
         })
+    }
+}
+
+impl Model {
+    /// Upload every weight of `src` (tensor by tensor, so host memory holds one tensor at a time), allocate
+    /// the KV cache and activations for the full context, and build every bind group and the dispatch list.
+    pub async fn load(gpu: Arc<Gpu>, src: &mut dyn TensorSource, format: WeightFormat) -> Result<Model> {
+        let mut up = ModelUploader::new(gpu, src.config().clone(), format)?;
+        for spec in tensor_specs(up.config()) {
+            let data = match spec.role {
+                Role::Vector => TensorData::Vector(src.read_f32(&spec)?),
+                Role::Matrix | Role::Embedding => TensorData::Matrix(src.read_packed(&spec, format)?),
+            };
+            up.push(&spec, data)?;
+        }
+        up.finish().await
     }
 
     pub fn config(&self) -> &Gpt2Config {
