@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::params::*;
 use crate::gpu::{whole, Gpu, Kernel};
 use crate::quant::{PackedMatrix, WeightFormat};
+pub use crate::weights::TensorData;
 use crate::weights::{check_token, tensor_specs, Role, TensorSource, TensorSpec};
 use std::sync::Arc;
 
@@ -247,13 +248,6 @@ pub struct Model {
 
 /// Bytes of a Params struct rounded to 16 (uniform binding size).
 const PARAMS_BYTES: u64 = 48;
-
-/// A tensor as the uploader takes it: a vector as f32 (`TensorSource::read_f32`), a matrix (or wte) packed
-/// (`TensorSource::read_packed`).
-pub enum TensorData {
-    Vector(Vec<f32>),
-    Matrix(PackedMatrix),
-}
 
 /// What has been uploaded of one tensor.
 enum Uploaded {

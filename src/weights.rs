@@ -59,6 +59,14 @@ pub fn tensor_specs(cfg: &Gpt2Config) -> Vec<TensorSpec> {
     out
 }
 
+/// One tensor as a loader hands it on: a vector as f32 (what `TensorSource::read_f32` gives), a matrix or
+/// wte packed, out-major [N, K] (what `TensorSource::read_packed` gives).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TensorData {
+    Vector(Vec<f32>),
+    Matrix(crate::quant::PackedMatrix),
+}
+
 /// Anything that can hand out the model's tensors as f32 in Hugging Face layout.
 pub trait TensorSource {
     fn config(&self) -> &Gpt2Config;

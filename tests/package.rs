@@ -8,11 +8,11 @@ use common::{tiny_dir, tiny_model, TempDir};
 use gpt2_webgpu::error::Error;
 use gpt2_webgpu::model::buffer_plan;
 use gpt2_webgpu::package::{
-    package_size_plan, sha256_hex, write_package, write_package_sharded, Manifest, MemoryStore, Package, ShardStore,
-    DEFAULT_SHARD_BYTES,
+    package_size_plan, sha256_hex, write_package, write_package_sharded, Manifest, MemoryStore, Package, PackageStream,
+    ShardStore, DEFAULT_SHARD_BYTES,
 };
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat, GROUP};
-use gpt2_webgpu::weights::{tensor_specs, Role, TensorSource};
+use gpt2_webgpu::weights::{tensor_specs, Role, TensorData, TensorSource};
 use gpt2_webgpu::Gpt2Config;
 use half::f16;
 use std::path::Path;
@@ -230,6 +230,69 @@ fn small_shards_span_tensors_across_boundaries() {
             assert!(p.read_f32(spec).unwrap() == p1.read_f32(spec).unwrap(), "{}", spec.name);
         }
     }
+}
+
+/// Shards pushed one by one give every tensor exactly as `Package` reads it, as soon as its last byte is
+/// in, holding at most one shard plus the part of one tensor from earlier shards; bad or out-of-order
+/// shards are refused in words.
+#[test]
+fn package_stream_yields_what_package_reads() {
+    let dir = TempDir::new("pkg-stream");
+    for quant in [WeightFormat::Q4, WeightFormat::F32] {
+        let m = convert(quant, dir.path(), SMALL_SHARD);
+        let json = std::fs::read(dir.path().join("manifest.json")).unwrap();
+        let mut pkg = Package::open(dir.path()).unwrap();
+        let mut stream = PackageStream::new(Manifest::parse(&json, "manifest.json").unwrap());
+        let specs = tensor_specs(pkg.config());
+        let mut got = 0;
+        for (i, e) in m.shards.iter().enumerate() {
+            let bytes = std::fs::read(dir.path().join(&e.file)).unwrap();
+            if i == 0 {
+                let mut bad = bytes.clone();
+                bad[5] ^= 1;
+                let err = stream.push_shard(0, &bad).unwrap_err().to_string();
+                assert!(err.contains("shard-000.bin") && err.contains("SHA-256"), "{err}");
+                let err = stream.push_shard(0, &bytes[1..]).unwrap_err().to_string();
+                assert!(err.contains("shard-000.bin"), "{err}");
+            }
+            if i + 1 < m.shards.len() {
+                assert!(stream.push_shard(i + 1, &bytes).is_err(), "a shard out of order was accepted");
+            }
+            stream.push_shard(i, &bytes).unwrap();
+            while let Some((spec, data)) = stream.next_tensor().unwrap() {
+                assert_eq!(spec, specs[got]);
+                // Each tensor comes out with the shard that completes it, not later.
+                let last = spec_end(&m, got);
+                assert!(last > m.total_bytes - stream_rest(&m, i), "{} came late", spec.name);
+                let want = match spec.role {
+                    Role::Vector => TensorData::Vector(pkg.read_f32(&spec).unwrap()),
+                    _ => TensorData::Matrix(pkg.read_packed(&spec, quant).unwrap()),
+                };
+                assert!(data == want, "{}", spec.name);
+                got += 1;
+            }
+            if i + 1 < m.shards.len() {
+                assert!(stream.finish().is_err(), "finished with shards missing");
+            }
+        }
+        assert_eq!(got, specs.len());
+        stream.finish().unwrap();
+        let largest = m.tensors.iter().map(|t| t.scales.map_or(t.data.end(), |s| s.end()) - t.data.offset).max().unwrap();
+        let peak = stream.peak_buffered_bytes() as u64;
+        eprintln!("{}: {} shards, peak buffered {peak} bytes (largest tensor {largest}, shard {SMALL_SHARD})", quant.name(), m.shards.len());
+        assert!(peak < largest + SMALL_SHARD, "peak {peak} >= {largest} + {SMALL_SHARD}");
+    }
+}
+
+/// Where tensor `i`'s last region ends in the package stream.
+fn spec_end(m: &Manifest, i: usize) -> u64 {
+    let t = &m.tensors[i];
+    t.scales.map_or(t.data.end(), |s| s.end())
+}
+
+/// Bytes of the package stream in shards `from..`.
+fn stream_rest(m: &Manifest, from: usize) -> u64 {
+    m.shards[from..].iter().map(|s| s.bytes).sum()
 }
 
 #[test]
