@@ -68,3 +68,49 @@ fn package_loads_into_the_gpu_model() {
         }
     }
 }
+
+/// The browser's path: shards pushed one at a time through `PackageStream` into `ModelUploader` load the
+/// same model as `Model::load` from the package folder (bit-identical logits), while the stream never
+/// holds more than the largest tensor plus one shard. 1 MB shards, so wte and other tensors span shards.
+#[test]
+fn package_streams_shard_by_shard_into_the_gpu_model() {
+    use gpt2_webgpu::model::ModelUploader;
+    use gpt2_webgpu::package::{write_package_sharded, Manifest, PackageStream};
+    const SHARD: u64 = 1 << 20;
+    let gpu = gpu();
+    let case = load_reference().case("case1").clone();
+    let tok = common::read(&tiny_dir().join("tokenizer.json"));
+    for quant in [WeightFormat::Q8, WeightFormat::F32] {
+        let tmp = TempDir::new(&format!("pkg-stream-gpu-{}", quant.name()));
+        let m = write_package_sharded(&mut tiny_model(), &tok, quant, "tiny-gpt2", tmp.path(), SHARD).unwrap();
+        assert!(m.shards.len() > 3, "{} shards", m.shards.len());
+        let from_pkg = logits(&gpu, &mut Package::open(tmp.path()).unwrap(), quant, &case.ids);
+
+        let json = std::fs::read(tmp.path().join("manifest.json")).unwrap();
+        let valid = Manifest::parse(&json, "manifest.json").unwrap();
+        let mut up = ModelUploader::new(gpu.clone(), valid.config.clone(), valid.quantization).unwrap();
+        let mut stream = PackageStream::new(valid);
+        for (i, e) in m.shards.iter().enumerate() {
+            let bytes = std::fs::read(tmp.path().join(&e.file)).unwrap();
+            stream.push_shard(i, &bytes).unwrap();
+            drop(bytes);
+            while let Some((spec, data)) = stream.next_tensor().unwrap() {
+                up.push(&spec, data).unwrap();
+            }
+        }
+        stream.finish().unwrap();
+        let mut model = pollster::block_on(up.finish()).unwrap();
+        let streamed = pollster::block_on(model.append_logits(&case.ids)).unwrap();
+        assert!(streamed == from_pkg, "{}: streamed and Package::open give different logits", quant.name());
+
+        let largest = m.tensors.iter().map(|t| t.scales.map_or(t.data.end(), |s| s.end()) - t.data.offset).max().unwrap();
+        let peak = stream.peak_buffered_bytes() as u64;
+        eprintln!(
+            "{}: {} shards of {SHARD} bytes, {} bytes in all; stream peak {peak} bytes (largest tensor {largest})",
+            quant.name(),
+            m.shards.len(),
+            m.total_bytes
+        );
+        assert!(peak < largest + SHARD, "peak {peak} >= largest tensor {largest} + one shard {SHARD}");
+    }
+}
