@@ -12,7 +12,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use js_sys::{Array, Promise, Uint8Array};
+use js_sys::{Promise, Uint8Array};
 use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
@@ -20,8 +20,8 @@ use wasm_bindgen::prelude::*;
 use crate::error::Error;
 use crate::generate::{GenerateOptions, Generation};
 use crate::gpu::Gpu;
-use crate::model::{Model, SamplingParams};
-use crate::package::{MemoryStore, Package};
+use crate::model::{Model, ModelUploader, SamplingParams};
+use crate::package::{verify_file, Manifest, PackageStream, MANIFEST_FILE};
 use crate::tokenizer::Tokenizer;
 
 #[wasm_bindgen(start)]
@@ -95,7 +95,85 @@ struct State {
     stopped: bool,
 }
 
-/// A loaded model in the browser. Build with `WasmModel.load(...)`.
+struct Loader {
+    tok: Tokenizer,
+    stream: PackageStream,
+    uploader: ModelUploader,
+}
+
+/// A model being loaded shard by shard: from `WasmModel.beginLoad`. After any error it is spent (start
+/// again with `beginLoad`): nothing half-loaded can be used.
+#[wasm_bindgen]
+pub struct WasmLoader {
+    inner: Option<Loader>,
+}
+
+#[wasm_bindgen]
+impl WasmLoader {
+    /// The next shard (manifest order): checked (size, SHA-256), then every tensor it completes is
+    /// uploaded. The bytes are not kept beyond the part of a tensor that continues in the next shard.
+    #[wasm_bindgen(js_name = pushShard)]
+    pub fn push_shard(&mut self, bytes: Uint8Array) -> Result<(), JsValue> {
+        let Some(mut l) = self.inner.take() else { return Err(js_err(SPENT)) };
+        let i = l.stream.shards_pushed();
+        l.stream.push_shard(i, &bytes.to_vec()).map_err(js_err)?;
+        while let Some((spec, data)) = l.stream.next_tensor().map_err(js_err)? {
+            l.uploader.push(&spec, data).map_err(js_err)?;
+        }
+        self.inner = Some(l);
+        Ok(())
+    }
+
+    /// Once every shard is in: the KV cache, activations and dispatch list. Resolves to a `WasmModel`.
+    pub fn finish(&mut self) -> Promise {
+        let inner = self.inner.take();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let Loader { tok, stream, uploader } = inner.ok_or_else(|| js_err(SPENT))?;
+            stream.finish().map_err(js_err)?;
+            let model = uploader.finish().await.map_err(js_err)?;
+            let info = model_info(&stream.manifest().manifest, &model);
+            Ok(WasmModel {
+                tok: Rc::new(tok),
+                state: Rc::new(RefCell::new(State { model: Some(model), generation: None, stopped: false })),
+                info,
+            }
+            .into())
+        })
+    }
+}
+
+const SPENT: &str = "this model load failed or already finished: load the model again";
+
+/// What `WasmModel.info()` reports.
+fn model_info(manifest: &Manifest, model: &Model) -> serde_json::Value {
+    let gpu = model.gpu();
+    let cfg = model.config();
+    let a = &gpu.info.adapter;
+    let l = &gpu.info.limits;
+    json!({
+        "model": manifest.model,
+        "quantization": model.format().name(),
+        "packageBytes": manifest.total_bytes,
+        "config": {
+            "vocabSize": cfg.vocab_size, "nPositions": cfg.n_positions, "nEmbd": cfg.n_embd,
+            "nLayer": cfg.n_layer, "nHead": cfg.n_head, "nInner": cfg.n_inner, "params": cfg.n_params(),
+        },
+        "adapter": {
+            "name": a.name, "vendor": a.vendor, "device": a.device, "deviceType": format!("{:?}", a.device_type),
+            "backend": format!("{:?}", a.backend), "driver": a.driver, "driverInfo": a.driver_info,
+        },
+        "limits": {
+            "maxBufferSize": l.max_buffer_size,
+            "maxStorageBufferBindingSize": l.max_storage_buffer_binding_size,
+            "maxStorageBuffersPerShaderStage": l.max_storage_buffers_per_shader_stage,
+            "maxComputeWorkgroupStorageSize": l.max_compute_workgroup_storage_size,
+            "maxComputeInvocationsPerWorkgroup": l.max_compute_invocations_per_workgroup,
+            "maxComputeWorkgroupsPerDimension": l.max_compute_workgroups_per_dimension,
+        },
+    })
+}
+
+/// A loaded model in the browser. Build with `WasmModel.beginLoad(...)`, then `WasmLoader`.
 #[wasm_bindgen]
 pub struct WasmModel {
     tok: Rc<Tokenizer>,
@@ -105,47 +183,19 @@ pub struct WasmModel {
 
 #[wasm_bindgen]
 impl WasmModel {
-    /// Make the GPU device and upload the package. `shards` are the package's shard files in manifest
-    /// order (the worker has already checked their SHA-256; the package checks size and SHA-256 again).
-    pub async fn load(manifest_json: Uint8Array, tokenizer_json: Uint8Array, shards: Array) -> Result<WasmModel, JsValue> {
-        let store = MemoryStore {
-            shards: shards.iter().map(|s| Uint8Array::new(&s).to_vec().into()).collect(),
-        };
-        let mut pkg =
-            Package::from_manifest(&manifest_json.to_vec(), tokenizer_json.to_vec(), Box::new(store)).map_err(js_err)?;
-        let tok = Tokenizer::from_bytes(pkg.tokenizer_json()).map_err(js_err)?;
+    /// Start loading a package: check the manifest (completely: see `Manifest::parse`) and tokenizer.json
+    /// (size, SHA-256), make the GPU device. Then push the shards, in manifest order, one at a time
+    /// (`WasmLoader.pushShard`): each is checked and its tensors go to the GPU as they complete, so only
+    /// about one shard and one tensor are ever held here. `WasmLoader.finish()` gives the model.
+    #[wasm_bindgen(js_name = beginLoad)]
+    pub async fn begin_load(manifest_json: Uint8Array, tokenizer_json: Uint8Array) -> Result<WasmLoader, JsValue> {
+        let valid = Manifest::parse(&manifest_json.to_vec(), MANIFEST_FILE).map_err(js_err)?;
+        let tokenizer_json = tokenizer_json.to_vec();
+        verify_file(&valid.manifest.tokenizer, &tokenizer_json, &valid.manifest.tokenizer.file).map_err(js_err)?;
+        let tok = Tokenizer::from_bytes(&tokenizer_json).map_err(js_err)?;
         let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
-        let format = pkg.quantization();
-        let model = Model::load(gpu.clone(), &mut pkg, format).await.map_err(js_err)?;
-        let cfg = model.config();
-        let a = &gpu.info.adapter;
-        let l = &gpu.info.limits;
-        let info = json!({
-            "model": pkg.manifest().model,
-            "quantization": format.name(),
-            "packageBytes": pkg.manifest().total_bytes,
-            "config": {
-                "vocabSize": cfg.vocab_size, "nPositions": cfg.n_positions, "nEmbd": cfg.n_embd,
-                "nLayer": cfg.n_layer, "nHead": cfg.n_head, "nInner": cfg.n_inner, "params": cfg.n_params(),
-            },
-            "adapter": {
-                "name": a.name, "vendor": a.vendor, "device": a.device, "deviceType": format!("{:?}", a.device_type),
-                "backend": format!("{:?}", a.backend), "driver": a.driver, "driverInfo": a.driver_info,
-            },
-            "limits": {
-                "maxBufferSize": l.max_buffer_size,
-                "maxStorageBufferBindingSize": l.max_storage_buffer_binding_size,
-                "maxStorageBuffersPerShaderStage": l.max_storage_buffers_per_shader_stage,
-                "maxComputeWorkgroupStorageSize": l.max_compute_workgroup_storage_size,
-                "maxComputeInvocationsPerWorkgroup": l.max_compute_invocations_per_workgroup,
-                "maxComputeWorkgroupsPerDimension": l.max_compute_workgroups_per_dimension,
-            },
-        });
-        Ok(WasmModel {
-            tok: Rc::new(tok),
-            state: Rc::new(RefCell::new(State { model: Some(model), generation: None, stopped: false })),
-            info,
-        })
+        let uploader = ModelUploader::new(gpu, valid.config.clone(), valid.quantization).map_err(js_err)?;
+        Ok(WasmLoader { inner: Some(Loader { tok, stream: PackageStream::new(valid), uploader }) })
     }
 
     /// Adapter (name, backend), model config, quantization and device limits, as a plain object.

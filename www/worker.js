@@ -1,8 +1,8 @@
 // The inference worker (a module Web Worker, started by gpt2.js; not a public API).
 // Downloads a model package (docs/format.md), checks every file's SHA-256 before using or caching it,
 // keeps verified files in the Cache API (so a second visit downloads nothing, and an interrupted
-// download resumes at the first missing shard), uploads the model to the GPU through the wasm module
-// and runs the generation loop, one message per token.
+// download resumes at the first missing shard), streams the model onto the GPU through the wasm module
+// shard by shard (one shard in memory at a time) and runs the generation loop, one message per token.
 //
 // Messages in:  {type: "load", id, url} | {type: "generate", id, prompt, opts} | {type: "stop"} |
 //               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests)
@@ -177,19 +177,29 @@ async function load(id, url) {
   ctx.total = files.reduce((s, f) => s + f.bytes, 0);
   ctx.progress("downloading", "manifest.json");
   const tokenizer = await getFile(ctx, new URL(manifest.tokenizer.file, base).href, manifest.tokenizer);
-  const shards = [];
-  for (const s of manifest.shards) {
-    if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
-    shards.push(await getFile(ctx, new URL(s.file, base).href, s));
-  }
-  ctx.progress("uploading", "");
+  if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
+  // The shards stream onto the GPU as they arrive, so the model they replace goes first.
   if (model) {
     device = null; // its loss, caused by us, is not reported
     model.dispose();
     model.free();
     model = null;
   }
-  model = await WasmModel.load(manifestBytes, tokenizer, shards);
+  // One shard at a time: fetched (or read from the cache) and verified, pushed (checked again, its
+  // complete tensors uploaded), dropped. A failure anywhere frees everything uploaded so far.
+  const loader = await WasmModel.beginLoad(manifestBytes, tokenizer);
+  try {
+    for (const s of manifest.shards) {
+      if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
+      const bytes = await getFile(ctx, new URL(s.file, base).href, s);
+      ctx.progress("uploading", s.file);
+      loader.pushShard(bytes);
+    }
+    ctx.progress("uploading", "");
+    model = await loader.finish();
+  } finally {
+    loader.free();
+  }
   ctx.progress("uploading", "");
   const info = model.info();
   // wgpu's WebGPU backend leaves the adapter's name empty; the browser's GPUAdapterInfo has words.
