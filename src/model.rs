@@ -232,6 +232,7 @@ pub struct Model {
     logits: wgpu::Buffer, // [R, V]
     ids: wgpu::Buffer,    // [P] u32 this step's tokens
     hist: wgpu::Buffer,   // [P] u32 distinct context tokens, for the repetition penalty
+    hist_host: Vec<u32>,  // host staging for `hist`, reused every step
     out: wgpu::Buffer,    // [SAMPLE_OUT_WORDS] u32
     out_read: wgpu::Buffer,
     head_rows: u32,
@@ -248,6 +249,10 @@ pub struct Model {
 
 /// Bytes of a Params struct rounded to 16 (uniform binding size).
 const PARAMS_BYTES: u64 = 48;
+
+/// Dispatches per transformer block: ln_1, qkv, kv_append, attention, proj+residual, ln_2, fc+gelu,
+/// proj+residual (the body loop in `finish` pushes exactly these).
+const OPS_PER_LAYER: usize = 8;
 
 /// What has been uploaded of one tensor.
 enum Uploaded {
@@ -401,7 +406,7 @@ impl ModelUploader {
 
         // The Params arena: one uniform slot per dispatch, each bind group pointing at its own slot.
         let slot_size = PARAMS_BYTES.next_multiple_of(gpu.info.limits.min_uniform_buffer_offset_alignment.max(16) as u64) as u32;
-        let n_slots = wte.len() + cfg.n_layer * 8 + 1 + wte.len() + 1; // embed, layers, ln_f, logits, sample
+        let n_slots = wte.len() + cfg.n_layer * OPS_PER_LAYER + 1 + wte.len() + 1; // embed, layers, ln_f, logits, sample
         let arena = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
             size: n_slots as u64 * slot_size as u64,
@@ -497,6 +502,7 @@ impl ModelUploader {
             xf,
             logits,
             ids,
+            hist_host: Vec::with_capacity(p as usize),
             hist,
             out,
             out_read,
@@ -550,7 +556,7 @@ impl Model {
 
     /// Dispatches recorded per step: (per layer, total for a decode step).
     pub fn dispatch_counts(&self) -> (usize, usize) {
-        (8, self.body.len() + self.head.len() + 1)
+        (OPS_PER_LAYER, self.body.len() + self.head.len() + 1)
     }
 
     fn params_of(&self, op: &Op, fr: Frame) -> [u8; PARAMS_BYTES as usize] {
@@ -681,11 +687,14 @@ impl Model {
         let mut n_hist = 0;
         if sampling.repetition_penalty != 1.0 {
             let window = &context[context.len().saturating_sub(self.config.n_positions)..];
-            let mut hist: Vec<u32> = window.to_vec();
+            // Reuse one host buffer across steps (capacity P after the first), so decoding allocates nothing.
+            let hist = &mut self.hist_host;
+            hist.clear();
+            hist.extend_from_slice(window);
             hist.sort_unstable();
             hist.dedup();
             hist.retain(|&t| (t as usize) < self.config.vocab_size);
-            self.gpu.queue.write_buffer(&self.hist, 0, bytemuck::cast_slice(&hist));
+            self.gpu.queue.write_buffer(&self.hist, 0, bytemuck::cast_slice(hist));
             n_hist = hist.len() as u32;
         }
         let sp = SampleParams {
@@ -852,7 +861,7 @@ impl Model {
         for j in 0..n_out {
             {
                 let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("hidden"), timestamp_writes: None });
-                let n = if j == 0 { n_embed } else { 8 };
+                let n = if j == 0 { n_embed } else { OPS_PER_LAYER };
                 for op in ops.by_ref().take(n) {
                     self.record(&mut pass, op, fr);
                 }
@@ -869,9 +878,4 @@ impl Model {
         let all: &[f32] = bytemuck::cast_slice(&all);
         Ok(all.chunks(fr.t as usize * self.config.n_embd).map(|c| c.to_vec()).collect())
     }
-}
-
-/// The specs of the matrices a model uploads, for planning and tests.
-pub fn matrix_specs(cfg: &Gpt2Config) -> Vec<TensorSpec> {
-    tensor_specs(cfg).into_iter().filter(|s| s.shape.len() == 2 && s.name != "wpe.weight").collect()
 }

@@ -55,3 +55,15 @@ fn the_weight_decoding_copies_in_embed_and_matmul_are_identical() {
     };
     assert_eq!(part("embed.wgsl", "wte["), part("matmul.wgsl", "w["));
 }
+
+/// The fused GELU epilogue is written out in both matmul.wgsl and gemv.wgsl; the copies must agree.
+#[test]
+fn the_gelu_copies_in_matmul_and_gemv_are_identical() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let gelu = |file: &str| {
+        let src = std::fs::read_to_string(dir.join(file)).unwrap();
+        let a = src.find("fn gelu").expect("fn gelu");
+        src[a..a + src[a..].find("\n}\n").unwrap()].to_string()
+    };
+    assert_eq!(gelu("matmul.wgsl"), gelu("gemv.wgsl"));
+}
