@@ -129,3 +129,14 @@ fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
     let (info, _) = ok(&["info"]);
     assert!(info.contains("max_storage_buffer_binding_size"), "{info}");
 }
+
+#[test]
+fn plan_lists_every_size_and_everything_fits_128_mib() {
+    let (out, _) = ok(&["plan"]);
+    for name in ["gpt2 ", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"] {
+        assert_eq!(out.lines().filter(|l| l.starts_with(name)).count(), 4, "{name}: f32, f16, q8, q4\n{out}");
+    }
+    assert!(!out.contains("does not fit"), "{out}");
+    let (tight, _) = ok(&["plan", "--max-binding", "8388608"]);
+    assert!(tight.contains("does not fit"), "an 8 MiB binding limit is refused in words\n{tight}");
+}

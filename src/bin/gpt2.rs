@@ -151,6 +151,13 @@ mod cli {
             #[arg(long)]
             profile: bool,
         },
+        /// Package size and largest GPU buffer of every GPT-2 size and quantization, without writing
+        /// or loading anything (from the package layout and the model's buffer plan).
+        Plan {
+            /// The per-binding limit to plan against (WebGPU's default is 128 MiB).
+            #[arg(long, default_value_t = 128 << 20)]
+            max_binding: u64,
+        },
         /// Show the GPU adapter, backend, features and limits.
         Info,
     }
@@ -435,6 +442,24 @@ mod cli {
                         for (label, n, secs) in model.profile_step(&[tok])? {
                             println!("  {label:>14} x{n:<4} {:9.3} ms", secs * 1e3);
                         }
+                    }
+                }
+                Ok(())
+            }
+            Cmd::Plan { max_binding } => {
+                println!("{:<12} {:>6} {:>14} {:>20}", "model", "quant", "shards MB", "largest buffer MB");
+                for name in Gpt2Config::PRESETS {
+                    let cfg = Gpt2Config::preset(name).expect("preset");
+                    for q in [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+                        let bytes = gpt2_webgpu::package::package_size_plan(&cfg, q);
+                        let largest = match gpt2_webgpu::model::buffer_plan(&cfg, q, max_binding) {
+                            Ok(plan) => {
+                                let (n, b) = plan.iter().max_by_key(|(_, b)| *b).expect("buffers");
+                                format!("{:.1} ({n})", *b as f64 / 1e6)
+                            }
+                            Err(e) => format!("does not fit: {e}"),
+                        };
+                        println!("{:<12} {:>6} {:>14.1} {:>20}", name, q.name(), bytes as f64 / 1e6, largest);
                     }
                 }
                 Ok(())
