@@ -14,6 +14,7 @@ pub mod model;
 pub mod package;
 pub mod quant;
 pub mod random;
+pub mod sampling;
 pub mod safetensors;
 pub mod tokenizer;
 pub mod weights;

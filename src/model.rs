@@ -20,59 +20,7 @@ pub use crate::weights::TensorData;
 use crate::weights::{check_token, tensor_specs, Role, TensorSource, TensorSpec};
 use std::sync::Arc;
 
-/// How to pick the next token. `temperature == 0` means greedy.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SamplingParams {
-    pub temperature: f32,
-    /// 0 = no top-k filter.
-    pub top_k: u32,
-    /// 1.0 = no top-p filter.
-    pub top_p: f32,
-    /// 1.0 = none; > 1 discourages tokens already in the context (Hugging Face's definition).
-    pub repetition_penalty: f32,
-    pub seed: u64,
-    /// How many of the most likely tokens to report with their probabilities (0..=8).
-    pub alternatives: u32,
-}
-
-impl Default for SamplingParams {
-    fn default() -> Self {
-        SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0, alternatives: 0 }
-    }
-}
-
-impl SamplingParams {
-    pub fn greedy() -> Self {
-        Self::default()
-    }
-
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(Error::InvalidArgument(m));
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad(format!("temperature must be >= 0 (0 = greedy), got {}", self.temperature));
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad(format!("top_p must be in (0, 1], got {}", self.top_p));
-        }
-        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad(format!("repetition_penalty must be > 0 (1 = off), got {}", self.repetition_penalty));
-        }
-        if self.alternatives as usize > SAMPLE_MAX_ALT {
-            return bad(format!("at most {SAMPLE_MAX_ALT} alternatives can be reported, asked for {}", self.alternatives));
-        }
-        Ok(())
-    }
-}
-
-/// The result of one step: the chosen token and what else the model considered.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sampled {
-    pub token: u32,
-    /// Its probability in the distribution it was drawn from (after temperature, top-k, top-p).
-    pub prob: f32,
-    /// The most likely tokens, most likely first, with their probabilities.
-    pub alternatives: Vec<(u32, f32)>,
-}
+pub use crate::sampling::{Sampled, SamplingParams};
 
 /// A weight matrix on the GPU: W [N, K] out-major in `format` (see quant.rs).
 struct GpuMatrix {
@@ -168,7 +116,7 @@ pub fn wte_chunks(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> R
 pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> Result<Vec<(String, u64)>> {
     let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let mut out = Vec::new();
-    let wf = crate::package::stored_format(crate::weights::Role::Embedding, format);
+    let wf = crate::weights::stored_format(crate::weights::Role::Embedding, format);
     for (i, (lo, hi)) in wte_chunks(cfg, wf, max_binding)?.into_iter().enumerate() {
         let rows = (hi - lo) as u64;
         out.push((format!("wte[{i}]"), rows * wf.row_bytes(cfg.n_embd) as u64));
@@ -315,7 +263,7 @@ impl ModelUploader {
                 Uploaded::Vector(gpu.storage_init(&want.name, bytemuck::cast_slice(&v))?)
             }
             (Role::Matrix | Role::Embedding, TensorData::Matrix(m)) => {
-                let expected = crate::package::stored_shape(want);
+                let expected = crate::weights::stored_shape(want);
                 if [m.n, m.k] != expected[..] {
                     return Err(Error::WrongShape { name: want.name.clone(), expected, actual: vec![m.n, m.k] });
                 }

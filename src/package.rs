@@ -22,7 +22,7 @@
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 use crate::quant::{transpose, PackedMatrix, WeightFormat};
-use crate::weights::{tensor_specs, Role, TensorData, TensorSource, TensorSpec};
+use crate::weights::{stored_format, stored_shape, tensor_specs, Role, TensorData, TensorSource, TensorSpec};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -102,23 +102,6 @@ pub struct Region {
 impl Region {
     pub fn end(&self) -> u64 {
         self.offset + self.bytes
-    }
-}
-
-/// The format a package of quantization `quant` stores the tensor of role `role` in.
-pub fn stored_format(role: Role, quant: WeightFormat) -> WeightFormat {
-    match role {
-        Role::Vector => WeightFormat::F32,
-        Role::Embedding if quant == WeightFormat::Q4 => WeightFormat::Q8,
-        _ => quant,
-    }
-}
-
-/// The shape a tensor has in a package: [N, K] for matrices, the Hugging Face shape otherwise.
-pub fn stored_shape(spec: &TensorSpec) -> Vec<usize> {
-    match spec.role {
-        Role::Matrix => vec![spec.shape[1], spec.shape[0]],
-        Role::Embedding | Role::Vector => spec.shape.clone(),
     }
 }
 

@@ -29,6 +29,24 @@ impl TensorSpec {
     }
 }
 
+/// The format a tensor of role `role` is stored and uploaded in when a model is quantized to `quant`:
+/// vectors stay f32; a q4 model keeps wte in q8 (the embedding and the logits share it).
+pub fn stored_format(role: Role, quant: crate::quant::WeightFormat) -> crate::quant::WeightFormat {
+    match role {
+        Role::Vector => crate::quant::WeightFormat::F32,
+        Role::Embedding if quant == crate::quant::WeightFormat::Q4 => crate::quant::WeightFormat::Q8,
+        _ => quant,
+    }
+}
+
+/// The shape a tensor has once packed: [N, K] (out-major) for matrices, the Hugging Face shape otherwise.
+pub fn stored_shape(spec: &TensorSpec) -> Vec<usize> {
+    match spec.role {
+        Role::Matrix => vec![spec.shape[1], spec.shape[0]],
+        Role::Embedding | Role::Vector => spec.shape.clone(),
+    }
+}
+
 /// Every tensor of a GPT-2 model, in file order (wte, wpe, blocks, ln_f).
 pub fn tensor_specs(cfg: &Gpt2Config) -> Vec<TensorSpec> {
     let (v, p, c, f) = (cfg.vocab_size, cfg.n_positions, cfg.n_embd, cfg.n_inner);
@@ -80,7 +98,7 @@ pub trait TensorSource {
         Ok(match spec.role {
             // wte is already [V, C] = [N, K]
             // q4 is too coarse for wte (it is both the embedding and the output layer): q8 there.
-            Role::Embedding => crate::quant::PackedMatrix::pack_nk(&data, a, b, crate::package::stored_format(Role::Embedding, format)),
+            Role::Embedding => crate::quant::PackedMatrix::pack_nk(&data, a, b, stored_format(Role::Embedding, format)),
             _ => crate::quant::PackedMatrix::pack_kn(&data, a, b, format),
         })
     }

@@ -96,5 +96,5 @@ pub struct SampleParams {
 }
 
 /// Words written by sample.wgsl: [token, prob, n_alt, (id, prob) x MAX_ALT].
-pub const SAMPLE_MAX_ALT: usize = 8;
+pub const SAMPLE_MAX_ALT: usize = crate::sampling::MAX_ALTERNATIVES;
 pub const SAMPLE_OUT_WORDS: usize = 3 + 2 * SAMPLE_MAX_ALT;
