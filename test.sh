@@ -50,4 +50,6 @@ if [ "${BROWSER_TESTS:-1}" != 0 ]; then
     ./build.sh
     log "browser tests"
     (cd tests/browser && node run.mjs)
+    log "type checks (tests/types: tsc --noEmit --strict on www/gpt2.d.ts as an npm consumer sees it)"
+    (cd tests/types && npm ci --no-audit --no-fund --loglevel=error && node run.mjs)
 fi

@@ -9,10 +9,13 @@
 //   model.info;      // adapter, model config, quantization, limits
 //   model.dispose();
 //
-// Errors are `GPT2Error`s: `message` is words to show people, `kind` is one of "no-webgpu", "gpu",
+// Types: gpt2.d.ts (strict: a misspelled option is a type error). Errors are `GPT2Error`s: `message` is words to show people, `kind` is one of "no-webgpu", "gpu",
 // "download", "corrupt", "package", "aborted", "wasm", "state", "error", "device-lost", "too-large".
 
+/** Every error this API throws or rejects with: `message` is words to show people, `kind` a word to switch on.
+ * @see {import("./gpt2.d.ts").GPT2ErrorKind} */
 export class GPT2Error extends Error {
+  /** @param {import("./gpt2.d.ts").GPT2ErrorKind} kind @param {string} message */
   constructor(kind, message) {
     super(message);
     this.name = "GPT2Error";
@@ -30,6 +33,8 @@ export const NO_ADAPTER_MESSAGE =
   "or policy, or the graphics driver missing. WebGPU works in Chrome and Edge 113 or newer, Safari 26 or newer and " +
   "Firefox 141 or newer on Windows; chrome://gpu shows why it is unavailable here.";
 
+/** Whether this browser exposes `navigator.gpu` (an adapter may still be missing: `load` says so).
+ * @returns {boolean} */
 export function hasWebGPU() {
   return typeof navigator !== "undefined" && "gpu" in navigator && !!navigator.gpu;
 }
@@ -74,7 +79,10 @@ class Model {
 
   /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, or aborting
    * `opts.signal`, stops the generation (within one token). One generation at a time: starting a new
-   * one stops the previous. */
+   * one stops the previous. Defaults: greedy (temperature 0), 50 tokens, stop at <|endoftext|>.
+   * @param {string} prompt
+   * @param {import("./gpt2.d.ts").GenerateOptions} [opts]
+   * @returns {AsyncGenerator<import("./gpt2.d.ts").Piece, void, undefined>} */
   async *generate(prompt, opts = {}) {
     if (!this.#worker) throw new GPT2Error("state", "this model was disposed: load it again");
     if (this.lost) throw new GPT2Error("device-lost", this.lost);
@@ -153,7 +161,10 @@ class Model {
 
 /** Download (or take from the cache), verify and upload the model package at `url` (a folder with
  * manifest.json). `onProgress({phase, loaded, total, file})`, phase: "downloading", "verifying",
- * "cache" or "uploading". */
+ * "cache" or "uploading".
+ * @param {string | URL} url the package folder, relative to the page
+ * @param {import("./gpt2.d.ts").LoadOptions} [options]
+ * @returns {Promise<import("./gpt2.d.ts").GPT2Model>} */
 export async function load(url, { onProgress, signal, onDeviceLost } = {}) {
   if (!hasWebGPU()) throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
   if (signal?.aborted) throw new GPT2Error("aborted", "loading was cancelled");
@@ -199,7 +210,9 @@ async function manifestOf(base) {
 }
 
 /** Delete every cached file of the package at `url` (its next load downloads it again). Returns the
- * number of bytes deleted. */
+ * number of bytes deleted.
+ * @param {string | URL} url
+ * @returns {Promise<number>} */
 export async function deleteCached(url) {
   const base = new URL(url, document.baseURI).href;
   const cache = await caches.open(CACHE_NAME);
@@ -214,7 +227,9 @@ export async function deleteCached(url) {
 }
 
 /** Whether every file of the package at `url` is in the cache (so loading it downloads nothing, and
- * works offline). */
+ * works offline).
+ * @param {string | URL} url
+ * @returns {Promise<boolean>} */
 export async function isCached(url) {
   try {
     const base = new URL(url, document.baseURI);

@@ -1,0 +1,184 @@
+// Types of the public API in gpt2.js (GPT-2 on WebGPU, in a Web Worker). Strict on purpose: every option
+// object is closed, so a misspelled option (`temprature`) is a type error, not a silently ignored field.
+// tests/types/ checks this file with `tsc --noEmit --strict` against an example that uses every option and
+// one with a misspelled option that must fail.
+
+/** What went wrong, in a word a program can switch on. `message` is always words to show people. */
+export type GPT2ErrorKind =
+  | "no-webgpu" // the browser offers no WebGPU (or no adapter)
+  | "gpu" // the GPU refused something (device creation, a buffer, a pipeline)
+  | "download" // a file could not be downloaded
+  | "corrupt" // a file's size or SHA-256 differs from manifest.json
+  | "package" // the package itself is malformed (manifest, config, tensors)
+  | "aborted" // a load was cancelled through its signal
+  | "wasm" // the WebAssembly module or the worker failed to start
+  | "state" // the model was disposed, or is busy
+  | "error" // anything else (an invalid option, a bad token id, ...)
+  | "device-lost" // the GPU device was lost: dispose the model and load it again
+  | "too-large"; // the model does not fit this GPU's limits
+
+/** Every error the API throws or rejects with. */
+export declare class GPT2Error extends Error {
+  constructor(kind: GPT2ErrorKind, message: string);
+  readonly name: "GPT2Error";
+  readonly kind: GPT2ErrorKind;
+}
+
+/** Words for a page to show when `hasWebGPU()` is false. */
+export declare const NO_WEBGPU_MESSAGE: string;
+/** Words for a page to show when WebGPU exists but offers no adapter. */
+export declare const NO_ADAPTER_MESSAGE: string;
+/** The Cache API cache that holds verified package files. */
+export declare const CACHE_NAME: string;
+
+/** Whether this browser exposes `navigator.gpu`. */
+export declare function hasWebGPU(): boolean;
+
+/** A step of a load: downloading a file, verifying its SHA-256, reading it from the cache, or uploading
+ * tensors to the GPU. `loaded` and `total` are bytes of the whole package. */
+export interface LoadProgress {
+  phase: "downloading" | "verifying" | "cache" | "uploading";
+  loaded: number;
+  total: number;
+  /** The package file being worked on ("" once every shard is uploaded). */
+  file: string;
+}
+
+export interface LoadOptions {
+  /** Called for each step of the download, verification and upload. */
+  onProgress?: (progress: LoadProgress) => void;
+  /** Aborting it cancels the load: `load()` rejects with kind "aborted". */
+  signal?: AbortSignal;
+  /** Called when the GPU device is lost later (also while idle), with an error of kind "device-lost". */
+  onDeviceLost?: (error: GPT2Error) => void;
+}
+
+export interface GenerateOptions {
+  /** Tokens to generate at most (whole number >= 0). Default 50. */
+  maxNewTokens?: number;
+  /** 0 = greedy (always the most likely token); > 0 samples, higher is more random. Default 0. */
+  temperature?: number;
+  /** Sample only from the k most likely tokens; 0 = off. Whole number >= 0. Default 0. */
+  topK?: number;
+  /** Sample only from the smallest set of tokens whose probabilities add up to p, in (0, 1]. Default 1. */
+  topP?: number;
+  /** > 1 discourages tokens already in the context (1 = off). Default 1. */
+  repetitionPenalty?: number;
+  /** The random seed for sampling (whole number >= 0): the same seed, prompt and options give the same text.
+   * Default 0. */
+  seed?: number;
+  /** How many alternatives each piece lists (0 to 64). Default 5. */
+  alternatives?: number;
+  /** Stop at <|endoftext|> (default true). */
+  stopAtEos?: boolean;
+  /** Aborting it stops the generation within one token. */
+  signal?: AbortSignal;
+}
+
+/** One of the most likely tokens at a step. */
+export interface Alternative {
+  tokenId: number;
+  text: string;
+  /** Probability under the sampling distribution (after temperature, top-k, top-p, penalty). */
+  prob: number;
+}
+
+/** One generated token. */
+export interface Piece {
+  /** The new text (may be "" while a multi-byte character is incomplete). */
+  text: string;
+  tokenId: number;
+  /** Probability of the chosen token. */
+  prob: number;
+  /** The most likely tokens at this step, most likely first. */
+  alternatives: Alternative[];
+  /** True on the last piece of the generation. */
+  last: boolean;
+  /** Milliseconds since the generation started. */
+  ms: number;
+}
+
+/** What the latest `generate()` started with. */
+export interface GenerationStart {
+  /** Tokens of the prompt as given to the model (after truncation to the context). */
+  promptTokens: number;
+  /** Notices in words: the prompt was truncated, the prompt was empty. */
+  notices: string[];
+}
+
+export interface ModelConfig {
+  vocabSize: number;
+  nPositions: number;
+  nEmbd: number;
+  nLayer: number;
+  nHead: number;
+  nInner: number;
+  params: number;
+}
+
+export interface AdapterInfo {
+  name: string;
+  vendor: number;
+  device: number;
+  deviceType: string;
+  backend: string;
+  driver: string;
+  driverInfo: string;
+  /** The browser's GPUAdapterInfo, where it gives one. */
+  browser?: { vendor: string; architecture: string; device: string; description: string };
+}
+
+export interface DeviceLimits {
+  maxBufferSize: number;
+  maxStorageBufferBindingSize: number;
+  maxStorageBuffersPerShaderStage: number;
+  maxComputeWorkgroupStorageSize: number;
+  maxComputeInvocationsPerWorkgroup: number;
+  maxComputeWorkgroupsPerDimension: number;
+}
+
+/** `model.info`: what was loaded and where it runs. */
+export interface ModelInfo {
+  /** The model's name from manifest.json (e.g. "gpt2"). */
+  model: string;
+  /** "f32" | "f16" | "q8" | "q4". */
+  quantization: string;
+  packageBytes: number;
+  config: ModelConfig;
+  adapter: AdapterInfo;
+  limits: DeviceLimits;
+}
+
+/** A loaded model: from `load()`. */
+export interface GPT2Model {
+  readonly info: ModelInfo;
+  /** Notices from the load in words (offline copy used, storage full, ...). */
+  readonly notices: string[];
+  /** The package URL, absolute. */
+  readonly url: string;
+  /** Words, once the GPU device is lost (then generate() fails: dispose and load again); else null. */
+  readonly lost: string | null;
+  /** Called with an error of kind "device-lost" when the GPU device is lost. */
+  onDeviceLost: ((error: GPT2Error) => void) | null;
+  /** Set when a generation starts. */
+  readonly lastStart?: GenerationStart;
+  /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, or aborting
+   * `options.signal`, stops it. */
+  generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
+  /** Stop the running generation (its loop ends after at most one more piece). */
+  stop(): void;
+  /** Free the GPU memory and end the worker. The model is unusable afterwards. */
+  dispose(): void;
+  /** Destroys the GPU device, as a driver reset would: for testing a page's recovery. */
+  loseDeviceForTesting(): void;
+}
+
+/** Download (or take from the cache), verify and upload the model package at `url` (a folder with
+ * manifest.json, relative to the page). */
+export declare function load(url: string | URL, options?: LoadOptions): Promise<GPT2Model>;
+
+/** Delete every cached file of the package at `url`. Resolves to the number of bytes deleted. */
+export declare function deleteCached(url: string | URL): Promise<number>;
+
+/** Whether every file of the package at `url` is in the cache (so loading it works offline). */
+export declare function isCached(url: string | URL): Promise<boolean>;
