@@ -18,11 +18,12 @@ use serde_json::json;
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
-use crate::generate::{GenerateOptions, Generation};
+use crate::text::generate::{GenerateOptions, Generation};
 use crate::gpu::Gpu;
-use crate::model::{Model, ModelUploader, SamplingParams};
+use crate::model::{Model, ModelUploader};
+use crate::sampling::SamplingParams;
 use crate::package::{verify_file, Manifest, PackageStream, MANIFEST_FILE};
-use crate::tokenizer::Tokenizer;
+use crate::text::tokenizer::Tokenizer;
 
 #[wasm_bindgen(start)]
 pub fn init() {

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use gpt2_webgpu::safetensors::SafeTensors;
+use gpt2_webgpu::io::safetensors::SafeTensors;
 use std::process::{Command, Output};
 
 fn gpt2(args: &[&str]) -> Output {
@@ -64,7 +64,7 @@ fn generate_streams_the_greedy_reference_and_reports_speed() {
     let r = load_reference();
     let case = r.case("case0");
     let (stdout, stderr) = ok(&["generate", "--model", s(&tiny_dir()), "--prompt", &case.text, "--temperature", "0", "--max-new-tokens", "3"]);
-    let tok = gpt2_webgpu::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
+    let tok = gpt2_webgpu::text::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
     let want = format!("{}{}\n", case.text, tok.decode(&case.greedy_next_ids[..3]).unwrap());
     assert_eq!(stdout, want);
     assert!(stderr.contains("prefill:") && stderr.contains("tokens/s"), "{stderr}");
@@ -119,9 +119,9 @@ fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
     ok(&["logits", "--model", s(&dir), "--ids", &list.join(","), "--out", s(&out)]);
     let bytes = read(&out);
     let l = SafeTensors::parse(&bytes, "l").unwrap().get("logits").unwrap().to_f32().unwrap();
-    let mut src = gpt2_webgpu::hf::HfModel::open(&dir).unwrap();
+    let mut src = gpt2_webgpu::io::hf::HfModel::open(&dir).unwrap();
     let w = gpt2_webgpu::weights::Gpt2Weights::load(&mut src).unwrap();
-    let want = gpt2_webgpu::cpu::forward_logits_at(&w, &ids, &[0, 5, ids.len() - 1]).unwrap();
+    let want = gpt2_webgpu::reference::cpu::forward_logits_at(&w, &ids, &[0, 5, ids.len() - 1]).unwrap();
     let v = 50257;
     for (i, &p) in [0, 5, ids.len() - 1].iter().enumerate() {
         assert_close(&format!("distilgpt2-shaped logits at {p}"), &l[p * v..(p + 1) * v], want.logits_row(i), 1e-3, 0.0);

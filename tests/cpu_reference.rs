@@ -5,7 +5,7 @@
 mod common;
 
 use common::{assert_close, load_reference, tiny_weights, Reference};
-use gpt2_webgpu::cpu::{self, CpuKvCache};
+use gpt2_webgpu::reference::cpu::{self, CpuKvCache};
 use gpt2_webgpu::weights::Gpt2Weights;
 use gpt2_webgpu::Error;
 use std::sync::OnceLock;

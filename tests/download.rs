@@ -5,7 +5,7 @@
 mod common;
 
 use common::{tiny_file, TempDir};
-use gpt2_webgpu::download::{download_with, DownloadOptions, Progress, FILES};
+use gpt2_webgpu::io::download::{download_with, DownloadOptions, Progress, FILES};
 use gpt2_webgpu::error::Error;
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};

@@ -4,10 +4,10 @@
 mod common;
 
 use common::{assert_close, read, tiny_file, tiny_weights, TempDir};
-use gpt2_webgpu::cpu;
-use gpt2_webgpu::hf::HfModel;
-use gpt2_webgpu::random::write_random_model;
-use gpt2_webgpu::safetensors::{serialize_safetensors, Dtype, SafeTensors};
+use gpt2_webgpu::reference::cpu;
+use gpt2_webgpu::io::hf::HfModel;
+use gpt2_webgpu::io::random::write_random_model;
+use gpt2_webgpu::io::safetensors::{serialize_safetensors, Dtype, SafeTensors};
 use gpt2_webgpu::weights::{tensor_specs, Gpt2Weights, TensorSource};
 use gpt2_webgpu::{Error, Gpt2Config};
 use std::path::Path;

@@ -4,11 +4,12 @@
 mod common;
 
 use common::*;
-use gpt2_webgpu::generate::{GenerateOptions, Generation};
+use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
 use gpt2_webgpu::gpu::Gpu;
-use gpt2_webgpu::model::{Model, SamplingParams};
+use gpt2_webgpu::model::Model;
+use gpt2_webgpu::sampling::SamplingParams;
 use gpt2_webgpu::quant::WeightFormat;
-use gpt2_webgpu::tokenizer::Tokenizer;
+use gpt2_webgpu::text::tokenizer::Tokenizer;
 use gpt2_webgpu::Error;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -126,7 +127,7 @@ fn seeded_generation_is_reproducible_and_streams_exact_text() {
     let a = run(&mut m, 1234);
     let b = run(&mut m, 1234);
     let c = run(&mut m, 999);
-    let ids = |v: &[gpt2_webgpu::generate::Piece]| v.iter().map(|p| p.token).collect::<Vec<_>>();
+    let ids = |v: &[gpt2_webgpu::text::generate::Piece]| v.iter().map(|p| p.token).collect::<Vec<_>>();
     assert_eq!(ids(&a), ids(&b), "same seed, same tokens");
     assert_ne!(ids(&a), ids(&c), "another seed, other tokens");
     let text: String = a.iter().map(|p| p.text.as_str()).collect();

@@ -116,7 +116,7 @@ fn converts_and_reads_back_every_quantization() {
         let mut pkg = Package::open(tmp.path()).expect("open package");
         assert_eq!(pkg.config(), src.config());
         assert_eq!(pkg.tokenizer_json(), &tokenizer_bytes()[..]);
-        gpt2_webgpu::tokenizer::Tokenizer::from_bytes(pkg.tokenizer_json()).expect("tokenizer loads");
+        gpt2_webgpu::text::tokenizer::Tokenizer::from_bytes(pkg.tokenizer_json()).expect("tokenizer loads");
 
         for spec in &specs {
             let want = src.read_f32(spec).unwrap();

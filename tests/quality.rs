@@ -10,7 +10,7 @@
 mod common;
 
 use common::*;
-use gpt2_webgpu::compare::compare_logits;
+use gpt2_webgpu::reference::compare::compare_logits;
 use gpt2_webgpu::gpu::Gpu;
 use gpt2_webgpu::model::Model;
 use gpt2_webgpu::package::{write_package, Package};

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
-use gpt2_webgpu::tokenizer::*;
+use gpt2_webgpu::text::tokenizer::*;
 use gpt2_webgpu::Error;
 
 const TOKENIZER_JSON: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-gpt2/tokenizer.json");

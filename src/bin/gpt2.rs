@@ -11,15 +11,16 @@ fn main() -> std::process::ExitCode {
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
     use clap::{Parser, Subcommand};
-    use gpt2_webgpu::generate::{GenerateOptions, Generation};
+    use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
     use gpt2_webgpu::gpu::Gpu;
-    use gpt2_webgpu::hf::HfModel;
+    use gpt2_webgpu::io::hf::HfModel;
     use gpt2_webgpu::package::Package;
     use gpt2_webgpu::weights::TensorSource;
-    use gpt2_webgpu::model::{Model, SamplingParams};
+    use gpt2_webgpu::model::Model;
+    use gpt2_webgpu::sampling::SamplingParams;
     use gpt2_webgpu::quant::WeightFormat;
-    use gpt2_webgpu::safetensors::{Dtype, SafetensorsWriter};
-    use gpt2_webgpu::tokenizer::Tokenizer;
+    use gpt2_webgpu::io::safetensors::{Dtype, SafetensorsWriter};
+    use gpt2_webgpu::text::tokenizer::Tokenizer;
     use gpt2_webgpu::{Error, Gpt2Config, Result};
     use std::io::Write;
     use std::path::{Path, PathBuf};
@@ -117,7 +118,7 @@ mod cli {
             model: String,
             #[arg(long)]
             out: PathBuf,
-            #[arg(long, default_value = gpt2_webgpu::download::HUB_URL)]
+            #[arg(long, default_value = gpt2_webgpu::io::download::HUB_URL)]
             hub_url: String,
         },
         /// What a package's quantization costs: per prompt, max |logit error|, KL and top-1 agreement
@@ -319,7 +320,7 @@ mod cli {
                     other => return Err(Error::InvalidArgument(format!("--dtype must be f32 or f16, not `{other}`"))),
                 };
                 let t0 = Instant::now();
-                gpt2_webgpu::random::write_random_model(&cfg, dtype, &out, GPT2_TOKENIZER, seed)?;
+                gpt2_webgpu::io::random::write_random_model(&cfg, dtype, &out, GPT2_TOKENIZER, seed)?;
                 eprintln!("[wrote a random {size} ({:.1}M params) to {} in {:.1}s]", cfg.n_params() as f64 / 1e6, out.display(), t0.elapsed().as_secs_f64());
                 Ok(())
             }
@@ -348,7 +349,7 @@ mod cli {
             Cmd::Download { model, out, hub_url } => {
                 let mut last = Instant::now() - std::time::Duration::from_secs(1);
                 let mut current = String::new();
-                gpt2_webgpu::download::download(&model, &out, &hub_url, |p| {
+                gpt2_webgpu::io::download::download(&model, &out, &hub_url, |p| {
                     let finished = p.total == Some(p.done);
                     if p.file != current || finished || last.elapsed().as_millis() >= 200 {
                         if p.file != current && !current.is_empty() {
@@ -394,7 +395,7 @@ mod cli {
                     r.reset();
                     let got = pollster::block_on(m.append_logits(&ids))?;
                     let want = pollster::block_on(r.append_logits(&ids))?;
-                    let s = gpt2_webgpu::compare::compare_logits(&got, &want, v, 0.0);
+                    let s = gpt2_webgpu::reference::compare::compare_logits(&got, &want, v, 0.0);
                     let short: String = p.chars().take(40).collect::<String>().replace('\n', " ");
                     println!(
                         "{:<44} {:>5} {:>12.3e} {:>10.2e} {:>10.2e} {:>4}/{:<3}",

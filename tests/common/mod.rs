@@ -4,8 +4,8 @@
 //! Use from a test file with `mod common;`. Not every test file uses every helper.
 #![allow(dead_code)]
 
-use gpt2_webgpu::hf::HfModel;
-use gpt2_webgpu::safetensors::SafeTensors;
+use gpt2_webgpu::io::hf::HfModel;
+use gpt2_webgpu::io::safetensors::SafeTensors;
 use gpt2_webgpu::weights::Gpt2Weights;
 use std::path::{Path, PathBuf};
 

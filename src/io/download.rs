@@ -115,9 +115,9 @@ pub fn download_with(
                 .and_then(|b| Gpt2Config::from_json(&b).map(|_| ())),
             "tokenizer.json" => std::fs::read(&dest)
                 .map_err(|e| Error::io(&dest, e))
-                .and_then(|b| crate::tokenizer::Tokenizer::from_bytes(&b).map(|_| ())),
+                .and_then(|b| crate::text::tokenizer::Tokenizer::from_bytes(&b).map(|_| ())),
             // Parses the safetensors header and checks every tensor against config.json.
-            _ => crate::hf::HfModel::open(out_dir).map(|_| ()),
+            _ => crate::io::hf::HfModel::open(out_dir).map(|_| ()),
         };
         if let Err(e) = checked {
             // Delete it, so that running the download again fetches it afresh.

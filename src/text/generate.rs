@@ -11,8 +11,9 @@
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::model::{Model, SamplingParams};
-use crate::tokenizer::{StreamDecoder, Tokenizer};
+use crate::model::Model;
+use crate::sampling::SamplingParams;
+use crate::text::tokenizer::{StreamDecoder, Tokenizer};
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {

@@ -231,7 +231,7 @@ fn unicode_to_byte_table() -> Vec<Option<u8>> {
 /// Decodes token ids to text one at a time, never splitting a UTF-8 character (see the module docs).
 ///
 /// ```no_run
-/// # fn demo(tokenizer: &gpt2_webgpu::tokenizer::Tokenizer, ids: &[u32]) {
+/// # fn demo(tokenizer: &gpt2_webgpu::text::tokenizer::Tokenizer, ids: &[u32]) {
 /// let mut stream = tokenizer.stream();
 /// for &id in ids {
 ///     if let Some(text) = stream.push(id) {

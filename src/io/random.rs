@@ -20,7 +20,7 @@
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::safetensors::{Dtype, SafetensorsWriter};
+use crate::io::safetensors::{Dtype, SafetensorsWriter};
 use crate::weights::{tensor_specs, TensorSpec};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -11,7 +11,7 @@
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::safetensors::{Dtype, Header, TensorView};
+use crate::io::safetensors::{Dtype, Header, TensorView};
 use crate::weights::{tensor_specs, TensorSource, TensorSpec};
 use std::sync::Arc;
 
