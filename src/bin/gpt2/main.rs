@@ -1,0 +1,91 @@
+//! `gpt2`: the native command line. Same model code as the browser; only the I/O differs. One module
+//! per group of commands; this file only parses the command line and hands each command to its module.
+
+#[cfg(not(target_arch = "wasm32"))]
+mod bench;
+#[cfg(not(target_arch = "wasm32"))]
+mod convert;
+#[cfg(not(target_arch = "wasm32"))]
+mod generate;
+#[cfg(not(target_arch = "wasm32"))]
+mod inspect;
+#[cfg(not(target_arch = "wasm32"))]
+mod load;
+
+#[cfg(target_arch = "wasm32")]
+fn main() {}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn main() -> std::process::ExitCode {
+    cli::main()
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+mod cli {
+    use crate::{bench, convert, generate, inspect};
+    use clap::{Parser, Subcommand};
+    use gpt2_webgpu::gpu::Gpu;
+    use gpt2_webgpu::Result;
+    use std::process::ExitCode;
+
+    #[derive(Parser)]
+    #[command(name = "gpt2", version, about = "GPT-2 on WebGPU kernels (wgpu): generate, inspect, make test models")]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Cmd,
+    }
+
+    #[derive(Subcommand)]
+    enum Cmd {
+        /// Generate text, streamed to stdout; speed on stderr.
+        Generate(generate::GenerateArgs),
+        /// Write the logits at every position (computed on the GPU) to a safetensors file.
+        Logits(inspect::LogitsArgs),
+        /// Write a random-weight model with the real shapes of a GPT-2 size, in Hugging Face layout.
+        Random(convert::RandomArgs),
+        /// Convert a Hugging Face folder into a package (manifest + verified shards) for the web page.
+        Convert(convert::ConvertArgs),
+        /// Download a GPT-2 checkpoint from the Hugging Face hub (resumable, verified).
+        Download(convert::DownloadArgs),
+        /// What a package's quantization costs: per prompt, max |logit error|, KL and top-1 agreement
+        /// against the f32 weights of the Hugging Face folder it came from.
+        Compare(inspect::CompareArgs),
+        /// Measure prefill and decode speed of one or more weight formats in one process (ratios against
+        /// the first format are what to compare: machines are noisy).
+        Bench(bench::BenchArgs),
+        /// Package size and largest GPU buffer of every GPT-2 size and quantization, without writing
+        /// or loading anything (from the package layout and the model's buffer plan).
+        Plan(convert::PlanArgs),
+        /// Show the GPU adapter, backend, features and limits.
+        Info,
+    }
+
+    pub fn main() -> ExitCode {
+        let cli = Cli::parse();
+        match run(cli.cmd) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    }
+
+    fn run(cmd: Cmd) -> Result<()> {
+        match cmd {
+            Cmd::Generate(a) => generate::generate(a),
+            Cmd::Logits(a) => inspect::logits(a),
+            Cmd::Random(a) => convert::random(a),
+            Cmd::Convert(a) => convert::convert(a),
+            Cmd::Download(a) => convert::download(a),
+            Cmd::Compare(a) => inspect::compare(a),
+            Cmd::Bench(a) => bench::bench(a),
+            Cmd::Plan(a) => convert::plan(a),
+            Cmd::Info => {
+                let gpu = pollster::block_on(Gpu::new())?;
+                println!("{}", gpu.info);
+                Ok(())
+            }
+        }
+    }
+}
