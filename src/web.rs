@@ -287,6 +287,21 @@ impl WasmModel {
     }
 }
 
+/// Check a package's manifest.json completely (`Manifest::parse`: format, version, config, plain file
+/// names, hashes, every tensor) and return the files it lists, `{tokenizer, shards: [{file, bytes,
+/// sha256}], totalBytes}`: the worker uses nothing of a manifest before this passed.
+#[wasm_bindgen(js_name = checkManifest)]
+pub fn check_manifest(manifest_json: Uint8Array) -> Result<JsValue, JsValue> {
+    let valid = Manifest::parse(&manifest_json.to_vec(), MANIFEST_FILE).map_err(js_err)?;
+    let m = &valid.manifest;
+    let file = |e: &crate::package::FileEntry| json!({ "file": e.file, "bytes": e.bytes, "sha256": e.sha256 });
+    Ok(to_js(&json!({
+        "tokenizer": file(&m.tokenizer),
+        "shards": m.shards.iter().map(file).collect::<Vec<_>>(),
+        "totalBytes": m.total_bytes,
+    })))
+}
+
 /// Tokenize with the model-independent tokenizer (for tests of the wasm tokenizer against the fixtures).
 #[wasm_bindgen(js_name = encodeWith)]
 pub fn encode_with(tokenizer_json: Uint8Array, text: &str) -> Result<Vec<u32>, JsValue> {

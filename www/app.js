@@ -1,6 +1,7 @@
 // The demo page. Uses only the public API of gpt2.js. Text from the model is inserted with
 // textContent, never as HTML.
-import { load, isCached, deleteCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error } from "./gpt2.js";
+import { load, isCached, deleteCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error, GENERATE_OPTIONS,
+  optionProblem } from "./gpt2.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -186,8 +187,36 @@ async function loadSelected() {
   }
 }
 
-function num(id) {
-  return Number($(id).value);
+// The sampling fields, checked before anything is sent: what is wrong is shown next to the field.
+const FIELDS = { maxNewTokens: "max new tokens", temperature: "temperature", topK: "top-k", topP: "top-p",
+  repetitionPenalty: "repetition penalty", seed: "seed" };
+
+function checkField(id) {
+  const input = $(id);
+  const raw = input.value.trim();
+  let problem = null, value;
+  if (input.validity.badInput) problem = `is not a number: enter ${GENERATE_OPTIONS[id].range}`;
+  else if (raw === "") problem = `is empty: enter ${GENERATE_OPTIONS[id].range}`;
+  else problem = optionProblem(id, (value = Number(raw)));
+  $(`${id}-error`).textContent = problem ? `${FIELDS[id]} ${problem}` : "";
+  input.setAttribute("aria-invalid", String(!!problem));
+  return problem ? undefined : value;
+}
+
+// The options from the fields, or null (and the first bad field focused) when one is wrong.
+function readOptions() {
+  const opts = {};
+  let firstBad = null;
+  for (const id of Object.keys(FIELDS)) {
+    const v = checkField(id);
+    if (v === undefined) firstBad ??= $(id);
+    else opts[id] = v;
+  }
+  if (firstBad) {
+    firstBad.focus();
+    return null;
+  }
+  return opts;
 }
 
 function tokenSpan(piece) {
@@ -208,6 +237,8 @@ function tokenSpan(piece) {
 }
 
 async function generate() {
+  const fields = readOptions();
+  if (!fields) return;
   await loadSelected();
   if (!model) return;
   showError("");
@@ -218,10 +249,7 @@ async function generate() {
   p.textContent = els.prompt.value;
   els.output.append(p);
   stopController = new AbortController();
-  const opts = {
-    maxNewTokens: num("maxNewTokens"), temperature: num("temperature"), topK: num("topK"), topP: num("topP"),
-    repetitionPenalty: num("repetitionPenalty"), seed: num("seed"), signal: stopController.signal,
-  };
+  const opts = { ...fields, signal: stopController.signal };
   let n = 0, first = 0, last = 0;
   try {
     for await (const piece of model.generate(els.prompt.value, opts)) {
@@ -280,6 +308,7 @@ async function main() {
   els.delete.onclick = () => deleteSelected();
   showStorage();
   els.model.onchange = () => loadSelected();
+  for (const id of Object.keys(FIELDS)) $(id).addEventListener("input", () => checkField(id));
 }
 
 main();

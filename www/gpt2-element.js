@@ -12,7 +12,11 @@
 // --gpt2-accent, --gpt2-font, --gpt2-border, --gpt2-radius, --gpt2-bg, --gpt2-color.
 // Several elements with the same model URL share one loaded model and one worker; their generations
 // take turns.
-import { load, GPT2Error } from "./gpt2.js";
+import { load, GPT2Error, GENERATE_OPTIONS, optionProblem } from "./gpt2.js";
+
+// Attribute -> generation option, and the default when the attribute is absent.
+const ATTRIBUTES = { "max-new-tokens": ["maxNewTokens", 50], temperature: ["temperature", 0], "top-k": ["topK", 0],
+  "top-p": ["topP", 1], "repetition-penalty": ["repetitionPenalty", 1], seed: ["seed", 0] };
 
 const shared = new Map(); // absolute model URL -> { promise, listeners:Set, turn: Promise }
 
@@ -94,9 +98,26 @@ export class GPT2Generate extends HTMLElement {
     this.#els.prompt.oninput = () => (this.#els.prompt.dataset.edited = "1");
   }
 
-  #num(name, dflt) {
-    const v = this.getAttribute(name);
-    return v === null || v === "" || Number.isNaN(Number(v)) ? dflt : Number(v);
+  // The generation options from the attributes; throws a GPT2Error naming the attribute, its value and
+  // what it may be when one is wrong (nothing is sent then).
+  #options() {
+    const opts = {};
+    for (const [attr, [name, dflt]] of Object.entries(ATTRIBUTES)) {
+      const raw = this.getAttribute(attr);
+      if (raw === null) {
+        opts[name] = dflt;
+        continue;
+      }
+      const v = raw.trim() === "" ? NaN : Number(raw);
+      const problem = optionProblem(name, v);
+      if (problem) {
+        const e = new GPT2Error("invalid-option", `the ${attr} attribute is ${JSON.stringify(raw)}: it must be ${GENERATE_OPTIONS[name].range}.`);
+        e.option = attr;
+        throw e;
+      }
+      opts[name] = v;
+    }
+    return opts;
   }
 
   #emit(type, detail) {
@@ -116,6 +137,14 @@ export class GPT2Generate extends HTMLElement {
   async generate() {
     if (this.#abort) return this.text;
     const els = this.#els;
+    let fields;
+    try {
+      fields = this.#options();
+    } catch (e) {
+      els.error.textContent = e.message;
+      this.#emit("error", { message: e.message, kind: e.kind, option: e.option });
+      return this.text;
+    }
     this.#abort = new AbortController();
     const signal = this.#abort.signal;
     els.generate.disabled = true;
@@ -144,11 +173,7 @@ export class GPT2Generate extends HTMLElement {
       await prev;
       if (signal.aborted) throw new GPT2Error("aborted", "stopped");
       els.status.textContent = "generating";
-      const opts = {
-        maxNewTokens: this.#num("max-new-tokens", 50), temperature: this.#num("temperature", 0),
-        topK: this.#num("top-k", 0), topP: this.#num("top-p", 1), repetitionPenalty: this.#num("repetition-penalty", 1),
-        seed: this.#num("seed", 0), signal,
-      };
+      const opts = { ...fields, signal };
       for await (const piece of model.generate(els.prompt.value, opts)) {
         tokens++;
         this.text += piece.text;
@@ -163,8 +188,9 @@ export class GPT2Generate extends HTMLElement {
       els.status.textContent = `${tokens} tokens${signal.aborted ? " (stopped)" : ""}`;
       this.#emit("done", { text: this.text, tokens, stopped: signal.aborted });
     } catch (e) {
-      if (e.kind === "device-lost" && shared.get(this.modelUrl) === s) {
-        shared.delete(this.modelUrl); // the next generate() loads the model again
+      // The model cannot go on (GPU lost, worker crashed): the next generate() loads it again.
+      if (["device-lost", "worker", "wasm"].includes(e.kind) && shared.get(this.modelUrl) === s) {
+        shared.delete(this.modelUrl);
         s.promise.then((m) => m.dispose(), () => {});
       }
       if (e.kind !== "aborted") {

@@ -13,16 +13,40 @@ export type GPT2ErrorKind =
   | "aborted" // a load was cancelled through its signal
   | "wasm" // the WebAssembly module or the worker failed to start
   | "state" // the model was disposed, or is busy
-  | "error" // anything else (an invalid option, a bad token id, ...)
+  | "error" // anything else (a bad token id, ...)
   | "device-lost" // the GPU device was lost: dispose the model and load it again
-  | "too-large"; // the model does not fit this GPU's limits
+  | "too-large" // the model does not fit this GPU's limits
+  | "invalid-option" // a generation option is not allowed: `option` names it, the message says what is
+  | "worker"; // the model's worker crashed: load the model again
 
 /** Every error the API throws or rejects with. */
 export declare class GPT2Error extends Error {
   constructor(kind: GPT2ErrorKind, message: string);
   readonly name: "GPT2Error";
   readonly kind: GPT2ErrorKind;
+  /** With kind "invalid-option": the option (or the element's attribute) that is wrong. */
+  readonly option?: string;
 }
+
+/** How one generation option is checked: its bounds and the words that describe what it may be. */
+export interface OptionRange {
+  /** Words for what the option may be ("a number above 0 and at most 1 (1 = off)"). */
+  range: string;
+  whole?: boolean;
+  boolean?: boolean;
+  min?: number;
+  /** Exclusive lower bound. */
+  above?: number;
+  max?: number;
+}
+
+/** Every generation option with what it may be: gpt2.js checks options against this table before
+ * sending anything; pages use it to check their fields. */
+export declare const GENERATE_OPTIONS: Readonly<Record<Exclude<keyof GenerateOptions, "signal">, OptionRange>>;
+
+/** What is wrong with `value` for the generation option `name` ("must be ..., got ..."), or null when it
+ * is allowed (undefined is: it means the default). */
+export declare function optionProblem(name: string, value: unknown): string | null;
 
 /** Words for a page to show when `hasWebGPU()` is false. */
 export declare const NO_WEBGPU_MESSAGE: string;
@@ -54,7 +78,7 @@ export interface LoadOptions {
 }
 
 export interface GenerateOptions {
-  /** Tokens to generate at most (whole number >= 0). Default 50. */
+  /** Tokens to generate at most (whole number from 1 to 1000000). Default 50. */
   maxNewTokens?: number;
   /** 0 = greedy (always the most likely token); > 0 samples, higher is more random. Default 0. */
   temperature?: number;
@@ -67,11 +91,11 @@ export interface GenerateOptions {
   /** The random seed for sampling (whole number >= 0): the same seed, prompt and options give the same text.
    * Default 0. */
   seed?: number;
-  /** How many alternatives each piece lists (0 to 64). Default 5. */
+  /** How many alternatives each piece lists (0 to 8). Default 5. */
   alternatives?: number;
   /** Stop at <|endoftext|> (default true). */
   stopAtEos?: boolean;
-  /** Aborting it stops the generation within one token. */
+  /** Aborting it ends the generation at once (the piece being computed is dropped). */
   signal?: AbortSignal;
 }
 
@@ -162,12 +186,14 @@ export interface GPT2Model {
   onDeviceLost: ((error: GPT2Error) => void) | null;
   /** Set when a generation starts. */
   readonly lastStart?: GenerationStart;
-  /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, or aborting
-   * `options.signal`, stops it. */
+  /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, calling stop() or
+   * aborting `options.signal` ends it at once. Concurrent calls are queued: each gives the text it would
+   * give alone. A bad option rejects with kind "invalid-option" before anything is sent. */
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
-  /** Stop the running generation (its loop ends after at most one more piece). */
+  /** Stop the running generation: its loop ends at once. Queued generations still run. */
   stop(): void;
-  /** Free the GPU memory and end the worker. The model is unusable afterwards. */
+  /** Free the GPU memory and end the worker. Safe at any time: running and queued generations end with
+   * an error of kind "state". The model is unusable afterwards. */
   dispose(): void;
   /** Destroys the GPU device, as a driver reset would: for testing a page's recovery. */
   loseDeviceForTesting(): void;

@@ -7,10 +7,13 @@
 //     piece.text; piece.tokenId; piece.prob; piece.alternatives; // [{ tokenId, text, prob }]
 //   }
 //   model.info;      // adapter, model config, quantization, limits
-//   model.dispose();
+//   model.dispose();   // safe at any time
 //
-// Types: gpt2.d.ts (strict: a misspelled option is a type error). Errors are `GPT2Error`s: `message` is words to show people, `kind` is one of "no-webgpu", "gpu",
-// "download", "corrupt", "package", "aborted", "wasm", "state", "error", "device-lost", "too-large".
+// Types: gpt2.d.ts (strict: a misspelled option is a type error). Errors are `GPT2Error`s: `message` is
+// words to show people, `kind` is one of "no-webgpu", "gpu", "download", "corrupt", "package", "aborted",
+// "wasm", "state", "error", "device-lost", "too-large", "invalid-option" (then `option` names it),
+// "worker" (the worker crashed: load the model again).
+// Every promise settles: nothing here waits on the worker without a way out (abort, dispose, a crash).
 
 /** Every error this API throws or rejects with: `message` is words to show people, `kind` a word to switch on.
  * @see {import("./gpt2.d.ts").GPT2ErrorKind} */
@@ -39,13 +42,58 @@ export function hasWebGPU() {
   return typeof navigator !== "undefined" && "gpu" in navigator && !!navigator.gpu;
 }
 
+// The generation options, their allowed values and the words that say so. gpt2.js checks every option
+// against this table before anything reaches the worker; the page and the element use it to check
+// their fields.
+export const GENERATE_OPTIONS = {
+  maxNewTokens: { whole: true, min: 1, max: 1_000_000, range: "a whole number from 1 to 1000000" },
+  temperature: { min: 0, range: "a number >= 0 (0 = greedy)" },
+  topK: { whole: true, min: 0, max: 4294967295, range: "a whole number >= 0 (0 = off)" },
+  topP: { above: 0, max: 1, range: "a number above 0 and at most 1 (1 = off)" },
+  repetitionPenalty: { above: 0, range: "a number above 0 (1 = off)" },
+  seed: { whole: true, min: 0, max: Number.MAX_SAFE_INTEGER, range: `a whole number from 0 to ${Number.MAX_SAFE_INTEGER}` },
+  alternatives: { whole: true, min: 0, max: 8, range: "a whole number from 0 to 8" },
+  stopAtEos: { boolean: true, range: "true or false" },
+};
+
+/** What is wrong with `value` for the generation option `name`, in words ("must be ..., got ..."), or
+ * null when it is allowed. `undefined` is allowed (the default). */
+export function optionProblem(name, value) {
+  const o = GENERATE_OPTIONS[name];
+  if (!o) return `is not an option (the options are ${Object.keys(GENERATE_OPTIONS).join(", ")} and signal)`;
+  if (value === undefined) return null;
+  const got = typeof value === "string" ? JSON.stringify(value) : String(value);
+  if (o.boolean) return typeof value === "boolean" ? null : `must be ${o.range}, got ${got}`;
+  const ok = typeof value === "number" && Number.isFinite(value) && (!o.whole || Number.isInteger(value)) &&
+    (o.min === undefined || value >= o.min) && (o.above === undefined || value > o.above) &&
+    (o.max === undefined || value <= o.max);
+  return ok ? null : `must be ${o.range}, got ${got}`;
+}
+
+function checkOptions(opts) {
+  if (opts === null || typeof opts !== "object" || Array.isArray(opts)) {
+    throw new GPT2Error("invalid-option", `generation options must be an object such as { maxNewTokens: 20 }, got ${String(opts)}`);
+  }
+  for (const [name, value] of Object.entries(opts)) {
+    if (name === "signal") continue; // checked by generate()
+    const p = optionProblem(name, value);
+    if (p) {
+      const e = new GPT2Error("invalid-option", `${name} ${p}.`);
+      e.option = name;
+      throw e;
+    }
+  }
+}
+
+const DISPOSED = "this model was disposed: load it again";
 let nextId = 1;
 
 class Model {
   #worker;
-  #listeners = new Map(); // id -> handler(message)
-  #busy = null; // the running generation's promise of completion
-  #stopCurrent = null;
+  #listeners = new Map(); // generation id -> handler(message)
+  #tail = Promise.resolve(); // settles when the last generation queued so far has ended in the worker
+  #current = null; // the running generation's stop()
+  #broken = null; // a GPT2Error once the worker crashed
   info;
   notices;
   url;
@@ -64,12 +112,32 @@ class Model {
       const m = ev.data;
       if (m.type === "device-lost") {
         this.lost = m.message;
-        for (const l of this.#listeners.values()) l({ type: "error", kind: "device-lost", message: m.message });
+        this.#endAll({ type: "error", kind: "device-lost", message: m.message });
         this.onDeviceLost?.(new GPT2Error("device-lost", m.message));
         return;
       }
       this.#listeners.get(m.id)?.(m);
     };
+    // An uncaught error in the worker (or a message it cannot read): the worker's state is unknown, so
+    // the model is done for. Every generation ends with the error; later ones fail at once.
+    const crash = (why) => {
+      if (this.#broken || !this.#worker) return;
+      const message = `The model's worker crashed (${why}). Load the model again to continue.`;
+      this.#broken = new GPT2Error("worker", message);
+      this.#worker.terminate();
+      this.#worker = null;
+      this.#endAll({ type: "error", kind: "worker", message });
+    };
+    worker.onerror = (e) => {
+      e.preventDefault?.();
+      crash(e.message || "a script error");
+    };
+    worker.onmessageerror = () => crash("a message could not be read");
+  }
+
+  // Ends every generation, running or queued, with `m` (an error or done).
+  #endAll(m) {
+    for (const l of [...this.#listeners.values()]) l(m);
   }
 
   /** Destroys the worker's GPU device: a real device loss, for testing the page's recovery. */
@@ -77,121 +145,172 @@ class Model {
     this.#worker?.postMessage({ type: "lose-device" });
   }
 
-  /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, or aborting
-   * `opts.signal`, stops the generation (within one token). One generation at a time: starting a new
-   * one stops the previous. Defaults: greedy (temperature 0), 50 tokens, stop at <|endoftext|>.
+  /** Stream the continuation of `prompt`, one piece per token. Breaking out of the loop, calling stop()
+   * or aborting `opts.signal` ends the stream at once (the worker finishes its step, whose piece is
+   * dropped). Generations on one model run one after another, in the order generate() was called;
+   * each gives the text it would give alone. A bad option rejects (GPT2Error, kind "invalid-option",
+   * `option` names it) before anything is sent; the model stays usable.
+   * Defaults: greedy (temperature 0), 50 tokens, stop at <|endoftext|>.
    * @param {string} prompt
    * @param {import("./gpt2.d.ts").GenerateOptions} [opts]
    * @returns {AsyncGenerator<import("./gpt2.d.ts").Piece, void, undefined>} */
   async *generate(prompt, opts = {}) {
-    if (!this.#worker) throw new GPT2Error("state", "this model was disposed: load it again");
-    if (this.lost) throw new GPT2Error("device-lost", this.lost);
+    checkOptions(opts);
     const { signal, ...rest } = opts;
-    if (this.#busy) {
-      this.#worker.postMessage({ type: "stop" });
-      await this.#busy;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      const e = new GPT2Error("invalid-option", "signal must be an AbortSignal (from an AbortController).");
+      e.option = "signal";
+      throw e;
     }
+    if (this.#broken) throw this.#broken;
+    if (!this.#worker) throw new GPT2Error("state", DISPOSED);
+    if (this.lost) throw new GPT2Error("device-lost", this.lost);
+    if (signal?.aborted) return;
+
     const id = nextId++;
-    const queue = [];
+    const inbox = [];
     let wake = null;
-    let finish;
-    this.#busy = new Promise((r) => (finish = r));
+    const push = (m) => {
+      inbox.push(m);
+      wake?.();
+      wake = null;
+    };
+    // Our turn comes when every generation queued before this one has ended in the worker.
+    const prev = this.#tail;
+    let release;
+    const ended = new Promise((r) => (release = r));
+    this.#tail = prev.then(() => ended);
+    let started = false, finished = false;
     this.#listeners.set(id, (m) => {
-      queue.push(m);
-      if (wake) wake();
+      if (m.type === "done" || m.type === "error") {
+        finished = true;
+        this.#listeners.delete(id);
+        release();
+      }
+      push(m);
     });
-    // After a stop, pieces still in flight (the step that was running) are dropped: the text ends
-    // where the user stopped it.
     let stopped = false;
     const stop = () => {
+      if (stopped) return;
       stopped = true;
-      this.#worker?.postMessage({ type: "stop" });
+      if (started && !finished) this.#worker?.postMessage({ type: "stop", id });
+      push({ type: "stopped" });
     };
-    this.#stopCurrent = stop;
     signal?.addEventListener("abort", stop);
-    if (signal?.aborted) stop();
-    this.#worker.postMessage({ type: "generate", id, prompt: String(prompt), opts: rest });
-    let done = false;
+    prev.then(() => push({ type: "turn" }));
     try {
       for (;;) {
-        if (queue.length === 0) await new Promise((r) => (wake = r));
-        wake = null;
-        const m = queue.shift();
-        if (m.type === "piece") {
-          if (!stopped) yield m.piece;
-        }
-        else if (m.type === "started") this.lastStart = { promptTokens: m.promptTokens, notices: m.notices };
-        else if (m.type === "error") throw new GPT2Error(m.kind, m.message);
-        else if (m.type === "done") {
-          done = true;
-          return;
+        while (inbox.length === 0) await new Promise((r) => (wake = r));
+        const m = inbox.shift();
+        if (m.type === "stopped") return;
+        if (m.type === "error") throw new GPT2Error(m.kind, m.message);
+        if (m.type === "done") return;
+        if (m.type === "turn") {
+          if (stopped || finished) continue;
+          if (!this.#worker) throw this.#broken || new GPT2Error("state", DISPOSED);
+          if (this.lost) throw new GPT2Error("device-lost", this.lost);
+          started = true;
+          this.#current = stop;
+          this.#worker.postMessage({ type: "generate", id, prompt: String(prompt), opts: rest });
+        } else if (m.type === "started") {
+          this.lastStart = { promptTokens: m.promptTokens, notices: m.notices };
+        } else if (m.type === "piece" && !stopped) {
+          yield m.piece;
+          if (stopped) return;
         }
       }
     } finally {
       signal?.removeEventListener("abort", stop);
-      if (!done && !this.lost) {
-        // Stopped early (break, abort, error): let the worker finish its step, then release.
-        stop();
-        await new Promise((resolve) => {
-          const rest = () => resolve();
-          this.#listeners.set(id, (m) => (m.type === "done" || m.type === "error") && rest());
-          if (queue.some((m) => m.type === "done" || m.type === "error")) rest();
-        });
+      if (this.#current === stop) this.#current = null;
+      if (!started && !finished) {
+        // Never sent: nothing to wait for.
+        this.#listeners.delete(id);
+        release();
+      } else if (!finished) {
+        // Ended early (break, stop, abort, an exception in the loop's body): the worker stops after its
+        // step; the next generation starts once it says so (the listener above releases the turn).
+        stopped = true;
+        this.#worker?.postMessage({ type: "stop", id });
       }
-      this.#listeners.delete(id);
-      this.#busy = null;
-      this.#stopCurrent = null;
-      finish();
     }
   }
 
-  /** Stop the running generation (its loop ends after at most one more piece). */
+  /** Stop the running generation: its loop ends at once. Queued generations still run. */
   stop() {
-    if (this.#stopCurrent) this.#stopCurrent();
-    else this.#worker?.postMessage({ type: "stop" });
+    this.#current?.();
   }
 
-  /** Free the GPU memory and end the worker. */
+  /** Free the GPU memory and end the worker. Safe at any time: a running or queued generation ends
+   * with a GPT2Error of kind "state". */
   dispose() {
     if (!this.#worker) return;
     this.#worker.terminate();
     this.#worker = null;
+    this.#endAll({ type: "error", kind: "state", message: "the model was disposed during this generation" });
   }
+}
+
+// A model package URL as a folder URL ending in "/" (".../manifest.json" names its folder).
+function packageBase(url) {
+  const u = new URL(url, document.baseURI);
+  u.search = "";
+  u.hash = "";
+  if (u.pathname.endsWith("/manifest.json")) u.pathname = u.pathname.slice(0, -"manifest.json".length);
+  if (!u.pathname.endsWith("/")) u.pathname += "/";
+  return u.href;
 }
 
 /** Download (or take from the cache), verify and upload the model package at `url` (a folder with
  * manifest.json). `onProgress({phase, loaded, total, file})`, phase: "downloading", "verifying",
- * "cache" or "uploading".
+ * "cache" or "uploading". Aborting `signal` rejects at once (kind "aborted"), cancels the downloads
+ * and ends the worker; files already verified stay cached, nothing else is.
  * @param {string | URL} url the package folder, relative to the page
  * @param {import("./gpt2.d.ts").LoadOptions} [options]
  * @returns {Promise<import("./gpt2.d.ts").GPT2Model>} */
 export async function load(url, { onProgress, signal, onDeviceLost } = {}) {
   if (!hasWebGPU()) throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
   if (signal?.aborted) throw new GPT2Error("aborted", "loading was cancelled");
-  const abs = new URL(url, document.baseURI).href;
+  let abs;
+  try {
+    abs = packageBase(url);
+  } catch {
+    throw new GPT2Error("package", `${JSON.stringify(String(url))} is not a URL of a model package folder.`);
+  }
   const worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
   const id = nextId++;
+  let onAbort = null;
   try {
     const r = await new Promise((resolve, reject) => {
-      signal?.addEventListener("abort", () => {
-        worker.postMessage({ type: "abort", id });
-        reject(new GPT2Error("aborted", "loading was cancelled"));
-      });
-      worker.onerror = (e) => reject(new GPT2Error("wasm", `the model worker failed to start: ${e.message || "script error"}`));
+      onAbort = () => reject(new GPT2Error("aborted", "loading was cancelled"));
+      signal?.addEventListener("abort", onAbort);
+      worker.onerror = (e) => {
+        e.preventDefault?.();
+        reject(new GPT2Error("wasm", `the model worker failed (${e.message || "a script error"}). Load the model again.`));
+      };
+      worker.onmessageerror = () => reject(new GPT2Error("wasm", "the model worker sent a message that could not be read. Load the model again."));
       worker.onmessage = (ev) => {
         const m = ev.data;
         if (m.type === "error" && (m.id === id || m.id === null)) reject(new GPT2Error(m.kind, m.message));
+        else if (m.type === "device-lost") reject(new GPT2Error("device-lost", m.message));
         else if (m.id !== id) return;
-        else if (m.type === "progress") onProgress?.({ phase: m.phase, loaded: m.loaded, total: m.total, file: m.file });
-        else if (m.type === "loaded") resolve(m);
+        else if (m.type === "progress") {
+          try {
+            onProgress?.({ phase: m.phase, loaded: m.loaded, total: m.total, file: m.file });
+          } catch (e) {
+            reject(e);
+          }
+        } else if (m.type === "loaded") resolve(m);
       };
       worker.postMessage({ type: "load", id, url: abs });
     });
     worker.onerror = null;
     return new Model(worker, r.info, r.notices, abs, onDeviceLost);
   } catch (e) {
+    // Ending the worker cancels its downloads; the Cache API only ever holds verified files.
     worker.terminate();
     throw e;
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
   }
 }
 

@@ -4,13 +4,14 @@
 // download resumes at the first missing shard), streams the model onto the GPU through the wasm module
 // shard by shard (one shard in memory at a time) and runs the generation loop, one message per token.
 //
-// Messages in:  {type: "load", id, url} | {type: "generate", id, prompt, opts} | {type: "stop"} |
+// Messages in:  {type: "load", id, url} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
 //               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests)
 // Messages out: {type: "progress", id, phase, loaded, total, file} | {type: "loaded", id, info, notices}
 //               {type: "started", id, promptTokens, notices} | {type: "piece", id, piece}
 //               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message}
 
-import init, { WasmModel } from "./pkg/gpt2_webgpu.js";
+import init, { WasmModel, checkManifest } from "./pkg/gpt2_webgpu.js";
+import { NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE } from "./gpt2.js";
 
 const CACHE_NAME = "gpt2-webgpu-files-v1";
 const wasmReady = init();
@@ -37,6 +38,13 @@ if (self.GPUAdapter?.prototype?.requestDevice) {
     return d;
   };
 }
+
+// Sane limits on what a manifest may ask this worker to download and hold: `gpt2 convert` writes shards
+// of at most 64 MiB and GPT-2's tokenizer.json is 1.4 MB; the largest package (gpt2-xl, f32) is 6.2 GB.
+const MAX_SHARD_BYTES = 1 << 30;
+const MAX_TOKENIZER_BYTES = 64 << 20;
+const MAX_PACKAGE_BYTES = 16 * 2 ** 30;
+const MIB = (n) => `${(n / 1048576).toFixed(1)} MiB`;
 
 class Failure extends Error {
   constructor(kind, message) {
@@ -132,10 +140,40 @@ async function getFile(ctx, url, entry) {
   return bytes;
 }
 
+// The manifest, checked completely before anything in it is used: the wasm module's parser (the same
+// checks as the native loader: format, version, config, plain file names, hashes, every tensor) and,
+// here, sizes this worker can hold and URLs inside the package's folder. Returns the files to fetch.
+function checkedManifest(bytes, base) {
+  let m;
+  try {
+    m = checkManifest(bytes);
+  } catch (e) {
+    throw new Failure("package", e.message);
+  }
+  const bad = (why) => new Failure("package", `The model package's manifest.json ${why}. The package is damaged or not a gpt2-webgpu package: convert it again.`);
+  const folder = base.href.slice(0, base.href.length - base.search.length - base.hash.length);
+  const place = (what, f, max) => {
+    if (!Number.isSafeInteger(f.bytes) || f.bytes <= 0 || f.bytes > max) {
+      throw bad(`lists ${what} ${f.file} at ${f.bytes} bytes, outside the sane range (1 byte to ${MIB(max)})`);
+    }
+    // Plain names only (the parser refuses separators); "%", "?" and "#" could still leave the folder.
+    const url = new URL(f.file, base);
+    if (/[%?#]/.test(f.file) || url.origin !== base.origin || !url.href.startsWith(folder) || url.href.slice(folder.length).includes("/")) {
+      throw bad(`names ${what} "${f.file}", which is not a file in the package's own folder`);
+    }
+    return { file: f.file, bytes: f.bytes, sha256: f.sha256, url: url.href };
+  };
+  const tokenizer = place("the tokenizer", m.tokenizer, MAX_TOKENIZER_BYTES);
+  const shards = m.shards.map((s) => place("the shard", s, MAX_SHARD_BYTES));
+  const total = shards.reduce((n, s) => n + s.bytes, 0);
+  if (total > MAX_PACKAGE_BYTES) throw bad(`adds up to ${MIB(total)} of shards, more than the ${MIB(MAX_PACKAGE_BYTES)} a browser can load`);
+  return { tokenizer, shards };
+}
+
 async function load(id, url) {
   await wasmReady;
   if (!("gpu" in navigator)) {
-    throw new Failure("no-webgpu", "this browser has no WebGPU in workers");
+    throw new Failure("no-webgpu", NO_WEBGPU_MESSAGE);
   }
   const controller = new AbortController();
   const ctx = {
@@ -151,14 +189,15 @@ async function load(id, url) {
   };
   const base = new URL(url, self.location.href);
   let manifestBytes;
+  let fromNetwork = false;
   const manifestUrl = new URL("manifest.json", base).href;
   try {
-    const r = await fetch(manifestUrl, { cache: "no-cache" });
+    const r = await fetch(manifestUrl, { cache: "no-cache", signal: ctx.signal });
     if (!r.ok) throw new Error(`the server answered ${r.status} ${r.statusText}`);
     manifestBytes = new Uint8Array(await r.arrayBuffer());
-    // Kept (unverified: it is what names the hashes) so the model can be loaded offline.
-    try { await ctx.cache?.put(manifestUrl, new Response(manifestBytes.slice(), { headers: { "Content-Type": "application/json" } })); } catch { /* quota: see getFile */ }
+    fromNetwork = true;
   } catch (e) {
+    if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
     const hit = await ctx.cache?.match(manifestUrl).catch(() => null);
     if (hit && !(e instanceof Failure)) {
       manifestBytes = new Uint8Array(await hit.arrayBuffer()); // offline: the copy kept at the last load
@@ -167,16 +206,11 @@ async function load(id, url) {
       throw new Failure("download", `downloading ${manifestUrl} failed (${e.message}). Is this a model package URL, and is the network up?`);
     }
   }
-  let manifest;
-  try {
-    manifest = JSON.parse(new TextDecoder().decode(manifestBytes));
-  } catch (e) {
-    throw new Failure("package", `manifest.json is not valid JSON (${e.message})`);
-  }
-  const files = [manifest.tokenizer, ...(manifest.shards || [])];
-  ctx.total = files.reduce((s, f) => s + f.bytes, 0);
+  // Nothing of the manifest is used (nor cached) before it passed every check.
+  const manifest = checkedManifest(manifestBytes, base);
+  ctx.total = manifest.tokenizer.bytes + manifest.shards.reduce((s, f) => s + f.bytes, 0);
   ctx.progress("downloading", "manifest.json");
-  const tokenizer = await getFile(ctx, new URL(manifest.tokenizer.file, base).href, manifest.tokenizer);
+  const tokenizer = await getFile(ctx, manifest.tokenizer.url, manifest.tokenizer);
   if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
   // The shards stream onto the GPU as they arrive, so the model they replace goes first.
   if (model) {
@@ -191,7 +225,7 @@ async function load(id, url) {
   try {
     for (const s of manifest.shards) {
       if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
-      const bytes = await getFile(ctx, new URL(s.file, base).href, s);
+      const bytes = await getFile(ctx, s.url, s);
       ctx.progress("uploading", s.file);
       loader.pushShard(bytes);
     }
@@ -201,6 +235,10 @@ async function load(id, url) {
     loader.free();
   }
   ctx.progress("uploading", "");
+  // Kept for offline loads only now: it passed every check and every file it names is cached.
+  if (fromNetwork) {
+    try { await ctx.cache?.put(manifestUrl, new Response(manifestBytes.slice(), { headers: { "Content-Type": "application/json" } })); } catch { /* quota: see getFile */ }
+  }
   const info = model.info();
   // wgpu's WebGPU backend leaves the adapter's name empty; the browser's GPUAdapterInfo has words.
   try {
@@ -213,24 +251,32 @@ async function load(id, url) {
   return { info, notices: ctx.notices };
 }
 
-let stopRequested = false;
+let generating = null; // the id of the generation running now
+const stopped = new Set(); // ids asked to stop (a stop may arrive before its generation begins here)
+let lastEnded = 0; // generation ids only grow: a stop for an id at or below this one comes too late
 
 async function generate(id, prompt, opts) {
-  if (!model) throw new Failure("state", "no model is loaded");
-  if (deviceLost) throw new Failure("device-lost", deviceLost);
-  stopRequested = false;
-  const start = model.start(prompt, opts || {});
-  postMessage({ type: "started", id, ...start });
-  const t0 = performance.now();
-  for (;;) {
-    if (stopRequested) model.stop();
-    const piece = await model.next();
-    if (piece === null) break;
-    piece.ms = performance.now() - t0;
-    postMessage({ type: "piece", id, piece });
-    if (piece.last) break;
+  generating = id;
+  try {
+    if (!model) throw new Failure("state", "no model is loaded (or it was lost): load the model again");
+    if (deviceLost) throw new Failure("device-lost", deviceLost);
+    const start = model.start(prompt, opts || {});
+    postMessage({ type: "started", id, ...start });
+    const t0 = performance.now();
+    for (;;) {
+      if (stopped.has(id)) model.stop();
+      const piece = await model.next();
+      if (piece === null) break;
+      piece.ms = performance.now() - t0;
+      postMessage({ type: "piece", id, piece });
+      if (piece.last) break;
+    }
+    postMessage({ type: "done", id });
+  } finally {
+    generating = null;
+    stopped.delete(id);
+    lastEnded = Math.max(lastEnded, id);
   }
-  postMessage({ type: "done", id });
 }
 
 function fail(id, e) {
@@ -241,6 +287,15 @@ function fail(id, e) {
     message = deviceLost || `${DEVICE_LOST_WORDS} (${message}). Reload the model to continue.`;
   } else if (/does not fit this GPU/.test(message)) {
     kind = "too-large";
+  } else if (/^no GPU adapter found/.test(message)) {
+    // The engine's words are for the CLI (drivers, lavapipe); a visitor needs the browser's side.
+    kind = "no-webgpu";
+    message = NO_ADAPTER_MESSAGE;
+  } else if (e instanceof WebAssembly.RuntimeError) {
+    // A trap (a panic) inside the wasm module: its state cannot be trusted any more.
+    kind = "wasm";
+    message = `The model's WebAssembly module failed (${message}). Load the model again to continue.`;
+    model = null;
   }
   postMessage({ type: "error", id, kind, message });
 }
@@ -249,8 +304,10 @@ self.onmessage = (ev) => {
   const m = ev.data;
   switch (m.type) {
     case "stop":
-      stopRequested = true;
-      if (model) model.stop();
+      if (m.id === undefined || m.id === generating) {
+        model?.stop();
+        if (generating !== null) stopped.add(generating);
+      } else if (m.id > lastEnded) stopped.add(m.id);
       break;
     case "abort":
       aborted.add(m.id);
