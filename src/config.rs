@@ -83,7 +83,7 @@ impl Gpt2Config {
         };
         let n_embd = need("n_embd", int("n_embd")?, MAX_EMBD)?;
         let n_head = need("n_head", int("n_head")?, n_embd)?;
-        if n_embd % n_head != 0 {
+        if !n_embd.is_multiple_of(n_head) {
             return Err(bad(format!("n_embd ({n_embd}) is not a multiple of n_head ({n_head})")));
         }
         if let Some(act) = text("activation_function")? {
@@ -149,7 +149,7 @@ impl Gpt2Config {
                 return bad(format!("`{field}` is {v}; it must be between 1 and {max}"));
             }
         }
-        if self.n_embd % self.n_head != 0 {
+        if !self.n_embd.is_multiple_of(self.n_head) {
             return bad(format!("n_embd ({}) is not a multiple of n_head ({})", self.n_embd, self.n_head));
         }
         for (field, id) in [("bos_token_id", self.bos_token_id), ("eos_token_id", self.eos_token_id)] {

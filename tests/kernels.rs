@@ -36,6 +36,8 @@ fn floats(b: &[u8]) -> Vec<f32> {
 }
 
 /// |got - want| <= atol + rtol * |want| everywhere, else a message naming the worst element.
+// `!(x <= bound)` on purpose: a NaN is a failure.
+#[allow(clippy::neg_cmp_op_on_partial_ord)]
 fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
     assert_eq!(got.len(), want.len(), "{what}: length");
     let mut worst = (0usize, 0f64);
@@ -89,6 +91,7 @@ fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, lanes: u32) {
     let g = gpu();
     let mut rng = Rng(seed);

@@ -261,7 +261,7 @@ impl Gpu {
 
     /// The largest single storage binding this device allows.
     pub fn max_binding(&self) -> u64 {
-        (self.info.limits.max_storage_buffer_binding_size as u64).min(self.info.limits.max_buffer_size)
+        self.info.limits.max_storage_buffer_binding_size.min(self.info.limits.max_buffer_size)
     }
 
     /// A storage buffer of `size` bytes (at least 16, since zero-sized bindings are invalid), checked
