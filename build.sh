@@ -74,7 +74,7 @@ fixture=tests/fixtures/tiny-gpt2
 convert() { # quant name shard_bytes
     local out="www/models/$2"
     if [ -f "$out/manifest.json" ] && [ "$out/manifest.json" -nt "$fixture/model.safetensors" ] \
-        && [ "$out/manifest.json" -nt src/package.rs ]; then
+        && [ -z "$(find src/package -newer "$out/manifest.json")" ]; then
         return
     fi
     log "converting $fixture -> $out ($1)"
