@@ -7,10 +7,12 @@
 //!   package     the browser package format (no GPU, no model)
 //!   reference   the f64 CPU reference and the comparison helpers
 //!   gpu, model  the WGSL kernels and the GPU model
+//!   engine      the CPU engine (engine::cpu) and the one interface over both engines
 //!   text        tokenizer, generation loop
 //!   web         the wasm bindings
 
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod gpu;
 pub mod io;

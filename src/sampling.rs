@@ -60,3 +60,5 @@ pub struct Sampled {
     pub alternatives: Vec<(u32, f32)>,
 }
 
+
+pub mod cpu;

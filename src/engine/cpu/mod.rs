@@ -1,0 +1,411 @@
+//! The CPU engine: GPT-2's forward pass on the host, over the package formats exactly as stored (the
+//! `PackedMatrix` a loader hands over is kept as is: no conversion, weights held once), f32
+//! activations, SIMD kernels chosen at run time (kernels.rs), threads natively (pool.rs).
+//!
+//! Shapes: T tokens this step, P = n_positions, C = n_embd, NH heads, hs = C / NH, F = n_inner,
+//! V = vocab_size, L = n_layer. Buffers are row-major; the comment beside each gives its shape.
+
+pub mod kernels;
+pub mod pool;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+use crate::config::Gpt2Config;
+use crate::error::{Error, Result};
+use crate::quant::{PackedMatrix, WeightFormat};
+use crate::sampling::cpu::{penalty_set, sample_logits, seed32, SamplerScratch};
+use crate::sampling::{Sampled, SamplingParams};
+use crate::weights::{check_token, stored_shape, tensor_specs, Role, TensorData, TensorSource, TensorSpec};
+use kernels::{QuantX, Simd};
+use pool::Pool;
+
+struct Layer {
+    ln_1_g: Vec<f32>,           // [C]
+    ln_1_b: Vec<f32>,           // [C]
+    attn: PackedMatrix,         // [3C, C]
+    attn_b: Vec<f32>,           // [3C]
+    attn_proj: PackedMatrix,    // [C, C]
+    attn_proj_b: Vec<f32>,      // [C]
+    ln_2_g: Vec<f32>,           // [C]
+    ln_2_b: Vec<f32>,           // [C]
+    fc: PackedMatrix,           // [F, C]
+    fc_b: Vec<f32>,             // [F]
+    mlp_proj: PackedMatrix,     // [C, F]
+    mlp_proj_b: Vec<f32>,       // [C]
+}
+
+/// Activations, reused across steps (sized for the largest T seen so far).
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,      // [T, C] residual stream
+    xn: Vec<f32>,     // [T, C] layer-norm output
+    qkv: Vec<f32>,    // [T, 3C]
+    att: Vec<f32>,    // [T, C]
+    tmp: Vec<f32>,    // [T, C]
+    fch: Vec<f32>,    // [T, F]
+    scores: Vec<f32>, // [NH, P]
+    logits: Vec<f32>, // [k, V]
+    qx: QuantX,
+    row: Vec<f32>, // [C]
+    hist: Vec<u32>,
+    sampler: SamplerScratch,
+}
+
+pub struct CpuModel {
+    config: Gpt2Config,
+    format: WeightFormat,
+    simd: Simd,
+    pool: Pool,
+    wte: PackedMatrix, // [V, C]
+    wpe: Vec<f32>,     // [P, C]
+    layers: Vec<Layer>,
+    ln_f_g: Vec<f32>, // [C]
+    ln_f_b: Vec<f32>, // [C]
+    k_cache: Vec<Vec<f32>>, // L x [P, C]
+    v_cache: Vec<Vec<f32>>, // L x [P, C]
+    pos: usize,
+    s: Scratch,
+}
+
+/// Builds a `CpuModel` tensor by tensor in `tensor_specs` order, like `model::ModelUploader` does for
+/// the GPU, so `package::PackageStream` and `CpuModel::load` feed both the same way. Each tensor is
+/// moved into its final place (no copy).
+pub struct CpuUploader {
+    config: Gpt2Config,
+    format: WeightFormat,
+    specs: Vec<TensorSpec>,
+    got: Vec<TensorData>,
+}
+
+impl CpuUploader {
+    pub fn new(cfg: Gpt2Config, format: WeightFormat) -> Result<CpuUploader> {
+        let specs = tensor_specs(&cfg);
+        Ok(CpuUploader { got: Vec::with_capacity(specs.len()), specs, config: cfg, format })
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// The tensor to push next, None once all are in.
+    pub fn next_spec(&self) -> Option<&TensorSpec> {
+        self.specs.get(self.got.len())
+    }
+
+    /// Take the next tensor. `spec` must be `next_spec()`; shapes and formats are checked.
+    pub fn push(&mut self, spec: &TensorSpec, data: TensorData) -> Result<()> {
+        let want = self.next_spec().ok_or_else(|| Error::InvalidArgument(format!("`{}` pushed after the last tensor", spec.name)))?;
+        if want.name != spec.name {
+            return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
+        }
+        match (want.role, &data) {
+            (Role::Vector, TensorData::Vector(v)) => {
+                if v.len() != want.numel() {
+                    return Err(Error::WrongShape { name: want.name.clone(), expected: want.shape.clone(), actual: vec![v.len()] });
+                }
+            }
+            (Role::Matrix | Role::Embedding, TensorData::Matrix(m)) => {
+                let expected = stored_shape(want);
+                if [m.n, m.k] != expected[..] {
+                    return Err(Error::WrongShape { name: want.name.clone(), expected, actual: vec![m.n, m.k] });
+                }
+                if m.words.len() < m.n * m.w_stride() || m.scales.len() < (m.n * m.s_stride()).div_ceil(2) {
+                    return Err(Error::InvalidArgument(format!("`{}` holds fewer words than its shape and format need", want.name)));
+                }
+            }
+            (Role::Vector, TensorData::Matrix(_)) => {
+                return Err(Error::InvalidArgument(format!("`{}` is a vector, but a matrix was pushed", want.name)))
+            }
+            (_, TensorData::Vector(_)) => return Err(Error::InvalidArgument(format!("`{}` is a matrix, but a vector was pushed", want.name))),
+        }
+        self.got.push(data);
+        Ok(())
+    }
+
+    /// Every tensor must have been pushed. Allocates the KV cache; `threads` = 0 picks the default.
+    pub fn finish(self, threads: usize) -> Result<CpuModel> {
+        if let Some(s) = self.next_spec() {
+            return Err(Error::InvalidArgument(format!("the model is incomplete: `{}` was never pushed", s.name)));
+        }
+        let cfg = self.config;
+        let mut it = self.got.into_iter();
+        let mut next = move || it.next().expect("every tensor was pushed");
+        fn vector(d: TensorData) -> Vec<f32> {
+            match d {
+                TensorData::Vector(v) => v,
+                TensorData::Matrix(_) => unreachable!("push checked every role"),
+            }
+        }
+        fn matrix(d: TensorData) -> PackedMatrix {
+            match d {
+                TensorData::Matrix(m) => m,
+                TensorData::Vector(_) => unreachable!("push checked every role"),
+            }
+        }
+        let wte = matrix(next());
+        let wpe = vector(next());
+        let layers = (0..cfg.n_layer)
+            .map(|_| Layer {
+                ln_1_g: vector(next()),
+                ln_1_b: vector(next()),
+                attn: matrix(next()),
+                attn_b: vector(next()),
+                attn_proj: matrix(next()),
+                attn_proj_b: vector(next()),
+                ln_2_g: vector(next()),
+                ln_2_b: vector(next()),
+                fc: matrix(next()),
+                fc_b: vector(next()),
+                mlp_proj: matrix(next()),
+                mlp_proj_b: vector(next()),
+            })
+            .collect();
+        let ln_f_g = vector(next());
+        let ln_f_b = vector(next());
+        let (l, p, c) = (cfg.n_layer, cfg.n_positions, cfg.n_embd);
+        let threads = if threads == 0 { pool::default_threads() } else { threads };
+        let cache = || -> Result<Vec<Vec<f32>>> {
+            let mut out = Vec::new();
+            for _ in 0..l {
+                let mut v = Vec::new();
+                v.try_reserve_exact(p * c).map_err(|_| Error::TooLarge(format!("no memory for the KV cache ({} MB)", 2 * l * p * c * 4 >> 20)))?;
+                v.resize(p * c, 0f32);
+                out.push(v);
+            }
+            Ok(out)
+        };
+        Ok(CpuModel {
+            simd: Simd::detect(),
+            pool: Pool::new(threads),
+            format: self.format,
+            wte,
+            wpe,
+            layers,
+            ln_f_g,
+            ln_f_b,
+            k_cache: cache()?,
+            v_cache: cache()?,
+            pos: 0,
+            s: Scratch::default(),
+            config: cfg,
+        })
+    }
+}
+
+impl CpuModel {
+    /// Read every tensor of `src` (matrices packed in `format`, as the package stores them) and build
+    /// the model; `threads` = 0 picks the default (GPT2_THREADS, else every core).
+    pub fn load(src: &mut dyn TensorSource, format: WeightFormat, threads: usize) -> Result<CpuModel> {
+        let mut up = CpuUploader::new(src.config().clone(), format)?;
+        for spec in tensor_specs(up.config()) {
+            let data = match spec.role {
+                Role::Vector => TensorData::Vector(src.read_f32(&spec)?),
+                Role::Matrix | Role::Embedding => TensorData::Matrix(src.read_packed(&spec, format)?),
+            };
+            up.push(&spec, data)?;
+        }
+        up.finish(threads)
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    /// Tokens in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Forget the context (the next step starts at position 0).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// The SIMD path in use.
+    pub fn simd(&self) -> Simd {
+        self.simd
+    }
+
+    /// Force a SIMD path (tests compare them); it must be one `Simd::available` lists.
+    pub fn set_simd(&mut self, simd: Simd) -> Result<()> {
+        if !Simd::available().contains(&simd) {
+            return Err(Error::InvalidArgument(format!("the {} path is not available on this CPU", simd.name())));
+        }
+        self.simd = simd;
+        Ok(())
+    }
+
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// "cpu (avx2, 2 threads)": what `info` and the bench print.
+    pub fn device_name(&self) -> String {
+        format!("cpu ({}, {} thread{})", self.simd.name(), self.threads(), if self.threads() == 1 { "" } else { "s" })
+    }
+
+    /// Bytes of weights one decode step reads (every matrix once, wte for the logits, vectors).
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let m = |p: &PackedMatrix| (p.words.len() * 4 + p.scales.len() * 4) as u64;
+        let v = |x: &Vec<f32>| (x.len() * 4) as u64;
+        let layers: u64 = self
+            .layers
+            .iter()
+            .map(|l| m(&l.attn) + m(&l.attn_proj) + m(&l.fc) + m(&l.mlp_proj) + [&l.ln_1_g, &l.ln_1_b, &l.attn_b, &l.attn_proj_b, &l.ln_2_g, &l.ln_2_b, &l.fc_b, &l.mlp_proj_b].iter().map(|x| v(x)).sum::<u64>())
+            .sum();
+        layers + m(&self.wte) + (self.config.n_embd * 4 * 3) as u64
+    }
+
+    /// Check a step's tokens against the vocabulary and the context left.
+    fn check(&self, tokens: &[u32]) -> Result<()> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("a step needs at least one token".into()));
+        }
+        for &t in tokens {
+            check_token(t, &self.config)?;
+        }
+        let p = self.config.n_positions;
+        if self.pos + tokens.len() > p {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens after {} cached would exceed the {p}-token context; reset or slide the window first",
+                tokens.len(),
+                self.pos
+            )));
+        }
+        Ok(())
+    }
+
+    /// Run `tokens` at positions pos.. through every block, leaving ln_f's input in `s.x` [T, C].
+    /// With `hidden`, also records the residual stream entering each block.
+    fn body(&mut self, tokens: &[u32], mut hidden: Option<&mut Vec<Vec<f32>>>) -> Result<()> {
+        self.check(tokens)?;
+        let cfg = &self.config;
+        let (t, c, f, nh, p) = (tokens.len(), cfg.n_embd, cfg.n_inner, cfg.n_head, cfg.n_positions);
+        let eps = cfg.layer_norm_epsilon;
+        let pos0 = self.pos;
+        let s = &mut self.s;
+        let fit = |v: &mut Vec<f32>, n: usize| {
+            v.clear();
+            v.resize(n, 0.0);
+        };
+        fit(&mut s.x, t * c);
+        fit(&mut s.xn, t * c);
+        fit(&mut s.qkv, t * 3 * c);
+        fit(&mut s.att, t * c);
+        fit(&mut s.tmp, t * c);
+        fit(&mut s.fch, t * f);
+        fit(&mut s.scores, nh * p);
+        fit(&mut s.row, c);
+        // embed: x[t] = wte[id] + wpe[pos0 + t]
+        for (i, &id) in tokens.iter().enumerate() {
+            kernels::decode_row(&self.wte, id as usize, &mut s.row);
+            let pe = &self.wpe[(pos0 + i) * c..][..c];
+            for ((o, &a), &b) in s.x[i * c..][..c].iter_mut().zip(&s.row).zip(pe) {
+                *o = a + b;
+            }
+        }
+        let (pool, simd) = (&self.pool, self.simd);
+        for (l, w) in self.layers.iter().enumerate() {
+            if let Some(h) = hidden.as_deref_mut() {
+                h.push(s.x.clone());
+            }
+            // attention: x += proj(attention(qkv(ln_1(x))))
+            kernels::layer_norm(&s.x, &w.ln_1_g, &w.ln_1_b, eps, &mut s.xn);
+            kernels::linear(pool, simd, &w.attn, &s.xn, Some(&w.attn_b), &mut s.qkv, &mut s.qx);
+            let (kc, vc) = (&mut self.k_cache[l], &mut self.v_cache[l]);
+            for i in 0..t {
+                let row = &s.qkv[i * 3 * c..][..3 * c];
+                kc[(pos0 + i) * c..][..c].copy_from_slice(&row[c..2 * c]);
+                vc[(pos0 + i) * c..][..c].copy_from_slice(&row[2 * c..]);
+            }
+            kernels::attention(pool, simd, &s.qkv, kc, vc, c, nh, pos0, &mut s.scores, &mut s.att);
+            kernels::linear(pool, simd, &w.attn_proj, &s.att, Some(&w.attn_proj_b), &mut s.tmp, &mut s.qx);
+            add(&mut s.x, &s.tmp);
+            // MLP: x += proj(gelu(fc(ln_2(x))))
+            kernels::layer_norm(&s.x, &w.ln_2_g, &w.ln_2_b, eps, &mut s.xn);
+            kernels::linear(pool, simd, &w.fc, &s.xn, Some(&w.fc_b), &mut s.fch, &mut s.qx);
+            kernels::gelu(&mut s.fch);
+            kernels::linear(pool, simd, &w.mlp_proj, &s.fch, Some(&w.mlp_proj_b), &mut s.tmp, &mut s.qx);
+            add(&mut s.x, &s.tmp);
+        }
+        self.pos = pos0 + t;
+        Ok(())
+    }
+
+    /// ln_f of the given rows of the last `body`, then logits against wte: [rows, V] in `s.logits`.
+    fn head(&mut self, rows: &[usize]) {
+        let c = self.config.n_embd;
+        let s = &mut self.s;
+        s.xn.clear();
+        s.xn.resize(rows.len() * c, 0.0);
+        for (j, &r) in rows.iter().enumerate() {
+            kernels::layer_norm(&s.x[r * c..][..c], &self.ln_f_g, &self.ln_f_b, self.config.layer_norm_epsilon, &mut s.xn[j * c..][..c]);
+        }
+        s.logits.clear();
+        s.logits.resize(rows.len() * self.config.vocab_size, 0.0);
+        kernels::linear(&self.pool, self.simd, &self.wte, &s.xn, None, &mut s.logits, &mut s.qx);
+    }
+
+    /// Append `tokens` to the context and sample the next token with the GPU sampler's exact algorithm
+    /// (`sampling::cpu`). `context`: every token in the window (repetition penalty); `step` feeds the RNG.
+    pub fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
+        sampling.validate()?;
+        self.body(tokens, None)?;
+        self.head(&[tokens.len() - 1]);
+        let s = &mut self.s;
+        if sampling.repetition_penalty != 1.0 {
+            penalty_set(context, self.config.n_positions, self.config.vocab_size, &mut s.hist);
+        } else {
+            s.hist.clear();
+        }
+        Ok(sample_logits(&s.logits, &s.hist, sampling, seed32(sampling.seed), step, &mut s.sampler))
+    }
+
+    /// Append `tokens` and return the logits at every one of their positions, [T, V].
+    pub fn append_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let all: Vec<usize> = (0..tokens.len()).collect();
+        self.append_logits_at(tokens, &all)
+    }
+
+    /// Append `tokens` and return the logits at the given positions (indices into `tokens`), [k, V].
+    pub fn append_logits_at(&mut self, tokens: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        if let Some(&p) = positions.iter().find(|&&p| p >= tokens.len()) {
+            return Err(Error::InvalidArgument(format!("position {p} is outside the {} tokens given", tokens.len())));
+        }
+        self.body(tokens, None)?;
+        // The head in slices of rows, so a 1024-token request never holds more than 64 x V f32 at once
+        // besides the result.
+        let v = self.config.vocab_size;
+        let mut out = Vec::with_capacity(positions.len() * v);
+        for chunk in positions.chunks(64) {
+            self.head(chunk);
+            out.extend_from_slice(&self.s.logits);
+        }
+        Ok(out)
+    }
+
+    /// Run `tokens` from position 0 and return the residual stream entering every block, then the
+    /// output of ln_f: L + 1 arrays of [T, C] (the fixture's `hidden.{j}`).
+    pub fn hidden_states(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        self.reset();
+        let mut hidden = Vec::with_capacity(self.config.n_layer + 1);
+        self.body(tokens, Some(&mut hidden))?;
+        let c = self.config.n_embd;
+        let mut xf = vec![0f32; tokens.len() * c];
+        kernels::layer_norm(&self.s.x, &self.ln_f_g, &self.ln_f_b, self.config.layer_norm_epsilon, &mut xf);
+        hidden.push(xf);
+        Ok(hidden)
+    }
+}
+
+fn add(x: &mut [f32], y: &[f32]) {
+    for (a, b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}

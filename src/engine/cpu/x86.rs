@@ -1,0 +1,164 @@
+//! AVX2 + FMA + F16C kernels (x86-64), used when the CPU reports all three (`Simd::detect`).
+//! Each computes out[r] = W[n] . x[r] for up to 4 token rows, loading each weight block once for all.
+//! q8: `maddubs(|w|, sign(x, w))` multiplies 32 int8 pairs into 16 i16 sums (|w| <= 128, |x| <= 127:
+//! no saturation), `madd` by ones widens to 8 i32. q4: the nibbles are already unsigned (0..15), so
+//! `maddubs(nibbles, x)` directly, and the "- 8" is -8 * sum(x) per block.
+//! AVX-512 VNNI would do the same in one instruction per 64 pairs; this machine has no AVX-512, so that
+//! path is not written (stated in the README).
+
+#![allow(clippy::too_many_arguments)]
+
+use std::arch::x86_64::*;
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn h2f(h: u16) -> f32 {
+    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h as i32)))
+}
+
+/// q8 / q4 row (bytes of one row, its f16 scales) against `rows` quantized token rows.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn quant_rows(is_q4: bool, row: &[u8], sc: &[u16], xq: &[i8], xd: &[f32], xs: &[i32], nb: usize, rows: usize, out: &mut [f32; 4]) {
+    match (is_q4, rows) {
+        (false, 1) => q8::<1>(row, sc, xq, xd, nb, out),
+        (false, 2) => q8::<2>(row, sc, xq, xd, nb, out),
+        (false, 3) => q8::<3>(row, sc, xq, xd, nb, out),
+        (false, _) => q8::<4>(row, sc, xq, xd, nb, out),
+        (true, 1) => q4::<1>(row, sc, xq, xd, xs, nb, out),
+        (true, 2) => q4::<2>(row, sc, xq, xd, xs, nb, out),
+        (true, 3) => q4::<3>(row, sc, xq, xd, xs, nb, out),
+        (true, _) => q4::<4>(row, sc, xq, xd, xs, nb, out),
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8<const R: usize>(row: &[u8], sc: &[u16], xq: &[i8], xd: &[f32], nb: usize, out: &mut [f32; 4]) {
+    debug_assert!(row.len() >= nb * 32 && sc.len() >= nb && xq.len() >= R * nb * 32 && xd.len() >= R * nb);
+    let kp = nb * 32;
+    let ones = _mm256_set1_epi16(1);
+    // Two accumulators per row: consecutive blocks alternate, so the FMA chain is not the bottleneck.
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let (w, x) = (row.as_ptr(), xq.as_ptr());
+    for b in 0..nb {
+        let wv = _mm256_loadu_si256(w.add(b * 32) as *const __m256i);
+        let aw = _mm256_sign_epi8(wv, wv);
+        let sw = h2f(*sc.get_unchecked(b));
+        for r in 0..R {
+            let xv = _mm256_loadu_si256(x.add(r * kp + b * 32) as *const __m256i);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv, wv)), ones);
+            let s = _mm256_set1_ps(sw * *xd.get_unchecked(r * nb + b));
+            acc[r][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), s, acc[r][b & 1]);
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q4<const R: usize>(row: &[u8], sc: &[u16], xq: &[i8], xd: &[f32], xs: &[i32], nb: usize, out: &mut [f32; 4]) {
+    debug_assert!(row.len() >= nb * 16 && sc.len() >= nb && xq.len() >= R * nb * 32 && xd.len() >= R * nb && xs.len() >= R * nb);
+    let kp = nb * 32;
+    let ones = _mm256_set1_epi16(1);
+    let m4 = _mm_set1_epi8(15);
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let mut corr = [0f32; R];
+    let (w, x) = (row.as_ptr(), xq.as_ptr());
+    for b in 0..nb {
+        let raw = _mm_loadu_si128(w.add(b * 16) as *const __m128i);
+        let lo = _mm_and_si128(raw, m4);
+        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), m4);
+        // low lane: even k (low nibbles), high lane: odd k: the order QuantX gives q4 activations
+        let wv = _mm256_set_m128i(hi, lo);
+        let sw = h2f(*sc.get_unchecked(b));
+        for r in 0..R {
+            let xv = _mm256_loadu_si256(x.add(r * kp + b * 32) as *const __m256i);
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
+            let s = sw * *xd.get_unchecked(r * nb + b);
+            acc[r][b & 1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(s), acc[r][b & 1]);
+            corr[r] += (8 * *xs.get_unchecked(r * nb + b)) as f32 * s;
+        }
+    }
+    for r in 0..R {
+        out[r] = hsum(_mm256_add_ps(acc[r][0], acc[r][1])) - corr[r];
+    }
+}
+
+/// f32 row against `rows` f32 token rows of length k.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f32_rows(w: &[f32], x: &[f32], k: usize, rows: usize, out: &mut [f32; 4]) {
+    match rows {
+        1 => fdot::<1, false>(w.as_ptr() as *const u8, x, k, out),
+        2 => fdot::<2, false>(w.as_ptr() as *const u8, x, k, out),
+        3 => fdot::<3, false>(w.as_ptr() as *const u8, x, k, out),
+        _ => fdot::<4, false>(w.as_ptr() as *const u8, x, k, out),
+    }
+}
+
+/// f16 row (as bits) against `rows` f32 token rows of length k.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn f16_rows(w: &[u16], x: &[f32], k: usize, rows: usize, out: &mut [f32; 4]) {
+    match rows {
+        1 => fdot::<1, true>(w.as_ptr() as *const u8, x, k, out),
+        2 => fdot::<2, true>(w.as_ptr() as *const u8, x, k, out),
+        3 => fdot::<3, true>(w.as_ptr() as *const u8, x, k, out),
+        _ => fdot::<4, true>(w.as_ptr() as *const u8, x, k, out),
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn fdot<const R: usize, const HALF: bool>(w: *const u8, x: &[f32], k: usize, out: &mut [f32; 4]) {
+    debug_assert!(x.len() >= R * k);
+    let xp = x.as_ptr();
+    let mut acc = [[_mm256_setzero_ps(); 2]; R];
+    let k16 = k / 16 * 16;
+    let mut i = 0;
+    while i < k16 {
+        let w0 = load::<HALF>(w, i);
+        let w1 = load::<HALF>(w, i + 8);
+        for r in 0..R {
+            acc[r][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xp.add(r * k + i)), acc[r][0]);
+            acc[r][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xp.add(r * k + i + 8)), acc[r][1]);
+        }
+        i += 16;
+    }
+    for r in 0..R {
+        let mut s = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+        for j in k16..k {
+            s += scalar::<HALF>(w, j) * *xp.add(r * k + j);
+        }
+        out[r] = s;
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load<const HALF: bool>(w: *const u8, i: usize) -> __m256 {
+    if HALF {
+        _mm256_cvtph_ps(_mm_loadu_si128(w.add(2 * i) as *const __m128i))
+    } else {
+        _mm256_loadu_ps(w.add(4 * i) as *const f32)
+    }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn scalar<const HALF: bool>(w: *const u8, i: usize) -> f32 {
+    if HALF {
+        h2f(*(w.add(2 * i) as *const u16))
+    } else {
+        *(w.add(4 * i) as *const f32)
+    }
+}

@@ -1,0 +1,161 @@
+//! The CPU sampler (`sampling::cpu`) against the GPU sampler (`shaders/sample.wgsl`) on the same logits:
+//! the same token and the same alternatives for many seeds, steps and settings (greedy, temperature,
+//! top-k, top-p, repetition penalty, ties, a full 50257 vocabulary, tiny vocabularies).
+//! Probabilities may differ in the last bits (exp is the platform's on the GPU), so they are compared to
+//! 1e-5 relative; tokens must be identical.
+
+use gpt2_webgpu::gpu::params::{SampleParams, SAMPLE_OUT_WORDS};
+use gpt2_webgpu::gpu::{Gpu, Kernel};
+use gpt2_webgpu::sampling::cpu::{effective_temperature, penalty_set, sample_logits, seed32, SamplerScratch};
+use gpt2_webgpu::sampling::{Sampled, SamplingParams};
+use std::sync::{Arc, OnceLock};
+
+fn gpu() -> Arc<Gpu> {
+    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
+    GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)")))
+        .clone()
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// The GPU kernel on one row, with the parameters exactly as `Model::step` fills them.
+fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sampled {
+    let prm = SampleParams {
+        v: logits.len() as u32,
+        n_hist: hist.len() as u32,
+        top_k: s.top_k,
+        greedy: (s.temperature == 0.0) as u32,
+        temperature: effective_temperature(s.temperature),
+        top_p: s.top_p,
+        rep_penalty: s.repetition_penalty,
+        seed: seed32(s.seed),
+        step,
+        n_alt: s.alternatives,
+        row_off: 0,
+        _pad: 0,
+    };
+    let hist_bytes: Vec<u8> = bytemuck::cast_slice(if hist.is_empty() { &[0u32][..] } else { hist }).to_vec();
+    let out = pollster::block_on(gpu().run_once(
+        Kernel::Sample,
+        bytemuck::bytes_of(&prm),
+        &[bytemuck::cast_slice(logits).to_vec(), hist_bytes, vec![0u8; SAMPLE_OUT_WORDS * 4]],
+        (1, 1),
+    ))
+    .unwrap();
+    let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[2]);
+    let n = w[2] as usize;
+    Sampled { token: w[0], prob: f32::from_bits(w[1]), alternatives: (0..n).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect() }
+}
+
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-5 * a.abs().max(b.abs()) + 1e-12
+}
+
+fn check(what: &str, logits: &[f32], context: &[u32], s: &SamplingParams, step: u32) {
+    let mut hist = Vec::new();
+    if s.repetition_penalty != 1.0 {
+        penalty_set(context, usize::MAX, logits.len(), &mut hist);
+    }
+    let g = gpu_sample(logits, &hist, s, step);
+    let c = sample_logits(logits, &hist, s, seed32(s.seed), step, &mut SamplerScratch::default());
+    assert_eq!(g.token, c.token, "{what} step {step} {s:?}: token");
+    assert!(close(g.prob, c.prob), "{what} step {step}: prob gpu {} cpu {}", g.prob, c.prob);
+    assert_eq!(g.alternatives.len(), c.alternatives.len(), "{what}: number of alternatives");
+    for (a, b) in g.alternatives.iter().zip(&c.alternatives) {
+        assert_eq!(a.0, b.0, "{what} step {step} {s:?}: alternative ids gpu {:?} cpu {:?}", g.alternatives, c.alternatives);
+        assert!(close(a.1, b.1), "{what} step {step}: alternative prob gpu {} cpu {}", a.1, b.1);
+    }
+}
+
+fn settings() -> Vec<SamplingParams> {
+    let base = SamplingParams { temperature: 1.0, alternatives: 8, ..SamplingParams::default() };
+    vec![
+        SamplingParams { alternatives: 5, ..SamplingParams::greedy() },
+        base.clone(),
+        SamplingParams { temperature: 0.7, top_k: 40, ..base.clone() },
+        SamplingParams { temperature: 1.3, top_p: 0.9, ..base.clone() },
+        SamplingParams { temperature: 0.8, top_k: 50, top_p: 0.95, repetition_penalty: 1.3, ..base.clone() },
+        SamplingParams { top_k: 1, ..base.clone() },
+        SamplingParams { top_p: 0.01, alternatives: 3, ..base.clone() },
+        SamplingParams { temperature: 2.5, repetition_penalty: 0.7, alternatives: 0, ..base.clone() },
+    ]
+}
+
+#[test]
+fn cpu_sampler_picks_the_gpu_samplers_tokens_on_a_full_vocabulary() {
+    let mut rng = Rng(5);
+    let v = 50257;
+    let context: Vec<u32> = (0..300).map(|i| (i * 7919 % v) as u32).collect();
+    for (round, s) in settings().into_iter().enumerate() {
+        let mut l = rng.vec(v, 3.0);
+        l[(round * 977) % v] = 8.0; // a clear favourite, sometimes inside the penalised context
+        l[50256] = 7.5;
+        for seed in [0u64, 42, 0xdead_beef_0000_0001] {
+            let s = SamplingParams { seed, ..s.clone() };
+            for step in [0u32, 1, 17] {
+                check(&format!("V={v} round {round}"), &l, &context, &s, step);
+            }
+        }
+    }
+}
+
+#[test]
+fn cpu_sampler_matches_on_flat_and_tied_distributions() {
+    // Many exact ties (the bitwise cut-offs keep all of them) and a flat distribution where the draw
+    // walks deep into the thread-by-thread order.
+    let v = 5000;
+    let tied: Vec<f32> = (0..v).map(|i| ((i % 7) as f32) * 0.5).collect();
+    let flat = vec![0.25f32; v];
+    for s in settings() {
+        for step in 0..6 {
+            let s = SamplingParams { seed: 1234 + step as u64, ..s.clone() };
+            check("tied", &tied, &[3, 3, 10, 4999], &s, step);
+            check("flat", &flat, &[0, 1, 2], &s, step);
+        }
+    }
+}
+
+#[test]
+fn cpu_sampler_matches_on_odd_and_tiny_vocabularies() {
+    let mut rng = Rng(99);
+    for v in [1usize, 2, 7, 255, 257, 1000, 4099] {
+        let l = rng.vec(v, 6.0);
+        for s in settings() {
+            for step in 0..3 {
+                check(&format!("V={v}"), &l, &[0, (v - 1) as u32, 5_000_000], &s, step);
+            }
+        }
+    }
+}
+
+#[test]
+fn seeded_draws_cover_the_kept_set_and_follow_the_seed() {
+    // Not a twin check: the CPU sampler alone, so its behaviour is pinned even without a GPU.
+    let l: Vec<f32> = vec![2.0, 1.9, 1.8, -10.0, 1.7];
+    let s = SamplingParams { temperature: 1.0, top_k: 3, seed: 7, ..SamplingParams::default() };
+    let mut scratch = SamplerScratch::default();
+    let mut seen = [0usize; 5];
+    for step in 0..400 {
+        let d = sample_logits(&l, &[], &s, seed32(s.seed), step, &mut scratch);
+        seen[d.token as usize] += 1;
+        assert!(d.prob > 0.0 && d.prob < 1.0);
+    }
+    assert!(seen[0] > 0 && seen[1] > 0 && seen[2] > 0, "every kept token is drawn sometimes: {seen:?}");
+    assert_eq!(seen[3] + seen[4], 0, "tokens outside the top-3 never: {seen:?}");
+    let a: Vec<u32> = (0..20).map(|st| sample_logits(&l, &[], &s, 7, st, &mut scratch).token).collect();
+    let b: Vec<u32> = (0..20).map(|st| sample_logits(&l, &[], &s, 7, st, &mut scratch).token).collect();
+    let c: Vec<u32> = (0..20).map(|st| sample_logits(&l, &[], &s, 8, st, &mut scratch).token).collect();
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
