@@ -220,7 +220,6 @@ pub fn linear(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Option
     let yp = SyncPtr(y.as_mut_ptr());
     pool.run(&|i, threads| {
         let (lo, hi) = share(n, i, threads, 8);
-        let yp = yp;
         let mut out = [0f32; 4];
         for nb0 in (lo..hi).step_by(N_BLOCK) {
             let nb1 = (nb0 + N_BLOCK).min(hi);
@@ -231,7 +230,7 @@ pub fn linear(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Option
                     let b = bias.map_or(0.0, |b| b[r]);
                     for (j, &o) in out[..rows].iter().enumerate() {
                         // SAFETY: each thread writes only its own output columns [lo, hi).
-                        unsafe { *yp.0.add((t0 + j) * n + r) = o + b };
+                        unsafe { *yp.get().add((t0 + j) * n + r) = o + b };
                     }
                 }
             }
@@ -317,10 +316,9 @@ pub fn attention(pool: &Pool, simd: Simd, qkv: &[f32], k_cache: &[f32], v_cache:
     let op = SyncPtr(out.as_mut_ptr());
     pool.run(&|i, threads| {
         let (h0, h1) = share(nh, i, threads, 1);
-        let (sp, op) = (sp, op);
         for h in h0..h1 {
             // SAFETY: head h's scores row and output columns belong to this thread alone.
-            let sc = unsafe { std::slice::from_raw_parts_mut(sp.0.add(h * p), p) };
+            let sc = unsafe { std::slice::from_raw_parts_mut(sp.get().add(h * p), p) };
             for ti in 0..t {
                 let q = &qkv[ti * 3 * c + h * hs..][..hs];
                 let s_len = pos0 + ti + 1;
@@ -335,7 +333,7 @@ pub fn attention(pool: &Pool, simd: Simd, qkv: &[f32], k_cache: &[f32], v_cache:
                     z += *o;
                 }
                 let inv = 1.0 / z;
-                let y = unsafe { std::slice::from_raw_parts_mut(op.0.add(ti * c + h * hs), hs) };
+                let y = unsafe { std::slice::from_raw_parts_mut(op.get().add(ti * c + h * hs), hs) };
                 y.fill(0.0);
                 for (s, &w) in sc[..s_len].iter().enumerate() {
                     let w = w * inv;

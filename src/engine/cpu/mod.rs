@@ -170,7 +170,7 @@ impl CpuUploader {
             let mut out = Vec::new();
             for _ in 0..l {
                 let mut v = Vec::new();
-                v.try_reserve_exact(p * c).map_err(|_| Error::TooLarge(format!("no memory for the KV cache ({} MB)", 2 * l * p * c * 4 >> 20)))?;
+                v.try_reserve_exact(p * c).map_err(|_| Error::TooLarge(format!("no memory for the KV cache ({} MB)", (2 * l * p * c * 4) >> 20)))?;
                 v.resize(p * c, 0f32);
                 out.push(v);
             }

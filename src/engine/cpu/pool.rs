@@ -176,3 +176,10 @@ pub fn share(n: usize, i: usize, threads: usize, align: usize) -> (usize, usize)
 pub struct SyncPtr(pub *mut f32);
 unsafe impl Send for SyncPtr {}
 unsafe impl Sync for SyncPtr {}
+
+impl SyncPtr {
+    /// The pointer (a method, so closures capture the whole `SyncPtr`, not its field).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}

@@ -3,7 +3,7 @@
 //! q4 nibbles are made signed (- 8) before the dot, so no correction is needed. f16: halves widened to
 //! f32 by a bit trick (exact for every finite half: shift into f32's exponent/mantissa, scale by 2^112).
 
-#![allow(clippy::too_many_arguments)]
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 
 use core::arch::wasm32::*;
 

@@ -6,7 +6,7 @@
 //! AVX-512 VNNI would do the same in one instruction per 64 pairs; this machine has no AVX-512, so that
 //! path is not written (stated in the README).
 
-#![allow(clippy::too_many_arguments)]
+#![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 
 use std::arch::x86_64::*;
 
