@@ -15,6 +15,8 @@
 // "worker" (the worker crashed: load the model again).
 // Every promise settles: nothing here waits on the worker without a way out (abort, dispose, a crash).
 
+import { CACHE_NAME as FILES_CACHE, MANIFEST_FILE, cacheKey } from "./shared.js";
+
 /** Every error this API throws or rejects with: `message` is words to show people, `kind` a word to switch on.
  * @see {import("./gpt2.d.ts").GPT2ErrorKind} */
 export class GPT2Error extends Error {
@@ -314,11 +316,12 @@ export async function load(url, { onProgress, signal, onDeviceLost } = {}) {
   }
 }
 
-export const CACHE_NAME = "gpt2-webgpu-files-v1";
+/** The cache holding verified model files (the name lives in shared.js, which the worker imports too). */
+export const CACHE_NAME = FILES_CACHE;
 
 // The package's manifest: from the network, else the copy the worker kept at the last load (offline).
 async function manifestOf(base) {
-  const u = new URL("manifest.json", base).href;
+  const u = new URL(MANIFEST_FILE, base).href;
   try {
     const r = await fetch(u, { cache: "no-cache" });
     if (r.ok) return await r.json();
@@ -355,7 +358,7 @@ export async function isCached(url) {
     const manifest = await manifestOf(base);
     const cache = await caches.open(CACHE_NAME);
     for (const f of [manifest.tokenizer, ...manifest.shards]) {
-      if (!(await cache.match(`${new URL(f.file, base).href}?gpt2-sha256=${f.sha256}`))) return false;
+      if (!(await cache.match(cacheKey(new URL(f.file, base).href, f)))) return false;
     }
     return true;
   } catch {

@@ -1,7 +1,7 @@
 // The service worker: keeps the app shell (HTML, JS, the wasm module) in a cache named after the build,
 // so the page opens with no network, and one page load is always served by one build (never old JS with
 // new wasm). Model files are not handled here: the inference worker keeps them, verified, in its own
-// cache (gpt2-webgpu-files-v1), manifest.json and tokenizer.json included.
+// cache (CACHE_NAME in shared.js), manifest.json and tokenizer.json included.
 //
 // version.js (written by build.sh) sets self.GPT2_BUILD, a hash of the shell's files. A new build changes
 // it, so the browser installs the new service worker, which fills a new cache; it waits until no page
@@ -11,7 +11,7 @@ importScripts("version.js");
 const BUILD = self.GPT2_BUILD || "dev";
 const PREFIX = "gpt2-webgpu-shell-";
 const CACHE = PREFIX + BUILD;
-const SHELL = ["./", "index.html", "embed.html", "embed.js", "embed.css", "app.js", "gpt2.js", "gpt2-element.js", "worker.js", "version.js",
+const SHELL = ["./", "index.html", "embed.html", "embed.js", "embed.css", "app.js", "gpt2.js", "gpt2-element.js", "shared.js", "worker.js", "version.js",
   "pkg/gpt2_webgpu.js", "pkg/gpt2_webgpu_bg.wasm", "models/index.json"];
 const scope = new URL(self.registration.scope);
 const shellPaths = new Set(SHELL.map((u) => new URL(u, scope).pathname));

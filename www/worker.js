@@ -12,8 +12,8 @@
 
 import init, { WasmModel, checkManifest } from "./pkg/gpt2_webgpu.js";
 import { NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE } from "./gpt2.js";
+import { CACHE_NAME, MANIFEST_FILE, cacheKey } from "./shared.js";
 
-const CACHE_NAME = "gpt2-webgpu-files-v1";
 const wasmReady = init();
 let model = null;
 let queue = Promise.resolve(); // load and generate run one at a time
@@ -67,11 +67,6 @@ async function openCache() {
   } catch {
     return null; // no Cache API here (opaque origin, disabled storage): work from memory
   }
-}
-
-// The cache key names the content, so a changed package never serves stale bytes.
-function cacheKey(url, entry) {
-  return `${url}?gpt2-sha256=${entry.sha256}`;
 }
 
 // One package file, verified: from the cache if there, otherwise downloaded (with progress), checked,
@@ -190,7 +185,7 @@ async function load(id, url) {
   const base = new URL(url, self.location.href);
   let manifestBytes;
   let fromNetwork = false;
-  const manifestUrl = new URL("manifest.json", base).href;
+  const manifestUrl = new URL(MANIFEST_FILE, base).href;
   try {
     const r = await fetch(manifestUrl, { cache: "no-cache", signal: ctx.signal });
     if (!r.ok) throw new Error(`the server answered ${r.status} ${r.statusText}`);
