@@ -35,27 +35,7 @@ const MAX_HS: u32 = 256u;
 
 var<workgroup> q: array<f32, MAX_HS>;
 var<workgroup> sc: array<f32, TILE>;
-var<workgroup> red: array<f32, WG>;
-
-fn reduce(li: u32, v: f32, is_max: bool) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            if (is_max) {
-                red[li] = max(red[li], red[li + s]);
-            } else {
-                red[li] = red[li] + red[li + s];
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wg.x;
     let t = wg.y;
@@ -89,7 +69,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             sc[i] = dot;
             tmax = max(tmax, dot);
         }
-        let m_new = max(m, reduce(li, tmax, true));
+        let m_new = max(m, wg_max(li, tmax));
 
         var tsum = 0.0;
         for (var i = li; i < cnt; i += WG) {
@@ -98,7 +78,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             tsum += e;
         }
         let corr = exp(m - m_new);
-        l = l * corr + reduce(li, tsum, false); // the reduction's barriers also publish sc[]
+        l = l * corr + wg_sum(li, tsum); // the reduction's barriers also publish sc[]
 
         for (var j = 0u; j < 4u; j++) {
             let d = li + WG * j;

@@ -2,7 +2,7 @@
 //
 //   v = X[x_row0 + m, :] . W[n, :] (+ b[n]) (GELU) ;  Y[m, y_col0 + n] (+)= v        n < N, m < M
 //
-// Shapes as in matmul.wgsl: W [N, K] out-major in format `wfmt`, w_stride u32 words per row.
+// Math, shapes, bindings and epilogue: common/linear.wgsl. W [N, K] out-major in format `wfmt`, w_stride u32 words per row.
 // At T = 1 a tiled GEMM wastes 63/64 of its tile, and the op is bound by reading W once, so here
 // `lanes` threads share one output row: they walk the row's words side by side (coalesced reads on a
 // GPU), each unpacks 1 (f32), 2 (f16), 4 (q8) or 8 (q4) weights per word, and the partial sums are
@@ -11,44 +11,12 @@
 // thread that owns a whole row is an order of magnitude faster.
 // Dispatch: (ceil(N / (256 / lanes)), M) workgroups of 256 threads = (256 / lanes) rows x lanes.
 
-struct Params {
-    M: u32,
-    N: u32,
-    K: u32,
-    flags: u32,      // 1: add bias, 2: GELU, 4: accumulate into Y
-    x_row0: u32,
-    x_stride: u32,
-    y_stride: u32,
-    y_col0: u32,
-    w_stride: u32,
-    wfmt: u32,
-    s_stride: u32,
-    lanes: u32,      // threads per row (gemv only; matmul ignores it)
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;            // [*, x_stride]
-@group(0) @binding(2) var<storage, read> w: array<u32>;            // [N, w_stride] in wfmt
-@group(0) @binding(3) var<storage, read> scales: array<u32>;       // q8/q4 group scales, f16 pairs
-@group(0) @binding(4) var<storage, read> bias: array<f32>;         // [N]
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [M, y_stride]
-
-var<workgroup> red: array<f32, 256>;
-
-fn scale_at(e: u32) -> f32 {
-    let pair = unpack2x16float(scales[e / 2u]);
-    return select(pair.x, pair.y, (e & 1u) == 1u);
-}
+const WG: u32 = 256u;
+var<workgroup> red: array<f32, WG>; // partial sums, reduced within each row's `lanes` threads
 
 // x[xo + k], or 0 past the end of the row (rows are padded to whole words).
 fn xk(xo: u32, k: u32) -> f32 {
     return select(0.0, x[xo + k], k < p.K);
-}
-
-fn gelu(v: f32) -> f32 {
-    let u = 0.7978845608028654 * (v + 0.044715 * v * v * v);
-    let t = 1.0 - 2.0 / (exp(2.0 * u) + 1.0);
-    return 0.5 * v * (1.0 + t);
 }
 
 fn row_dot(n: u32, m: u32, lane: u32, lanes: u32) -> f32 {
@@ -70,7 +38,7 @@ fn row_dot(n: u32, m: u32, lane: u32, lanes: u32) -> f32 {
                     bitcast<i32>(word << 24u) >> 24u, bitcast<i32>(word << 16u) >> 24u,
                     bitcast<i32>(word << 8u) >> 24u, bitcast<i32>(word) >> 24u));
                 let xv = vec4<f32>(xk(xo, k), xk(xo, k + 1u), xk(xo, k + 2u), xk(xo, k + 3u));
-                acc += dot(q, xv) * scale_at(n * p.s_stride + k / 32u);
+                acc += dot(q, xv) * scale_of(n, k);
             }
         }
         case 3u: { // q4: 8 per word, 4 words per group of 32
@@ -81,7 +49,7 @@ fn row_dot(n: u32, m: u32, lane: u32, lanes: u32) -> f32 {
                 let hi = vec4<f32>(vec4<u32>((word >> 16u) & 15u, (word >> 20u) & 15u, (word >> 24u) & 15u, word >> 28u)) - 8.0;
                 let x0 = vec4<f32>(xk(xo, k), xk(xo, k + 1u), xk(xo, k + 2u), xk(xo, k + 3u));
                 let x1 = vec4<f32>(xk(xo, k + 4u), xk(xo, k + 5u), xk(xo, k + 6u), xk(xo, k + 7u));
-                acc += (dot(lo, x0) + dot(hi, x1)) * scale_at(n * p.s_stride + k / 32u);
+                acc += (dot(lo, x0) + dot(hi, x1)) * scale_of(n, k);
             }
         }
         default: { // f32
@@ -93,12 +61,12 @@ fn row_dot(n: u32, m: u32, lane: u32, lanes: u32) -> f32 {
     return acc;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let lanes = p.lanes;
     let r = li / lanes;
     let lane = li % lanes;
-    let n = wg.x * (256u / lanes) + r;
+    let n = wg.x * (WG / lanes) + r;
     let m = wg.y;
     var acc = 0.0;
     if (n < p.N) {
@@ -116,17 +84,6 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         acc = red[li];
     }
     if (lane == 0u && n < p.N) {
-        var v = acc;
-        if ((p.flags & 1u) != 0u) {
-            v += bias[n];
-        }
-        if ((p.flags & 2u) != 0u) {
-            v = gelu(v);
-        }
-        let o = m * p.y_stride + p.y_col0 + n;
-        if ((p.flags & 4u) != 0u) {
-            v += y[o];
-        }
-        y[o] = v;
+        store_y(m, n, acc);
     }
 }

@@ -18,9 +18,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read_write> k_cache: array<f32>;   // [P, C]
 @group(0) @binding(3) var<storage, read_write> v_cache: array<f32>;   // [P, C]
 
-@compute @workgroup_size(256)
+const WG: u32 = 256u;
+
+@compute @workgroup_size(WG)
 fn kv_append(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 256u;
+    let i = gid.x + gid.y * nwg.x * WG;
     if (i >= p.T * p.C) {
         return;
     }

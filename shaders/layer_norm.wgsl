@@ -26,23 +26,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;      // [*, C]
 
 const WG: u32 = 256u;
-var<workgroup> red: array<f32, WG>;
-
-fn reduce_sum(li: u32, v: f32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            red[li] = red[li] + red[li + s];
-        }
-        workgroupBarrier();
-    }
-    let total = red[0];
-    workgroupBarrier(); // everyone has read red[0] before it is reused
-    return total;
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) li: u32) {
     let r = wg.x + wg.y * nwg.x;
@@ -57,14 +41,14 @@ fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     for (var c = li; c < p.C; c += WG) {
         s += x[xo + c];
     }
-    let mean = reduce_sum(li, s) / f32(p.C);
+    let mean = wg_sum(li, s) / f32(p.C);
 
     var v = 0.0;
     for (var c = li; c < p.C; c += WG) {
         let d = x[xo + c] - mean;
         v += d * d;
     }
-    let rstd = inverseSqrt(reduce_sum(li, v) / f32(p.C) + p.eps);
+    let rstd = inverseSqrt(wg_sum(li, v) / f32(p.C) + p.eps);
 
     for (var c = li; c < p.C; c += WG) {
         y[yo + c] = (x[xo + c] - mean) * rstd * g[c] + b[c];

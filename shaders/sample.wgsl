@@ -42,60 +42,8 @@ struct Params {
 const WG: u32 = 256u;
 const MAX_ALT: u32 = 8u;
 
-var<workgroup> redf: array<f32, WG>;
-var<workgroup> redu: array<u32, WG>;
 var<workgroup> pick: array<u32, 2>;   // [thread that holds the draw, unused]
 var<workgroup> pick_r: f32;           // the draw's remaining mass inside that thread
-
-fn sum_f32(li: u32, v: f32) -> f32 {
-    redf[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            redf[li] = redf[li] + redf[li + s];
-        }
-        workgroupBarrier();
-    }
-    let r = redf[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn sum_u32(li: u32, v: u32) -> u32 {
-    redu[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            redu[li] = redu[li] + redu[li + s];
-        }
-        workgroupBarrier();
-    }
-    let r = redu[0];
-    workgroupBarrier();
-    return r;
-}
-
-// The best (value, index) pair: larger value first, lower index on ties. Invalid candidates carry
-// index 0xffffffff and value -3e38.
-fn best_pair(li: u32, v: f32, i: u32) -> vec2<u32> {
-    redf[li] = v;
-    redu[li] = i;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            let v2 = redf[li + s];
-            let i2 = redu[li + s];
-            if (v2 > redf[li] || (v2 == redf[li] && i2 < redu[li])) {
-                redf[li] = v2;
-                redu[li] = i2;
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = vec2<u32>(bitcast<u32>(redf[0]), redu[0]);
-    workgroupBarrier();
-    return r;
-}
 
 fn pcg(v: u32) -> u32 {
     let state = v * 747796405u + 2891336453u;
@@ -112,10 +60,10 @@ fn mass_from(li: u32, c: u32) -> f32 {
             s += v;
         }
     }
-    return sum_f32(li, s);
+    return wg_sum(li, s);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sample(@builtin(local_invocation_index) li: u32) {
     let o = p.row_off;
     let greedy = p.greedy != 0u;
@@ -142,7 +90,7 @@ fn sample(@builtin(local_invocation_index) li: u32) {
             bi = i;
         }
     }
-    let best = best_pair(li, bv, bi);
+    let best = wg_best(li, bv, bi);
     let lmax = bitcast<f32>(best.x);
     let argmax = best.y;
 
@@ -163,7 +111,7 @@ fn sample(@builtin(local_invocation_index) li: u32) {
             for (var i = li; i < p.V; i += WG) {
                 n += select(0u, 1u, bitcast<u32>(logits[o + i]) >= cand);
             }
-            if (sum_u32(li, n) >= p.top_k) {
+            if (wg_sum_u32(li, n) >= p.top_k) {
                 c = cand;
             }
         }
@@ -196,7 +144,7 @@ fn sample(@builtin(local_invocation_index) li: u32) {
                 last = i;
             }
         }
-        redf[li] = local;
+        red_f[li] = local;
         workgroupBarrier();
         if (li == 0u) {
             let u = f32(pcg(p.seed ^ pcg(p.step + 0x9e3779b9u)) >> 8u) / 16777216.0;
@@ -205,7 +153,7 @@ fn sample(@builtin(local_invocation_index) li: u32) {
             var owner = 0xffffffffu;
             var lastnz = 0u;
             for (var j = 0u; j < WG; j++) {
-                let s = redf[j];
+                let s = red_f[j];
                 if (s > 0.0) {
                     lastnz = j;
                     if (owner == 0xffffffffu && acc + s > goal) {
@@ -235,10 +183,10 @@ fn sample(@builtin(local_invocation_index) li: u32) {
                     }
                 }
             }
-            redu[0] = chosen;
+            red_u[0] = chosen;
         }
         workgroupBarrier();
-        token = redu[0];
+        token = red_u[0];
         workgroupBarrier();
     }
 
@@ -257,7 +205,7 @@ fn sample(@builtin(local_invocation_index) li: u32) {
                 ci = i;
             }
         }
-        let a = best_pair(li, cv, ci);
+        let a = wg_best(li, cv, ci);
         prev_v = bitcast<f32>(a.x);
         prev_i = a.y;
         if (li == 0u) {

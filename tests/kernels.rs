@@ -82,7 +82,6 @@ fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
             Kernel::LayerNorm,
             bytemuck::bytes_of(&prm),
             &[bytes(&x), bytes(&gm), bytes(&bt), bytes(&y0)],
-            (rows as u32, 1),
         ))
         .unwrap();
         let got = floats(&out[3]);
@@ -119,15 +118,10 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
         s_stride: packed.s_stride() as u32,
         lanes,
     };
-    let grid = match kernel {
-        Kernel::Gemv => (n.div_ceil(256 / lanes as usize) as u32, m as u32),
-        _ => (n.div_ceil(64) as u32, m.div_ceil(64) as u32),
-    };
     let out = pollster::block_on(g.run_once(
         kernel,
         bytemuck::bytes_of(&prm),
         &[bytes(&x), bytes(&packed.words), bytes(&packed.scales), bytes(&bias), bytes(&y0)],
-        grid,
     ))
     .unwrap();
     let got = floats(&out[4]);
@@ -200,7 +194,6 @@ fn gelu_saturates_without_nan_on_huge_inputs() {
         Kernel::Matmul,
         bytemuck::bytes_of(&prm),
         &[bytes(&xs), bytes(&w.words), vec![0; 16], vec![0; 16], vec![0u8; m * 4]],
-        (1, 1),
     ))
     .unwrap();
     let got = floats(&out[4]);
@@ -227,7 +220,6 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
         Kernel::Attention,
         bytemuck::bytes_of(&prm),
         &[bytes(&qkv), bytes(&k_cache), bytes(&v_cache), vec![0u8; t * c * 4]],
-        (nh as u32, t as u32),
     ))
     .unwrap();
     let got = floats(&out[3]);
@@ -256,7 +248,7 @@ fn kv_append_copies_keys_and_values_into_the_cache() {
     let kc = rng.vec(p * c, 1.0);
     let vc = rng.vec(p * c, 1.0);
     let prm = KvAppendParams { t: t as u32, c: c as u32, pos0: pos0 as u32, _pad: 0 };
-    let out = pollster::block_on(g.run_once(Kernel::KvAppend, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&kc), bytes(&vc)], (((t * c) as u32).div_ceil(256), 1))).unwrap();
+    let out = pollster::block_on(g.run_once(Kernel::KvAppend, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&kc), bytes(&vc)])).unwrap();
     let (gk, gv) = (floats(&out[1]), floats(&out[2]));
     for pos in 0..p {
         for j in 0..c {
@@ -300,7 +292,6 @@ fn embed_adds_positions_and_respects_chunks_in_every_format() {
                 Kernel::Embed,
                 bytemuck::bytes_of(&prm),
                 &[bytes(&ids), bytes(&chunk.words), bytes(&chunk.scales), bytes(&wpe), bytes(&x)],
-                (((t * c) as u32).div_ceil(256), 1),
             ))
             .unwrap();
             let after = floats(&out[4]);
@@ -335,7 +326,6 @@ fn sample(logits: &[f32], hist: &[u32], prm: SampleParams) -> Draw {
         Kernel::Sample,
         bytemuck::bytes_of(&prm),
         &[bytes(logits), bytes(if hist.is_empty() { &[0u32][..] } else { hist }), vec![0u8; SAMPLE_OUT_WORDS * 4]],
-        (1, 1),
     ))
     .unwrap();
     let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[2]);

@@ -1,69 +1,95 @@
-//! Every WGSL file parses and validates with naga, the validator wgpu itself uses: no GPU needed.
-//! The file name must be the op and the entry point (one kernel per file).
+//! Every kernel of the table (src/gpu/kernels.rs) parses and validates with naga, the validator wgpu
+//! itself uses, exactly as assembled (its common parts + its own file): no GPU needed. The table's
+//! entry point, bindings and workgroup size must be the WGSL's, and every .wgsl file under shaders/ must
+//! be used by some kernel.
 
+use gpt2_webgpu::gpu::{Bind, Kernel};
+use std::collections::BTreeSet;
 use std::path::Path;
 
+fn validate(name: &str, src: &str) -> naga::Module {
+    let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name} does not parse:\n{}", e.emit_to_string(src)));
+    naga::valid::Validator::new(
+        naga::valid::ValidationFlags::all(),
+        // What every WebGPU device offers and nothing more: no shader-f16, no subgroups. unpack2x16float
+        // is core WebGPU; naga gates it behind this flag only for old GL targets.
+        naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+    )
+    .validate(&module)
+    .unwrap_or_else(|e| panic!("{name} does not validate:\n{}", e.emit_to_string(src)));
+    module
+}
+
 #[test]
-fn every_wgsl_file_validates_and_names_its_entry_point() {
+fn every_kernel_validates_as_assembled_and_matches_its_table_row() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let mut seen = 0;
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) != Some("wgsl") {
-            continue;
-        }
-        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let src = std::fs::read_to_string(&path).unwrap();
-        let module = naga::front::wgsl::parse_str(&src)
-            .unwrap_or_else(|e| panic!("{name}.wgsl does not parse:\n{}", e.emit_to_string(&src)));
-        naga::valid::Validator::new(naga::valid::ValidationFlags::all(), // What every WebGPU device offers and nothing more: no shader-f16, no subgroups. unpack2x16float is
-        // core WebGPU; naga gates it behind this flag only for old GL targets.
-        naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32)
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{name}.wgsl does not validate:\n{}", e.emit_to_string(&src)));
+    for &k in Kernel::ALL {
+        let d = k.def();
+        let name = d.name;
+        // The assembled text is the parts, in order, joined with nothing between them.
+        let joined: String = d.parts.iter().map(|p| std::fs::read_to_string(dir.join(p)).unwrap()).collect();
+        assert_eq!(d.source, joined, "{name}: the source is its parts {:?}", d.parts);
+        assert_eq!(d.parts.last(), Some(&format!("{name}.wgsl").as_str()), "{name}: its own file comes last");
+        let module = validate(name, d.source);
+
         let entries: Vec<_> = module.entry_points.iter().map(|e| e.name.clone()).collect();
-        assert_eq!(entries, vec![name.clone()], "{name}.wgsl must have exactly one entry point named `{name}`");
-        assert!(src.starts_with("//"), "{name}.wgsl must start with a header comment (math, shapes, dispatch)");
-        seen += 1;
+        assert_eq!(entries, vec![name.to_string()], "{name} must have exactly one entry point named `{name}`");
+        assert_eq!(module.entry_points[0].workgroup_size, d.workgroup, "{name}: the table's workgroup size is the WGSL's");
+
+        let mut wgsl: Vec<(u32, String, Bind)> = module
+            .global_variables
+            .iter()
+            .filter_map(|(_, v)| {
+                let b = v.binding.as_ref()?;
+                assert_eq!(b.group, 0, "{name}: everything binds in group 0");
+                let bind = match v.space {
+                    naga::AddressSpace::Uniform => Bind::Uniform,
+                    naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Bind::ReadWrite,
+                    naga::AddressSpace::Storage { .. } => Bind::Read,
+                    other => panic!("{name}: binding in {other:?}"),
+                };
+                Some((b.binding, v.name.clone().unwrap_or_default(), bind))
+            })
+            .collect();
+        wgsl.sort_by_key(|b| b.0);
+        let table: Vec<(u32, String, Bind)> = d.bindings.iter().enumerate().map(|(i, b)| (i as u32, b.name.to_string(), b.bind)).collect();
+        assert_eq!(wgsl, table, "{name}: the table's bindings (index, name, access) are the WGSL's");
     }
-    assert!(seen >= 7, "expected the kernel files in shaders/, found {seen}");
 }
 
 #[test]
-fn every_wgsl_file_is_in_the_kernel_table() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let table: Vec<&str> = gpt2_webgpu::gpu::Kernel::ALL.iter().map(|k| k.name()).collect();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
-            let name = path.file_stem().unwrap().to_str().unwrap();
-            assert!(table.contains(&name), "shaders/{name}.wgsl is not loaded by gpu::Kernel");
+fn every_wgsl_file_is_used_by_a_kernel_and_starts_with_a_header() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+    let used: BTreeSet<&str> = Kernel::ALL.iter().flat_map(|k| k.def().parts.iter().copied()).collect();
+    let mut files = BTreeSet::new();
+    for sub in ["", "common"] {
+        for entry in std::fs::read_dir(root.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) == Some("wgsl") {
+                let rel = path.strip_prefix(&root).unwrap().to_str().unwrap().replace('\\', "/");
+                let src = std::fs::read_to_string(&path).unwrap();
+                assert!(src.starts_with("//"), "shaders/{rel} must start with a header comment (what, shapes, dispatch or needs)");
+                files.insert(rel);
+            }
         }
     }
+    let unused: Vec<_> = files.iter().filter(|f| !used.contains(f.as_str())).collect();
+    assert!(unused.is_empty(), "shaders not used by any kernel in gpu/kernels.rs: {unused:?}");
+    assert!(files.len() >= 7 + 5, "expected the kernel and common files in shaders/, found {files:?}");
 }
 
-/// WGSL has no includes, so the weight decoding (`scale_of` + `load_w`, the four formats of quant.rs)
-/// is written out in both kernels that read single weights. The two copies must stay the same.
 #[test]
-fn the_weight_decoding_copies_in_embed_and_matmul_are_identical() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let part = |file: &str, buf: &str| {
-        let src = std::fs::read_to_string(dir.join(file)).unwrap();
-        let a = src.find("fn scale_of").expect("scale_of");
-        let b = a + src[a..].find("\n}\n\n").and_then(|i| src[a + i + 3..].find("\n}\n").map(|j| i + 3 + j + 3)).expect("load_w");
-        src[a..b].replace(buf, "W")
-    };
-    assert_eq!(part("embed.wgsl", "wte["), part("matmul.wgsl", "w["));
-}
-
-/// The fused GELU epilogue is written out in both matmul.wgsl and gemv.wgsl; the copies must agree.
-#[test]
-fn the_gelu_copies_in_matmul_and_gemv_are_identical() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
-    let gelu = |file: &str| {
-        let src = std::fs::read_to_string(dir.join(file)).unwrap();
-        let a = src.find("fn gelu").expect("fn gelu");
-        src[a..a + src[a..].find("\n}\n").unwrap()].to_string()
-    };
-    assert_eq!(gelu("matmul.wgsl"), gelu("gemv.wgsl"));
+fn grids_cover_the_work_of_each_kernel() {
+    use gpt2_webgpu::gpu::params::*;
+    use gpt2_webgpu::gpu::Grid;
+    // One token of gpt2-sized work: these grids are what a decode step dispatches.
+    let embed = EmbedParams { t: 3, c: 768, ..Default::default() };
+    assert_eq!(Kernel::Embed.grid(bytemuck::bytes_of(&embed)), Grid::Line(9));
+    let mm = MatmulParams { m: 65, n: 130, lanes: 32, ..Default::default() };
+    assert_eq!(Kernel::Matmul.grid(bytemuck::bytes_of(&mm)), Grid::Xy(3, 2));
+    assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm)), Grid::Xy(17, 65));
+    let mm1 = MatmulParams { lanes: 1, ..mm };
+    assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm1)), Grid::Xy(1, 65));
+    let att = AttentionParams { t: 5, nh: 12, ..Default::default() };
+    assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&att)), Grid::Xy(12, 5));
 }

@@ -1,82 +1,14 @@
-//! The GPU room: device and limits, the kernel table (one WGSL file per kernel, file name = op = entry
-//! point), pipelines built once, and small buffer helpers. Nothing here knows about GPT-2's layers;
-//! model.rs strings these kernels together.
+//! The GPU room: device and limits, pipelines built once from the kernel table (kernels.rs), dispatch,
+//! and small buffer helpers. Nothing here knows about GPT-2's layers; model/ strings these kernels
+//! together.
 
+pub mod kernels;
 pub mod params;
+
+pub use kernels::{Bind, Grid, Kernel};
 
 use crate::error::{Error, Result};
 use std::sync::{Arc, Mutex};
-
-/// How a kernel binds one buffer (binding i of group 0 is `Kernel::bindings()[i]`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Bind {
-    Uniform,
-    Read,
-    ReadWrite,
-}
-
-use Bind::{Read as R, ReadWrite as RW, Uniform as U};
-
-/// Every kernel, one per file in shaders/.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    Embed,
-    LayerNorm,
-    Matmul,
-    Gemv,
-    KvAppend,
-    Attention,
-    Sample,
-}
-
-impl Kernel {
-    pub const ALL: [Kernel; 7] =
-        [Kernel::Embed, Kernel::LayerNorm, Kernel::Matmul, Kernel::Gemv, Kernel::KvAppend, Kernel::Attention, Kernel::Sample];
-
-    /// File stem in shaders/ and WGSL entry point.
-    pub fn name(self) -> &'static str {
-        match self {
-            Kernel::Embed => "embed",
-            Kernel::LayerNorm => "layer_norm",
-            Kernel::Matmul => "matmul",
-            Kernel::Gemv => "gemv",
-            Kernel::KvAppend => "kv_append",
-            Kernel::Attention => "attention",
-            Kernel::Sample => "sample",
-        }
-    }
-
-    pub fn source(self) -> &'static str {
-        match self {
-            Kernel::Embed => include_str!("../../shaders/embed.wgsl"),
-            Kernel::LayerNorm => include_str!("../../shaders/layer_norm.wgsl"),
-            Kernel::Matmul => include_str!("../../shaders/matmul.wgsl"),
-            Kernel::Gemv => include_str!("../../shaders/gemv.wgsl"),
-            Kernel::KvAppend => include_str!("../../shaders/kv_append.wgsl"),
-            Kernel::Attention => include_str!("../../shaders/attention.wgsl"),
-            Kernel::Sample => include_str!("../../shaders/sample.wgsl"),
-        }
-    }
-
-    /// The binding signature, mirrored from the shader's `@binding`s.
-    pub fn bindings(self) -> &'static [Bind] {
-        match self {
-            //                     params ids wte scales wpe x
-            Kernel::Embed => &[U, R, R, R, R, RW],
-            //                     params x g b y
-            Kernel::LayerNorm => &[U, R, R, R, RW],
-            //                     params x w scales bias y   (matmul and gemv share one layout, so one
-            //                     bind group serves both: T = 1 picks gemv at step time)
-            Kernel::Matmul | Kernel::Gemv => &[U, R, R, R, R, RW],
-            //                     params qkv k_cache v_cache
-            Kernel::KvAppend => &[U, R, RW, RW],
-            //                     params qkv k_cache v_cache out
-            Kernel::Attention => &[U, R, R, R, RW],
-            //                     params logits hist out
-            Kernel::Sample => &[U, RW, R, RW],
-        }
-    }
-}
 
 /// What `gpt2 info` and the web page show about the device.
 #[derive(Clone, Debug)]
@@ -173,9 +105,10 @@ impl Gpu {
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut layouts: Vec<(Kernel, wgpu::BindGroupLayout)> = Vec::new();
         let mut pipelines = Vec::new();
-        for kernel in Kernel::ALL {
+        for &kernel in Kernel::ALL {
             // Kernels with the same signature share one layout object (so matmul's bind groups also fit gemv).
-            let layout = match layouts.iter().find(|(k, _)| k.bindings() == kernel.bindings()) {
+            let kinds = |k: Kernel| k.bindings().iter().map(|b| b.bind).collect::<Vec<_>>();
+            let layout = match layouts.iter().find(|(k, _)| kinds(*k) == kinds(kernel)) {
                 Some((_, l)) => l.clone(),
                 None => {
                     let entries: Vec<_> = kernel
@@ -186,7 +119,7 @@ impl Gpu {
                             binding: i as u32,
                             visibility: wgpu::ShaderStages::COMPUTE,
                             ty: wgpu::BindingType::Buffer {
-                                ty: match b {
+                                ty: match b.bind {
                                     Bind::Uniform => wgpu::BufferBindingType::Uniform,
                                     Bind::Read => wgpu::BufferBindingType::Storage { read_only: true },
                                     Bind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
@@ -334,21 +267,37 @@ impl Gpu {
         Ok(())
     }
 
-    /// Workgroup counts (x, y) for `n` workgroups, folding into y past the per-dimension limit.
-    pub fn grid(&self, n: u32) -> (u32, u32) {
-        let max = self.info.limits.max_compute_workgroups_per_dimension.max(1);
-        if n <= max {
-            (n.max(1), 1)
-        } else {
-            (max, n.div_ceil(max))
+    /// Workgroup counts (x, y) of a kernel's grid on this device: a line of n workgroups folds into y
+    /// past the per-dimension limit.
+    pub fn workgroups(&self, grid: Grid) -> (u32, u32) {
+        match grid {
+            Grid::Xy(x, y) => (x, y),
+            Grid::Line(n) => {
+                let max = self.info.limits.max_compute_workgroups_per_dimension.max(1);
+                if n <= max {
+                    (n.max(1), 1)
+                } else {
+                    (max, n.div_ceil(max))
+                }
+            }
         }
+    }
+
+    /// Record one dispatch of `kernel` with `bind` (whose params binding holds `params`); the grid
+    /// comes from the kernel table.
+    pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, kernel: Kernel, bind: &wgpu::BindGroup, params: &[u8]) {
+        let (x, y) = self.workgroups(kernel.grid(params));
+        pass.set_pipeline(self.pipeline(kernel));
+        pass.set_bind_group(0, bind, &[]);
+        pass.dispatch_workgroups(x, y, 1);
     }
 }
 
 impl Gpu {
     /// Run one kernel once on fresh buffers and return the final contents of every binding after the
-    /// params (in binding order). For kernel tests and tools: it allocates, so the model never uses it.
-    pub async fn run_once(&self, kernel: Kernel, params: &[u8], buffers: &[Vec<u8>], grid: (u32, u32)) -> Result<Vec<Vec<u8>>> {
+    /// params (in binding order); the grid comes from the kernel table. For kernel tests and tools: it
+    /// allocates, so the model never uses it.
+    pub async fn run_once(&self, kernel: Kernel, params: &[u8], buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let mut uniform = params.to_vec();
         uniform.resize(uniform.len().next_multiple_of(16).max(16), 0);
         let ubuf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -375,9 +324,7 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(self.pipeline(kernel));
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(grid.0, grid.1, 1);
+            self.dispatch(&mut pass, kernel, &bind, params);
         }
         let mut off = 0;
         for (b, n) in &bufs {

@@ -1,0 +1,50 @@
+// common/linear.wgsl: what matmul.wgsl and gemv.wgsl share: the Params block (mirrored by
+// gpu::params::MatmulParams), the bindings (one layout, so one bind group serves both kernels and T picks
+// the kernel at step time) and the fused epilogue.
+//
+//   v         = X[x_row0 + m, :] . W[n, :] + (bias ? b[n] : 0)       m < M, n < N, over K
+//   v         = gelu ? GELU_tanh(v) : v
+//   Y[m, y_col0 + n] = accumulate ? Y[m, y_col0 + n] + v : v            (accumulate = residual add)
+//
+// Shapes: X rows of stride x_stride f32; W [N, K] out-major (each row is one output channel, the
+// transpose of Hugging Face's Conv1D [K, N], done once at load) in weight format `wfmt` (see
+// common/weights.wgsl) with w_stride u32 words per row; b [N] f32; Y rows of stride y_stride f32.
+// Needs common/weights.wgsl and common/gelu.wgsl.
+
+struct Params {
+    M: u32,
+    N: u32,
+    K: u32,
+    flags: u32,      // 1: add bias, 2: GELU, 4: accumulate into Y
+    x_row0: u32,
+    x_stride: u32,
+    y_stride: u32,
+    y_col0: u32,
+    w_stride: u32,
+    wfmt: u32,
+    s_stride: u32,
+    lanes: u32,      // threads per row (gemv only; matmul ignores it)
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;            // [*, x_stride]
+@group(0) @binding(2) var<storage, read> w: array<u32>;            // [N, w_stride] in wfmt
+@group(0) @binding(3) var<storage, read> scales: array<u32>;       // q8/q4 group scales, f16 pairs
+@group(0) @binding(4) var<storage, read> bias: array<f32>;         // [N]
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [M, y_stride]
+
+// The epilogue: bias, GELU and the residual add of output (m, n) whose dot product is `acc`.
+fn store_y(m: u32, n: u32, acc: f32) {
+    var v = acc;
+    if ((p.flags & 1u) != 0u) {
+        v += bias[n];
+    }
+    if ((p.flags & 2u) != 0u) {
+        v = gelu(v);
+    }
+    let o = m * p.y_stride + p.y_col0 + n;
+    if ((p.flags & 4u) != 0u) {
+        v += y[o];
+    }
+    y[o] = v;
+}

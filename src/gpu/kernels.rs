@@ -1,0 +1,188 @@
+//! The kernel table: every compute kernel declared once. A row gives the kernel's name (= its file
+//! `shaders/<name>.wgsl` = its WGSL entry point), the shared parts of `shaders/common/` it is assembled
+//! from, its bindings (in binding order, with the shapes they hold), its workgroup size, and the
+//! function that turns its Params (the shapes of one dispatch) into a grid of workgroups.
+//!
+//! A kernel's WGSL is its common parts followed by its own file, joined at compile time by
+//! `concat!(include_str!(..))`: nothing is assembled at run time, and tests/shaders.rs validates each
+//! kernel exactly as assembled here, checks the bindings and workgroup size below against the WGSL,
+//! and that every .wgsl file is used.
+//!
+//! To add a kernel: write `shaders/<name>.wgsl` (and its Params in params.rs), add a row below.
+
+use super::params::*;
+
+/// How a kernel binds one buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bind {
+    Uniform,
+    Read,
+    ReadWrite,
+}
+
+/// One binding of group 0: how it is bound, its WGSL name, and what it holds (shapes as in config.rs).
+#[derive(Clone, Copy, Debug)]
+pub struct Binding {
+    pub bind: Bind,
+    pub name: &'static str,
+    pub holds: &'static str,
+}
+
+const fn params() -> Binding {
+    Binding { bind: Bind::Uniform, name: "p", holds: "Params (gpu::params)" }
+}
+const fn read(name: &'static str, holds: &'static str) -> Binding {
+    Binding { bind: Bind::Read, name, holds }
+}
+const fn write(name: &'static str, holds: &'static str) -> Binding {
+    Binding { bind: Bind::ReadWrite, name, holds }
+}
+
+/// Workgroups to dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Grid {
+    /// n workgroups in a line; `Gpu::grid` folds them into y past the per-dimension limit, and the
+    /// kernel unfolds them (`wg.x + wg.y * nwg.x`).
+    Line(u32),
+    /// An (x, y) grid the kernel indexes as such.
+    Xy(u32, u32),
+}
+
+/// One row of the table (see the module comment).
+pub struct KernelDef {
+    pub name: &'static str,
+    /// Files under shaders/, in the order they are joined; the kernel's own file comes last.
+    pub parts: &'static [&'static str],
+    /// The assembled WGSL.
+    pub source: &'static str,
+    pub bindings: &'static [Binding],
+    pub workgroup: [u32; 3],
+    /// The grid for one dispatch, from the bytes of its Params (the kernel's own struct) and the
+    /// workgroup size above.
+    pub grid: fn(params: &[u8], workgroup: [u32; 3]) -> Grid,
+}
+
+/// A kernel's Params from the start of a (possibly longer, possibly unaligned) parameter block.
+fn read_params<T: bytemuck::Pod>(block: &[u8]) -> T {
+    bytemuck::pod_read_unaligned(&block[..std::mem::size_of::<T>()])
+}
+
+macro_rules! kernel_table {
+    ($( $(#[$doc:meta])* $variant:ident = $name:literal {
+        common: [$($part:literal),* $(,)?],
+        bindings: $bindings:expr,
+        workgroup: $wg:expr,
+        grid: $grid:expr $(,)?
+    } )*) => {
+        /// Every kernel, in table order (see `Kernel::def`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kernel { $( $(#[$doc])* $variant ),* }
+
+        impl Kernel {
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$variant),*];
+        }
+
+        static TABLE: &[KernelDef] = &[$(KernelDef {
+            name: $name,
+            parts: &[$(concat!("common/", $part, ".wgsl"),)* concat!($name, ".wgsl")],
+            source: concat!(
+                $(include_str!(concat!("../../shaders/common/", $part, ".wgsl")),)*
+                include_str!(concat!("../../shaders/", $name, ".wgsl"))
+            ),
+            bindings: $bindings,
+            workgroup: $wg,
+            grid: $grid,
+        }),*];
+    };
+}
+
+kernel_table! {
+    /// Token + position embedding for the tokens that fall in one wte chunk.
+    Embed = "embed" {
+        common: ["weights"],
+        bindings: &[params(), read("ids", "[T] u32"), read("w", "wte rows [lo, hi) x C, packed"), read("scales", "their q8/q4 scales"),
+                   read("wpe", "[P, C]"), write("x", "[T, C]")],
+        workgroup: [256, 1, 1],
+        grid: |b, wg| { let p: EmbedParams = read_params(b); Grid::Line((p.t * p.c).div_ceil(wg[0])) },
+    }
+    /// Layer norm of `rows` rows, one workgroup per row.
+    LayerNorm = "layer_norm" {
+        common: ["reduce"],
+        bindings: &[params(), read("x", "[*, C]"), read("g", "[C]"), read("b", "[C]"), write("y", "[*, C]")],
+        workgroup: [256, 1, 1],
+        grid: |b, _| { let p: LayerNormParams = read_params(b); Grid::Line(p.rows) },
+    }
+    /// Tiled Y (+)= act(X W^T + b) for M > 1 rows: a 64x64 tile of Y per workgroup, 4x4 per thread.
+    Matmul = "matmul" {
+        common: ["weights", "gelu", "linear"],
+        bindings: LINEAR,
+        workgroup: [16, 16, 1],
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(4 * wg[0]), p.m.div_ceil(4 * wg[1])) },
+    }
+    /// The same for few rows: `lanes` threads per output row, one row of X per workgroup row.
+    Gemv = "gemv" {
+        common: ["weights", "gelu", "linear"],
+        bindings: LINEAR,
+        workgroup: [256, 1, 1],
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1)), p.m) },
+    }
+    /// Copy this step's keys and values into the layer's cache, one thread per (t, c).
+    KvAppend = "kv_append" {
+        common: [],
+        bindings: &[params(), read("qkv", "[T, 3C]"), write("k_cache", "[P, C]"), write("v_cache", "[P, C]")],
+        workgroup: [256, 1, 1],
+        grid: |b, wg| { let p: KvAppendParams = read_params(b); Grid::Line((p.t * p.c).div_ceil(wg[0])) },
+    }
+    /// Causal attention over the cache, one workgroup per (head, query).
+    Attention = "attention" {
+        common: ["reduce"],
+        bindings: &[params(), read("qkv", "[T, 3C]"), read("k_cache", "[P, C]"), read("v_cache", "[P, C]"), write("out", "[T, C]")],
+        workgroup: [64, 1, 1],
+        grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
+    }
+    /// Repetition penalty, top-k/top-p and the draw over one row of logits, in one workgroup.
+    Sample = "sample" {
+        common: ["reduce", "reduce_best"],
+        bindings: &[params(), write("logits", "[*, V], overwritten with probabilities"), read("hist", "[n_hist] u32"),
+                   write("out", "[SAMPLE_OUT_WORDS] u32")],
+        workgroup: [256, 1, 1],
+        grid: |_, _| Grid::Xy(1, 1),
+    }
+}
+
+/// matmul and gemv bind the same buffers (common/linear.wgsl), so one bind group serves both.
+const LINEAR: &[Binding] = &[
+    params(),
+    read("x", "[*, x_stride]"),
+    read("w", "[N, w_stride] packed"),
+    read("scales", "q8/q4 group scales"),
+    read("bias", "[N]"),
+    write("y", "[M, y_stride]"),
+];
+
+impl Kernel {
+    /// This kernel's row of the table.
+    pub fn def(self) -> &'static KernelDef {
+        &TABLE[self as usize]
+    }
+
+    /// File stem in shaders/ and WGSL entry point.
+    pub fn name(self) -> &'static str {
+        self.def().name
+    }
+
+    /// The assembled WGSL.
+    pub fn source(self) -> &'static str {
+        self.def().source
+    }
+
+    pub fn bindings(self) -> &'static [Binding] {
+        self.def().bindings
+    }
+
+    /// The workgroups of one dispatch whose Params are (at the start of) `params`.
+    pub fn grid(self, params: &[u8]) -> Grid {
+        let d = self.def();
+        (d.grid)(params, d.workgroup)
+    }
+}

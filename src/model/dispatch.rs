@@ -1,0 +1,307 @@
+//! The forward pass as a list of dispatches, built once at load: each op has its bind group and its
+//! own slot in one uniform arena. A step writes every op's Params into the arena (one upload), then
+//! records the ops; the kernel table (gpu/kernels.rs) turns each op's Params into its grid.
+//!
+//!   embed                                                  (one dispatch per wte chunk)
+//!   for each layer:  `layer_ops`
+//!   ln_f (head rows) -> logits (one dispatch per wte chunk) -> sample
+//!
+//! Shapes (see config.rs): V vocab, P context, C channels, NH heads, hs = C / NH, F = MLP width,
+//! T = tokens in this step, R = head rows.
+//!
+//! To add an op: a variant of `OpKind` (what its Params depend on), its arm in `params_of`, and the op
+//! where it runs in the pass (`layer_ops` for a per-layer op).
+
+use super::plan::Activations;
+use super::upload::{GpuMatrix, Layer, Packing, Weights};
+use crate::config::Gpt2Config;
+use crate::gpu::params::*;
+use crate::gpu::{whole, Gpu, Kernel};
+
+/// Which rows a step works on: the T tokens of the step at positions pos0.., and the rows the head
+/// (ln_f + logits) turns into logits.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Frame {
+    pub t: u32,
+    pub pos0: u32,
+    pub head_row0: u32,
+    pub head_rows: u32,
+}
+
+/// The rows of X an op reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Rows {
+    /// The step's T rows.
+    Step,
+    /// The frame's head rows (`head_row0..+head_rows` of x into xf, or the xf rows into logits).
+    Head,
+}
+
+/// What a dispatch computes, enough to write its Params for any frame.
+pub(super) enum OpKind {
+    /// x = wte[ids] + wpe for the tokens in wte rows [lo, hi).
+    Embed { lo: u32, hi: u32, w: Packing },
+    LayerNorm { rows: Rows },
+    /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows.
+    Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows },
+    KvAppend,
+    Attention,
+    /// Params written by `Model::step` itself (sampling parameters are per call, not per frame).
+    Sample,
+}
+
+impl OpKind {
+    fn linear(m: &GpuMatrix, flags: u32, y_col0: u32, y_stride: u32, rows: Rows) -> OpKind {
+        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0, y_stride, rows }
+    }
+
+    /// What `gpt2 bench --profile` calls this op.
+    pub fn label(&self, kernel: Kernel) -> &'static str {
+        match self {
+            OpKind::Linear { rows: Rows::Head, .. } => "logits",
+            OpKind::Linear { flags, .. } if flags & MM_GELU != 0 => "fc+gelu",
+            OpKind::Linear { flags, .. } if flags & MM_ACCUMULATE != 0 => "proj+residual",
+            OpKind::Linear { .. } => "qkv",
+            OpKind::LayerNorm { rows: Rows::Head } => "ln_f",
+            _ => kernel.name(),
+        }
+    }
+}
+
+/// An op before its bind group exists: the buffers it binds after the params, in binding order.
+pub(super) struct OpSpec<'a> {
+    kind: OpKind,
+    kernel: Kernel,
+    label: String,
+    buffers: Vec<&'a wgpu::Buffer>,
+}
+
+fn spec<'a>(kind: OpKind, kernel: Kernel, label: String, buffers: Vec<&'a wgpu::Buffer>) -> OpSpec<'a> {
+    OpSpec { kind, kernel, label, buffers }
+}
+
+/// One dispatch of the pass.
+pub(super) struct Op {
+    pub kind: OpKind,
+    /// For Linear ops, matmul; `record` picks gemv for few rows (the two share one bind group layout).
+    pub kernel: Kernel,
+    bind: wgpu::BindGroup,
+    slot: u32,
+}
+
+/// The dispatches of one transformer block, in order; the array's length is the number of dispatches
+/// per layer.
+pub(super) type LayerOps<T> = [T; 8];
+
+/// One transformer block: ln_1 -> qkv -> kv_append -> attention -> attn proj + residual -> ln_2 ->
+/// fc + gelu -> mlp proj + residual.
+fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config) -> LayerOps<OpSpec<'a>> {
+    let (c, f) = (cfg.n_embd as u32, cfg.n_inner as u32);
+    let lb = |s: &str| format!("h.{l}.{s}");
+    let step = Rows::Step;
+    [
+        spec(OpKind::LayerNorm { rows: step }, Kernel::LayerNorm, lb("ln_1"), vec![&a.x, &w.ln_1_g, &w.ln_1_b, &a.xn]),
+        spec(OpKind::linear(&w.attn, MM_BIAS, 0, 3 * c, step), Kernel::Matmul, lb("qkv"), vec![&a.xn, &w.attn.w, &w.attn.scales, &w.attn_b, &a.qkv]),
+        spec(OpKind::KvAppend, Kernel::KvAppend, lb("kv_append"), vec![&a.qkv, &w.k_cache, &w.v_cache]),
+        spec(OpKind::Attention, Kernel::Attention, lb("attention"), vec![&a.qkv, &w.k_cache, &w.v_cache, &a.att]),
+        spec(
+            OpKind::linear(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
+            Kernel::Matmul,
+            lb("attn_proj+residual"),
+            vec![&a.att, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x],
+        ),
+        spec(OpKind::LayerNorm { rows: step }, Kernel::LayerNorm, lb("ln_2"), vec![&a.x, &w.ln_2_g, &w.ln_2_b, &a.xn]),
+        spec(OpKind::linear(&w.fc, MM_BIAS | MM_GELU, 0, f, step), Kernel::Matmul, lb("fc+gelu"), vec![&a.xn, &w.fc.w, &w.fc.scales, &w.fc_b, &a.fch]),
+        spec(
+            OpKind::linear(&w.mlp_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
+            Kernel::Matmul,
+            lb("mlp_proj+residual"),
+            vec![&a.fch, &w.mlp_proj.w, &w.mlp_proj.scales, &w.mlp_proj_b, &a.x],
+        ),
+    ]
+}
+
+/// Every dispatch of the pass, in order.
+pub(super) struct Ops {
+    pub embed: Vec<Op>,
+    pub layers: Vec<LayerOps<Op>>,
+    /// ln_f, then the logits of each wte chunk.
+    pub head: Vec<Op>,
+    pub sample: Op,
+}
+
+impl Ops {
+    /// Build every op's bind group over the weights and activations, and the params arena they share.
+    pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations) -> (Ops, ParamsArena) {
+        let embed: Vec<_> = wt
+            .wte
+            .iter()
+            .map(|(lo, hi, m)| {
+                let kind = OpKind::Embed { lo: *lo, hi: *hi, w: m.packing() };
+                spec(kind, Kernel::Embed, "embed".into(), vec![&a.ids, &m.w, &m.scales, &wt.wpe, &a.x])
+            })
+            .collect();
+        let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg)).collect();
+        let mut head = vec![spec(OpKind::LayerNorm { rows: Rows::Head }, Kernel::LayerNorm, "ln_f".into(), vec![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
+        for (lo, _hi, m) in &wt.wte {
+            // wte has no bias; bind wpe as the unused bias buffer (any storage buffer will do).
+            let kind = OpKind::linear(m, 0, *lo, cfg.vocab_size as u32, Rows::Head);
+            head.push(spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits]));
+        }
+        let sample = spec(OpKind::Sample, Kernel::Sample, "sample".into(), vec![&a.logits, &a.hist, &a.out]);
+
+        let n_slots = embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + 1;
+        let mut arena = ParamsArena::new(gpu, n_slots);
+        let mut bind = |s: OpSpec<'_>| arena.bind(gpu, s);
+        let ops = Ops {
+            embed: embed.into_iter().map(&mut bind).collect(),
+            layers: layers.into_iter().map(|l| l.map(&mut bind)).collect(),
+            head: head.into_iter().map(&mut bind).collect(),
+            sample: bind(sample),
+        };
+        debug_assert_eq!(arena.next as usize, n_slots);
+        (ops, arena)
+    }
+
+    /// Embed and every layer: what turns tokens into the residual stream x.
+    pub fn body(&self) -> impl Iterator<Item = &Op> {
+        self.embed.iter().chain(self.layers.iter().flatten())
+    }
+
+    /// The whole pass of a step, through sampling.
+    pub fn all(&self) -> impl Iterator<Item = &Op> {
+        self.body().chain(&self.head).chain(std::iter::once(&self.sample))
+    }
+
+    /// Dispatches per layer.
+    pub fn per_layer(&self) -> usize {
+        self.layers.first().map_or(0, |l| l.len())
+    }
+}
+
+/// Bytes of a Params block in the arena: the largest Params struct (MatmulParams, 48) rounded to 16.
+const PARAMS_BYTES: u64 = 48;
+
+/// One uniform buffer with a slot of Params per op (each bind group points at its own slot), and its
+/// host copy, written per step and uploaded in one `write_buffer`.
+pub(super) struct ParamsArena {
+    buffer: wgpu::Buffer,
+    host: Vec<u8>,
+    slot_size: u32,
+    next: u32,
+}
+
+impl ParamsArena {
+    fn new(gpu: &Gpu, n_slots: usize) -> ParamsArena {
+        let slot_size = PARAMS_BYTES.next_multiple_of(gpu.info.limits.min_uniform_buffer_offset_alignment.max(16) as u64) as u32;
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: n_slots as u64 * slot_size as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        ParamsArena { buffer, host: vec![0u8; n_slots * slot_size as usize], slot_size, next: 0 }
+    }
+
+    /// Give `s` the next slot and its bind group.
+    fn bind(&mut self, gpu: &Gpu, s: OpSpec<'_>) -> Op {
+        let slot = self.next;
+        self.next += 1;
+        let mut res = vec![wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+            buffer: &self.buffer,
+            offset: slot as u64 * self.slot_size as u64,
+            size: wgpu::BufferSize::new(PARAMS_BYTES),
+        })];
+        res.extend(s.buffers.iter().map(|b| whole(b)));
+        Op { kind: s.kind, kernel: s.kernel, bind: gpu.bind_group(s.kernel, &s.label, &res), slot }
+    }
+
+    pub fn write(&mut self, op: &Op, bytes: &[u8]) {
+        let o = op.slot as usize * self.slot_size as usize;
+        self.host[o..o + bytes.len()].copy_from_slice(bytes);
+    }
+
+    /// The Params `op` will read.
+    pub fn params(&self, op: &Op) -> &[u8] {
+        let o = op.slot as usize * self.slot_size as usize;
+        &self.host[o..o + PARAMS_BYTES as usize]
+    }
+
+    pub fn flush(&self, gpu: &Gpu) {
+        gpu.queue.write_buffer(&self.buffer, 0, &self.host);
+    }
+}
+
+/// The Params of `kind` for this frame, in a fixed block (no allocation per step).
+pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, gemv_lanes: u32) -> [u8; PARAMS_BYTES as usize] {
+    fn block<T: bytemuck::Pod>(p: &T) -> [u8; PARAMS_BYTES as usize] {
+        let mut b = [0u8; PARAMS_BYTES as usize];
+        let bytes = bytemuck::bytes_of(p);
+        b[..bytes.len()].copy_from_slice(bytes);
+        b
+    }
+    let c = cfg.n_embd as u32;
+    let rows = |r: Rows| match r {
+        Rows::Step => (fr.t, 0),
+        Rows::Head => (fr.head_rows, fr.head_row0),
+    };
+    match *kind {
+        OpKind::Embed { lo, hi, w } => block(&EmbedParams {
+            t: fr.t,
+            c,
+            pos0: fr.pos0,
+            vocab_lo: lo,
+            vocab_hi: hi,
+            w_stride: w.w_stride,
+            wfmt: w.wfmt,
+            s_stride: w.s_stride,
+        }),
+        OpKind::LayerNorm { rows: r } => {
+            let (rows, in_row0) = rows(r);
+            block(&LayerNormParams { rows, c, in_row0, out_row0: 0, eps: cfg.layer_norm_epsilon, _pad: [0; 3] })
+        }
+        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r } => block(&MatmulParams {
+            m: rows(r).0,
+            n,
+            k,
+            flags,
+            x_row0: 0,
+            x_stride: k,
+            y_stride,
+            y_col0,
+            w_stride: w.w_stride,
+            wfmt: w.wfmt,
+            s_stride: w.s_stride,
+            lanes: gemv_lanes,
+        }),
+        OpKind::KvAppend => block(&KvAppendParams { t: fr.t, c, pos0: fr.pos0, _pad: 0 }),
+        OpKind::Attention => block(&AttentionParams {
+            t: fr.t,
+            c,
+            nh: cfg.n_head as u32,
+            hs: cfg.head_dim() as u32,
+            pos0: fr.pos0,
+            scale: 1.0 / (cfg.head_dim() as f32).sqrt(),
+            _pad: [0; 2],
+        }),
+        OpKind::Sample => [0u8; PARAMS_BYTES as usize],
+    }
+}
+
+/// Record `op` with the Params its slot holds: the kernel table gives the grid; a Linear op over few
+/// rows runs as gemv (one pass over W per row) instead of the tiled matmul.
+pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
+    let params = arena.params(op);
+    let kernel = match op.kind {
+        OpKind::Linear { .. } => {
+            let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
+            if p.m <= gpu.gemv_max_rows {
+                Kernel::Gemv
+            } else {
+                Kernel::Matmul
+            }
+        }
+        _ => op.kernel,
+    };
+    gpu.dispatch(pass, kernel, &op.bind, params);
+}

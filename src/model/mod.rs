@@ -1,0 +1,320 @@
+//! GPT-2 on the GPU: weights uploaded once (upload.rs), a KV cache sized for the whole context,
+//! activation buffers (plan.rs), and the forward pass as an explicit list of dispatches built once at
+//! load time (dispatch.rs).
+//!
+//! Shapes (see config.rs): V vocab, P context, C channels, NH heads, hs = C / NH, F = MLP width,
+//! T = tokens in this step, R = rows the head (ln_f + logits) handles at once.
+//!
+//! A step is one command encoder and one submit (embed, every layer, ln_f, logits, sample), and the
+//! only readback is the sampled token, its probability and its top alternatives.
+
+mod dispatch;
+mod plan;
+mod upload;
+
+use crate::config::Gpt2Config;
+use crate::error::{Error, Result};
+use crate::gpu::params::*;
+use crate::gpu::Gpu;
+use crate::quant::WeightFormat;
+use crate::weights::{check_token, tensor_specs, Role, TensorSource};
+use dispatch::{params_of, Frame, Op, Ops, ParamsArena};
+use plan::Activations;
+use std::sync::Arc;
+use upload::Weights;
+
+pub use crate::sampling::{Sampled, SamplingParams};
+pub use crate::weights::TensorData;
+pub use plan::{buffer_plan, wte_chunks};
+pub use upload::ModelUploader;
+
+/// A GPT-2 model on one GPU, with its context (the KV cache) and the dispatches of a step.
+pub struct Model {
+    gpu: Arc<Gpu>,
+    config: Gpt2Config,
+    format: WeightFormat,
+    /// Held, never read after load: the bind groups of `ops` read these buffers on the GPU, and the
+    /// model owns them for as long as it can run.
+    _weights: Weights,
+    acts: Activations,
+    hist_host: Vec<u32>,       // host staging for `acts.hist`, reused every step
+    out_read: wgpu::Buffer,    // [SAMPLE_OUT_WORDS] u32, MAP_READ copy of `acts.out`
+    head_rows: u32,            // R
+    ops: Ops,
+    arena: ParamsArena,
+    /// Tokens in the KV cache.
+    pos: usize,
+}
+
+impl Model {
+    /// Upload every weight of `src` (tensor by tensor, so host memory holds one tensor at a time), allocate
+    /// the KV cache and activations for the full context, and build every bind group and the dispatch list.
+    pub async fn load(gpu: Arc<Gpu>, src: &mut dyn TensorSource, format: WeightFormat) -> Result<Model> {
+        let mut up = ModelUploader::new(gpu, src.config().clone(), format)?;
+        for spec in tensor_specs(up.config()) {
+            let data = match spec.role {
+                Role::Vector => TensorData::Vector(src.read_f32(&spec)?),
+                Role::Matrix | Role::Embedding => TensorData::Matrix(src.read_packed(&spec, format)?),
+            };
+            up.push(&spec, data)?;
+        }
+        up.finish().await
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        self.format
+    }
+
+    pub fn gpu(&self) -> &Arc<Gpu> {
+        &self.gpu
+    }
+
+    /// Tokens currently in the KV cache.
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Forget the context (the next step starts at position 0).
+    pub fn reset(&mut self) {
+        self.pos = 0;
+    }
+
+    /// Dispatches recorded per step: (per layer, total for a decode step).
+    pub fn dispatch_counts(&self) -> (usize, usize) {
+        (self.ops.per_layer(), self.ops.all().count())
+    }
+
+    /// Record `op` into `pass` with the Params its slot holds now.
+    fn record(&self, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
+        dispatch::record(&self.gpu, &self.arena, pass, op);
+    }
+
+    /// Validate the tokens of a step, upload them, and write every op's Params for the step (the head
+    /// for the last token).
+    fn begin(&mut self, tokens: &[u32]) -> Result<Frame> {
+        if tokens.is_empty() {
+            return Err(Error::InvalidArgument("a step needs at least one token".into()));
+        }
+        for &t in tokens {
+            check_token(t, &self.config)?;
+        }
+        let p = self.config.n_positions;
+        if self.pos + tokens.len() > p {
+            return Err(Error::InvalidArgument(format!(
+                "{} tokens after {} cached would exceed the {p}-token context; reset or slide the window first",
+                tokens.len(),
+                self.pos
+            )));
+        }
+        self.gpu.queue.write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
+        let fr = Frame { t: tokens.len() as u32, pos0: self.pos as u32, head_row0: tokens.len() as u32 - 1, head_rows: 1 };
+        for op in self.ops.body() {
+            self.arena.write(op, &params_of(&op.kind, fr, &self.config, self.gpu.gemv_lanes));
+        }
+        self.set_head(fr);
+        Ok(fr)
+    }
+
+    fn set_head(&mut self, fr: Frame) {
+        for op in &self.ops.head {
+            self.arena.write(op, &params_of(&op.kind, fr, &self.config, self.gpu.gemv_lanes));
+        }
+    }
+
+    /// Append `tokens` to the context (a whole prompt at once, or one token) and sample the next token
+    /// on the GPU. `context` is every token now in the window (the repetition penalty looks at it);
+    /// `step` feeds the RNG so a seed reproduces a whole generation.
+    pub async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
+        sampling.validate()?;
+        self.begin(tokens)?;
+        // The repetition penalty applies once per distinct token of the context window.
+        let mut n_hist = 0;
+        if sampling.repetition_penalty != 1.0 {
+            let window = &context[context.len().saturating_sub(self.config.n_positions)..];
+            // Reuse one host buffer across steps (capacity P after the first), so decoding allocates nothing.
+            let hist = &mut self.hist_host;
+            hist.clear();
+            hist.extend_from_slice(window);
+            hist.sort_unstable();
+            hist.dedup();
+            hist.retain(|&t| (t as usize) < self.config.vocab_size);
+            self.gpu.queue.write_buffer(&self.acts.hist, 0, bytemuck::cast_slice(hist));
+            n_hist = hist.len() as u32;
+        }
+        let sp = SampleParams {
+            v: self.config.vocab_size as u32,
+            n_hist,
+            top_k: sampling.top_k,
+            greedy: (sampling.temperature == 0.0) as u32,
+            temperature: sampling.temperature.max(1e-6),
+            top_p: sampling.top_p,
+            rep_penalty: sampling.repetition_penalty,
+            seed: (sampling.seed ^ (sampling.seed >> 32)) as u32,
+            step,
+            n_alt: sampling.alternatives,
+            row_off: 0,
+            _pad: 0,
+        };
+        self.arena.write(&self.ops.sample, bytemuck::bytes_of(&sp));
+        self.arena.flush(&self.gpu);
+
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
+            for op in self.ops.all() {
+                self.record(&mut pass, op);
+            }
+        }
+        enc.copy_buffer_to_buffer(&self.acts.out, 0, &self.out_read, 0, SAMPLE_OUT_WORDS as u64 * 4);
+        self.gpu.queue.submit([enc.finish()]);
+        self.pos += tokens.len();
+        let bytes = self.gpu.read(&self.out_read, SAMPLE_OUT_WORDS as u64 * 4).await;
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(e) => {
+                self.pos -= tokens.len();
+                return Err(e);
+            }
+        };
+        let w: &[u32] = bytemuck::cast_slice(&bytes);
+        let n_alt = (w[2] as usize).min(SAMPLE_MAX_ALT);
+        Ok(Sampled {
+            token: w[0],
+            prob: f32::from_bits(w[1]),
+            alternatives: (0..n_alt).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect(),
+        })
+    }
+
+    /// Where the time of one step goes: runs a step of `t` tokens (at the current position) op by op,
+    /// waiting for the GPU after each, and returns (label, dispatches, seconds) per kind of op. Native
+    /// diagnostic for `gpt2 bench --profile`; the real step records everything into one submit.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(String, usize, f64)>> {
+        self.begin(tokens)?;
+        let sp = SampleParams { v: self.config.vocab_size as u32, greedy: 1, temperature: 1.0, top_p: 1.0, rep_penalty: 1.0, ..Default::default() };
+        self.arena.write(&self.ops.sample, bytemuck::bytes_of(&sp));
+        self.arena.flush(&self.gpu);
+        let mut out: Vec<(String, usize, f64)> = Vec::new();
+        self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+        for op in self.ops.all() {
+            let label = op.kind.label(op.kernel);
+            let t0 = std::time::Instant::now();
+            let mut enc = self.gpu.device.create_command_encoder(&Default::default());
+            {
+                let mut pass = enc.begin_compute_pass(&Default::default());
+                self.record(&mut pass, op);
+            }
+            self.gpu.queue.submit([enc.finish()]);
+            self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+            let dt = t0.elapsed().as_secs_f64();
+            match out.iter_mut().find(|(l, _, _)| *l == label) {
+                Some(e) => {
+                    e.1 += 1;
+                    e.2 += dt;
+                }
+                None => out.push((label.to_string(), 1, dt)),
+            }
+        }
+        self.pos += tokens.len();
+        self.gpu.check()?;
+        Ok(out)
+    }
+
+    /// Append `tokens` to the context and return the logits at every one of their positions, [T, V].
+    /// (The CLI's `logits` command and the tests; generation never reads logits back.)
+    pub async fn append_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        let all: Vec<usize> = (0..tokens.len()).collect();
+        self.append_logits_at(tokens, &all).await
+    }
+
+    /// Append `tokens` and return the logits at the given positions (indices into `tokens`), [k, V].
+    /// Runs the body once, then the head over runs of consecutive positions, R rows at a time.
+    pub async fn append_logits_at(&mut self, tokens: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        if let Some(&p) = positions.iter().find(|&&p| p >= tokens.len()) {
+            return Err(Error::InvalidArgument(format!("position {p} is outside the {} tokens given", tokens.len())));
+        }
+        let fr = self.begin(tokens)?;
+        self.arena.flush(&self.gpu);
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("forward") });
+        {
+            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("forward"), timestamp_writes: None });
+            for op in self.ops.body() {
+                self.record(&mut pass, op);
+            }
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.pos += tokens.len();
+
+        let v = self.config.vocab_size;
+        let mut out = Vec::with_capacity(positions.len() * v);
+        let read = self.gpu.readback_buffer("logits_read", self.head_rows as u64 * v as u64 * 4);
+        let mut i = 0;
+        while i < positions.len() {
+            // The longest run of consecutive positions starting at i, up to R rows.
+            let row0 = positions[i];
+            let mut rows = 1;
+            while i + rows < positions.len() && positions[i + rows] == row0 + rows && rows < self.head_rows as usize {
+                rows += 1;
+            }
+            let hf = Frame { head_row0: row0 as u32, head_rows: rows as u32, ..fr };
+            self.set_head(hf);
+            self.arena.flush(&self.gpu);
+            let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("head") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("head"), timestamp_writes: None });
+                for op in &self.ops.head {
+                    self.record(&mut pass, op);
+                }
+            }
+            let bytes = rows as u64 * v as u64 * 4;
+            enc.copy_buffer_to_buffer(&self.acts.logits, 0, &read, 0, bytes);
+            self.gpu.queue.submit([enc.finish()]);
+            out.extend_from_slice(bytemuck::cast_slice(&self.gpu.read(&read, bytes).await?));
+            i += rows;
+        }
+        Ok(out)
+    }
+
+    /// Run `tokens` from position 0 and return the residual stream entering every block, then the
+    /// output of ln_f: L + 1 arrays of [T, C] (the fixture's `hidden.{j}`). Debug/test path: it splits
+    /// the same dispatch list into passes to copy the stream out between layers.
+    pub async fn hidden_states(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        self.reset();
+        let fr = self.begin(tokens)?;
+        let head_fr = Frame { head_row0: 0, head_rows: fr.t.min(self.head_rows), ..fr };
+        if fr.t > self.head_rows {
+            return Err(Error::InvalidArgument(format!("hidden_states handles at most {} tokens", self.head_rows)));
+        }
+        self.set_head(head_fr);
+        self.arena.flush(&self.gpu);
+        let row_bytes = self.config.n_embd as u64 * 4;
+        let bytes = fr.t as u64 * row_bytes;
+        let n_out = self.config.n_layer + 1;
+        let read = self.gpu.readback_buffer("hidden_read", bytes * n_out as u64);
+        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("hidden") });
+        for j in 0..n_out {
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("hidden"), timestamp_writes: None });
+                // Stream j enters block j: embed, then blocks 0..j (one at a time); the last is after ln_f.
+                let ops: &[Op] = if j == 0 { &self.ops.embed } else { &self.ops.layers[j - 1] };
+                for op in ops {
+                    self.record(&mut pass, op);
+                }
+                if j == self.config.n_layer {
+                    self.record(&mut pass, &self.ops.head[0]); // ln_f
+                }
+            }
+            let src = if j == self.config.n_layer { &self.acts.xf } else { &self.acts.x };
+            enc.copy_buffer_to_buffer(src, 0, &read, j as u64 * bytes, bytes);
+        }
+        self.gpu.queue.submit([enc.finish()]);
+        self.pos += tokens.len();
+        let all = self.gpu.read(&read, bytes * n_out as u64).await?;
+        let all: &[f32] = bytemuck::cast_slice(&all);
+        Ok(all.chunks(fr.t as usize * self.config.n_embd).map(|c| c.to_vec()).collect())
+    }
+}

@@ -1,0 +1,117 @@
+//! What a model of a given config allocates on the GPU: the wte chunks, every buffer with its size
+//! (checked against the binding limit before anything is uploaded), and the activation buffers.
+//!
+//! Shapes (see config.rs): V vocab, P context, C channels, F = MLP width, R = head rows (rows of
+//! logits computed at once).
+
+use crate::config::Gpt2Config;
+use crate::error::{Error, Result};
+use crate::gpu::params::SAMPLE_OUT_WORDS;
+use crate::gpu::Gpu;
+use crate::quant::WeightFormat;
+use crate::weights::{stored_format, Role};
+
+/// Rows of logits computed at once: enough for the CLI's all-positions dump to go in few submits,
+/// small enough to stay a modest buffer (64 x 50257 x 4 = 12.9 MB) and within one binding.
+const MAX_HEAD_ROWS: u64 = 64;
+
+/// wte row chunks [lo, hi) such that each chunk's weights and scales fit one storage binding.
+pub fn wte_chunks(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> Result<Vec<(usize, usize)>> {
+    let row = format.row_bytes(cfg.n_embd) as u64;
+    let srow = (format.s_stride(cfg.n_embd) as u64 * 2).max(1);
+    let rows = (max_binding / row).min(max_binding / srow) as usize;
+    if rows == 0 {
+        return Err(Error::TooLarge(format!("one row of wte ({row} bytes) exceeds the {max_binding}-byte binding limit")));
+    }
+    let mut out = Vec::new();
+    let mut lo = 0;
+    while lo < cfg.vocab_size {
+        let hi = (lo + rows).min(cfg.vocab_size);
+        out.push((lo, hi));
+        lo = hi;
+    }
+    Ok(out)
+}
+
+/// R: rows of logits the head computes at once (as many as one binding holds, at most MAX_HEAD_ROWS).
+pub(super) fn head_rows(cfg: &Gpt2Config, max_binding: u64) -> u64 {
+    (max_binding / (cfg.vocab_size as u64 * 4)).clamp(1, MAX_HEAD_ROWS).min(cfg.n_positions as u64)
+}
+
+/// Every GPU buffer a model of this config needs, with its size in bytes: what `Model::load` will
+/// allocate. Lets tests and the converter check limits for gpt2-xl without a GPU or the time to load it.
+pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> Result<Vec<(String, u64)>> {
+    let (p, c, f) = (cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
+    let mut out = Vec::new();
+    let wf = stored_format(Role::Embedding, format);
+    for (i, (lo, hi)) in wte_chunks(cfg, wf, max_binding)?.into_iter().enumerate() {
+        let rows = (hi - lo) as u64;
+        out.push((format!("wte[{i}]"), rows * wf.row_bytes(cfg.n_embd) as u64));
+        out.push((format!("wte[{i}].scales"), (rows * wf.s_stride(cfg.n_embd) as u64).div_ceil(2) * 4));
+    }
+    out.push(("wpe".into(), p * c * 4));
+    let mat = |n: u64, k: usize| (n * format.row_bytes(k) as u64, (n * format.s_stride(k) as u64).div_ceil(2) * 4);
+    for l in 0..cfg.n_layer {
+        for (name, n, k) in [("attn.c_attn", 3 * c, cfg.n_embd), ("attn.c_proj", c, cfg.n_embd), ("mlp.c_fc", f, cfg.n_embd), ("mlp.c_proj", c, cfg.n_inner)] {
+            let (w, s) = mat(n, k);
+            out.push((format!("h.{l}.{name}.weight"), w));
+            out.push((format!("h.{l}.{name}.scales"), s));
+        }
+        for (name, n) in [("ln_1", 2 * c), ("c_attn.bias", 3 * c), ("c_proj.bias", c), ("ln_2", 2 * c), ("c_fc.bias", f), ("mlp.c_proj.bias", c)] {
+            out.push((format!("h.{l}.{name}"), n * 4));
+        }
+        out.push((format!("h.{l}.k_cache"), kv_cache_bytes(cfg)));
+        out.push((format!("h.{l}.v_cache"), kv_cache_bytes(cfg)));
+    }
+    out.extend(activation_sizes(cfg, head_rows(cfg, max_binding)).into_iter().map(|(name, size)| (name.to_string(), size)));
+    for (name, size) in &out {
+        if *size > max_binding {
+            return Err(Error::TooLarge(format!("buffer `{name}` needs {size} bytes, more than one binding may hold ({max_binding})")));
+        }
+    }
+    Ok(out)
+}
+
+/// One layer's K or V cache, [P, C] f32.
+pub(super) fn kv_cache_bytes(cfg: &Gpt2Config) -> u64 {
+    cfg.n_positions as u64 * cfg.n_embd as u64 * 4
+}
+
+/// The activation buffers a step works in. Each is sized for the whole context, so no step allocates.
+pub(super) struct Activations {
+    pub x: wgpu::Buffer,      // [P, C] residual stream
+    pub xn: wgpu::Buffer,     // [P, C] layer-norm output
+    pub qkv: wgpu::Buffer,    // [P, 3C]
+    pub att: wgpu::Buffer,    // [P, C] attention output (heads concatenated)
+    pub fch: wgpu::Buffer,    // [P, F] MLP hidden after GELU
+    pub xf: wgpu::Buffer,     // [R, C] ln_f output of the head rows
+    pub logits: wgpu::Buffer, // [R, V]
+    pub ids: wgpu::Buffer,    // [P] u32 this step's tokens
+    pub hist: wgpu::Buffer,   // [P] u32 distinct context tokens, for the repetition penalty
+    pub out: wgpu::Buffer,    // [SAMPLE_OUT_WORDS] u32 what sample.wgsl writes
+}
+
+/// Name and bytes of each activation buffer, in `Activations` order (shared with `buffer_plan`).
+fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 10] {
+    let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
+    [
+        ("x", p * c * 4),
+        ("xn", p * c * 4),
+        ("qkv", p * 3 * c * 4),
+        ("att", p * c * 4),
+        ("fch", p * f * 4),
+        ("xf", r * c * 4),
+        ("logits", r * v * 4),
+        ("ids", p * 4),
+        ("hist", p * 4),
+        ("sample_out", SAMPLE_OUT_WORDS as u64 * 4),
+    ]
+}
+
+impl Activations {
+    pub fn alloc(gpu: &Gpu, cfg: &Gpt2Config, r: u64) -> Result<Activations> {
+        let [x, xn, qkv, att, fch, xf, logits, ids, hist, out] =
+            activation_sizes(cfg, r).map(|(name, size)| gpu.storage(name, size, wgpu::BufferUsages::empty()));
+        Ok(Activations { x: x?, xn: xn?, qkv: qkv?, att: att?, fch: fch?, xf: xf?, logits: logits?, ids: ids?, hist: hist?, out: out? })
+    }
+}

@@ -1,0 +1,243 @@
+//! Getting a model onto the GPU: tensors pushed one by one in `tensor_specs` order (each uploaded as it
+//! arrives, so the host holds one at a time), then `finish` allocates the KV cache and activations and
+//! builds the dispatch list.
+//!
+//! Shapes (see config.rs): V vocab, P context, C channels, F = MLP width.
+
+use super::dispatch::Ops;
+use super::plan::{buffer_plan, head_rows, kv_cache_bytes, wte_chunks, Activations};
+use super::Model;
+use crate::config::Gpt2Config;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::quant::{PackedMatrix, WeightFormat};
+use crate::weights::{stored_shape, tensor_specs, Role, TensorData, TensorSpec};
+use std::sync::Arc;
+
+/// How a matrix's rows are packed, as the kernels read it (common/weights.wgsl).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Packing {
+    pub w_stride: u32,
+    pub wfmt: u32,
+    pub s_stride: u32,
+}
+
+/// A weight matrix on the GPU: W [N, K] out-major in `format` (see quant.rs).
+pub(super) struct GpuMatrix {
+    pub w: wgpu::Buffer,      // [N, w_stride] u32 words
+    pub scales: wgpu::Buffer, // [N, s_stride] f16 pairs (q8/q4; a 16-byte placeholder otherwise)
+    pub n: u32,
+    pub k: u32,
+    format: WeightFormat,
+}
+
+impl GpuMatrix {
+    fn upload(gpu: &Gpu, label: &str, m: &PackedMatrix) -> Result<Self> {
+        Ok(GpuMatrix {
+            w: gpu.storage_init(label, bytemuck::cast_slice(&m.words))?,
+            scales: gpu.storage_init(&format!("{label}.scales"), bytemuck::cast_slice(&m.scales))?,
+            n: m.n as u32,
+            k: m.k as u32,
+            format: m.format,
+        })
+    }
+
+    pub fn packing(&self) -> Packing {
+        let k = self.k as usize;
+        Packing { w_stride: self.format.w_stride(k) as u32, wfmt: self.format.code(), s_stride: self.format.s_stride(k) as u32 }
+    }
+}
+
+/// One transformer block's weights and KV cache.
+pub(super) struct Layer {
+    pub ln_1_g: wgpu::Buffer,      // [C]
+    pub ln_1_b: wgpu::Buffer,      // [C]
+    pub attn: GpuMatrix,           // [3C, C]
+    pub attn_b: wgpu::Buffer,      // [3C]
+    pub attn_proj: GpuMatrix,      // [C, C]
+    pub attn_proj_b: wgpu::Buffer, // [C]
+    pub ln_2_g: wgpu::Buffer,      // [C]
+    pub ln_2_b: wgpu::Buffer,      // [C]
+    pub fc: GpuMatrix,             // [F, C]
+    pub fc_b: wgpu::Buffer,        // [F]
+    pub mlp_proj: GpuMatrix,       // [C, F]
+    pub mlp_proj_b: wgpu::Buffer,  // [C]
+    pub k_cache: wgpu::Buffer,     // [P, C]
+    pub v_cache: wgpu::Buffer,     // [P, C]
+}
+
+/// Every weight of the model on the GPU.
+pub(super) struct Weights {
+    /// wte [V, C] in row chunks (lo, hi, rows [lo, hi)) that each fit one binding.
+    pub wte: Vec<(u32, u32, GpuMatrix)>,
+    pub wpe: wgpu::Buffer, // [P, C]
+    pub layers: Vec<Layer>,
+    pub ln_f_g: wgpu::Buffer, // [C]
+    pub ln_f_b: wgpu::Buffer, // [C]
+}
+
+/// What has been uploaded of one tensor.
+enum Uploaded {
+    Vector(wgpu::Buffer),
+    Matrix(GpuMatrix),
+    /// wte, in row chunks (lo, hi, rows [lo, hi) of wte [V, C]) that each fit one binding.
+    Wte(Vec<(u32, u32, GpuMatrix)>),
+}
+
+/// Loads a model tensor by tensor, in `tensor_specs` order, as they arrive (from a `TensorSource` in
+/// `Model::load`, or from a package's shards as they stream in). Each tensor goes to the GPU when
+/// pushed, so the host holds one at a time; `finish` allocates the KV cache and activations and builds
+/// the dispatch list.
+pub struct ModelUploader {
+    gpu: Arc<Gpu>,
+    config: Gpt2Config,
+    format: WeightFormat,
+    max_binding: u64,
+    specs: Vec<TensorSpec>,
+    uploaded: Vec<Uploaded>,
+    /// Catches the GPU running out of memory anywhere between `new` and `finish`.
+    scope: wgpu::ErrorScopeGuard,
+}
+
+impl ModelUploader {
+    /// Check that a model of `cfg` in `format` fits this GPU's limits; nothing is uploaded yet.
+    pub fn new(gpu: Arc<Gpu>, cfg: Gpt2Config, format: WeightFormat) -> Result<ModelUploader> {
+        if cfg.head_dim() > 256 {
+            return Err(Error::BadConfig(format!("head size {} is larger than the 256 the attention kernel supports", cfg.head_dim())));
+        }
+        let max_binding = gpu.max_binding();
+        buffer_plan(&cfg, format, max_binding)?;
+        let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let specs = tensor_specs(&cfg);
+        Ok(ModelUploader { uploaded: Vec::with_capacity(specs.len()), gpu, config: cfg, format, max_binding, specs, scope })
+    }
+
+    pub fn config(&self) -> &Gpt2Config {
+        &self.config
+    }
+
+    /// The tensor to push next, None once all are in.
+    pub fn next_spec(&self) -> Option<&TensorSpec> {
+        self.specs.get(self.uploaded.len())
+    }
+
+    /// Upload the next tensor. `spec` must be `next_spec()`; a vector's length and a matrix's shape are
+    /// checked against it.
+    pub fn push(&mut self, spec: &TensorSpec, data: TensorData) -> Result<()> {
+        let want = self.next_spec().ok_or_else(|| Error::InvalidArgument(format!("`{}` pushed after the last tensor", spec.name)))?;
+        if want.name != spec.name {
+            return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
+        }
+        let gpu = &self.gpu;
+        let up = match (want.role, data) {
+            (Role::Vector, TensorData::Vector(v)) => {
+                if v.len() != want.numel() {
+                    return Err(Error::WrongShape { name: want.name.clone(), expected: want.shape.clone(), actual: vec![v.len()] });
+                }
+                Uploaded::Vector(gpu.storage_init(&want.name, bytemuck::cast_slice(&v))?)
+            }
+            (Role::Matrix | Role::Embedding, TensorData::Matrix(m)) => {
+                let expected = stored_shape(want);
+                if [m.n, m.k] != expected[..] {
+                    return Err(Error::WrongShape { name: want.name.clone(), expected, actual: vec![m.n, m.k] });
+                }
+                if want.role == Role::Matrix {
+                    Uploaded::Matrix(GpuMatrix::upload(gpu, &want.name, &m)?)
+                } else {
+                    let mut wte = Vec::new();
+                    // Chunk by the format wte really has (a q4 model stores it as q8).
+                    for (lo, hi) in wte_chunks(&self.config, m.format, self.max_binding)? {
+                        let label = format!("wte[{lo}..{hi})");
+                        let g = if lo == 0 && hi == self.config.vocab_size {
+                            GpuMatrix::upload(gpu, &label, &m)? // one chunk: no copy
+                        } else {
+                            GpuMatrix::upload(gpu, &label, &m.rows(lo, hi))?
+                        };
+                        wte.push((lo as u32, hi as u32, g));
+                    }
+                    Uploaded::Wte(wte)
+                }
+            }
+            (Role::Vector, TensorData::Matrix(_)) => {
+                return Err(Error::InvalidArgument(format!("`{}` is a vector, but a matrix was pushed", want.name)))
+            }
+            (_, TensorData::Vector(_)) => {
+                return Err(Error::InvalidArgument(format!("`{}` is a matrix, but a vector was pushed", want.name)))
+            }
+        };
+        self.uploaded.push(up);
+        Ok(())
+    }
+
+    /// Allocate the KV cache and activations for the full context and build every bind group and the
+    /// dispatch list. Every tensor must have been pushed.
+    pub async fn finish(self) -> Result<Model> {
+        let ModelUploader { gpu, config: cfg, format, max_binding, specs, uploaded, scope } = self;
+        if let Some(missing) = specs.get(uploaded.len()) {
+            return Err(Error::MissingTensor { name: missing.name.clone() });
+        }
+        let weights = assemble(&gpu, &cfg, uploaded)?;
+        let r = head_rows(&cfg, max_binding);
+        let acts = Activations::alloc(&gpu, &cfg, r)?;
+        let out_read = gpu.readback_buffer("sample_out_read", crate::gpu::params::SAMPLE_OUT_WORDS as u64 * 4);
+        let (ops, arena) = Ops::build(&gpu, &cfg, &weights, &acts);
+
+        if let Some(e) = scope.pop().await {
+            return Err(Error::TooLarge(format!("the GPU ran out of memory while loading the weights ({e})")));
+        }
+        gpu.check()?;
+        Ok(Model {
+            hist_host: Vec::with_capacity(cfg.n_positions),
+            gpu,
+            config: cfg,
+            format,
+            _weights: weights,
+            acts,
+            out_read,
+            head_rows: r as u32,
+            ops,
+            arena,
+            pos: 0,
+        })
+    }
+}
+
+/// The uploads, in `tensor_specs` order, put back together as the model's weights, plus each layer's
+/// KV cache.
+fn assemble(gpu: &Gpu, cfg: &Gpt2Config, uploaded: Vec<Uploaded>) -> Result<Weights> {
+    let mut uploaded = uploaded.into_iter();
+    let mut next = || uploaded.next().expect("one upload per tensor_specs entry");
+    // `push` checked each tensor's role, so these cannot fail.
+    let vector = |u: Uploaded| match u {
+        Uploaded::Vector(b) => b,
+        _ => unreachable!("a vector in tensor_specs order"),
+    };
+    let matrix = |u: Uploaded| match u {
+        Uploaded::Matrix(m) => m,
+        _ => unreachable!("a matrix in tensor_specs order"),
+    };
+    let Uploaded::Wte(wte) = next() else { unreachable!("wte comes first") };
+    let wpe = vector(next());
+    let mut layers = Vec::with_capacity(cfg.n_layer);
+    for l in 0..cfg.n_layer {
+        layers.push(Layer {
+            ln_1_g: vector(next()),
+            ln_1_b: vector(next()),
+            attn: matrix(next()),
+            attn_b: vector(next()),
+            attn_proj: matrix(next()),
+            attn_proj_b: vector(next()),
+            ln_2_g: vector(next()),
+            ln_2_b: vector(next()),
+            fc: matrix(next()),
+            fc_b: vector(next()),
+            mlp_proj: matrix(next()),
+            mlp_proj_b: vector(next()),
+            k_cache: gpu.storage(&format!("h.{l}.k_cache"), kv_cache_bytes(cfg), wgpu::BufferUsages::empty())?,
+            v_cache: gpu.storage(&format!("h.{l}.v_cache"), kv_cache_bytes(cfg), wgpu::BufferUsages::empty())?,
+        });
+    }
+    let ln_f_g = vector(next());
+    let ln_f_b = vector(next());
+    Ok(Weights { wte, wpe, layers, ln_f_g, ln_f_b })
+}
