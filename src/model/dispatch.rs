@@ -56,6 +56,7 @@ impl OpKind {
     }
 
     /// What `gpt2 bench --profile` calls this op.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn label(&self, kernel: Kernel) -> &'static str {
         match self {
             OpKind::Linear { rows: Rows::Head, .. } => "logits",
