@@ -50,7 +50,6 @@ fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sa
         Kernel::Sample,
         bytemuck::bytes_of(&prm),
         &[bytemuck::cast_slice(logits).to_vec(), hist_bytes, vec![0u8; SAMPLE_OUT_WORDS * 4]],
-        (1, 1),
     ))
     .unwrap();
     let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[2]);
