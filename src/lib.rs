@@ -28,11 +28,3 @@ pub mod web;
 
 pub use config::Gpt2Config;
 pub use error::{Error, Result};
-
-// Old flat paths, kept for today so branches written against them still compile. New code uses the
-// room paths (`io::hf`, `text::tokenizer`, `reference::cpu`, ...).
-#[cfg(not(target_arch = "wasm32"))]
-pub use io::{download, random};
-pub use io::{hf, safetensors};
-pub use reference::{compare, cpu};
-pub use text::{generate, tokenizer};

@@ -7,7 +7,7 @@
 mod common;
 
 use common::*;
-use gpt2_webgpu::compare::compare_logits;
+use gpt2_webgpu::reference::compare::compare_logits;
 use gpt2_webgpu::engine::cpu::kernels::{self, QuantX, Simd};
 use gpt2_webgpu::engine::cpu::pool::Pool;
 use gpt2_webgpu::engine::cpu::CpuModel;
@@ -107,10 +107,10 @@ fn decode_row_layer_norm_gelu_and_attention_match_the_reference() {
     let (g, b) = (rng.vec(c, 1.0), rng.vec(c, 0.5));
     let mut y = vec![0f32; t * c];
     kernels::layer_norm(&x, &g, &b, 1e-5, &mut y);
-    assert_close("layer_norm", &y, &gpt2_webgpu::cpu::layer_norm(&gpt2_webgpu::cpu::to_f64(&x), &g, &b, 1e-5), 1e-5, 1e-5);
+    assert_close("layer_norm", &y, &gpt2_webgpu::reference::cpu::layer_norm(&gpt2_webgpu::reference::cpu::to_f64(&x), &g, &b, 1e-5), 1e-5, 1e-5);
     let mut gx = x.clone();
     kernels::gelu(&mut gx);
-    let want: Vec<f64> = x.iter().map(|&v| gpt2_webgpu::cpu::gelu(v as f64)).collect();
+    let want: Vec<f64> = x.iter().map(|&v| gpt2_webgpu::reference::cpu::gelu(v as f64)).collect();
     assert_close("gelu", &gx, &want, 1e-6, 1e-5);
     // attention: T = 3 new queries after 4 cached positions, 3 heads of 5, against cpu.rs
     let (nh, hs, pos0, t) = (3usize, 5usize, 4usize, 3usize);
@@ -125,7 +125,7 @@ fn decode_row_layer_norm_gelu_and_attention_match_the_reference() {
     }
     let s = pos0 + t;
     let q: Vec<f64> = (0..t).flat_map(|i| qkv[i * 3 * c..][..c].iter().map(|&v| v as f64)).collect();
-    let want = gpt2_webgpu::cpu::attention_with_past(&q, &gpt2_webgpu::cpu::to_f64(&kc[..s * c]), &gpt2_webgpu::cpu::to_f64(&vc[..s * c]), c, nh);
+    let want = gpt2_webgpu::reference::cpu::attention_with_past(&q, &gpt2_webgpu::reference::cpu::to_f64(&kc[..s * c]), &gpt2_webgpu::reference::cpu::to_f64(&vc[..s * c]), c, nh);
     for simd in Simd::available() {
         for threads in [1, 2] {
             let mut out = vec![0f32; t * c];

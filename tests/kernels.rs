@@ -4,7 +4,7 @@
 // `!(excess <= bound)` on purpose: a NaN must fail the check.
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::too_many_arguments)]
 
-use gpt2_webgpu::cpu;
+use gpt2_webgpu::reference::cpu;
 use gpt2_webgpu::gpu::params::*;
 use gpt2_webgpu::gpu::{Gpu, Kernel};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};

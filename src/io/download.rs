@@ -7,7 +7,8 @@
 //! connection is resumed the same way, a bounded number of times. Redirects (the hub sends the large
 //! files to a CDN) are followed. Anything that is not a 2xx, or is an HTML page, is refused and its
 //! partial file deleted. Files already complete from an earlier run are kept. At the end the folder is
-//! parsed: the config, every tensor's presence and shape, and the tokenizer.
+//! parsed: the config, every tensor's presence and shape, and tokenizer.json as JSON (the CLI then builds
+//! the tokenizer from it: io does not reach up into text).
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
@@ -113,9 +114,13 @@ pub fn download_with(
             "config.json" => std::fs::read(&dest)
                 .map_err(|e| Error::io(&dest, e))
                 .and_then(|b| Gpt2Config::from_json(&b).map(|_| ())),
-            "tokenizer.json" => std::fs::read(&dest)
-                .map_err(|e| Error::io(&dest, e))
-                .and_then(|b| crate::text::tokenizer::Tokenizer::from_bytes(&b).map(|_| ())),
+            // io sits below text, so only the JSON is checked here; the caller (the CLI) builds the
+            // tokenizer from it and deletes the file if that fails.
+            "tokenizer.json" => std::fs::read(&dest).map_err(|e| Error::io(&dest, e)).and_then(|b| {
+                serde_json::from_slice::<serde_json::Value>(&b)
+                    .map(|_| ())
+                    .map_err(|e| Error::Tokenizer(format!("{} is not JSON ({e}); run the download again", dest.display())))
+            }),
             // Parses the safetensors header and checks every tensor against config.json.
             _ => crate::io::hf::HfModel::open(out_dir).map(|_| ()),
         };

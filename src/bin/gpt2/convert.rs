@@ -5,6 +5,7 @@ use clap::Args;
 use gpt2_webgpu::io::hf::HfModel;
 use gpt2_webgpu::io::safetensors::Dtype;
 use gpt2_webgpu::quant::WeightFormat;
+use gpt2_webgpu::text::tokenizer::Tokenizer;
 use gpt2_webgpu::{Error, Gpt2Config, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -123,6 +124,14 @@ pub fn download(args: DownloadArgs) -> Result<()> {
             );
         }
     })?;
+    // The download checked config.json, the weights and that tokenizer.json is JSON; building the
+    // tokenizer is the last check (text sits above io, so it happens here).
+    let tok = out.join("tokenizer.json");
+    let built = std::fs::read(&tok).map_err(|e| Error::io(&tok, e)).and_then(|b| Tokenizer::from_bytes(&b).map(|_| ()));
+    if let Err(e) = built {
+        let _ = std::fs::remove_file(&tok); // so that running the download again fetches it afresh
+        return Err(e);
+    }
     eprintln!("\n[{model} downloaded to {} and verified]", out.display());
     Ok(())
 }
