@@ -17,6 +17,8 @@ use serde::Deserialize;
 use serde_json::json;
 use wasm_bindgen::prelude::*;
 
+use crate::engine::cpu::CpuUploader;
+use crate::engine::{AnyEngine, Device, Engine};
 use crate::error::Error;
 use crate::text::generate::{GenerateOptions, Generation};
 use crate::gpu::Gpu;
@@ -90,7 +92,7 @@ impl JsGenerateOptions {
 
 struct State {
     /// None while a step has it (between `take` and put back) or after `dispose`.
-    model: Option<Model>,
+    model: Option<AnyEngine>,
     generation: Option<Generation>,
     /// Set by `stop()`, also while a step is running (when `generation` is out); cleared by `start()`.
     stopped: bool,
@@ -99,7 +101,13 @@ struct State {
 struct Loader {
     tok: Tokenizer,
     stream: PackageStream,
-    uploader: ModelUploader,
+    uploader: Uploader,
+}
+
+/// Where the tensors go as they arrive: the GPU, or the CPU engine (moved into place, no copy).
+enum Uploader {
+    Gpu(ModelUploader),
+    Cpu(CpuUploader),
 }
 
 /// A model being loaded shard by shard: from `WasmModel.beginLoad`. After any error it is spent (start
@@ -119,7 +127,11 @@ impl WasmLoader {
         let i = l.stream.shards_pushed();
         l.stream.push_shard(i, &bytes.to_vec()).map_err(js_err)?;
         while let Some((spec, data)) = l.stream.next_tensor().map_err(js_err)? {
-            l.uploader.push(&spec, data).map_err(js_err)?;
+            match &mut l.uploader {
+                Uploader::Gpu(u) => u.push(&spec, data),
+                Uploader::Cpu(u) => u.push(&spec, data),
+            }
+            .map_err(js_err)?;
         }
         self.inner = Some(l);
         Ok(())
@@ -131,7 +143,11 @@ impl WasmLoader {
         wasm_bindgen_futures::future_to_promise(async move {
             let Loader { tok, stream, uploader } = inner.ok_or_else(|| js_err(SPENT))?;
             stream.finish().map_err(js_err)?;
-            let model = uploader.finish().await.map_err(js_err)?;
+            let model = match uploader {
+                Uploader::Gpu(u) => AnyEngine::Gpu(u.finish().await.map_err(js_err)?),
+                // One thread in the browser (no COOP/COEP needed).
+                Uploader::Cpu(u) => AnyEngine::Cpu(u.finish(1).map_err(js_err)?),
+            };
             let info = model_info(&stream.manifest().manifest, &model);
             Ok(WasmModel {
                 tok: Rc::new(tok),
@@ -145,20 +161,41 @@ impl WasmLoader {
 
 const SPENT: &str = "this model load failed or already finished: load the model again";
 
-/// What `WasmModel.info()` reports.
-fn model_info(manifest: &Manifest, model: &Model) -> serde_json::Value {
-    let gpu = model.gpu();
+/// What `WasmModel.info()` reports: `device` is "webgpu" or "cpu"; `adapter` and `limits` are null on
+/// the CPU engine, which reports `cpu: {simd, threads}` instead.
+fn model_info(manifest: &Manifest, model: &AnyEngine) -> serde_json::Value {
     let cfg = model.config();
-    let a = &gpu.info.adapter;
-    let l = &gpu.info.limits;
-    json!({
+    let common = json!({
         "model": manifest.model,
         "quantization": model.format().name(),
         "packageBytes": manifest.total_bytes,
+        "deviceName": model.device_name(),
         "config": {
             "vocabSize": cfg.vocab_size, "nPositions": cfg.n_positions, "nEmbd": cfg.n_embd,
             "nLayer": cfg.n_layer, "nHead": cfg.n_head, "nInner": cfg.n_inner, "params": cfg.n_params(),
         },
+    });
+    let mut out = match model {
+        AnyEngine::Gpu(m) => gpu_info(m),
+        AnyEngine::Cpu(m) => json!({
+            "device": "cpu",
+            "adapter": null,
+            "limits": null,
+            "cpu": { "simd": m.simd().name(), "threads": m.threads() },
+        }),
+    };
+    if let (Some(o), Some(c)) = (out.as_object_mut(), common.as_object()) {
+        o.extend(c.clone());
+    }
+    out
+}
+
+fn gpu_info(model: &Model) -> serde_json::Value {
+    let gpu = model.gpu();
+    let a = &gpu.info.adapter;
+    let l = &gpu.info.limits;
+    json!({
+        "device": "webgpu",
         "adapter": {
             "name": a.name, "vendor": a.vendor, "device": a.device, "deviceType": format!("{:?}", a.device_type),
             "backend": format!("{:?}", a.backend), "driver": a.driver, "driverInfo": a.driver_info,
@@ -188,14 +225,25 @@ impl WasmModel {
     /// (size, SHA-256), make the GPU device. Then push the shards, in manifest order, one at a time
     /// (`WasmLoader.pushShard`): each is checked and its tensors go to the GPU as they complete, so only
     /// about one shard and one tensor are ever held here. `WasmLoader.finish()` gives the model.
+    /// `device`: "auto" (default: WebGPU if the browser offers an adapter, else the CPU engine, with no
+    /// error), "webgpu" (an error without one) or "cpu".
     #[wasm_bindgen(js_name = beginLoad)]
-    pub async fn begin_load(manifest_json: Uint8Array, tokenizer_json: Uint8Array) -> Result<WasmLoader, JsValue> {
+    pub async fn begin_load(manifest_json: Uint8Array, tokenizer_json: Uint8Array, device: Option<String>) -> Result<WasmLoader, JsValue> {
+        let device = Device::parse(device.as_deref().unwrap_or("auto")).map_err(js_err)?;
         let valid = Manifest::parse(&manifest_json.to_vec(), MANIFEST_FILE).map_err(js_err)?;
         let tokenizer_json = tokenizer_json.to_vec();
         verify_file(&valid.manifest.tokenizer, &tokenizer_json, &valid.manifest.tokenizer.file).map_err(js_err)?;
         let tok = Tokenizer::from_bytes(&tokenizer_json).map_err(js_err)?;
-        let gpu = Arc::new(Gpu::new().await.map_err(js_err)?);
-        let uploader = ModelUploader::new(gpu, valid.config.clone(), valid.quantization).map_err(js_err)?;
+        let gpu = match device {
+            Device::Cpu => None,
+            Device::Gpu => Some(Gpu::new().await.map_err(js_err)?),
+            // In a browser any adapter WebGPU offers is used: the browser chose it.
+            Device::Auto => Gpu::new().await.ok(),
+        };
+        let uploader = match gpu {
+            Some(gpu) => Uploader::Gpu(ModelUploader::new(Arc::new(gpu), valid.config.clone(), valid.quantization).map_err(js_err)?),
+            None => Uploader::Cpu(CpuUploader::new(valid.config.clone(), valid.quantization).map_err(js_err)?),
+        };
         Ok(WasmLoader { inner: Some(Loader { tok, stream: PackageStream::new(valid), uploader }) })
     }
 

@@ -38,7 +38,7 @@ fn logits_command_writes_every_position_matching_the_reference() {
     let tmp = TempDir::new("cli-logits");
     let out = tmp.path().join("l.safetensors");
     let ids: Vec<String> = case.ids.iter().map(|i| i.to_string()).collect();
-    ok(&["logits", "--model", s(&tiny_dir()), "--ids", &ids.join(","), "--out", s(&out)]);
+    ok(&["logits", "--device", "gpu", "--model", s(&tiny_dir()), "--ids", &ids.join(","), "--out", s(&out)]);
     let bytes = read(&out);
     let st = SafeTensors::parse(&bytes, "l.safetensors").unwrap();
     let logits = st.get("logits").unwrap();
@@ -53,7 +53,7 @@ fn logits_command_writes_every_position_matching_the_reference() {
     }
     // --prompt tokenizes the same text to the same ids.
     let out2 = tmp.path().join("p.safetensors");
-    ok(&["logits", "--model", s(&tiny_dir()), "--prompt", &case.text, "--out", s(&out2)]);
+    ok(&["logits", "--device", "gpu", "--model", s(&tiny_dir()), "--prompt", &case.text, "--out", s(&out2)]);
     let b2 = read(&out2);
     let st2 = SafeTensors::parse(&b2, "p").unwrap();
     assert_eq!(st2.get("ids").unwrap().to_i32().unwrap().len(), case.ids.len());
@@ -63,7 +63,7 @@ fn logits_command_writes_every_position_matching_the_reference() {
 fn generate_streams_the_greedy_reference_and_reports_speed() {
     let r = load_reference();
     let case = r.case("case0");
-    let (stdout, stderr) = ok(&["generate", "--model", s(&tiny_dir()), "--prompt", &case.text, "--temperature", "0", "--max-new-tokens", "3"]);
+    let (stdout, stderr) = ok(&["generate", "--device", "gpu", "--model", s(&tiny_dir()), "--prompt", &case.text, "--temperature", "0", "--max-new-tokens", "3"]);
     let tok = gpt2_webgpu::text::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
     let want = format!("{}{}\n", case.text, tok.decode(&case.greedy_next_ids[..3]).unwrap());
     assert_eq!(stdout, want);
@@ -77,11 +77,11 @@ fn convert_then_generate_from_the_package_and_refuse_a_mismatched_format() {
     let (_, err) = ok(&["convert", s(&tiny_dir()), "--quant", "q8", "--out", s(&pkg)]);
     assert!(err.contains("q8"), "{err}");
     assert!(pkg.join("manifest.json").exists());
-    let (stdout, _) = ok(&["generate", "--model", s(&pkg), "--prompt", "Hello", "--max-new-tokens", "4", "--seed", "3"]);
+    let (stdout, _) = ok(&["generate", "--device", "gpu", "--model", s(&pkg), "--prompt", "Hello", "--max-new-tokens", "4", "--seed", "3"]);
     assert!(stdout.starts_with("Hello"));
     let err = fails(&["generate", "--model", s(&pkg), "--weights", "q4", "--prompt", "x"]);
     assert!(err.contains("q8 package"), "{err}");
-    let (table, _) = ok(&["compare", "--model", s(&pkg), "--reference", s(&tiny_dir())]);
+    let (table, _) = ok(&["compare", "--device", "gpu", "--model", s(&pkg), "--reference", s(&tiny_dir())]);
     assert!(table.contains("overall: top-1 agreement"), "{table}");
 }
 
@@ -116,7 +116,7 @@ fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
     let ids = [464u32, 2068, 7586, 21831, 18045, 625, 262, 16931, 3290, 13, 50256];
     let out = tmp.path().join("l.safetensors");
     let list: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
-    ok(&["logits", "--model", s(&dir), "--ids", &list.join(","), "--out", s(&out)]);
+    ok(&["logits", "--device", "gpu", "--model", s(&dir), "--ids", &list.join(","), "--out", s(&out)]);
     let bytes = read(&out);
     let l = SafeTensors::parse(&bytes, "l").unwrap().get("logits").unwrap().to_f32().unwrap();
     let mut src = gpt2_webgpu::io::hf::HfModel::open(&dir).unwrap();
@@ -126,7 +126,7 @@ fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
     for (i, &p) in [0, 5, ids.len() - 1].iter().enumerate() {
         assert_close(&format!("distilgpt2-shaped logits at {p}"), &l[p * v..(p + 1) * v], want.logits_row(i), 1e-3, 0.0);
     }
-    let (info, _) = ok(&["info"]);
+    let (info, _) = ok(&["info", "--device", "gpu"]);
     assert!(info.contains("max_storage_buffer_binding_size"), "{info}");
 }
 
@@ -139,4 +139,47 @@ fn plan_lists_every_size_and_everything_fits_128_mib() {
     assert!(!out.contains("does not fit"), "{out}");
     let (tight, _) = ok(&["plan", "--max-binding", "8388608"]);
     assert!(tight.contains("does not fit"), "an 8 MiB binding limit is refused in words\n{tight}");
+}
+
+#[test]
+fn the_cpu_engine_runs_logits_generate_bench_and_info_from_the_command_line() {
+    let r = load_reference();
+    let case = r.case("case2");
+    let tmp = TempDir::new("cli-cpu");
+    let out = tmp.path().join("l.safetensors");
+    let ids: Vec<String> = case.ids.iter().map(|i| i.to_string()).collect();
+    let (_, err) = ok(&["logits", "--device", "cpu", "--model", s(&tiny_dir()), "--ids", &ids.join(","), "--out", s(&out)]);
+    assert!(err.contains("on cpu ("), "the load line names the CPU engine: {err}");
+    let bytes = read(&out);
+    let l = SafeTensors::parse(&bytes, "l").unwrap().get("logits").unwrap().to_f32().unwrap();
+    let v = r.vocab_size;
+    assert_close("cpu cli logits_last", &l[l.len() - v..], &case.logits_last, 1e-3, 0.0);
+
+    let c0 = r.case("case0");
+    let (stdout, _) = ok(&["generate", "--device", "cpu", "--model", s(&tiny_dir()), "--prompt", &c0.text, "--temperature", "0", "--max-new-tokens", "3"]);
+    let tok = gpt2_webgpu::text::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
+    assert_eq!(stdout, format!("{}{}\n", c0.text, tok.decode(&c0.greedy_next_ids[..3]).unwrap()));
+
+    let (json, _) = ok(&["bench", "--device", "cpu", "--json", "--model", s(&tiny_dir()), "--weights", "f32,q8", "--prompt-tokens", "9", "--decode-tokens", "3"]);
+    let lines: Vec<serde_json::Value> = json.lines().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    assert_eq!(lines.len(), 2, "{json}");
+    for (o, w) in lines.iter().zip(["f32", "q8"]) {
+        assert_eq!(o["weights"], w);
+        assert_eq!(o["engine"], "cpu");
+        assert_eq!(o["prompt_tokens"], 9);
+        assert!(o["device"].as_str().unwrap().starts_with("cpu ("), "{o}");
+        for k in ["prefill_tok_s", "decode_tok_s"] {
+            assert!(o[k].as_f64().unwrap() > 0.0, "{k}: {o}");
+        }
+        for k in ["tuning", "dispatches_per_layer", "dispatches_per_token", "submits_per_token", "readback_bytes_per_token"] {
+            assert!(!o[k].is_null(), "{k}: {o}");
+        }
+        assert!(o["weight_bytes_per_token"].as_u64().unwrap() > 0);
+    }
+    assert!(lines[0]["weight_bytes_per_token"].as_u64() > lines[1]["weight_bytes_per_token"].as_u64(), "q8 reads fewer bytes than f32");
+
+    let (info, _) = ok(&["info", "--device", "cpu"]);
+    assert!(info.contains("engine: cpu") && info.contains("simd:"), "{info}");
+    let err = fails(&["info", "--device", "tpu"]);
+    assert!(err.contains("--device must be auto, gpu or cpu"), "{err}");
 }

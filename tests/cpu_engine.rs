@@ -283,3 +283,39 @@ fn every_package_quantization_stays_within_the_gpu_bounds_on_the_cpu_engine() {
         }
     }
 }
+
+#[test]
+fn generation_on_the_cpu_engine_slides_the_window_and_is_reproducible() {
+    use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
+    use gpt2_webgpu::text::tokenizer::Tokenizer;
+    let mut m = f32_model();
+    let tok = Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
+    let prompt: Vec<u32> = (0..1020u32).map(|i| (i * 104729) % 50000).collect();
+    let opts = GenerateOptions { max_new_tokens: 8, sampling: SamplingParams::greedy(), stop_at_eos: false };
+    let mut gen = Generation::from_ids(&tok, m.config(), prompt.clone(), opts).unwrap();
+    let mut got = Vec::new();
+    while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
+        got.push(p.token);
+    }
+    assert_eq!(got.len(), 8);
+    assert_eq!(gen.reencodes(), 1, "1020 + 8 tokens cross the 1024 window once");
+    let mut ctx = prompt.clone();
+    ctx.extend_from_slice(&got[..5]);
+    m.reset();
+    let l = m.append_logits_at(&ctx[ctx.len() - 768..], &[767]).unwrap();
+    assert_eq!(got[5] as usize, argmax(&l), "after sliding, the next token comes from the re-encoded window");
+
+    let run = |m: &mut CpuModel, seed: u64| {
+        let sampling = SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, repetition_penalty: 1.2, seed, alternatives: 3 };
+        let opts = GenerateOptions { max_new_tokens: 10, sampling, stop_at_eos: false };
+        let mut gen = Generation::new(&tok, m.config(), "Grüße aus Köln", opts).unwrap();
+        let mut ids = Vec::new();
+        while let Some(p) = pollster::block_on(gen.next(m, &tok)).unwrap() {
+            assert!(p.alternatives.len() == 3 && p.prob > 0.0 && p.prob <= 1.0);
+            ids.push(p.token);
+        }
+        ids
+    };
+    assert_eq!(run(&mut m, 7), run(&mut m, 7));
+    assert_ne!(run(&mut m, 7), run(&mut m, 8));
+}

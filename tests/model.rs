@@ -76,7 +76,7 @@ fn greedy_generation_follows_the_reference_until_the_margins_get_too_thin() {
         let opts = GenerateOptions { max_new_tokens: trusted, sampling: SamplingParams::greedy(), stop_at_eos: false };
         let mut gen = Generation::from_ids(&tok, m.config(), case.ids.clone(), opts).unwrap();
         let mut got = Vec::new();
-        while let Some(p) = pollster::block_on(gen.next(&mut m, &tok)).unwrap() {
+        while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
             got.push(p.token);
         }
         let n_exact = trusted - usize::from(trusted < case.greedy_next_ids.len()); // the thin step itself may differ
@@ -162,7 +162,7 @@ fn empty_prompt_generates_from_endoftext_and_long_prompts_keep_their_tail() {
     let mut gen = Generation::new(&tok, m.config(), "", opts.clone()).unwrap();
     assert_eq!(gen.prompt_tokens(), 1);
     assert!(gen.notices()[0].contains("unconditionally"));
-    let first = pollster::block_on(gen.next(&mut m, &tok)).unwrap().unwrap();
+    let first = pollster::block_on(gen.next(&mut *m, &tok)).unwrap().unwrap();
     m.reset();
     let l = pollster::block_on(m.append_logits(&[tok.eos_id()])).unwrap();
     assert_eq!(first.token as usize, argmax(&l), "unconditional generation starts from <|endoftext|>");
@@ -172,7 +172,7 @@ fn empty_prompt_generates_from_endoftext_and_long_prompts_keep_their_tail() {
     let mut gen = Generation::from_ids(&tok, m.config(), long.clone(), opts).unwrap();
     assert_eq!(gen.prompt_tokens(), 1024);
     assert!(gen.notices().iter().any(|n| n.contains("dropped 6")), "{:?}", gen.notices());
-    let first = pollster::block_on(gen.next(&mut m, &tok)).unwrap().unwrap();
+    let first = pollster::block_on(gen.next(&mut *m, &tok)).unwrap().unwrap();
     m.reset();
     let l = pollster::block_on(m.append_logits(&long[6..])).unwrap();
     assert_eq!(first.token as usize, argmax(&l[1023 * 50257..]));
@@ -186,7 +186,7 @@ fn generation_slides_the_window_when_the_context_is_full() {
     let opts = GenerateOptions { max_new_tokens: 8, sampling: SamplingParams::greedy(), stop_at_eos: false };
     let mut gen = Generation::from_ids(&tok, m.config(), prompt.clone(), opts).unwrap();
     let mut got = Vec::new();
-    while let Some(p) = pollster::block_on(gen.next(&mut m, &tok)).unwrap() {
+    while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
         got.push(p.token);
     }
     assert_eq!(got.len(), 8);

@@ -158,3 +158,34 @@ fn seeded_draws_cover_the_kept_set_and_follow_the_seed() {
     assert_eq!(a, b);
     assert_ne!(a, c);
 }
+
+#[test]
+fn a_seeded_generation_gives_the_same_tokens_on_the_gpu_and_the_cpu_engine() {
+    use gpt2_webgpu::engine::cpu::CpuModel;
+    use gpt2_webgpu::io::hf::HfModel;
+    use gpt2_webgpu::model::Model;
+    use gpt2_webgpu::quant::WeightFormat;
+    use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
+    use gpt2_webgpu::text::tokenizer::Tokenizer;
+    let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-gpt2"));
+    let tok = Tokenizer::from_bytes(&std::fs::read(dir.join("tokenizer.json")).unwrap()).unwrap();
+    let mut g = pollster::block_on(Model::load(gpu(), &mut HfModel::open(dir).unwrap(), WeightFormat::F32)).unwrap();
+    let mut c = CpuModel::load(&mut HfModel::open(dir).unwrap(), WeightFormat::F32, 2).unwrap();
+    let sampling = SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.9, repetition_penalty: 1.2, seed: 2024, alternatives: 4 };
+    let opts = GenerateOptions { max_new_tokens: 12, sampling, stop_at_eos: false };
+    let mut a = Generation::new(&tok, g.config(), "The engines agree", opts.clone()).unwrap();
+    let mut b = Generation::new(&tok, c.config(), "The engines agree", opts).unwrap();
+    loop {
+        let pa = pollster::block_on(a.next(&mut g, &tok)).unwrap();
+        let pb = pollster::block_on(b.next(&mut c, &tok)).unwrap();
+        match (pa, pb) {
+            (Some(x), Some(y)) => {
+                assert_eq!(x.token, y.token, "same seed, same token on both engines");
+                let ids = |p: &gpt2_webgpu::text::generate::Piece| p.alternatives.iter().map(|a| a.token).collect::<Vec<_>>();
+                assert_eq!(ids(&x), ids(&y));
+            }
+            (None, None) => break,
+            _ => panic!("the generations ended at different steps"),
+        }
+    }
+}

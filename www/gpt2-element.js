@@ -20,13 +20,14 @@ const ATTRIBUTES = { "max-new-tokens": ["maxNewTokens", 50], temperature: ["temp
 
 const shared = new Map(); // absolute model URL -> { promise, listeners:Set, turn: Promise }
 
-function sharedModel(url, onProgress) {
-  let s = shared.get(url);
+function sharedModel(url, onProgress, device = "webgpu") {
+  const key = `${device} ${url}`; // the same package on two engines is two models
+  let s = shared.get(key);
   if (!s) {
     s = { listeners: new Set(), turn: Promise.resolve(), promise: null };
-    s.promise = load(url, { onProgress: (p) => s.listeners.forEach((l) => l(p)) });
-    s.promise.catch(() => shared.delete(url)); // a failed load may be tried again
-    shared.set(url, s);
+    s.promise = load(url, { device, onProgress: (p) => s.listeners.forEach((l) => l(p)) });
+    s.promise.catch(() => shared.delete(key)); // a failed load may be tried again
+    shared.set(key, s);
   }
   if (onProgress) s.listeners.add(onProgress);
   return s;
@@ -128,9 +129,14 @@ export class GPT2Generate extends HTMLElement {
     return new URL(this.getAttribute("model") || "models/gpt2-q8/", document.baseURI).href;
   }
 
-  /** A promise of the loaded model, shared by every element with the same model URL. */
+  /** The `device` attribute: "webgpu" (default), "auto" or "cpu". */
+  get device() {
+    return this.getAttribute("device") || "webgpu";
+  }
+
+  /** A promise of the loaded model, shared by every element with the same model URL and device. */
   get model() {
-    return sharedModel(this.modelUrl).promise;
+    return sharedModel(this.modelUrl, null, this.device).promise;
   }
 
   /** Generate the continuation of the prompt; resolves with the text. */
@@ -161,7 +167,7 @@ export class GPT2Generate extends HTMLElement {
       els.status.textContent = `${names[p.phase] || p.phase}: ${(p.loaded / 1048576).toFixed(1)} of ${(p.total / 1048576).toFixed(1)} MB`;
       this.#emit("progress", p);
     };
-    const s = sharedModel(this.modelUrl, onProgress);
+    const s = sharedModel(this.modelUrl, onProgress, this.device);
     // Generations on one shared model take turns.
     const prev = s.turn;
     let release;

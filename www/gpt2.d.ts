@@ -75,6 +75,9 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Called when the GPU device is lost later (also while idle), with an error of kind "device-lost". */
   onDeviceLost?: (error: GPT2Error) => void;
+  /** Where the model runs: "webgpu" (default), "cpu" (wasm SIMD in the worker, one thread) or "auto"
+   * (WebGPU when the browser offers an adapter, else the CPU engine, with no error). */
+  device?: "auto" | "webgpu" | "cpu";
 }
 
 export interface GenerateOptions {
@@ -169,8 +172,16 @@ export interface ModelInfo {
   quantization: string;
   packageBytes: number;
   config: ModelConfig;
-  adapter: AdapterInfo;
-  limits: DeviceLimits;
+  /** The engine the model runs on. */
+  device: "webgpu" | "cpu";
+  /** In words, e.g. "cpu (simd128, 1 thread)". */
+  deviceName: string;
+  /** The WebGPU adapter; null on the CPU engine. */
+  adapter: AdapterInfo | null;
+  /** The WebGPU device's limits; null on the CPU engine. */
+  limits: DeviceLimits | null;
+  /** The CPU engine's SIMD path and threads; absent on WebGPU. */
+  cpu?: { simd: string; threads: number };
 }
 
 /** A loaded model: from `load()`. */

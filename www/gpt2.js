@@ -269,8 +269,16 @@ function packageBase(url) {
  * @param {string | URL} url the package folder, relative to the page
  * @param {import("./gpt2.d.ts").LoadOptions} [options]
  * @returns {Promise<import("./gpt2.d.ts").GPT2Model>} */
-export async function load(url, { onProgress, signal, onDeviceLost } = {}) {
-  if (!hasWebGPU()) throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
+export async function load(url, { onProgress, signal, onDeviceLost, device = "webgpu" } = {}) {
+  if (!["auto", "webgpu", "cpu"].includes(device)) {
+    const e = new GPT2Error("invalid-option", `device must be "auto", "webgpu" or "cpu", not ${JSON.stringify(device)}.`);
+    e.option = "device";
+    throw e;
+  }
+  // Without WebGPU, "auto" runs the CPU engine (wasm SIMD in the worker): no error. The default stays
+  // "webgpu" until the page and the browser tests for a WebGPU-less browser move to "auto".
+  if (device === "webgpu" && !hasWebGPU()) throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
+  if (device === "auto" && !hasWebGPU()) device = "cpu";
   if (signal?.aborted) throw new GPT2Error("aborted", "loading was cancelled");
   let abs;
   try {
@@ -303,7 +311,7 @@ export async function load(url, { onProgress, signal, onDeviceLost } = {}) {
           }
         } else if (m.type === "loaded") resolve(m);
       };
-      worker.postMessage({ type: "load", id, url: abs });
+      worker.postMessage({ type: "load", id, url: abs, device });
     });
     worker.onerror = null;
     return new Model(worker, r.info, r.notices, abs, onDeviceLost);

@@ -165,7 +165,7 @@ function checkedManifest(bytes, base) {
   return { tokenizer, shards };
 }
 
-async function load(id, url) {
+async function load(id, url, device) {
   await wasmReady;
   if (!("gpu" in navigator)) {
     throw new Failure("no-webgpu", NO_WEBGPU_MESSAGE);
@@ -216,7 +216,7 @@ async function load(id, url) {
   }
   // One shard at a time: fetched (or read from the cache) and verified, pushed (checked again, its
   // complete tensors uploaded), dropped. A failure anywhere frees everything uploaded so far.
-  const loader = await WasmModel.beginLoad(manifestBytes, tokenizer);
+  const loader = await WasmModel.beginLoad(manifestBytes, tokenizer, device ?? "auto");
   try {
     for (const s of manifest.shards) {
       if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
@@ -236,7 +236,7 @@ async function load(id, url) {
   }
   const info = model.info();
   // wgpu's WebGPU backend leaves the adapter's name empty; the browser's GPUAdapterInfo has words.
-  try {
+  if (info.device === "webgpu") try {
     const a = (await navigator.gpu.requestAdapter())?.info;
     if (a) {
       info.adapter.browser = { vendor: a.vendor, architecture: a.architecture, device: a.device, description: a.description };
@@ -308,7 +308,7 @@ self.onmessage = (ev) => {
       aborted.add(m.id);
       break;
     case "load":
-      queue = queue.then(() => load(m.id, m.url).then((r) => postMessage({ type: "loaded", id: m.id, ...r }), (e) => fail(m.id, e)));
+      queue = queue.then(() => load(m.id, m.url, m.device).then((r) => postMessage({ type: "loaded", id: m.id, ...r }), (e) => fail(m.id, e)));
       break;
     case "generate":
       queue = queue.then(() => generate(m.id, m.prompt, m.opts).catch((e) => fail(m.id, e)));

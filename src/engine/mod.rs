@@ -1,3 +1,206 @@
-//! Engines that run the model: the CPU engine here (`cpu`); the GPU one is `crate::model`.
+//! One interface over the two engines that run the model: the GPU one (`crate::model::Model`, WGSL
+//! kernels on wgpu) and the CPU one (`cpu::CpuModel`, SIMD on the host). Generation, the CLI and the
+//! browser bindings use `Engine` (what a generation step needs) and `AnyEngine` (the engine picked at
+//! run time with `Device`).
 
 pub mod cpu;
+
+use crate::config::Gpt2Config;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::Model;
+use crate::quant::WeightFormat;
+use crate::sampling::{Sampled, SamplingParams};
+use crate::weights::{stored_format, tensor_specs, Role};
+use cpu::CpuModel;
+
+/// What a generation loop needs from an engine.
+#[allow(async_fn_in_trait)] // used generically, never as `dyn`
+pub trait Engine {
+    fn config(&self) -> &Gpt2Config;
+    /// Tokens in the KV cache.
+    fn position(&self) -> usize;
+    /// Forget the context.
+    fn reset(&mut self);
+    /// Append `tokens`, pick the next token (same algorithm and RNG on both engines). `context`: the
+    /// tokens of the window (repetition penalty); `step` feeds the RNG.
+    async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled>;
+}
+
+impl Engine for Model {
+    fn config(&self) -> &Gpt2Config {
+        Model::config(self)
+    }
+    fn position(&self) -> usize {
+        Model::position(self)
+    }
+    fn reset(&mut self) {
+        Model::reset(self)
+    }
+    async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
+        Model::step(self, tokens, sampling, context, step).await
+    }
+}
+
+impl Engine for CpuModel {
+    fn config(&self) -> &Gpt2Config {
+        CpuModel::config(self)
+    }
+    fn position(&self) -> usize {
+        CpuModel::position(self)
+    }
+    fn reset(&mut self) {
+        CpuModel::reset(self)
+    }
+    async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
+        CpuModel::step(self, tokens, sampling, context, step)
+    }
+}
+
+/// Which engine to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// A real GPU if there is one, else the CPU engine. Software adapters (lavapipe, SwiftShader: wgpu's
+    /// `DeviceType::Cpu`) count as no GPU: the CPU engine is much faster than they are.
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl Device {
+    pub fn parse(s: &str) -> Result<Device> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "gpu" | "webgpu" => Ok(Device::Gpu),
+            "cpu" => Ok(Device::Cpu),
+            _ => Err(Error::InvalidArgument(format!("device must be auto, gpu (webgpu) or cpu, not `{s}`"))),
+        }
+    }
+}
+
+/// True for an adapter that is a real GPU (not a software rasterizer running on the CPU).
+pub fn is_hardware(gpu: &Gpu) -> bool {
+    gpu.info.adapter.device_type != wgpu::DeviceType::Cpu
+}
+
+/// The GPU to use for `device`: Some(gpu) for Gpu (an error if there is none) and for Auto when a real
+/// GPU is there; None means the CPU engine.
+pub async fn pick_gpu(device: Device) -> Result<Option<Gpu>> {
+    match device {
+        Device::Cpu => Ok(None),
+        Device::Gpu => Ok(Some(Gpu::new().await?)),
+        Device::Auto => match Gpu::new().await {
+            Ok(g) if is_hardware(&g) => Ok(Some(g)),
+            _ => Ok(None),
+        },
+    }
+}
+
+/// Bytes of weights one decode step reads: every matrix of every block once, wte once for the logits
+/// (its single embedding row is negligible), the block vectors; wpe contributes one row.
+pub fn weight_bytes_per_token(cfg: &Gpt2Config, format: WeightFormat) -> u64 {
+    tensor_specs(cfg)
+        .iter()
+        .map(|s| match s.role {
+            Role::Vector if s.name == "wpe.weight" => (cfg.n_embd * 4) as u64,
+            Role::Vector => (s.numel() * 4) as u64,
+            Role::Matrix | Role::Embedding => {
+                let f = stored_format(s.role, format);
+                let shape = crate::weights::stored_shape(s);
+                let (n, k) = (shape[0], shape[1]);
+                (n * f.row_bytes(k) + (n * f.s_stride(k)).div_ceil(2) * 4) as u64
+            }
+        })
+        .sum()
+}
+
+/// The engine chosen at run time.
+pub enum AnyEngine {
+    Gpu(Model),
+    Cpu(CpuModel),
+}
+
+impl AnyEngine {
+    /// "cpu" or "gpu".
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AnyEngine::Gpu(_) => "gpu",
+            AnyEngine::Cpu(_) => "cpu",
+        }
+    }
+
+    /// In words: "gpu: <adapter> (<backend>)" or "cpu (avx2, 2 threads)".
+    pub fn device_name(&self) -> String {
+        match self {
+            AnyEngine::Gpu(m) => format!("gpu: {} ({:?})", m.gpu().info.adapter.name, m.gpu().info.adapter.backend),
+            AnyEngine::Cpu(m) => m.device_name(),
+        }
+    }
+
+    pub fn format(&self) -> WeightFormat {
+        match self {
+            AnyEngine::Gpu(m) => m.format(),
+            AnyEngine::Cpu(m) => m.format(),
+        }
+    }
+
+    pub async fn append_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>> {
+        match self {
+            AnyEngine::Gpu(m) => m.append_logits(tokens).await,
+            AnyEngine::Cpu(m) => m.append_logits(tokens),
+        }
+    }
+
+    pub async fn append_logits_at(&mut self, tokens: &[u32], positions: &[usize]) -> Result<Vec<f32>> {
+        match self {
+            AnyEngine::Gpu(m) => m.append_logits_at(tokens, positions).await,
+            AnyEngine::Cpu(m) => m.append_logits_at(tokens, positions),
+        }
+    }
+
+    pub async fn hidden_states(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
+        match self {
+            AnyEngine::Gpu(m) => m.hidden_states(tokens).await,
+            AnyEngine::Cpu(m) => m.hidden_states(tokens),
+        }
+    }
+
+    /// (dispatches per layer, dispatches per decode token, submits per token, bytes read back per
+    /// token): what the GPU engine records per step; the CPU engine has none (0).
+    pub fn step_counts(&self) -> (usize, usize, usize, usize) {
+        match self {
+            AnyEngine::Gpu(m) => {
+                let (per_layer, total) = m.dispatch_counts();
+                (per_layer, total, 1, crate::gpu::params::SAMPLE_OUT_WORDS * 4)
+            }
+            AnyEngine::Cpu(_) => (0, 0, 0, 0),
+        }
+    }
+}
+
+impl Engine for AnyEngine {
+    fn config(&self) -> &Gpt2Config {
+        match self {
+            AnyEngine::Gpu(m) => m.config(),
+            AnyEngine::Cpu(m) => m.config(),
+        }
+    }
+    fn position(&self) -> usize {
+        match self {
+            AnyEngine::Gpu(m) => m.position(),
+            AnyEngine::Cpu(m) => m.position(),
+        }
+    }
+    fn reset(&mut self) {
+        match self {
+            AnyEngine::Gpu(m) => m.reset(),
+            AnyEngine::Cpu(m) => m.reset(),
+        }
+    }
+    async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
+        match self {
+            AnyEngine::Gpu(m) => m.step(tokens, sampling, context, step).await,
+            AnyEngine::Cpu(m) => m.step(tokens, sampling, context, step),
+        }
+    }
+}

@@ -1,5 +1,5 @@
 //! The generation loop: prefill the prompt, then decode one token per step, streaming UTF-8-safe text
-//! pieces. Shared by the native CLI and the browser worker (it only needs `Model` and `Tokenizer`).
+//! pieces. Shared by the native CLI and the browser worker (it needs an `Engine`, GPU or CPU, and a `Tokenizer`).
 //!
 //! The context window: GPT-2 has learned positions 0..P (P = 1024). When the KV cache is full, the
 //! model cannot simply drop the oldest entry, because every cached key was computed at its absolute
@@ -11,7 +11,7 @@
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::model::Model;
+use crate::engine::Engine;
 use crate::sampling::SamplingParams;
 use crate::text::tokenizer::{StreamDecoder, Tokenizer};
 
@@ -134,7 +134,7 @@ impl Generation {
     }
 
     /// Run one step and return the next piece, or None when finished.
-    pub async fn next(&mut self, model: &mut Model, tok: &Tokenizer) -> Result<Option<Piece>> {
+    pub async fn next<E: Engine>(&mut self, model: &mut E, tok: &Tokenizer) -> Result<Option<Piece>> {
         if self.done || self.produced >= self.opts.max_new_tokens {
             self.done = true;
             return Ok(None);

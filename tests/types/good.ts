@@ -28,8 +28,8 @@ export async function everything(): Promise<string> {
   }
   console.log(model.lastStart?.promptTokens, model.lastStart?.notices.join(";"), model.notices, model.url, model.lost);
   const { model: name, quantization, packageBytes, config, adapter, limits } = model.info;
-  console.log(name, quantization, packageBytes, config.nLayer * config.nHead, adapter.name, adapter.browser?.vendor,
-    limits.maxBufferSize);
+  console.log(name, quantization, packageBytes, config.nLayer * config.nHead, model.info.device, adapter?.name, adapter?.browser?.vendor,
+    limits?.maxBufferSize);
   model.stop();
   model.onDeviceLost = null;
   model.loseDeviceForTesting();

@@ -1,7 +1,9 @@
-//! `gpt2 bench`: prefill and decode speed of one or more weight formats in one process.
+//! `gpt2 bench`: prefill and decode speed of one or more weight formats in one process, through the
+//! real generation step (`Engine::step`: the forward pass and the sampler), on the device asked for.
 
-use crate::load::{load, Loaded};
+use crate::load::{device, load, Loaded};
 use clap::Args;
+use gpt2_webgpu::engine::{weight_bytes_per_token, AnyEngine, Engine};
 use gpt2_webgpu::sampling::SamplingParams;
 use gpt2_webgpu::{Error, Result};
 use std::path::PathBuf;
@@ -20,26 +22,35 @@ pub struct BenchArgs {
     pub prompt_tokens: usize,
     #[arg(long, default_value_t = 16)]
     pub decode_tokens: usize,
-    /// Also print where a decode step's time goes, op by op.
+    /// Also print where a decode step's time goes, op by op (GPU engine).
     #[arg(long)]
     pub profile: bool,
+    /// auto (a real GPU if there is one, else the CPU engine), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// One JSON object per format and line instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { model: dir, weights, prompt_tokens, decode_tokens, profile } = args;
+    let BenchArgs { model: dir, weights, prompt_tokens, decode_tokens, profile, device: dev, json } = args;
+    let dev = device(&dev)?;
     let mut base: Option<(f64, f64)> = None;
-    println!("{:<8} {:>10} {:>16} {:>16} {:>14}", "weights", "load s", "prefill tok/s", "decode tok/s", "decode vs 1st");
+    if !json {
+        println!("{:<8} {:>10} {:>16} {:>16} {:>14}  device", "weights", "load s", "prefill tok/s", "decode tok/s", "decode vs 1st");
+    }
     for w in &weights {
         let t0 = Instant::now();
-        let Loaded { mut model, .. } = load(&dir, Some(w.as_str())).or_else(|e| match e {
-            Error::InvalidArgument(_) => load(&dir, None),
+        let Loaded { mut model, .. } = load(&dir, Some(w.as_str()), dev).or_else(|e| match e {
+            Error::InvalidArgument(_) => load(&dir, None, dev),
             e => Err(e),
         })?;
         let load_s = t0.elapsed().as_secs_f64();
         let p = model.config().n_positions;
         let prompt: Vec<u32> = (0..prompt_tokens.clamp(1, p - decode_tokens.min(p - 1)) as u32).map(|i| (i * 7919 + 11) % 50000).collect();
         let greedy = SamplingParams::greedy();
-        // Warm-up (drivers compile pipelines lazily), then the measured run.
+        // Warm-up (drivers compile pipelines lazily, the CPU engine sizes its buffers), then the run.
         model.reset();
         let first = pollster::block_on(model.step(&prompt, &greedy, &prompt, 0))?;
         pollster::block_on(model.step(&[first.token], &greedy, &prompt, 1))?;
@@ -54,12 +65,43 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let decode = t2.elapsed().as_secs_f64();
         let (pf, dc) = (prompt.len() as f64 / prefill, decode_tokens as f64 / decode);
         let b = *base.get_or_insert((pf, dc));
-        println!("{:<8} {:>10.2} {:>16.2} {:>16.2} {:>13.2}x", model.format().name(), load_s, pf, dc, dc / b.1);
+        let (per_layer, per_token, submits, readback) = model.step_counts();
+        if json {
+            let (device_key, device_name) = match &model {
+                AnyEngine::Gpu(_) => ("adapter", model.device_name()),
+                AnyEngine::Cpu(_) => ("device", model.device_name()),
+            };
+            let mut o = serde_json::json!({
+                "weights": model.format().name(),
+                "engine": model.kind(),
+                "tuning": match &model { AnyEngine::Gpu(_) => "default", AnyEngine::Cpu(m) => m.simd().name() },
+                "threads": match &model { AnyEngine::Gpu(_) => serde_json::Value::Null, AnyEngine::Cpu(m) => m.threads().into() },
+                "load_s": load_s,
+                "prompt_tokens": prompt.len(),
+                "decode_tokens": decode_tokens,
+                "prefill_tok_s": pf,
+                "decode_tok_s": dc,
+                // The CPU engine dispatches, submits and reads back nothing: 0 by definition.
+                "dispatches_per_layer": per_layer,
+                "dispatches_per_token": per_token,
+                "submits_per_token": submits,
+                "readback_bytes_per_token": readback,
+                "weight_bytes_per_token": weight_bytes_per_token(model.config(), model.format()),
+            });
+            o[device_key] = device_name.into();
+            println!("{o}");
+        } else {
+            println!("{:<8} {:>10.2} {:>16.2} {:>16.2} {:>13.2}x  {}", model.format().name(), load_s, pf, dc, dc / b.1, model.device_name());
+        }
         if profile {
-            let (per_layer, total) = model.dispatch_counts();
-            println!("  dispatches per decode token: {per_layer} per layer, {total} in all; bytes read back per token: {}", gpt2_webgpu::gpu::params::SAMPLE_OUT_WORDS * 4);
-            for (label, n, secs) in model.profile_step(&[tok])? {
-                println!("  {label:>14} x{n:<4} {:9.3} ms", secs * 1e3);
+            match &mut model {
+                AnyEngine::Gpu(m) => {
+                    println!("  dispatches per decode token: {per_layer} per layer, {per_token} in all; bytes read back per token: {readback}");
+                    for (label, n, secs) in m.profile_step(&[tok])? {
+                        println!("  {label:>14} x{n:<4} {:9.3} ms", secs * 1e3);
+                    }
+                }
+                AnyEngine::Cpu(_) => eprintln!("[--profile shows the GPU engine's dispatches; the CPU engine has none]"),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! `gpt2 generate`: text streamed to stdout, speed on stderr.
 
-use crate::load::{load, Loaded};
+use crate::load::{device, load, Loaded};
+use gpt2_webgpu::engine::Engine;
 use clap::Args;
 use gpt2_webgpu::sampling::SamplingParams;
 use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
@@ -32,23 +33,26 @@ pub struct GenerateArgs {
     /// Random if not given (printed on stderr so a run can be repeated).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Weight format on the GPU when loading a Hugging Face folder: f32 (default), f16, q8 or q4.
+    /// Weight format when loading a Hugging Face folder: f32 (default), f16, q8 or q4.
     /// A package is already quantized and loads as stored.
     #[arg(long)]
     pub weights: Option<String>,
     /// Keep going past <|endoftext|>.
     #[arg(long)]
     pub ignore_eos: bool,
+    /// auto (a real GPU if there is one, else the CPU engine), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
-    let GenerateArgs { model, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, weights, ignore_eos } = args;
+    let GenerateArgs { model, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, weights, ignore_eos, device: dev } = args;
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
     });
     let sampling = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, alternatives: 0 };
     sampling.validate()?;
-    let Loaded { mut model, tok } = load(&model, weights.as_deref())?;
+    let Loaded { mut model, tok } = load(&model, weights.as_deref(), device(&dev)?)?;
     let opts = GenerateOptions { max_new_tokens, sampling, stop_at_eos: !ignore_eos };
     let mut gen = Generation::new(&tok, model.config(), &prompt, opts)?;
     for n in gen.notices() {

@@ -1,7 +1,8 @@
 //! Commands that look inside a model's output: `logits` (to a safetensors file) and `compare` (what a
 //! quantization costs against the f32 weights).
 
-use crate::load::{load, Loaded};
+use crate::load::{device, load, Loaded};
+use gpt2_webgpu::engine::Engine;
 use clap::Args;
 use gpt2_webgpu::io::safetensors::{Dtype, SafetensorsWriter};
 use gpt2_webgpu::{Error, Result};
@@ -17,7 +18,7 @@ const COMPARE_PROMPTS: [&str; 5] = [
     "Q: What is the capital of France?\nA:",
 ];
 
-/// Write the logits at every position (computed on the GPU) to a safetensors file.
+/// Write the logits at every position to a safetensors file.
 #[derive(Args)]
 pub struct LogitsArgs {
     #[arg(long)]
@@ -31,11 +32,14 @@ pub struct LogitsArgs {
     pub out: PathBuf,
     #[arg(long)]
     pub weights: Option<String>,
+    /// auto (a real GPU if there is one, else the CPU engine), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 pub fn logits(args: LogitsArgs) -> Result<()> {
-    let LogitsArgs { model, prompt, ids, out, weights } = args;
-    let Loaded { mut model, tok } = load(&model, weights.as_deref())?;
+    let LogitsArgs { model, prompt, ids, out, weights, device: dev } = args;
+    let Loaded { mut model, tok } = load(&model, weights.as_deref(), device(&dev)?)?;
     let ids = match (prompt, ids) {
         (Some(p), None) => tok.encode(&p)?,
         (None, Some(ids)) => ids,
@@ -80,12 +84,16 @@ pub struct CompareArgs {
     /// Extra prompts (the built-in set covers prose, code, numbers and non-English text).
     #[arg(long)]
     pub prompt: Vec<String>,
+    /// auto, gpu or cpu (both models run on it).
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 pub fn compare(args: CompareArgs) -> Result<()> {
-    let CompareArgs { model, reference, weights, prompt } = args;
-    let Loaded { model: mut m, tok } = load(&model, weights.as_deref())?;
-    let Loaded { model: mut r, .. } = load(&reference, Some("f32"))?;
+    let CompareArgs { model, reference, weights, prompt, device: dev } = args;
+    let dev = device(&dev)?;
+    let Loaded { model: mut m, tok } = load(&model, weights.as_deref(), dev)?;
+    let Loaded { model: mut r, .. } = load(&reference, Some("f32"), dev)?;
     if m.config() != r.config() {
         return Err(Error::InvalidArgument("the model and the reference have different configs".into()));
     }

@@ -1,7 +1,8 @@
 //! Opening a model folder for the commands that run one: a package or a Hugging Face folder, loaded
 //! onto the GPU in the format asked for.
 
-use gpt2_webgpu::gpu::Gpu;
+use gpt2_webgpu::engine::cpu::CpuModel;
+use gpt2_webgpu::engine::{pick_gpu, AnyEngine, Device, Engine};
 use gpt2_webgpu::io::hf::HfModel;
 use gpt2_webgpu::model::Model;
 use gpt2_webgpu::package::Package;
@@ -22,7 +23,7 @@ pub fn weight_format(s: &str) -> Result<WeightFormat> {
 }
 
 pub struct Loaded {
-    pub model: Model,
+    pub model: AnyEngine,
     pub tok: Tokenizer,
 }
 
@@ -40,7 +41,12 @@ fn open_source(dir: &Path) -> Result<Source> {
     }
 }
 
-pub fn load(dir: &Path, weights: Option<&str>) -> Result<Loaded> {
+/// `--device auto|gpu|cpu` as an enum.
+pub fn device(s: &str) -> Result<Device> {
+    Device::parse(s).map_err(|_| Error::InvalidArgument(format!("--device must be auto, gpu or cpu, not `{s}`")))
+}
+
+pub fn load(dir: &Path, weights: Option<&str>, device: Device) -> Result<Loaded> {
     let (mut src, tok_json, pkg_quant) = open_source(dir)?;
     let format = match (pkg_quant, weights) {
         (Some(q), None) => q,
@@ -55,19 +61,21 @@ pub fn load(dir: &Path, weights: Option<&str>) -> Result<Loaded> {
         (None, w) => weight_format(w.unwrap_or("f32"))?,
     };
     let tok = Tokenizer::from_bytes(&tok_json)?;
-    let gpu = Arc::new(pollster::block_on(Gpu::new())?);
+    let gpu = pollster::block_on(pick_gpu(device))?;
     let t0 = Instant::now();
-    let model = pollster::block_on(Model::load(gpu, src.as_mut(), format))?;
+    let model = match gpu {
+        Some(gpu) => AnyEngine::Gpu(pollster::block_on(Model::load(Arc::new(gpu), src.as_mut(), format))?),
+        None => AnyEngine::Cpu(CpuModel::load(src.as_mut(), format, 0)?),
+    };
     eprintln!(
-        "[loaded {} ({} layers, C={}, {:.1}M params) as {} in {:.2}s on {} ({:?})]",
+        "[loaded {} ({} layers, C={}, {:.1}M params) as {} in {:.2}s on {}]",
         dir.display(),
         model.config().n_layer,
         model.config().n_embd,
         model.config().n_params() as f64 / 1e6,
         format.name(),
         t0.elapsed().as_secs_f64(),
-        model.gpu().info.adapter.name,
-        model.gpu().info.adapter.backend
+        model.device_name()
     );
     Ok(Loaded { model, tok })
 }

@@ -24,7 +24,7 @@ fn main() -> std::process::ExitCode {
 mod cli {
     use crate::{bench, convert, generate, inspect};
     use clap::{Parser, Subcommand};
-    use gpt2_webgpu::gpu::Gpu;
+    use gpt2_webgpu::engine::pick_gpu;
     use gpt2_webgpu::Result;
     use std::process::ExitCode;
 
@@ -33,6 +33,13 @@ mod cli {
     struct Cli {
         #[command(subcommand)]
         cmd: Cmd,
+    }
+
+    #[derive(clap::Args)]
+    struct InfoArgs {
+        /// auto (a real GPU if there is one, else the CPU engine), gpu or cpu.
+        #[arg(long, default_value = "auto")]
+        device: String,
     }
 
     #[derive(Subcommand)]
@@ -56,8 +63,9 @@ mod cli {
         /// Package size and largest GPU buffer of every GPT-2 size and quantization, without writing
         /// or loading anything (from the package layout and the model's buffer plan).
         Plan(convert::PlanArgs),
-        /// Show the GPU adapter, backend, features and limits.
-        Info,
+        /// Show the device: the GPU adapter, backend, features and limits, or the CPU engine's SIMD
+        /// path and threads.
+        Info(InfoArgs),
     }
 
     pub fn main() -> ExitCode {
@@ -81,11 +89,20 @@ mod cli {
             Cmd::Compare(a) => inspect::compare(a),
             Cmd::Bench(a) => bench::bench(a),
             Cmd::Plan(a) => convert::plan(a),
-            Cmd::Info => {
-                let gpu = pollster::block_on(Gpu::new())?;
-                println!("{}", gpu.info);
-                Ok(())
-            }
+            Cmd::Info(a) => match pollster::block_on(pick_gpu(crate::load::device(&a.device)?))? {
+                Some(gpu) => {
+                    println!("engine: gpu");
+                    println!("{}", gpu.info);
+                    Ok(())
+                }
+                None => {
+                    let simd = gpt2_webgpu::engine::cpu::kernels::Simd::detect();
+                    println!("engine: cpu");
+                    println!("simd: {}", simd.name());
+                    println!("threads: {}", gpt2_webgpu::engine::cpu::pool::default_threads());
+                    Ok(())
+                }
+            },
         }
     }
 }

@@ -11,7 +11,7 @@
 //! Every kernel has a scalar path (`Simd::Scalar`); tests check each SIMD path against it and against
 //! the f64 reference. Shapes: T tokens, K inputs, N outputs, nb = ceil(K / 32) blocks, kp = 32 nb.
 
-use super::pool::{share, Pool, SyncPtr};
+use super::pool::{Pool, SyncPtr};
 use crate::quant::{PackedMatrix, WeightFormat, GROUP};
 
 /// Which instruction set the kernels use, chosen once at run time natively (at build time in wasm).
@@ -202,7 +202,7 @@ fn f16_rows_scalar(w: &[u16], x: &[f32], k: usize, rows: usize, out: &mut [f32; 
     }
 }
 
-/// Output rows per unit of work: a block of W rows stays in L1/L2 while every token tile uses it.
+/// Output rows per chunk of work: a block of W rows stays in L1/L2 while every token tile uses it.
 const N_BLOCK: usize = 32;
 
 /// y [T, N] = x [T, K] @ W^T + bias, over the pool's threads (each takes a range of output rows).
@@ -218,20 +218,17 @@ pub fn linear(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Option
     }
     let qx = &*qx;
     let yp = SyncPtr(y.as_mut_ptr());
-    pool.run(&|i, threads| {
-        let (lo, hi) = share(n, i, threads, 8);
+    pool.for_each(n.div_ceil(N_BLOCK), &|chunk| {
+        let (nb0, nb1) = (chunk * N_BLOCK, ((chunk + 1) * N_BLOCK).min(n));
         let mut out = [0f32; 4];
-        for nb0 in (lo..hi).step_by(N_BLOCK) {
-            let nb1 = (nb0 + N_BLOCK).min(hi);
-            for t0 in (0..t).step_by(4) {
-                let rows = (t - t0).min(4);
-                for r in nb0..nb1 {
-                    dot_tile(simd, m, r, x, qx, t0, rows, &mut out);
-                    let b = bias.map_or(0.0, |b| b[r]);
-                    for (j, &o) in out[..rows].iter().enumerate() {
-                        // SAFETY: each thread writes only its own output columns [lo, hi).
-                        unsafe { *yp.get().add((t0 + j) * n + r) = o + b };
-                    }
+        for t0 in (0..t).step_by(4) {
+            let rows = (t - t0).min(4);
+            for r in nb0..nb1 {
+                dot_tile(simd, m, r, x, qx, t0, rows, &mut out);
+                let b = bias.map_or(0.0, |b| b[r]);
+                for (j, &o) in out[..rows].iter().enumerate() {
+                    // SAFETY: each chunk writes only its own output columns [nb0, nb1).
+                    unsafe { *yp.get().add((t0 + j) * n + r) = o + b };
                 }
             }
         }
@@ -314,9 +311,8 @@ pub fn attention(pool: &Pool, simd: Simd, qkv: &[f32], k_cache: &[f32], v_cache:
     let scale = 1.0 / (hs as f32).sqrt();
     let sp = SyncPtr(scores.as_mut_ptr());
     let op = SyncPtr(out.as_mut_ptr());
-    pool.run(&|i, threads| {
-        let (h0, h1) = share(nh, i, threads, 1);
-        for h in h0..h1 {
+    pool.for_each(nh, &|h| {
+        {
             // SAFETY: head h's scores row and output columns belong to this thread alone.
             let sc = unsafe { std::slice::from_raw_parts_mut(sp.get().add(h * p), p) };
             for ti in 0..t {

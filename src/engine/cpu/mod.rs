@@ -250,18 +250,6 @@ impl CpuModel {
         format!("cpu ({}, {} thread{})", self.simd.name(), self.threads(), if self.threads() == 1 { "" } else { "s" })
     }
 
-    /// Bytes of weights one decode step reads (every matrix once, wte for the logits, vectors).
-    pub fn weight_bytes_per_token(&self) -> u64 {
-        let m = |p: &PackedMatrix| (p.words.len() * 4 + p.scales.len() * 4) as u64;
-        let v = |x: &Vec<f32>| (x.len() * 4) as u64;
-        let layers: u64 = self
-            .layers
-            .iter()
-            .map(|l| m(&l.attn) + m(&l.attn_proj) + m(&l.fc) + m(&l.mlp_proj) + [&l.ln_1_g, &l.ln_1_b, &l.attn_b, &l.attn_proj_b, &l.ln_2_g, &l.ln_2_b, &l.fc_b, &l.mlp_proj_b].iter().map(|x| v(x)).sum::<u64>())
-            .sum();
-        layers + m(&self.wte) + (self.config.n_embd * 4 * 3) as u64
-    }
-
     /// Check a step's tokens against the vocabulary and the context left.
     fn check(&self, tokens: &[u32]) -> Result<()> {
         if tokens.is_empty() {

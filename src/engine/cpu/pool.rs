@@ -1,6 +1,9 @@
-//! A small persistent thread pool: `run(f)` calls f(i, n) on n threads (the caller is thread 0) and
-//! returns when all are done. A decode step runs ~60 such jobs, so waking threads must cost microseconds:
-//! idle workers spin briefly on an epoch counter before they sleep on a condvar.
+//! A small persistent thread pool. `for_each(chunks, f)` calls f(c) for every chunk c, the chunks
+//! claimed one by one from a shared counter by the caller and the workers. A decode step runs ~60 such
+//! jobs, so waking threads must cost microseconds: idle workers spin briefly on an epoch counter
+//! before they sleep on a condvar. Claiming chunks (rather than a fixed share per thread) matters on a
+//! busy machine: when a worker is descheduled, the caller does its chunks instead of waiting for it.
+//! The caller waits only for workers that actually joined the job (`active`), never for a sleeping one.
 //! In wasm (one thread, no `std::thread`) every job runs inline on the caller.
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -12,7 +15,10 @@ mod imp {
 
     struct Shared {
         epoch: AtomicU64,
-        remaining: AtomicUsize,
+        /// The epoch whose job is over: workers that wake later must not touch it.
+        closed: AtomicU64,
+        /// Workers inside the current job.
+        active: AtomicUsize,
         quit: AtomicBool,
         job: Mutex<Option<JobPtr>>,
         sleep: Mutex<()>,
@@ -27,7 +33,7 @@ mod imp {
 
     /// Spins before a worker sleeps (~tens of microseconds): longer than the gap between two jobs of a
     /// step, shorter than the gap between steps of an interactive generation.
-    const SPINS: u32 = 20_000;
+    const SPINS: u32 = 2_000;
 
     pub struct Pool {
         shared: Arc<Shared>,
@@ -40,7 +46,8 @@ mod imp {
             let threads = threads.max(1);
             let shared = Arc::new(Shared {
                 epoch: AtomicU64::new(0),
-                remaining: AtomicUsize::new(0),
+                closed: AtomicU64::new(0),
+                active: AtomicUsize::new(0),
                 quit: AtomicBool::new(false),
                 job: Mutex::new(None),
                 sleep: Mutex::new(()),
@@ -60,24 +67,40 @@ mod imp {
             self.shared.threads
         }
 
-        /// f(i, n) for i in 0..n on n threads; returns when every call has returned.
-        pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
-            let n = self.shared.threads;
-            if n == 1 {
-                return f(0, 1);
+        /// f(c) for every c in 0..chunks, on as many threads as are free; returns when all are done.
+        pub fn for_each(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+            if self.shared.threads == 1 || chunks <= 1 {
+                return (0..chunks).for_each(f);
             }
-            // Erase the lifetime: the workers use the pointer only until `remaining` reaches 0 below.
+            let next = AtomicUsize::new(0);
+            let job = |_: usize, _: usize| loop {
+                let c = next.fetch_add(1, Ordering::Relaxed);
+                if c >= chunks {
+                    break;
+                }
+                f(c);
+            };
+            self.run(&job);
+        }
+
+        /// `f(i, n)` on the caller (i = 0) and on every worker that wakes before the caller is done
+        /// with it; returns when every call that started has returned. Callers share work through `f`.
+        fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
+            let n = self.shared.threads;
+            // Erase the lifetime: workers use the pointer only while they are counted in `active`,
+            // and this function does not return before `active` is 0 after closing the epoch.
             let ptr: Job = unsafe { std::mem::transmute::<&(dyn Fn(usize, usize) + Sync), &'static (dyn Fn(usize, usize) + Sync)>(f) };
             *self.shared.job.lock().unwrap() = Some(JobPtr(ptr));
-            self.shared.remaining.store(n - 1, Ordering::Release);
-            {
+            let e = {
                 let _g = self.shared.sleep.lock().unwrap();
-                self.shared.epoch.fetch_add(1, Ordering::AcqRel);
+                let e = self.shared.epoch.fetch_add(1, Ordering::SeqCst) + 1;
                 self.shared.wake.notify_all();
-            }
+                e
+            };
             f(0, n);
+            self.shared.closed.store(e, Ordering::SeqCst);
             let mut spins = 0u32;
-            while self.shared.remaining.load(Ordering::Acquire) != 0 {
+            while self.shared.active.load(Ordering::SeqCst) != 0 {
                 spins += 1;
                 if spins < SPINS {
                     std::hint::spin_loop();
@@ -111,10 +134,14 @@ mod imp {
                     drop(s.wake.wait(g).unwrap());
                 }
             }
-            let job = s.job.lock().unwrap().expect("a job is set before the epoch moves");
-            // SAFETY: `run` keeps the closure alive until `remaining` is 0.
-            unsafe { (*job.0)(i, s.threads) };
-            s.remaining.fetch_sub(1, Ordering::AcqRel);
+            // Join the job unless the caller already finished it (then it may be gone).
+            s.active.fetch_add(1, Ordering::SeqCst);
+            if s.closed.load(Ordering::SeqCst) != seen {
+                let job = s.job.lock().unwrap().expect("a job is set before the epoch moves");
+                // SAFETY: `run` keeps the closure alive until `active` is 0 after closing epoch `seen`.
+                unsafe { (*job.0)(i, s.threads) };
+            }
+            s.active.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
@@ -152,8 +179,8 @@ mod imp {
         pub fn threads(&self) -> usize {
             1
         }
-        pub fn run(&self, f: &(dyn Fn(usize, usize) + Sync)) {
-            f(0, 1)
+        pub fn for_each(&self, chunks: usize, f: &(dyn Fn(usize) + Sync)) {
+            (0..chunks).for_each(f)
         }
     }
     pub fn default_threads() -> usize {
@@ -162,14 +189,6 @@ mod imp {
 }
 
 pub use imp::{default_threads, Pool};
-
-/// The share [lo, hi) of `n` items that thread `i` of `threads` takes, in multiples of `align`.
-pub fn share(n: usize, i: usize, threads: usize, align: usize) -> (usize, usize) {
-    let units = n.div_ceil(align);
-    let lo = (units * i / threads * align).min(n);
-    let hi = (units * (i + 1) / threads * align).min(n);
-    (lo, hi)
-}
 
 /// A raw pointer that threads writing disjoint parts of one buffer may share.
 #[derive(Clone, Copy)]
