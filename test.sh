@@ -29,6 +29,10 @@ log "cargo test (serial: lavapipe is one CPU device)"
 export WGPU_BACKEND=vulkan
 cargo test --all-targets -- --test-threads=1
 
+# ---- fuzzing, briefly (tools/fuzz.sh SECONDS runs longer): any panic fails the suite ----------------
+log "tools/fuzz.sh 3 (3 s per target)"
+tools/fuzz.sh 3
+
 # ---- browser tests: the page in headless Debian Chromium (SwiftShader WebGPU), via playwright-core ----
 # BROWSER_TESTS=0 skips them (e.g. on a machine without apt). Chromium comes from Debian, never from
 # `npx playwright install`.

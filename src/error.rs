@@ -32,6 +32,9 @@ pub enum Error {
     #[error("tensor `{name}` has dtype {dtype}, which is not supported. Use f32, f16 or bf16 weights.")]
     UnsupportedDtype { name: String, dtype: String },
 
+    #[error("tensor `{name}` holds {value} at {at}: the weights are damaged (or the model diverged in training), and a model with NaN or infinite weights only produces garbage. Download or convert the model again.")]
+    NonFinite { name: String, at: String, value: f32 },
+
     #[error("tokenizer.json could not be loaded: {0}. Use the tokenizer.json that ships with the model.")]
     Tokenizer(String),
 
@@ -68,6 +71,9 @@ pub enum Error {
 
     #[error("GPU error: {0}. If the GPU device was lost, load the model again.")]
     Gpu(String),
+
+    #[error("the GPU did not finish its work within {waited}: it hung, or it is far slower than expected. The model cannot be used further: load it again (natively, GPT2_GPU_TIMEOUT_S=SECONDS waits longer).")]
+    GpuTimeout { waited: String },
 }
 
 impl Error {

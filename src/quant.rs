@@ -92,6 +92,29 @@ pub struct PackedMatrix {
 }
 
 impl PackedMatrix {
+    /// The first stored value that is NaN or infinite, as (row n, column k, value), or None. Checks what
+    /// the GPU will read: the f32 or f16 weights, or the f16 scales of Q8/Q4 (their integer weights
+    /// are finite by construction).
+    pub fn first_non_finite(&self) -> Option<(usize, usize, f32)> {
+        let halves = |words: &[u32], stride: usize, per: usize| {
+            words.iter().enumerate().find_map(|(i, &w)| {
+                [w & 0xffff, w >> 16].into_iter().enumerate().find_map(|(h, bits)| {
+                    let v = f16::from_bits(bits as u16).to_f32();
+                    let j = 2 * i + h;
+                    (!v.is_finite()).then(|| (j / stride.max(1), (j % stride.max(1)) * per, v))
+                })
+            })
+        };
+        match self.format {
+            WeightFormat::F32 => self.words.iter().enumerate().find_map(|(i, &w)| {
+                let v = f32::from_bits(w);
+                (!v.is_finite()).then(|| (i / self.w_stride(), i % self.w_stride(), v))
+            }),
+            WeightFormat::F16 => halves(&self.words, 2 * self.w_stride(), 1),
+            WeightFormat::Q8 | WeightFormat::Q4 => halves(&self.scales, self.s_stride(), GROUP),
+        }
+    }
+
     pub fn w_stride(&self) -> usize {
         self.format.w_stride(self.k)
     }

@@ -85,6 +85,32 @@ pub enum TensorData {
     Matrix(crate::quant::PackedMatrix),
 }
 
+impl TensorData {
+    /// Refuse NaN and infinite values (a damaged or diverged checkpoint would load and generate
+    /// garbage), naming the tensor and where.
+    pub fn check_finite(&self, name: &str) -> crate::error::Result<()> {
+        match self {
+            TensorData::Vector(v) => check_finite(name, v),
+            TensorData::Matrix(m) => match m.first_non_finite() {
+                None => Ok(()),
+                Some((n, k, value)) => Err(crate::error::Error::NonFinite {
+                    name: name.into(),
+                    at: format!("row {n}, column {k}{}", if m.format.has_scales() { " (a quantization scale)" } else { "" }),
+                    value,
+                }),
+            },
+        }
+    }
+}
+
+/// Refuse NaN and infinite values in the f32 tensor `name`.
+pub fn check_finite(name: &str, values: &[f32]) -> crate::error::Result<()> {
+    match values.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(i) => Err(crate::error::Error::NonFinite { name: name.into(), at: format!("element {i}"), value: values[i] }),
+    }
+}
+
 /// Anything that can hand out the model's tensors as f32 in Hugging Face layout.
 pub trait TensorSource {
     fn config(&self) -> &Gpt2Config;

@@ -77,8 +77,18 @@ fn convert_then_generate_from_the_package_and_refuse_a_mismatched_format() {
     let (_, err) = ok(&["convert", s(&tiny_dir()), "--quant", "q8", "--out", s(&pkg)]);
     assert!(err.contains("q8"), "{err}");
     assert!(pkg.join("manifest.json").exists());
-    let (stdout, _) = ok(&["generate", "--device", "gpu", "--model", s(&pkg), "--prompt", "Hello", "--max-new-tokens", "4", "--seed", "3"]);
-    assert!(stdout.starts_with("Hello"));
+    // Greedy from the q8 package: the reference's first tokens whose top-two margin is above q8's bound
+    // (0.072, tests/quality.rs) must come out; the echoed prompt alone does not pass.
+    let r = load_reference();
+    let case = r.case("case0");
+    let (stdout, _) = ok(&["generate", "--device", "gpu", "--model", s(&pkg), "--prompt", &case.text, "--temperature", "0", "--max-new-tokens", "4"]);
+    let sure = case.greedy_margins.iter().take_while(|&&m| m > 0.072).count().min(4);
+    assert!(sure >= 1, "the fixture has a sure first token");
+    let tok = gpt2_webgpu::text::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
+    let generated = stdout.strip_prefix(case.text.as_str()).unwrap_or_else(|| panic!("the prompt is echoed first: {stdout:?}"));
+    let want = tok.decode(&case.greedy_next_ids[..sure]).unwrap();
+    assert!(generated.starts_with(&want), "q8 greedy: {generated:?} should start with the reference's {want:?}");
+    assert!(generated.trim_end_matches('\n').len() > want.len() || sure == 4, "4 tokens generated: {generated:?}");
     let err = fails(&["generate", "--model", s(&pkg), "--weights", "q4", "--prompt", "x"]);
     assert!(err.contains("q8 package"), "{err}");
     let (table, _) = ok(&["compare", "--device", "gpu", "--model", s(&pkg), "--reference", s(&tiny_dir())]);

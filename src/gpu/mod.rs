@@ -8,7 +8,64 @@ pub mod params;
 pub use kernels::{Bind, Grid, Kernel};
 
 use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The deadline of one wait for the GPU, in ms; 0 = not set (the environment's or the default).
+static WAIT_LIMIT_MS: AtomicU64 = AtomicU64::new(0);
+/// Generous: a gpt2-xl prefill of 1024 tokens on a CPU adapter (lavapipe) takes well under a minute.
+const DEFAULT_WAIT_LIMIT: Duration = Duration::from_secs(300);
+
+/// How long one wait for the GPU (a poll, a read back) may take before it is reported as a hang
+/// instead of waiting forever: `set_wait_limit`, else `GPT2_GPU_TIMEOUT_S` (native), else 300 s.
+pub fn wait_limit() -> Duration {
+    match WAIT_LIMIT_MS.load(Ordering::Relaxed) {
+        0 => {
+            #[cfg(not(target_arch = "wasm32"))]
+            if let Some(s) = std::env::var("GPT2_GPU_TIMEOUT_S").ok().and_then(|v| v.parse::<f64>().ok()).filter(|s| *s > 0.0) {
+                return Duration::from_secs_f64(s);
+            }
+            DEFAULT_WAIT_LIMIT
+        }
+        ms => Duration::from_millis(ms),
+    }
+}
+
+/// Set the deadline of every later GPU wait (at least 1 ms); `None` restores the default.
+pub fn set_wait_limit(limit: Option<Duration>) {
+    WAIT_LIMIT_MS.store(limit.map_or(0, |d| (d.as_millis() as u64).max(1)), Ordering::Relaxed);
+}
+
+fn timed_out(limit: Duration) -> Error {
+    Error::GpuTimeout { waited: format!("{:.1} s", limit.as_secs_f64()) }
+}
+
+/// `fut`, or None if `limit` passes first (a browser timer: the worker's event loop keeps running).
+#[cfg(target_arch = "wasm32")]
+async fn within<T>(fut: impl std::future::Future<Output = T>, limit: Duration) -> Option<T> {
+    use std::future::Future;
+    use wasm_bindgen::JsCast;
+    let timer = js_sys::Promise::new(&mut |resolve, _| {
+        let global = js_sys::global();
+        if let Some(set_timeout) = js_sys::Reflect::get(&global, &"setTimeout".into()).ok().and_then(|f| f.dyn_into::<js_sys::Function>().ok()) {
+            let ms = limit.as_millis().min(i32::MAX as u128) as f64;
+            let _ = set_timeout.call2(&global, &resolve, &ms.into());
+        }
+    });
+    let mut timer = wasm_bindgen_futures::JsFuture::from(timer);
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(v));
+        }
+        match std::pin::Pin::new(&mut timer).poll(cx) {
+            std::task::Poll::Ready(_) => std::task::Poll::Ready(None),
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    })
+    .await
+}
 
 /// What `gpt2 info` and the web page show about the device.
 #[derive(Clone, Debug)]
@@ -233,7 +290,21 @@ impl Gpu {
         })
     }
 
-    /// Map `buf` (a MAP_READ buffer whose copy has been submitted) and return its first `size` bytes.
+    /// Block until the work submitted so far is done, for at most [`wait_limit`]: past it, a
+    /// `GpuTimeout` error instead of a hang. (Native only: in the browser the GPU runs on its own and
+    /// `read` puts the deadline on the read back.)
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn wait(&self) -> Result<()> {
+        let limit = wait_limit();
+        match self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(limit) }) {
+            Ok(_) => Ok(()),
+            Err(wgpu::PollError::Timeout) => Err(timed_out(limit)),
+            Err(e) => Err(Error::Gpu(format!("waiting for the GPU: {e}"))),
+        }
+    }
+
+    /// Map `buf` (a MAP_READ buffer whose copy has been submitted) and return its first `size` bytes,
+    /// within [`wait_limit`].
     pub async fn read(&self, buf: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
         let slice = buf.slice(..size);
         let (tx, rx) = futures_channel::oneshot::channel();
@@ -241,8 +312,12 @@ impl Gpu {
             let _ = tx.send(r);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-        match rx.await {
+        self.wait()?;
+        #[cfg(not(target_arch = "wasm32"))]
+        let mapped = rx.await;
+        #[cfg(target_arch = "wasm32")]
+        let mapped = within(rx, wait_limit()).await.ok_or_else(|| timed_out(wait_limit()))?;
+        match mapped {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),
             Err(_) => return Err(Error::Gpu("the GPU device went away while reading results back".into())),

@@ -9,6 +9,11 @@
 //! partial file deleted. Files already complete from an earlier run are kept. At the end the folder is
 //! parsed: the config, every tensor's presence and shape, and tokenizer.json as JSON (the CLI then builds
 //! the tokenizer from it: io does not reach up into text).
+//!
+//! A host that cannot be reached at all (no DNS answer, connection refused, no route, the connection
+//! not set up in time) is not a dropped download: it is retried `connect_retries` times (once, by
+//! default) and then refused with the reason, in seconds, so an offline machine is told at once. Every
+//! retry is reported through `DownloadOptions::on_retry` (the CLI prints it).
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
@@ -59,6 +64,10 @@ pub struct DownloadOptions {
     pub connect_timeout: Duration,
     /// A read that receives nothing for this long counts as a dropped connection.
     pub read_timeout: Duration,
+    /// How many times to try again when the host cannot be reached at all (see the module's notes).
+    pub connect_retries: u32,
+    /// Told about every retry, in words (why, and when the next attempt comes). Default: stderr.
+    pub on_retry: fn(&str),
 }
 
 impl Default for DownloadOptions {
@@ -66,8 +75,11 @@ impl Default for DownloadOptions {
         DownloadOptions {
             retries: 8,
             backoff: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
+            connect_retries: 1,
+            // Printed (a warning through `log` was invisible: the CLI installs no logger).
+            on_retry: |m| eprintln!("\n{m}"),
         }
     }
 }
@@ -156,6 +168,28 @@ enum Attempt {
     Done,
     /// Transient (dropped connection, timeout, 5xx, short body): resume after a pause.
     Retry(String),
+    /// The host could not be reached at all (DNS, refused, unreachable, connect timeout).
+    Unreachable(String),
+}
+
+/// Whether a request error means the host could not be reached at all (nothing was exchanged), and
+/// the words for it.
+fn unreachable(e: &ureq::Error) -> Option<String> {
+    use std::io::ErrorKind as K;
+    match e {
+        ureq::Error::HostNotFound => Some("the host name could not be resolved (no DNS answer: is this machine offline?)".into()),
+        ureq::Error::ConnectionFailed => Some("the connection could not be set up".into()),
+        ureq::Error::Timeout(ureq::Timeout::Resolve) => Some("resolving the host name timed out".into()),
+        ureq::Error::Timeout(ureq::Timeout::Connect) => Some("connecting timed out".into()),
+        ureq::Error::Io(io) => match io.kind() {
+            K::ConnectionRefused => Some(format!("the connection was refused ({io})")),
+            K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown | K::AddrNotAvailable => {
+                Some(format!("the network is unreachable ({io})"))
+            }
+            _ => None,
+        },
+        _ => None,
+    }
 }
 
 /// Fetch `url` into `dest` via `dest.part`, resuming and retrying. On a refusal (non-2xx other than
@@ -171,8 +205,28 @@ fn fetch(
 ) -> Result<()> {
     let part = part_path(dest);
     let mut failures = 0u32;
+    let mut unreachable_failures = 0u32;
     loop {
         match attempt(agent, url, &part, file, progress) {
+            Ok(Attempt::Unreachable(why)) => {
+                unreachable_failures += 1;
+                if unreachable_failures > opts.connect_retries {
+                    return Err(Error::Download {
+                        url: url.into(),
+                        reason: format!(
+                            "{why}; gave up after {unreachable_failures} attempt{}. Check the network connection (or pass a local Hugging Face folder instead of downloading).",
+                            if unreachable_failures == 1 { "" } else { "s" }
+                        ),
+                    });
+                }
+                (opts.on_retry)(&format!(
+                    "{url}: {why}; trying again in {:?} (attempt {} of {})",
+                    opts.backoff,
+                    unreachable_failures + 1,
+                    opts.connect_retries + 1
+                ));
+                std::thread::sleep(opts.backoff);
+            }
             Ok(Attempt::Done) => {
                 std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e))?;
                 return Ok(());
@@ -199,11 +253,11 @@ fn fetch(
                     .backoff
                     .saturating_mul(1 << (failures - 1).min(5))
                     .min(Duration::from_secs(30));
-                log::warn!(
+                (opts.on_retry)(&format!(
                     "{url}: {why}; resuming in {wait:?} (attempt {} of {})",
                     failures + 1,
                     opts.retries + 1
-                );
+                ));
                 std::thread::sleep(wait);
             }
             Err(e) => {
@@ -249,7 +303,12 @@ fn attempt(
     }
     let mut resp = match req.call() {
         Ok(r) => r,
-        Err(e) => return Ok(Attempt::Retry(format!("request failed ({e})"))),
+        Err(e) => {
+            return Ok(match unreachable(&e) {
+                Some(why) => Attempt::Unreachable(why),
+                None => Attempt::Retry(format!("request failed ({e})")),
+            })
+        }
     };
     let status = resp.status().as_u16();
     // Where this response's body starts in the file, and the file's full size if known.

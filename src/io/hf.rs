@@ -177,7 +177,10 @@ impl TensorSource for HfModel {
         &self.config
     }
 
+    /// Refuses NaN and infinite values (naming the tensor): converting or packing would hide them.
     fn read_f32(&mut self, spec: &TensorSpec) -> Result<Vec<f32>> {
-        self.view(spec)?.to_f32()
+        let v = self.view(spec)?.to_f32()?;
+        crate::weights::check_finite(&spec.name, &v)?;
+        Ok(v)
     }
 }

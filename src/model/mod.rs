@@ -199,7 +199,7 @@ impl Model {
         self.arena.write(&self.ops.sample, bytemuck::bytes_of(&sp));
         self.arena.flush(&self.gpu);
         let mut out: Vec<(String, usize, f64)> = Vec::new();
-        self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+        self.gpu.wait()?;
         for op in self.ops.all() {
             let label = op.kind.label(op.kernel);
             let t0 = std::time::Instant::now();
@@ -209,7 +209,7 @@ impl Model {
                 self.record(&mut pass, op);
             }
             self.gpu.queue.submit([enc.finish()]);
-            self.gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(e.to_string()))?;
+            self.gpu.wait()?;
             let dt = t0.elapsed().as_secs_f64();
             match out.iter_mut().find(|(l, _, _)| *l == label) {
                 Some(e) => {

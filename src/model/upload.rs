@@ -128,6 +128,8 @@ impl ModelUploader {
         if want.name != spec.name {
             return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
         }
+        // Every load path (a Hugging Face folder, a package, the browser's stream) comes through here.
+        data.check_finite(&want.name)?;
         let gpu = &self.gpu;
         let up = match (want.role, data) {
             (Role::Vector, TensorData::Vector(v)) => {

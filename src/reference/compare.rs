@@ -2,7 +2,9 @@
 //! divergence of the next-token distribution from the reference, and how often the top-1 token agrees.
 //! Used by `gpt2 compare` and by the quality tests.
 
-/// Comparison of k rows of logits against reference rows.
+/// Comparison of k rows of logits against reference rows. A NaN or infinite logit anywhere makes
+/// `max_abs`, `rms`, `kl_mean` and `kl_max` NaN (or infinite), so every `x <= bound` check fails, and its
+/// row never counts as agreeing.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LogitStats {
     pub rows: usize,
@@ -20,6 +22,22 @@ pub struct LogitStats {
     pub confident_agree: usize,
 }
 
+/// The larger of two, NaN if either is NaN: a bound checked against it then fails (`f64::max` would drop
+/// the NaN and let a NaN row pass every bound).
+pub fn max_or_nan(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::NAN
+    } else {
+        a.max(b)
+    }
+}
+
+/// max |got - want| over the pairs, NaN if any value is NaN (and infinite if one is infinite).
+pub fn max_abs_diff<A: Copy + Into<f64>, B: Copy + Into<f64>>(got: &[A], want: &[B]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    got.iter().zip(want).fold(0.0, |m, (&g, &w)| max_or_nan(m, (g.into() - w.into()).abs()))
+}
+
 fn log_softmax(row: &[f64]) -> Vec<f64> {
     let m = row.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
     let lse = m + row.iter().map(|v| (v - m).exp()).sum::<f64>().ln();
@@ -29,6 +47,9 @@ fn log_softmax(row: &[f64]) -> Vec<f64> {
 fn top2(row: &[f64]) -> (usize, f64) {
     let mut best = (0usize, f64::NEG_INFINITY);
     let mut second = f64::NEG_INFINITY;
+    if row.iter().any(|v| !v.is_finite()) {
+        return (usize::MAX, f64::NAN); // agrees with no row
+    }
     for (i, &v) in row.iter().enumerate() {
         if v > best.1 {
             second = best.1;
@@ -51,22 +72,49 @@ pub fn compare_logits<A: Copy + Into<f64>, B: Copy + Into<f64>>(got: &[A], refer
         let g: Vec<f64> = g.iter().map(|&x| x.into()).collect();
         let r: Vec<f64> = r.iter().map(|&x| x.into()).collect();
         for (a, b) in g.iter().zip(&r) {
-            s.max_abs = s.max_abs.max((a - b).abs());
+            s.max_abs = max_or_nan(s.max_abs, (a - b).abs());
             sq += (a - b) * (a - b);
         }
         let (lg, lr) = (log_softmax(&g), log_softmax(&r));
         let kl: f64 = lr.iter().zip(&lg).map(|(r, g)| r.exp() * (r - g)).sum();
         s.kl_mean += kl;
-        s.kl_max = s.kl_max.max(kl);
+        s.kl_max = max_or_nan(s.kl_max, kl);
         let (tg, _) = top2(&g);
         let (tr, mr) = top2(&r);
-        s.top1_agree += (tg == tr) as usize;
+        let agree = tg == tr && tg != usize::MAX;
+        s.top1_agree += agree as usize;
         if mr > margin {
             s.confident_rows += 1;
-            s.confident_agree += (tg == tr) as usize;
+            s.confident_agree += agree as usize;
         }
     }
     s.kl_mean /= s.rows.max(1) as f64;
     s.rms = (sq / got.len().max(1) as f64).sqrt();
     s
+}
+
+#[cfg(test)]
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x <= bound)`: the point is that NaN fails it
+mod tests {
+    use super::*;
+
+    // A NaN or an infinity anywhere fails every bound; it never passes as agreement.
+    #[test]
+    fn nan_and_inf_fail_every_bound() {
+        let want = [0.0f64, 1.0, 3.0, 0.5, 2.0, 0.0];
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for at in [0, 2, 5] {
+                let mut got = want;
+                got[at] = bad;
+                let s = compare_logits(&got, &want, 3, 0.1);
+                assert!(!(s.max_abs <= 1e9), "{bad} at {at}: max_abs {}", s.max_abs);
+                assert!(!(s.kl_max <= 1e9) && !(s.kl_mean <= 1e9), "{bad} at {at}: KL {} {}", s.kl_max, s.kl_mean);
+                assert!(s.top1_agree < 2, "{bad} at {at}: a non-finite row agreed");
+                assert!(!(max_abs_diff(&got, &want) <= 1e9));
+            }
+        }
+        let s = compare_logits(&want, &want, 3, 0.1);
+        assert_eq!((s.max_abs, s.top1_agree, s.confident_rows, s.confident_agree), (0.0, 2, 2, 2));
+        assert!(s.kl_max.abs() < 1e-12);
+    }
 }

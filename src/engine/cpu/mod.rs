@@ -100,6 +100,7 @@ impl CpuUploader {
         if want.name != spec.name {
             return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
         }
+        data.check_finite(&want.name)?;
         match (want.role, &data) {
             (Role::Vector, TensorData::Vector(v)) => {
                 if v.len() != want.numel() {
