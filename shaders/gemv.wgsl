@@ -1,60 +1,84 @@
-// gemv: the one-token (decode) form of matmul: same math, same Params and bindings.
+// gemv: the few-token (decode) form of matmul: same math, same Params and bindings.
 //
 //   v = X[x_row0 + m, :] . W[n, :] (+ b[n]) (GELU) ;  Y[m, y_col0 + n] (+)= v        n < N, m < M
 //
-// Math, shapes, bindings and epilogue: common/linear.wgsl. W [N, K] out-major in format `wfmt`, w_stride u32 words per row.
-// At T = 1 a tiled GEMM wastes 63/64 of its tile, and the op is bound by reading W once, so here
-// `lanes` threads share one output row: they walk the row's words side by side (coalesced reads on a
-// GPU), each unpacks 1 (f32), 2 (f16), 4 (q8) or 8 (q4) weights per word, and the partial sums are
-// reduced in workgroup memory. `lanes` (a power of two <= 32) is chosen per device: 32 on GPUs; 1 on
-// CPU adapters (lavapipe, SwiftShader), where every workgroup barrier costs a context switch and a
-// thread that owns a whole row is an order of magnitude faster.
-// Dispatch: (ceil(N / (256 / lanes)), M) workgroups of 256 threads = (256 / lanes) rows x lanes.
+// Math, shapes, bindings and epilogue: common/linear.wgsl. W [N, K] out-major in format `wfmt`, w_stride
+// u32 words per row. At T = 1 a tiled GEMM wastes 63/64 of its tile, and the op is bound by reading W
+// once, so here each output row is one pass over its words. The shape comes from the adapter's Tuning:
+//   lanes  threads share a row group and walk its words side by side (32 on GPUs: coalesced reads;
+//          1 on CPU adapters, where every barrier costs a context switch), their partial sums reduced in
+//          workgroup memory;
+//   rows   output rows per row group (1..=4): each load of X (and its unpacking into registers) serves
+//          `rows` rows of W, which is what lets a CPU adapter stream W at its memory rate.
+// X's row is staged in workgroup memory, XT values at a time, so the inner loop reads it without
+// bounds checks (zeros past K; packed rows are zero-padded to whole groups, so padding adds 0).
+// Dispatch: (ceil(N / ((WG / lanes) * rows)), M) workgroups of WG threads.
 
 const WG: u32 = 256u;
-var<workgroup> red: array<f32, WG>; // partial sums, reduced within each row's `lanes` threads
+const XT: u32 = 1024u; // X values per staged tile: WG vec4s, a whole number of q8/q4 groups of 32
+var<workgroup> xs: array<vec4<f32>, 256>; // XT / 4
+var<workgroup> red: array<f32, WG>; // partial sums, reduced within each row group's `lanes` threads
 
-// x[xo + k], or 0 past the end of the row (rows are padded to whole words).
-fn xk(xo: u32, k: u32) -> f32 {
-    return select(0.0, x[xo + k], k < p.K);
+fn q8x4(word: u32) -> vec4<f32> {
+    return vec4<f32>(vec4<i32>(
+        bitcast<i32>(word << 24u) >> 24u, bitcast<i32>(word << 16u) >> 24u,
+        bitcast<i32>(word << 8u) >> 24u, bitcast<i32>(word) >> 24u));
 }
 
-fn row_dot(n: u32, m: u32, lane: u32, lanes: u32) -> f32 {
-    let wo = n * p.w_stride;
-    let xo = (p.x_row0 + m) * p.x_stride;
-    var acc = 0.0;
+// Dot products of rows n0 .. n0 + nr - 1 of W with the staged tile (X[k0 .. k0 + kt)), this thread's
+// share (`lane` of `lanes`).
+fn tile_dot(n0: u32, nr: u32, k0: u32, kt: u32, lane: u32, lanes: u32) -> vec4<f32> {
+    var acc = vec4<f32>(0.0);
     switch p.wfmt {
-        case 1u: { // f16: 2 per word
-            for (var i = lane; i < p.w_stride; i += lanes) {
-                let v = unpack2x16float(w[wo + i]);
-                acc += xk(xo, 2u * i) * v.x + xk(xo, 2u * i + 1u) * v.y;
+        case 2u: { // q8: one group of 32 = 8 words and one scale per step
+            for (var g = lane; 32u * g < kt; g += lanes) {
+                let j = 8u * g; // first vec4 of X in the tile
+                let x0 = xs[j]; let x1 = xs[j + 1u]; let x2 = xs[j + 2u]; let x3 = xs[j + 3u];
+                let x4 = xs[j + 4u]; let x5 = xs[j + 5u]; let x6 = xs[j + 6u]; let x7 = xs[j + 7u];
+                let k = k0 + 32u * g;
+                for (var r = 0u; r < nr; r++) {
+                    let n = n0 + r;
+                    let o = n * p.w_stride + k / 4u;
+                    let d = dot(q8x4(w[o]), x0) + dot(q8x4(w[o + 1u]), x1) + dot(q8x4(w[o + 2u]), x2) + dot(q8x4(w[o + 3u]), x3)
+                          + dot(q8x4(w[o + 4u]), x4) + dot(q8x4(w[o + 5u]), x5) + dot(q8x4(w[o + 6u]), x6) + dot(q8x4(w[o + 7u]), x7);
+                    acc[r] += d * scale_of(n, k);
+                }
             }
         }
-        case 2u: { // q8: 4 per word, 8 words per group of 32
-            for (var i = lane; i < p.w_stride; i += lanes) {
-                let word = w[wo + i];
-                let k = 4u * i;
-                let q = vec4<f32>(vec4<i32>(
-                    bitcast<i32>(word << 24u) >> 24u, bitcast<i32>(word << 16u) >> 24u,
-                    bitcast<i32>(word << 8u) >> 24u, bitcast<i32>(word) >> 24u));
-                let xv = vec4<f32>(xk(xo, k), xk(xo, k + 1u), xk(xo, k + 2u), xk(xo, k + 3u));
-                acc += dot(q, xv) * scale_of(n, k);
+        case 3u: { // q4: one group of 32 = 4 words and one scale per step
+            for (var g = lane; 32u * g < kt; g += lanes) {
+                let j = 8u * g;
+                let k = k0 + 32u * g;
+                for (var r = 0u; r < nr; r++) {
+                    let n = n0 + r;
+                    let o = n * p.w_stride + k / 8u;
+                    var d = 0.0;
+                    for (var i = 0u; i < 4u; i++) {
+                        let word = w[o + i];
+                        let lo = vec4<f32>(vec4<u32>(word & 15u, (word >> 4u) & 15u, (word >> 8u) & 15u, (word >> 12u) & 15u)) - 8.0;
+                        let hi = vec4<f32>(vec4<u32>((word >> 16u) & 15u, (word >> 20u) & 15u, (word >> 24u) & 15u, word >> 28u)) - 8.0;
+                        d += dot(lo, xs[j + 2u * i]) + dot(hi, xs[j + 2u * i + 1u]);
+                    }
+                    acc[r] += d * scale_of(n, k);
+                }
             }
         }
-        case 3u: { // q4: 8 per word, 4 words per group of 32
-            for (var i = lane; i < p.w_stride; i += lanes) {
-                let word = w[wo + i];
-                let k = 8u * i;
-                let lo = vec4<f32>(vec4<u32>(word & 15u, (word >> 4u) & 15u, (word >> 8u) & 15u, (word >> 12u) & 15u)) - 8.0;
-                let hi = vec4<f32>(vec4<u32>((word >> 16u) & 15u, (word >> 20u) & 15u, (word >> 24u) & 15u, word >> 28u)) - 8.0;
-                let x0 = vec4<f32>(xk(xo, k), xk(xo, k + 1u), xk(xo, k + 2u), xk(xo, k + 3u));
-                let x1 = vec4<f32>(xk(xo, k + 4u), xk(xo, k + 5u), xk(xo, k + 6u), xk(xo, k + 7u));
-                acc += (dot(lo, x0) + dot(hi, x1)) * scale_of(n, k);
+        case 1u: { // f16: 2 per word, rows padded to whole words
+            for (var e = lane; 2u * e < kt; e += lanes) {
+                let xv = xs[e / 2u];
+                let xp = select(xv.xy, xv.zw, (e & 1u) == 1u);
+                let word = (k0 / 2u) + e;
+                for (var r = 0u; r < nr; r++) {
+                    acc[r] += dot(unpack2x16float(w[(n0 + r) * p.w_stride + word]), xp);
+                }
             }
         }
-        default: { // f32
-            for (var i = lane; i < p.K; i += lanes) {
-                acc += x[xo + i] * bitcast<f32>(w[wo + i]);
+        default: { // f32: rows are exactly K words
+            for (var e = lane; e < kt; e += lanes) {
+                let xv = xs[e / 4u][e & 3u];
+                for (var r = 0u; r < nr; r++) {
+                    acc[r] += xv * bitcast<f32>(w[(n0 + r) * p.w_stride + k0 + e]);
+                }
             }
         }
     }
@@ -64,26 +88,40 @@ fn row_dot(n: u32, m: u32, lane: u32, lanes: u32) -> f32 {
 @compute @workgroup_size(WG)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let lanes = p.lanes;
-    let r = li / lanes;
+    let rows = p.rows;
     let lane = li % lanes;
-    let n = wg.x * (WG / lanes) + r;
+    let n0 = (wg.x * (WG / lanes) + li / lanes) * rows;
     let m = wg.y;
-    var acc = 0.0;
-    if (n < p.N) {
-        acc = row_dot(n, m, lane, lanes);
+    let xo = (p.x_row0 + m) * p.x_stride;
+    // Rows this group owns (0 past N: it still takes part in staging and barriers).
+    let nr = select(0u, min(rows, p.N - n0), n0 < p.N);
+    var acc = vec4<f32>(0.0);
+    for (var k0 = 0u; k0 < p.K; k0 += XT) {
+        let k = k0 + 4u * li;
+        xs[li] = vec4<f32>(
+            select(0.0, x[xo + k], k < p.K), select(0.0, x[xo + k + 1u], k + 1u < p.K),
+            select(0.0, x[xo + k + 2u], k + 2u < p.K), select(0.0, x[xo + k + 3u], k + 3u < p.K));
+        workgroupBarrier();
+        acc += tile_dot(n0, nr, k0, min(XT, p.K - k0), lane, lanes);
+        workgroupBarrier();
     }
     if (lanes > 1u) {
-        red[li] = acc;
-        workgroupBarrier();
-        for (var s = lanes / 2u; s > 0u; s = s / 2u) {
-            if (lane < s) {
-                red[li] = red[li] + red[li + s];
+        for (var r = 0u; r < rows; r++) {
+            red[li] = acc[r];
+            workgroupBarrier();
+            for (var s = lanes / 2u; s > 0u; s = s / 2u) {
+                if (lane < s) {
+                    red[li] = red[li] + red[li + s];
+                }
+                workgroupBarrier();
             }
+            acc[r] = red[li];
             workgroupBarrier();
         }
-        acc = red[li];
     }
-    if (lane == 0u && n < p.N) {
-        store_y(m, n, acc);
+    if (lane == 0u) {
+        for (var r = 0u; r < nr; r++) {
+            store_y(m, n0 + r, acc[r]);
+        }
     }
 }

@@ -92,8 +92,10 @@ fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
     }
 }
 
+/// Y (+)= act(X W^T + b) for X [m, k], W [n, k] through `kernel` in the gemv shape (lanes, rows per
+/// group), against cpu.rs.
 #[allow(clippy::too_many_arguments)]
-fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, lanes: u32) {
+fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, (lanes, rows): (u32, u32)) {
     let g = gpu();
     let mut rng = Rng(seed);
     let (x_row0, y_col0, pad_cols) = (1usize, 3usize, 2usize);
@@ -117,6 +119,8 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
         wfmt: fmt.code(),
         s_stride: packed.s_stride() as u32,
         lanes,
+        rows,
+        _pad: [0; 3],
     };
     let out = pollster::block_on(g.run_once(
         kernel,
@@ -141,7 +145,7 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
         }
     }
     let atol = 2e-5 * (k as f64).sqrt() + 1e-5;
-    assert_close(&format!("{kernel:?} {fmt:?} M={m} N={n} K={k} flags={flags} lanes={lanes}"), &got, &want, atol, 1e-4);
+    assert_close(&format!("{kernel:?} {fmt:?} M={m} N={n} K={k} flags={flags} lanes={lanes} rows={rows}"), &got, &want, atol, 1e-4);
 }
 
 #[test]
@@ -150,33 +154,36 @@ fn matmul_tiled_matches_reference_on_edges_formats_and_epilogues() {
     for &(m, n, k) in &[(2usize, 1usize, 1usize), (63, 7, 15), (65, 129, 33), (130, 64, 200), (3, 70, 768)] {
         for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
             seed += 1;
-            run_linear(Kernel::Matmul, WeightFormat::F32, m, n, k, flags, seed, 1);
+            run_linear(Kernel::Matmul, WeightFormat::F32, m, n, k, flags, seed, (1, 1));
         }
     }
     for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
         for &(m, n, k) in &[(5usize, 33usize, 64usize), (66, 65, 100)] {
             seed += 1;
-            run_linear(Kernel::Matmul, fmt, m, n, k, MM_BIAS | MM_GELU, seed, 1);
+            run_linear(Kernel::Matmul, fmt, m, n, k, MM_BIAS | MM_GELU, seed, (1, 1));
         }
     }
 }
 
 #[test]
 fn gemv_matches_reference_on_edges_formats_and_epilogues() {
+    // (lanes, rows per group): both tunings' shapes (32 x 1 on GPUs, 1 x 4 on CPU adapters) and odd ones,
+    // over N that is not a multiple of the rows, and K over several staged tiles of 1024 with a ragged end.
+    let shapes = [(1u32, 1u32), (1, 4), (1, 3), (4, 2), (32, 1), (32, 4)];
     let mut seed = 100;
-    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 7, 15), (1, 129, 33), (2, 9, 768), (1, 50, 3072)] {
+    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 7, 15), (1, 129, 33), (2, 9, 768), (1, 50, 3072), (1, 5, 2051)] {
         for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
-            for lanes in [1, 4, 32] {
+            for shape in shapes {
                 seed += 1;
-                run_linear(Kernel::Gemv, WeightFormat::F32, m, n, k, flags, seed, lanes);
+                run_linear(Kernel::Gemv, WeightFormat::F32, m, n, k, flags, seed, shape);
             }
         }
     }
     for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
-        for &(m, n, k) in &[(1usize, 33usize, 64usize), (1, 17, 100), (1, 9, 1600)] {
-            for lanes in [1, 8, 32] {
+        for &(m, n, k) in &[(1usize, 33usize, 64usize), (1, 17, 100), (1, 9, 1600), (3, 6, 2049), (1, 1, 1)] {
+            for shape in shapes {
                 seed += 1;
-                run_linear(Kernel::Gemv, fmt, m, n, k, MM_BIAS | MM_ACCUMULATE, seed, lanes);
+                run_linear(Kernel::Gemv, fmt, m, n, k, MM_BIAS | MM_ACCUMULATE, seed, shape);
             }
         }
     }
@@ -189,7 +196,7 @@ fn gelu_saturates_without_nan_on_huge_inputs() {
     let xs = [-1e4f32, -50.0, -3.0, -0.5, 0.0, 0.5, 3.0, 50.0, 1e4];
     let (m, k, n) = (xs.len(), 1usize, 1usize);
     let w = PackedMatrix::pack_nk(&[1.0], n, k, WeightFormat::F32);
-    let prm = MatmulParams { m: m as u32, n: 1, k: 1, flags: MM_GELU, x_row0: 0, x_stride: 1, y_stride: 1, y_col0: 0, w_stride: 1, wfmt: 0, s_stride: 0, lanes: 1 };
+    let prm = MatmulParams { m: m as u32, n: 1, k: 1, flags: MM_GELU, x_row0: 0, x_stride: 1, y_stride: 1, y_col0: 0, w_stride: 1, wfmt: 0, s_stride: 0, lanes: 1, rows: 1, _pad: [0; 3] };
     let out = pollster::block_on(g.run_once(
         Kernel::Matmul,
         bytemuck::bytes_of(&prm),

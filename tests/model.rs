@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
-use gpt2_webgpu::gpu::Gpu;
+use gpt2_webgpu::gpu::{Gpu, TuningKind};
 use gpt2_webgpu::model::Model;
 use gpt2_webgpu::sampling::SamplingParams;
 use gpt2_webgpu::quant::WeightFormat;
@@ -13,16 +13,33 @@ use gpt2_webgpu::text::tokenizer::Tokenizer;
 use gpt2_webgpu::Error;
 use std::sync::{Arc, Mutex, OnceLock};
 
-/// One GPU and one loaded tiny model for the whole file (tests run serially; loading is the slow part).
+/// One loaded tiny model per tuning for the whole file (tests run serially; loading is the slow part).
+/// The GPU tuning (32 lanes per row, tiled matmul for every prompt longer than one token) is forced on
+/// this machine's CPU adapter so that it runs end to end here too.
+fn model_with(kind: TuningKind) -> std::sync::MutexGuard<'static, Model> {
+    static M: [OnceLock<Mutex<Model>>; 2] = [OnceLock::new(), OnceLock::new()];
+    M[kind as usize]
+        .get_or_init(|| {
+            let gpu = pollster::block_on(Gpu::with_tuning(Some(kind))).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)");
+            assert_eq!(gpu.tuning.kind, kind);
+            let mut src = tiny_model();
+            Mutex::new(pollster::block_on(Model::load(Arc::new(gpu), &mut src, WeightFormat::F32)).unwrap())
+        })
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+/// The model under the adapter's own tuning (CPU here).
 fn model() -> std::sync::MutexGuard<'static, Model> {
-    static M: OnceLock<Mutex<Model>> = OnceLock::new();
-    M.get_or_init(|| {
-        let gpu = Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)"));
-        let mut src = tiny_model();
-        Mutex::new(pollster::block_on(Model::load(gpu, &mut src, WeightFormat::F32)).unwrap())
+    model_with(TuningKind::Cpu)
+}
+
+/// The model under each tuning in turn (each guard is taken when the loop reaches it).
+fn models() -> impl Iterator<Item = (TuningKind, std::sync::MutexGuard<'static, Model>)> {
+    [TuningKind::Cpu, TuningKind::Gpu].into_iter().map(|k| {
+        eprintln!("-- tuning {}", k.name());
+        (k, model_with(k))
     })
-    .lock()
-    .unwrap_or_else(|e| e.into_inner())
 }
 
 fn tokenizer() -> Tokenizer {
@@ -36,75 +53,79 @@ fn reference() -> &'static Reference {
 
 #[test]
 fn logits_match_hugging_face_for_every_case_including_the_full_context() {
-    let mut m = model();
-    for case in &reference().cases {
-        m.reset();
-        let logits = pollster::block_on(m.append_logits(&case.ids)).unwrap();
-        let v = m.config().vocab_size;
-        let t = case.ids.len();
-        let last = &logits[(t - 1) * v..t * v];
-        let s = assert_close(&format!("{} logits_last (T={t})", case.name), last, &case.logits_last, 1e-3, 0.0);
-        eprintln!("{}: T={t} max |dlogit| last = {:.2e}", case.name, s.max_abs);
-        for (i, &pos) in case.logits_positions.iter().enumerate() {
-            assert_close(&format!("{} logits_at[{pos}]", case.name), &logits[pos * v..(pos + 1) * v], case.logits_at_row(i), 1e-3, 0.0);
+    for (_kind, mut m) in models() {
+        for case in &reference().cases {
+            m.reset();
+            let logits = pollster::block_on(m.append_logits(&case.ids)).unwrap();
+            let v = m.config().vocab_size;
+            let t = case.ids.len();
+            let last = &logits[(t - 1) * v..t * v];
+            let s = assert_close(&format!("{} logits_last (T={t})", case.name), last, &case.logits_last, 1e-3, 0.0);
+            eprintln!("{}: T={t} max |dlogit| last = {:.2e}", case.name, s.max_abs);
+            for (i, &pos) in case.logits_positions.iter().enumerate() {
+                assert_close(&format!("{} logits_at[{pos}]", case.name), &logits[pos * v..(pos + 1) * v], case.logits_at_row(i), 1e-3, 0.0);
+            }
         }
     }
 }
 
 #[test]
 fn hidden_states_match_per_layer() {
-    let mut m = model();
-    let mut checked = 0;
-    for case in reference().cases.iter().filter(|c| !c.hidden.is_empty()) {
-        let hidden = pollster::block_on(m.hidden_states(&case.ids)).unwrap();
-        assert_eq!(hidden.len(), case.hidden.len());
-        for (j, (got, want)) in hidden.iter().zip(&case.hidden).enumerate() {
-            assert_close(&format!("{} hidden.{j}", case.name), got, want, 1e-3, 0.0);
-            checked += 1;
+    for (_kind, mut m) in models() {
+        let mut checked = 0;
+        for case in reference().cases.iter().filter(|c| !c.hidden.is_empty()) {
+            let hidden = pollster::block_on(m.hidden_states(&case.ids)).unwrap();
+            assert_eq!(hidden.len(), case.hidden.len());
+            for (j, (got, want)) in hidden.iter().zip(&case.hidden).enumerate() {
+                assert_close(&format!("{} hidden.{j}", case.name), got, want, 1e-3, 0.0);
+                checked += 1;
+            }
         }
+        assert!(checked > 0, "the fixture has hidden states");
     }
-    assert!(checked > 0, "the fixture has hidden states");
 }
 
 #[test]
 fn greedy_generation_follows_the_reference_until_the_margins_get_too_thin() {
-    let mut m = model();
-    let tok = tokenizer();
-    for case in reference().cases.iter().filter(|c| !c.greedy_next_ids.is_empty()) {
-        // Compare up to (and including) the first step whose top-two margin is below our error bound.
-        let trusted = case.greedy_margins.iter().position(|&g| g < 1e-2).map_or(case.greedy_next_ids.len(), |i| i + 1);
-        let opts = GenerateOptions { max_new_tokens: trusted, sampling: SamplingParams::greedy(), stop_at_eos: false };
-        let mut gen = Generation::from_ids(&tok, m.config(), case.ids.clone(), opts).unwrap();
-        let mut got = Vec::new();
-        while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
-            got.push(p.token);
+    for (_kind, mut m) in models() {
+        let tok = tokenizer();
+        for case in reference().cases.iter().filter(|c| !c.greedy_next_ids.is_empty()) {
+            // Compare up to (and including) the first step whose top-two margin is below our error bound.
+            let trusted = case.greedy_margins.iter().position(|&g| g < 1e-2).map_or(case.greedy_next_ids.len(), |i| i + 1);
+            let opts = GenerateOptions { max_new_tokens: trusted, sampling: SamplingParams::greedy(), stop_at_eos: false };
+            let mut gen = Generation::from_ids(&tok, m.config(), case.ids.clone(), opts).unwrap();
+            let mut got = Vec::new();
+            while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
+                got.push(p.token);
+            }
+            let n_exact = trusted - usize::from(trusted < case.greedy_next_ids.len()); // the thin step itself may differ
+            assert_eq!(got[..n_exact], case.greedy_next_ids[..n_exact], "{}: greedy continuation", case.name);
+            eprintln!("{}: {} greedy tokens equal to the reference", case.name, n_exact);
         }
-        let n_exact = trusted - usize::from(trusted < case.greedy_next_ids.len()); // the thin step itself may differ
-        assert_eq!(got[..n_exact], case.greedy_next_ids[..n_exact], "{}: greedy continuation", case.name);
-        eprintln!("{}: {} greedy tokens equal to the reference", case.name, n_exact);
     }
 }
 
 #[test]
 fn kv_cache_decode_equals_rerunning_the_whole_prompt() {
-    let mut m = model();
-    let ids = reference().cases[2].ids.clone(); // 20 tokens
-    let v = m.config().vocab_size;
-    // Prefill 13 tokens, then append the rest one by one (and a pair), reading the logits each time.
-    m.reset();
-    pollster::block_on(m.append_logits(&ids[..13])).unwrap();
-    let mut incremental = Vec::new();
-    let mut i = 13;
-    while i < ids.len() {
-        let n = if i == 15 { 2 } else { 1 };
-        let l = pollster::block_on(m.append_logits(&ids[i..i + n])).unwrap();
-        incremental.push((i + n - 1, l[(n - 1) * v..].to_vec()));
-        i += n;
-    }
-    m.reset();
-    let full = pollster::block_on(m.append_logits(&ids)).unwrap();
-    for (pos, l) in incremental {
-        assert_close(&format!("cached logits at {pos}"), &l, &full[pos * v..(pos + 1) * v], 1e-4, 0.0);
+    for (_kind, mut m) in models() {
+        let ids = reference().cases[2].ids.clone(); // 20 tokens
+        let v = m.config().vocab_size;
+        // Prefill 13 tokens, then append the rest one by one (and a pair), reading the logits each time.
+        m.reset();
+        pollster::block_on(m.append_logits(&ids[..13])).unwrap();
+        let mut incremental = Vec::new();
+        let mut i = 13;
+        while i < ids.len() {
+            let n = if i == 15 { 2 } else { 1 };
+            let l = pollster::block_on(m.append_logits(&ids[i..i + n])).unwrap();
+            incremental.push((i + n - 1, l[(n - 1) * v..].to_vec()));
+            i += n;
+        }
+        m.reset();
+        let full = pollster::block_on(m.append_logits(&ids)).unwrap();
+        for (pos, l) in incremental {
+            assert_close(&format!("cached logits at {pos}"), &l, &full[pos * v..(pos + 1) * v], 1e-4, 0.0);
+        }
     }
 }
 
@@ -180,24 +201,25 @@ fn empty_prompt_generates_from_endoftext_and_long_prompts_keep_their_tail() {
 
 #[test]
 fn generation_slides_the_window_when_the_context_is_full() {
-    let mut m = model();
-    let tok = tokenizer();
-    let prompt: Vec<u32> = (0..1020u32).map(|i| (i * 104729) % 50000).collect();
-    let opts = GenerateOptions { max_new_tokens: 8, sampling: SamplingParams::greedy(), stop_at_eos: false };
-    let mut gen = Generation::from_ids(&tok, m.config(), prompt.clone(), opts).unwrap();
-    let mut got = Vec::new();
-    while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
-        got.push(p.token);
+    for (_kind, mut m) in models() {
+        let tok = tokenizer();
+        let prompt: Vec<u32> = (0..1020u32).map(|i| (i * 104729) % 50000).collect();
+        let opts = GenerateOptions { max_new_tokens: 8, sampling: SamplingParams::greedy(), stop_at_eos: false };
+        let mut gen = Generation::from_ids(&tok, m.config(), prompt.clone(), opts).unwrap();
+        let mut got = Vec::new();
+        while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
+            got.push(p.token);
+        }
+        assert_eq!(got.len(), 8);
+        assert_eq!(gen.reencodes(), 1, "1020 + 8 tokens cross the 1024 window once");
+        // Token 6 (index 5) was the first sampled after the slide: greedy over the most recent 768 tokens.
+        let mut ctx = prompt.clone();
+        ctx.extend_from_slice(&got[..5]);
+        let window = &ctx[ctx.len() - 768..];
+        m.reset();
+        let l = pollster::block_on(m.append_logits(window)).unwrap();
+        assert_eq!(got[5] as usize, argmax(&l[767 * 50257..]), "after sliding, the next token comes from the re-encoded window");
     }
-    assert_eq!(got.len(), 8);
-    assert_eq!(gen.reencodes(), 1, "1020 + 8 tokens cross the 1024 window once");
-    // Token 6 (index 5) was the first sampled after the slide: greedy over the most recent 768 tokens.
-    let mut ctx = prompt.clone();
-    ctx.extend_from_slice(&got[..5]);
-    let window = &ctx[ctx.len() - 768..];
-    m.reset();
-    let l = pollster::block_on(m.append_logits(window)).unwrap();
-    assert_eq!(got[5] as usize, argmax(&l[767 * 50257..]), "after sliding, the next token comes from the re-encoded window");
 }
 
 #[test]

@@ -90,6 +90,9 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm)), Grid::Xy(17, 65));
     let mm1 = MatmulParams { lanes: 1, ..mm };
     assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm1)), Grid::Xy(1, 65));
+    // The CPU tuning: one thread per 4 rows, 1024 rows per workgroup.
+    let mm4 = MatmulParams { n: 1025, lanes: 1, rows: 4, ..mm };
+    assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm4)), Grid::Xy(2, 65));
     let att = AttentionParams { t: 5, nh: 12, ..Default::default() };
     assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&att)), Grid::Xy(12, 5));
 }

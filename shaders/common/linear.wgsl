@@ -23,7 +23,11 @@ struct Params {
     w_stride: u32,
     wfmt: u32,
     s_stride: u32,
-    lanes: u32,      // threads per row (gemv only; matmul ignores it)
+    lanes: u32,      // threads per row group (gemv only; matmul ignores it)
+    rows: u32,       // output rows per row group (gemv only)
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -119,12 +119,12 @@ kernel_table! {
         workgroup: [16, 16, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(4 * wg[0]), p.m.div_ceil(4 * wg[1])) },
     }
-    /// The same for few rows: `lanes` threads per output row, one row of X per workgroup row.
+    /// The same for few rows: `lanes` threads per group of `rows` output rows, one row of X per workgroup row.
     Gemv = "gemv" {
         common: ["weights", "gelu", "linear"],
         bindings: LINEAR,
         workgroup: [256, 1, 1],
-        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1)), p.m) },
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
     }
     /// Copy this step's keys and values into the layer's cache, one thread per (t, c).
     KvAppend = "kv_append" {

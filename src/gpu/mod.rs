@@ -2,10 +2,14 @@
 //! and small buffer helpers. Nothing here knows about GPT-2's layers; model/ strings these kernels
 //! together.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
 pub mod kernels;
 pub mod params;
+pub mod tuning;
 
 pub use kernels::{Bind, Grid, Kernel};
+pub use tuning::{Tuning, TuningKind};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -96,12 +100,8 @@ pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: GpuInfo,
-    /// Threads per output row in gemv.wgsl: 32 on GPUs, 1 on CPU adapters (see the shader's header).
-    /// GPT2_GEMV_LANES overrides it for benchmarking.
-    pub gemv_lanes: u32,
-    /// Steps of up to this many tokens use gemv (one pass over W per row) instead of the tiled matmul.
-    /// 1 on GPUs; on CPU adapters the tiled kernel's barriers cost more than re-reading W.
-    pub gemv_max_rows: u32,
+    /// How the model shapes its dispatches on this adapter (tuning.rs).
+    pub tuning: Tuning,
     layouts: Vec<(Kernel, wgpu::BindGroupLayout)>,
     pipelines: Vec<(Kernel, wgpu::ComputePipeline)>,
     /// Validation/OOM errors the device reported outside an error scope, surfaced by `check()`.
@@ -113,6 +113,11 @@ impl Gpu {
     /// Pick the adapter, request its *real* limits (not the conservative defaults: gpt2's wte alone
     /// needs more than the default 128 MiB binding on some devices) and build every pipeline.
     pub async fn new() -> Result<Gpu> {
+        Self::with_tuning(None).await
+    }
+
+    /// `new`, with the tuning forced to `kind` whatever the adapter (None: GPT2_TUNING, else by adapter).
+    pub async fn with_tuning(kind: Option<TuningKind>) -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -123,10 +128,10 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::NoAdapter(format!(" ({e})")))?;
-        Self::from_adapter(adapter).await
+        Self::from_adapter(adapter, kind).await
     }
 
-    pub async fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+    pub async fn from_adapter(adapter: wgpu::Adapter, forced: Option<TuningKind>) -> Result<Gpu> {
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -213,21 +218,8 @@ impl Gpu {
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
         }
-        #[allow(unused_mut)]
-        let mut gemv_lanes = if adapter_info.device_type == wgpu::DeviceType::Cpu { 1 } else { 32 };
-        #[cfg(not(target_arch = "wasm32"))]
-        if let Some(l) = std::env::var("GPT2_GEMV_LANES").ok().and_then(|v| v.parse::<u32>().ok()) {
-            if l.is_power_of_two() && l <= 32 {
-                gemv_lanes = l;
-            }
-        }
-        #[allow(unused_mut)]
-        let mut gemv_max_rows = if adapter_info.device_type == wgpu::DeviceType::Cpu { 64 } else { 1 };
-        #[cfg(not(target_arch = "wasm32"))]
-        if let Some(r) = std::env::var("GPT2_GEMV_MAX_ROWS").ok().and_then(|v| v.parse::<u32>().ok()) {
-            gemv_max_rows = r.max(1);
-        }
-        Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, gemv_lanes, gemv_max_rows, layouts, pipelines, errors, lost })
+        let tuning = Tuning::choose(adapter_info.device_type, forced)?;
+        Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, tuning, layouts, pipelines, errors, lost })
     }
 
     pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {

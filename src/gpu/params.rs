@@ -50,8 +50,11 @@ pub struct MatmulParams {
     pub w_stride: u32,
     pub wfmt: u32,
     pub s_stride: u32,
-    /// gemv: threads per output row (power of two <= 32); see Gpu::gemv_lanes.
+    /// gemv: threads per output row (power of two <= 32); see Tuning::gemv_lanes.
     pub lanes: u32,
+    /// gemv: output rows per row-group of threads (1..=4); see Tuning::gemv_rows_per_thread.
+    pub rows: u32,
+    pub _pad: [u32; 3],
 }
 
 /// shaders/kv_append.wgsl

@@ -16,7 +16,7 @@ use super::plan::Activations;
 use super::upload::{GpuMatrix, Layer, Packing, Weights};
 use crate::config::Gpt2Config;
 use crate::gpu::params::*;
-use crate::gpu::{whole, Gpu, Kernel};
+use crate::gpu::{whole, Gpu, Kernel, Tuning};
 
 /// Which rows a step works on: the T tokens of the step at positions pos0.., and the rows the head
 /// (ln_f + logits) turns into logits.
@@ -180,8 +180,8 @@ impl Ops {
     }
 }
 
-/// Bytes of a Params block in the arena: the largest Params struct (MatmulParams, 48) rounded to 16.
-const PARAMS_BYTES: u64 = 48;
+/// Bytes of a Params block in the arena: the largest Params struct (MatmulParams, 64) rounded to 16.
+const PARAMS_BYTES: u64 = 64;
 
 /// One uniform buffer with a slot of Params per op (each bind group points at its own slot), and its
 /// host copy, written per step and uploaded in one `write_buffer`.
@@ -234,7 +234,7 @@ impl ParamsArena {
 }
 
 /// The Params of `kind` for this frame, in a fixed block (no allocation per step).
-pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, gemv_lanes: u32) -> [u8; PARAMS_BYTES as usize] {
+pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tuning) -> [u8; PARAMS_BYTES as usize] {
     fn block<T: bytemuck::Pod>(p: &T) -> [u8; PARAMS_BYTES as usize] {
         let mut b = [0u8; PARAMS_BYTES as usize];
         let bytes = bytemuck::bytes_of(p);
@@ -273,7 +273,9 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, gemv_lanes: 
             w_stride: w.w_stride,
             wfmt: w.wfmt,
             s_stride: w.s_stride,
-            lanes: gemv_lanes,
+            lanes: tuning.gemv_lanes,
+            rows: tuning.gemv_rows_per_thread,
+            _pad: [0; 3],
         }),
         OpKind::KvAppend => block(&KvAppendParams { t: fr.t, c, pos0: fr.pos0, _pad: 0 }),
         OpKind::Attention => block(&AttentionParams {
@@ -296,7 +298,7 @@ pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePas
     let kernel = match op.kind {
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
-            if p.m <= gpu.gemv_max_rows {
+            if p.m <= gpu.tuning.gemv_max_rows {
                 Kernel::Gemv
             } else {
                 Kernel::Matmul

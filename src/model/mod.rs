@@ -33,9 +33,9 @@ pub struct Model {
     gpu: Arc<Gpu>,
     config: Gpt2Config,
     format: WeightFormat,
-    /// Held, never read after load: the bind groups of `ops` read these buffers on the GPU, and the
-    /// model owns them for as long as it can run.
-    _weights: Weights,
+    /// The bind groups of `ops` read these buffers on the GPU, and the model owns them for as long as
+    /// it can run; only their sizes are read on the host.
+    weights: Weights,
     acts: Activations,
     hist_host: Vec<u32>,       // host staging for `acts.hist`, reused every step
     out_read: wgpu::Buffer,    // [SAMPLE_OUT_WORDS] u32, MAP_READ copy of `acts.out`
@@ -83,6 +83,14 @@ impl Model {
         self.pos = 0;
     }
 
+    /// Bytes of weights a decode step reads: every layer's four matrices and all of wte (the logits),
+    /// with their scales. The bench divides by this to see how close a step streams to the adapter's rate.
+    pub fn weight_bytes_per_token(&self) -> u64 {
+        let m = |g: &upload::GpuMatrix| g.w.size() + g.scales.size();
+        let layers: u64 = self.weights.layers.iter().map(|l| m(&l.attn) + m(&l.attn_proj) + m(&l.fc) + m(&l.mlp_proj)).sum();
+        layers + self.weights.wte.iter().map(|(_, _, g)| m(g)).sum::<u64>()
+    }
+
     /// Dispatches recorded per step: (per layer, total for a decode step).
     pub fn dispatch_counts(&self) -> (usize, usize) {
         (self.ops.per_layer(), self.ops.all().count())
@@ -113,7 +121,7 @@ impl Model {
         self.gpu.queue.write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
         let fr = Frame { t: tokens.len() as u32, pos0: self.pos as u32, head_row0: tokens.len() as u32 - 1, head_rows: 1 };
         for op in self.ops.body() {
-            self.arena.write(op, &params_of(&op.kind, fr, &self.config, self.gpu.gemv_lanes));
+            self.arena.write(op, &params_of(&op.kind, fr, &self.config, &self.gpu.tuning));
         }
         self.set_head(fr);
         Ok(fr)
@@ -121,7 +129,7 @@ impl Model {
 
     fn set_head(&mut self, fr: Frame) {
         for op in &self.ops.head {
-            self.arena.write(op, &params_of(&op.kind, fr, &self.config, self.gpu.gemv_lanes));
+            self.arena.write(op, &params_of(&op.kind, fr, &self.config, &self.gpu.tuning));
         }
     }
 

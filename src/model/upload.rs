@@ -193,7 +193,7 @@ impl ModelUploader {
             gpu,
             config: cfg,
             format,
-            _weights: weights,
+            weights,
             acts,
             out_read,
             head_rows: r as u32,

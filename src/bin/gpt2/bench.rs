@@ -74,7 +74,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             let mut o = serde_json::json!({
                 "weights": model.format().name(),
                 "engine": model.kind(),
-                "tuning": match &model { AnyEngine::Gpu(_) => "default", AnyEngine::Cpu(m) => m.simd().name() },
+                "tuning": match &model { AnyEngine::Gpu(m) => m.gpu().tuning.to_json().parse::<serde_json::Value>().expect("tuning JSON"), AnyEngine::Cpu(m) => m.simd().name().into() },
                 "threads": match &model { AnyEngine::Gpu(_) => serde_json::Value::Null, AnyEngine::Cpu(m) => m.threads().into() },
                 "load_s": load_s,
                 "prompt_tokens": prompt.len(),

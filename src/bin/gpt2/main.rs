@@ -93,6 +93,7 @@ mod cli {
                 Some(gpu) => {
                     println!("engine: gpu");
                     println!("{}", gpu.info);
+                    println!("tuning: {}", gpu.tuning);
                     Ok(())
                 }
                 None => {

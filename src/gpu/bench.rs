@@ -1,0 +1,74 @@
+//! The yardstick for `gpt2 bench`: how fast a plain q8 GEMV streams weights on this adapter, measured in
+//! the same process as the model (machines are noisy; only ratios taken in one run mean anything).
+//! Native only: it blocks on the device.
+
+use super::params::MatmulParams;
+use super::{whole, Gpu, Kernel};
+use crate::error::{Error, Result};
+
+/// GB/s at which gemv.wgsl alone, in this GPU's tuning, reads a q8 matrix W [N, K] of about `bytes`
+/// bytes (weights + scales), `reps` times in one submit: the rate a decode step whose only work is
+/// streaming its weights could reach. The matrix is random words (the speed does not depend on values).
+pub fn gemv_q8_stream_gb_s(gpu: &Gpu, bytes: u64, k: u32, reps: u32) -> Result<f64> {
+    let fmt = crate::quant::WeightFormat::Q8;
+    let (w_stride, s_stride) = (fmt.w_stride(k as usize) as u32, fmt.s_stride(k as usize) as u32);
+    let row_bytes = 4 * w_stride as u64 + 2 * s_stride as u64;
+    let n = ((bytes / row_bytes) as u32).max(1);
+    // Deterministic filler: an LCG's words; scales 2^-7 (f16 0x2000) so sums stay finite.
+    let mut s = 0x9E37_79B9u32;
+    let words: Vec<u32> = (0..n as usize * w_stride as usize)
+        .map(|_| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            s
+        })
+        .collect();
+    let scales = vec![0x2000_2000u32; (n as usize * s_stride as usize).div_ceil(2)];
+    let w = gpu.storage_init("bench.w", bytemuck::cast_slice(&words))?;
+    drop(words);
+    let sc = gpu.storage_init("bench.scales", bytemuck::cast_slice(&scales))?;
+    let x = gpu.storage_init("bench.x", bytemuck::cast_slice(&vec![0.01f32; k as usize]))?;
+    let bias = gpu.storage("bench.bias", n as u64 * 4, wgpu::BufferUsages::empty())?;
+    let y = gpu.storage("bench.y", n as u64 * 4, wgpu::BufferUsages::empty())?;
+    let t = &gpu.tuning;
+    let prm = MatmulParams {
+        m: 1,
+        n,
+        k,
+        flags: 0,
+        x_row0: 0,
+        x_stride: k,
+        y_stride: n,
+        y_col0: 0,
+        w_stride,
+        wfmt: fmt.code(),
+        s_stride,
+        lanes: t.gemv_lanes,
+        rows: t.gemv_rows_per_thread,
+        _pad: [0; 3],
+    };
+    let ubuf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("bench.params"),
+        size: std::mem::size_of::<MatmulParams>() as u64,
+        usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    gpu.queue.write_buffer(&ubuf, 0, bytemuck::bytes_of(&prm));
+    let bind = gpu.bind_group(Kernel::Gemv, "bench.gemv", &[whole(&ubuf), whole(&x), whole(&w), whole(&sc), whole(&bias), whole(&y)]);
+    let run = |reps: u32| -> Result<f64> {
+        let t0 = std::time::Instant::now();
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            for _ in 0..reps {
+                gpu.dispatch(&mut pass, Kernel::Gemv, &bind, bytemuck::bytes_of(&prm));
+            }
+        }
+        gpu.queue.submit([enc.finish()]);
+        gpu.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+        gpu.check()?;
+        Ok(t0.elapsed().as_secs_f64())
+    };
+    run(1)?; // warm-up: drivers compile pipelines lazily
+    let secs = run(reps.max(1))?;
+    Ok(reps.max(1) as f64 * n as f64 * row_bytes as f64 / secs / 1e9)
+}

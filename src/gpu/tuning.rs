@@ -1,0 +1,142 @@
+//! How the kernels are shaped for one adapter, as data: one `Tuning` value, chosen once per adapter
+//! (GPUs and CPU adapters such as lavapipe or SwiftShader want opposite shapes), printed by `gpt2 info`
+//! and the bench, and forced with `GPT2_TUNING=gpu|cpu` on any adapter so both shapes run end to end in
+//! the tests here (where the only adapter is a CPU one).
+
+use crate::error::{Error, Result};
+
+/// The two families of adapters the kernels are shaped for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TuningKind {
+    /// Discrete and integrated GPUs: many lanes per row, coalesced reads, tiled GEMM for prompts.
+    Gpu,
+    /// CPU adapters (lavapipe, SwiftShader): every workgroup barrier is a context switch, so a thread
+    /// owns whole rows and prompts go through gemv.
+    Cpu,
+}
+
+impl TuningKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            TuningKind::Gpu => "gpu",
+            TuningKind::Cpu => "cpu",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<TuningKind> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "gpu" => Ok(TuningKind::Gpu),
+            "cpu" => Ok(TuningKind::Cpu),
+            other => Err(Error::InvalidArgument(format!("GPT2_TUNING must be `gpu` or `cpu`, not `{other}`"))),
+        }
+    }
+
+    /// The family an adapter belongs to by its device type.
+    pub fn of_adapter(device_type: wgpu::DeviceType) -> TuningKind {
+        if device_type == wgpu::DeviceType::Cpu {
+            TuningKind::Cpu
+        } else {
+            TuningKind::Gpu
+        }
+    }
+}
+
+/// Every per-adapter choice the model makes when it records a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    pub kind: TuningKind,
+    /// gemv: threads that share one output row (a power of two <= 32). On a GPU 32 lanes read a row
+    /// side by side (coalesced); on a CPU adapter one thread owns the row.
+    pub gemv_lanes: u32,
+    /// gemv: output rows each row-group of `gemv_lanes` threads computes (1..=4), sharing every load
+    /// of X between them: what makes a plain GEMV stream at the adapter's limit on CPU adapters.
+    pub gemv_rows_per_thread: u32,
+    /// Steps of up to this many tokens use gemv (one pass over W per token); longer ones the tiled
+    /// matmul. 1 on GPUs; on CPU adapters the tiled kernel's barriers cost more than re-reading W.
+    pub gemv_max_rows: u32,
+}
+
+impl Tuning {
+    pub const GPU: Tuning = Tuning { kind: TuningKind::Gpu, gemv_lanes: 32, gemv_rows_per_thread: 1, gemv_max_rows: 1 };
+    pub const CPU: Tuning = Tuning { kind: TuningKind::Cpu, gemv_lanes: 1, gemv_rows_per_thread: 4, gemv_max_rows: 64 };
+
+    pub fn of_kind(kind: TuningKind) -> Tuning {
+        match kind {
+            TuningKind::Gpu => Tuning::GPU,
+            TuningKind::Cpu => Tuning::CPU,
+        }
+    }
+
+    /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
+    /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_LANES`,
+    /// `GPT2_GEMV_ROWS` and `GPT2_GEMV_MAX_ROWS` then override single fields for benchmarking.
+    pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
+        #[allow(unused_mut)]
+        let mut kind = forced;
+        #[cfg(not(target_arch = "wasm32"))]
+        if kind.is_none() {
+            if let Ok(v) = std::env::var("GPT2_TUNING") {
+                kind = Some(TuningKind::parse(&v)?);
+            }
+        }
+        #[allow(unused_mut)]
+        let mut t = Tuning::of_kind(kind.unwrap_or(TuningKind::of_adapter(device_type)));
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let num = |name: &str| -> Result<Option<u32>> {
+                match std::env::var(name) {
+                    Err(_) => Ok(None),
+                    Ok(v) => v.trim().parse::<u32>().map(Some).map_err(|_| Error::InvalidArgument(format!("{name} must be a whole number, not `{v}`"))),
+                }
+            };
+            if let Some(l) = num("GPT2_GEMV_LANES")? {
+                t.gemv_lanes = l;
+            }
+            if let Some(r) = num("GPT2_GEMV_ROWS")? {
+                t.gemv_rows_per_thread = r;
+            }
+            if let Some(m) = num("GPT2_GEMV_MAX_ROWS")? {
+                t.gemv_max_rows = m;
+            }
+        }
+        t.validate()?;
+        Ok(t)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if !(self.gemv_lanes.is_power_of_two() && self.gemv_lanes <= 32) {
+            return Err(Error::InvalidArgument(format!("gemv lanes must be a power of two up to 32, not {}", self.gemv_lanes)));
+        }
+        if !(1..=4).contains(&self.gemv_rows_per_thread) {
+            return Err(Error::InvalidArgument(format!("gemv rows per thread must be 1 to 4, not {}", self.gemv_rows_per_thread)));
+        }
+        if self.gemv_max_rows == 0 {
+            return Err(Error::InvalidArgument("the gemv row limit must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// One JSON object (the bench prints it as its `tuning` field).
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"kind\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{}}}",
+            self.kind.name(),
+            self.gemv_lanes,
+            self.gemv_rows_per_thread,
+            self.gemv_max_rows
+        )
+    }
+}
+
+impl std::fmt::Display for Tuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} (gemv: {} lanes x {} rows per thread, up to {} tokens; longer prompts: tiled matmul)",
+            self.kind.name(),
+            self.gemv_lanes,
+            self.gemv_rows_per_thread,
+            self.gemv_max_rows
+        )
+    }
+}
