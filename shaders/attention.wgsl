@@ -4,8 +4,11 @@
 //     a[s]        = softmax_s( (q_t . k_s) * scale ),   scale = 1 / sqrt(hs)
 //     out[t, h*hs + d] = sum_s a[s] * v_s[d]
 //
-// Shapes: qkv [T, 3C] f32 (queries are the first C columns), k_cache / v_cache [P, C] f32 (already holding
-// this step's keys: kv_append runs first), out [T, C] f32. C = NH * hs, hs <= 256.
+// Shapes: qkv [T, 3C] f32 (q | k | v), k_cache / v_cache [P, C] f32 holding positions < pos0, out [T, C]
+// f32. C = NH * hs, hs <= 256.
+// The step's own keys and values (positions pos0 .. pos0 + T) are read from qkv, never from the cache,
+// and workgroup (h, t) copies head h of row t into the cache for the steps after this one: appending to
+// the cache costs no dispatch of its own, and no workgroup reads what another one writes.
 // The scores are never materialised as [NH, T, T] (104 MB for gpt2-xl at T = 1024): keys are visited in
 // tiles of 256 with an online softmax (running max m and sum l; earlier partial sums are rescaled by
 // exp(m_old - m_new) whenever the max grows), so memory is O(tile) and any context length works.
@@ -25,8 +28,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<f32>;          // [T, 3C]
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;      // [P, C]
-@group(0) @binding(3) var<storage, read> v_cache: array<f32>;      // [P, C]
+@group(0) @binding(2) var<storage, read_write> k_cache: array<f32>; // [P, C]
+@group(0) @binding(3) var<storage, read_write> v_cache: array<f32>; // [P, C]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [T, C]
 
 const WG: u32 = 64u;
@@ -43,8 +46,12 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let ho = h * hs;
     let n_keys = p.pos0 + t + 1u;
 
+    let row = t * 3u * p.C;
     for (var d = li; d < hs; d += WG) {
-        q[d] = qkv[t * 3u * p.C + ho + d] * p.scale;
+        q[d] = qkv[row + ho + d] * p.scale;
+        let dst = (p.pos0 + t) * p.C + ho + d;
+        k_cache[dst] = qkv[row + p.C + ho + d];
+        v_cache[dst] = qkv[row + 2u * p.C + ho + d];
     }
     workgroupBarrier();
 
@@ -61,10 +68,18 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         let cnt = min(TILE, n_keys - s0);
         var tmax = -3.0e38;
         for (var i = li; i < cnt; i += WG) {
-            let ko = (s0 + i) * p.C + ho;
+            let s = s0 + i;
             var dot = 0.0;
-            for (var d = 0u; d < hs; d++) {
-                dot = fma(q[d], k_cache[ko + d], dot);
+            if (s < p.pos0) {
+                let ko = s * p.C + ho;
+                for (var d = 0u; d < hs; d++) {
+                    dot = fma(q[d], k_cache[ko + d], dot);
+                }
+            } else {
+                let ko = (s - p.pos0) * 3u * p.C + p.C + ho;
+                for (var d = 0u; d < hs; d++) {
+                    dot = fma(q[d], qkv[ko + d], dot);
+                }
             }
             sc[i] = dot;
             tmax = max(tmax, dot);
@@ -84,8 +99,13 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let d = li + WG * j;
             if (d < hs) {
                 var a = acc[j] * corr;
-                for (var i = 0u; i < cnt; i++) {
+                // Cached positions, then this step's (from qkv).
+                let past = min(cnt, select(0u, p.pos0 - s0, s0 < p.pos0));
+                for (var i = 0u; i < past; i++) {
                     a = fma(sc[i], v_cache[(s0 + i) * p.C + ho + d], a);
+                }
+                for (var i = past; i < cnt; i++) {
+                    a = fma(sc[i], qkv[(s0 + i - p.pos0) * 3u * p.C + 2u * p.C + ho + d], a);
                 }
                 acc[j] = a;
             }

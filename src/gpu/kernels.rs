@@ -126,17 +126,11 @@ kernel_table! {
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
     }
-    /// Copy this step's keys and values into the layer's cache, one thread per (t, c).
-    KvAppend = "kv_append" {
-        common: [],
-        bindings: &[params(), read("qkv", "[T, 3C]"), write("k_cache", "[P, C]"), write("v_cache", "[P, C]")],
-        workgroup: [256, 1, 1],
-        grid: |b, wg| { let p: KvAppendParams = read_params(b); Grid::Line((p.t * p.c).div_ceil(wg[0])) },
-    }
-    /// Causal attention over the cache, one workgroup per (head, query).
+    /// Causal attention over the cache and this step's keys, one workgroup per (head, query); it also
+    /// appends the step's keys and values to the cache.
     Attention = "attention" {
         common: ["reduce"],
-        bindings: &[params(), read("qkv", "[T, 3C]"), read("k_cache", "[P, C]"), read("v_cache", "[P, C]"), write("out", "[T, C]")],
+        bindings: &[params(), read("qkv", "[T, 3C]"), write("k_cache", "[P, C]"), write("v_cache", "[P, C]"), write("out", "[T, C]")],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
     }

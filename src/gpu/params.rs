@@ -57,16 +57,6 @@ pub struct MatmulParams {
     pub _pad: [u32; 3],
 }
 
-/// shaders/kv_append.wgsl
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
-pub struct KvAppendParams {
-    pub t: u32,
-    pub c: u32,
-    pub pos0: u32,
-    pub _pad: u32,
-}
-
 /// shaders/attention.wgsl
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]

@@ -44,7 +44,6 @@ pub(super) enum OpKind {
     LayerNorm { rows: Rows },
     /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows.
     Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows },
-    KvAppend,
     Attention,
     /// Params written by `Model::step` itself (sampling parameters are per call, not per frame).
     Sample,
@@ -92,9 +91,10 @@ pub(super) struct Op {
 
 /// The dispatches of one transformer block, in order; the array's length is the number of dispatches
 /// per layer.
-pub(super) type LayerOps<T> = [T; 8];
+pub(super) type LayerOps<T> = [T; 7];
 
-/// One transformer block: ln_1 -> qkv -> kv_append -> attention -> attn proj + residual -> ln_2 ->
+/// One transformer block: ln_1 -> qkv -> attention (which also appends this step's K and V to the
+/// cache) -> attn proj + residual -> ln_2 ->
 /// fc + gelu -> mlp proj + residual.
 fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config) -> LayerOps<OpSpec<'a>> {
     let (c, f) = (cfg.n_embd as u32, cfg.n_inner as u32);
@@ -103,7 +103,6 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config) -
     [
         spec(OpKind::LayerNorm { rows: step }, Kernel::LayerNorm, lb("ln_1"), vec![&a.x, &w.ln_1_g, &w.ln_1_b, &a.xn]),
         spec(OpKind::linear(&w.attn, MM_BIAS, 0, 3 * c, step), Kernel::Matmul, lb("qkv"), vec![&a.xn, &w.attn.w, &w.attn.scales, &w.attn_b, &a.qkv]),
-        spec(OpKind::KvAppend, Kernel::KvAppend, lb("kv_append"), vec![&a.qkv, &w.k_cache, &w.v_cache]),
         spec(OpKind::Attention, Kernel::Attention, lb("attention"), vec![&a.qkv, &w.k_cache, &w.v_cache, &a.att]),
         spec(
             OpKind::linear(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
@@ -277,7 +276,6 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             rows: tuning.gemv_rows_per_thread,
             _pad: [0; 3],
         }),
-        OpKind::KvAppend => block(&KvAppendParams { t: fr.t, c, pos0: fr.pos0, _pad: 0 }),
         OpKind::Attention => block(&AttentionParams {
             t: fr.t,
             c,
