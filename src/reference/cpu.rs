@@ -194,6 +194,12 @@ pub fn attention(qkv: &[f64], c: usize, nh: usize) -> Vec<f64> {
 /// pos0 = S - T, and sees keys 0..=pos0+t.
 /// q [T,C], k [S,C], v [S,C] -> y [T,C].
 pub fn attention_with_past(q: &[f64], k: &[f64], v: &[f64], c: usize, nh: usize) -> Vec<f64> {
+    attention_probs_with_past(q, k, v, c, nh, None)
+}
+
+/// `attention_with_past`, also writing each head's softmax probabilities to `probs` [NH,T,S] when given
+/// (row = query, column = key; zero for the keys a query does not see).
+pub fn attention_probs_with_past(q: &[f64], k: &[f64], v: &[f64], c: usize, nh: usize, mut probs: Option<&mut [f64]>) -> Vec<f64> {
     assert_eq!(c % nh, 0);
     assert_eq!(k.len(), v.len());
     assert!(q.len() <= k.len() && q.len().is_multiple_of(c) && k.len().is_multiple_of(c));
@@ -212,6 +218,11 @@ pub fn attention_with_past(q: &[f64], k: &[f64], v: &[f64], c: usize, nh: usize)
                 *ps = qh.iter().zip(kh).map(|(a, b)| a * b).sum::<f64>() * scale;
             }
             softmax_inplace(&mut p[..n_keys]);
+            if let Some(pr) = probs.as_deref_mut() {
+                let row = &mut pr[(h * t_len + t) * s_len..][..s_len]; // [S]
+                row[..n_keys].copy_from_slice(&p[..n_keys]);
+                row[n_keys..].fill(0.0);
+            }
             let yh = &mut y[t * c + h * hs..][..hs]; // [hs]
             for (s, &ps) in p[..n_keys].iter().enumerate() {
                 let vh = &v[s * c + h * hs..][..hs]; // [hs]
@@ -301,7 +312,8 @@ impl Forward {
 
 /// One transformer block on the residual stream x [T,C], in place. The new tokens' K and V are appended
 /// to `k_cache`, `v_cache` ([S,C] afterwards) and the attention looks at all of them.
-fn block(cfg: &Gpt2Config, lw: &LayerWeights, x: &mut [f64], k_cache: &mut Vec<f64>, v_cache: &mut Vec<f64>) {
+/// `probs`, when given, receives the attention probabilities [NH,T,S].
+fn block(cfg: &Gpt2Config, lw: &LayerWeights, x: &mut [f64], k_cache: &mut Vec<f64>, v_cache: &mut Vec<f64>, probs: Option<&mut [f64]>) {
     let (c, f, nh) = (cfg.n_embd, cfg.n_inner, cfg.n_head);
     let eps = eps_f64(cfg.layer_norm_epsilon);
 
@@ -311,7 +323,7 @@ fn block(cfg: &Gpt2Config, lw: &LayerWeights, x: &mut [f64], k_cache: &mut Vec<f
     let (q, k, v) = split_qkv(&qkv, c); // [T,C] each
     k_cache.extend_from_slice(&k); // [S,C]
     v_cache.extend_from_slice(&v); // [S,C]
-    let att = attention_with_past(&q, k_cache, v_cache, c, nh); // [T,C]
+    let att = attention_probs_with_past(&q, k_cache, v_cache, c, nh, probs); // [T,C]
     let proj = matmul(&att, &lw.attn_proj_w, Some(&lw.attn_proj_b), c, c); // [T,C]
     residual_add(x, &proj);
 
@@ -345,7 +357,7 @@ fn run(w: &Gpt2Weights, cache: &mut CpuKvCache, ids: &[u32], rows: &[usize]) -> 
     let mut hidden = Vec::with_capacity(cfg.n_layer + 1);
     for (l, lw) in w.layers.iter().enumerate() {
         hidden.push(x.clone());
-        block(cfg, lw, &mut x, &mut cache.k[l], &mut cache.v[l]);
+        block(cfg, lw, &mut x, &mut cache.k[l], &mut cache.v[l], None);
     }
     cache.len = pos0 + ids.len();
     let xf = layer_norm(&x, &w.ln_f_w, &w.ln_f_b, eps_f64(cfg.layer_norm_epsilon)); // [T,C]
@@ -381,4 +393,46 @@ pub fn forward_step(w: &Gpt2Weights, cache: &mut CpuKvCache, ids_new: &[u32]) ->
 pub fn forward_step_last(w: &Gpt2Weights, cache: &mut CpuKvCache, ids_new: &[u32]) -> Result<Vec<f64>> {
     let last = ids_new.len().saturating_sub(1);
     Ok(run(w, cache, ids_new, &[last])?.logits)
+}
+
+// ------------------------------------------------------------------------------------------------
+// inspection: what the model attends to, and what it would predict after each block
+
+/// What `inspect` returns, for T tokens at one position.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// L buffers of [NH,T,T]: block l's attention probabilities, row = query position, column = key
+    /// position, zero above the diagonal.
+    pub attention: Vec<Vec<f64>>,
+    /// The logit lens at `position`: ln_f(residual stream after block l) @ wte^T, [L,V]. Its last row is
+    /// the model's logits there.
+    pub lens: Vec<f64>,
+    pub position: usize,
+}
+
+/// Attention probabilities of every block and head, and the logit lens at `position` (default: the last
+/// token), for `ids` [T] run from position 0.
+pub fn inspect(w: &Gpt2Weights, ids: &[u32], position: Option<usize>) -> Result<Inspection> {
+    let cfg = &w.config;
+    let (c, nh, t) = (cfg.n_embd, cfg.n_head, ids.len());
+    if ids.is_empty() {
+        return Err(Error::InvalidArgument("nothing to inspect: give at least one token".into()));
+    }
+    let position = position.unwrap_or(t - 1);
+    if position >= t {
+        return Err(Error::InvalidArgument(format!("position {position} is past the last of the {t} tokens (0-based)")));
+    }
+    let eps = eps_f64(cfg.layer_norm_epsilon);
+    let mut x = embed(w, ids, 0)?; // [T,C]
+    let mut cache = CpuKvCache::new(cfg);
+    let mut attention = Vec::with_capacity(cfg.n_layer);
+    let mut after = Vec::with_capacity(cfg.n_layer * c); // [L,C] residual stream at `position` after each block
+    for (l, lw) in w.layers.iter().enumerate() {
+        let mut probs = vec![0f64; nh * t * t]; // [NH,T,T]
+        block(cfg, lw, &mut x, &mut cache.k[l], &mut cache.v[l], Some(&mut probs));
+        attention.push(probs);
+        after.extend_from_slice(&x[position * c..][..c]);
+    }
+    let xf = layer_norm(&after, &w.ln_f_w, &w.ln_f_b, eps); // [L,C]
+    Ok(Inspection { attention, lens: logits(&xf, &w.wte, c), position })
 }

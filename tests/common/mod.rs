@@ -244,3 +244,34 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// attention.safetensors: attention probabilities and the logit lens
+
+/// One case of attention.safetensors (same names and ids as reference.json's cases, T <= 64).
+#[derive(Clone, Debug)]
+pub struct AttentionCase {
+    pub name: String,
+    pub ids: Vec<u32>,
+    /// attn[l] [NH,T,T]: block l's softmax probabilities, row = query, column = key.
+    pub attn: Vec<Vec<f32>>,
+    /// [L,V]: ln_f(residual after block l) @ wte^T at the last position.
+    pub lens: Vec<f32>,
+}
+
+/// Load tiny-gpt2's attention.safetensors, with each case's ids from reference.json.
+pub fn load_attention(r: &Reference) -> Vec<AttentionCase> {
+    let bytes = read(&tiny_file("attention.safetensors"));
+    let st = SafeTensors::parse(&bytes, "attention.safetensors").expect("attention.safetensors parses");
+    let f32s = |name: &str| -> Option<Vec<f32>> { st.get(name).map(|t| t.to_f32().expect(name)) };
+    let mut out = Vec::new();
+    for case in &r.cases {
+        let Some(lens) = f32s(&format!("{}.lens", case.name)) else { continue };
+        let attn: Vec<Vec<f32>> =
+            (0..r.n_layer).map(|l| f32s(&format!("{}.attn.{l}", case.name)).expect("caseN.attn.{l}")).collect();
+        assert_eq!(lens.len(), r.n_layer * r.vocab_size, "{}.lens is not [L, V]", case.name);
+        out.push(AttentionCase { name: case.name.clone(), ids: case.ids.clone(), attn, lens });
+    }
+    assert!(out.len() >= 3, "attention.safetensors has too few cases");
+    out
+}
