@@ -60,6 +60,57 @@ fn logits_command_writes_every_position_matching_the_reference() {
 }
 
 #[test]
+fn inspect_command_writes_attention_and_lens_matching_hugging_face() {
+    let r = load_reference();
+    let cases = load_attention(&r);
+    let case = cases.iter().find(|c| c.name == "case1").unwrap();
+    let tmp = TempDir::new("cli-inspect");
+    let out = tmp.path().join("i.safetensors");
+    let ids: Vec<String> = case.ids.iter().map(|i| i.to_string()).collect();
+    let (_, stderr) = ok(&["inspect", "--model", s(&tiny_dir()), "--ids", &ids.join(","), "--out", s(&out)]);
+    assert!(stderr.contains("position 9"), "{stderr}");
+    let bytes = read(&out);
+    let st = SafeTensors::parse(&bytes, "i.safetensors").unwrap();
+    let t = case.ids.len();
+    for (l, want) in case.attn.iter().enumerate() {
+        let a = st.get(&format!("attn.{l}")).unwrap();
+        assert_eq!(a.shape, vec![2, t, t]);
+        assert_close(&format!("cli attn.{l}"), &a.to_f32().unwrap(), want, 1e-4, 0.0);
+    }
+    let lens = st.get("lens").unwrap();
+    assert_eq!(lens.shape, vec![r.n_layer, r.vocab_size]);
+    assert_close("cli lens", &lens.to_f32().unwrap(), &case.lens, 1e-3, 0.0);
+    assert_eq!(st.metadata().unwrap()["position"], "9");
+    // --prompt and --position: the lens at position 3 ends in the model's logits there.
+    let c2 = r.case("case2");
+    let p = c2.logits_positions[0];
+    let out2 = tmp.path().join("p.safetensors");
+    ok(&["inspect", "--model", s(&tiny_dir()), "--prompt", &c2.text, "--position", &p.to_string(), "--out", s(&out2)]);
+    let b2 = read(&out2);
+    let st2 = SafeTensors::parse(&b2, "p").unwrap();
+    let lens2 = st2.get("lens").unwrap().to_f32().unwrap();
+    assert_close("cli lens at a position", &lens2[(r.n_layer - 1) * r.vocab_size..], c2.logits_at_row(0), 1e-3, 0.0);
+    // Bad input: words, no file.
+    let bad = tmp.path().join("bad.safetensors");
+    let e = fails(&["inspect", "--model", s(&tiny_dir()), "--ids", "1,2,3", "--position", "3", "--out", s(&bad)]);
+    assert!(e.contains("position 3 is past the last of the 3 tokens"), "{e}");
+    let e = fails(&["inspect", "--model", s(&tiny_dir()), "--prompt", "", "--out", s(&bad)]);
+    assert!(e.contains("at least one token"), "{e}");
+    assert!(!bad.exists());
+}
+
+#[test]
+fn generate_defaults_are_greedy_with_seed_0_as_in_the_js_api() {
+    // No sampling flags: the greedy reference continuation, and the seed it used (0) is printed.
+    let r = load_reference();
+    let case = r.case("case1");
+    let (stdout, stderr) = ok(&["generate", "--model", s(&tiny_dir()), "--prompt", &case.text, "--max-new-tokens", "3"]);
+    let tok = gpt2_webgpu::text::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
+    assert_eq!(stdout, format!("{}{}\n", case.text, tok.decode(&case.greedy_next_ids[..3]).unwrap()));
+    assert!(stderr.contains("[seed 0]"), "{stderr}");
+}
+
+#[test]
 fn generate_streams_the_greedy_reference_and_reports_speed() {
     let r = load_reference();
     let case = r.case("case0");

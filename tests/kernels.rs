@@ -462,3 +462,38 @@ fn top_k_and_top_p_draw_only_from_the_specified_set_with_the_right_frequencies()
     let d = sample(&l, &[], SampleParams { top_k: 0, top_p: 0.01, ..base });
     assert_eq!((d.token as usize, d.prob), (by_p[0], 1.0));
 }
+
+fn run_attention_probs(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64) {
+    let g = gpu();
+    let mut rng = Rng(seed);
+    let c = nh * hs;
+    let s = pos0 + t;
+    let p = s + 3; // the cache is longer than what is used
+    let mut qkv = rng.vec(t * 3 * c, 1.0);
+    for r in 0..t {
+        for v in &mut qkv[r * 3 * c..r * 3 * c + c] {
+            *v *= q_scale;
+        }
+    }
+    let k_cache = rng.vec(p * c, 1.0);
+    let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), _pad: [0; 2] };
+    // Garbage in the output buffer: every element, above the diagonal too, must be written.
+    let out = pollster::block_on(g.run_once(Kernel::AttentionProbs, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&k_cache), bytes(&vec![7.0f32; nh * t * s])]))
+        .unwrap();
+    let got = floats(&out[2]);
+    let q: Vec<f64> = (0..t).flat_map(|r| qkv[r * 3 * c..r * 3 * c + c].iter().map(|&v| v as f64)).collect();
+    let kv = cpu::to_f64(&k_cache[..s * c]);
+    let mut want = vec![0f64; nh * t * s]; // [NH, T, S]
+    cpu::attention_probs_with_past(&q, &kv, &kv, c, nh, Some(&mut want));
+    assert_close(&format!("attention_probs T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}"), &got, &want, 1e-6, 1e-4);
+}
+
+#[test]
+fn attention_probs_match_reference_across_positions_heads_and_lengths() {
+    run_attention_probs(1, 0, 1, 1, 1.0, 11); // a single key
+    run_attention_probs(5, 0, 3, 64, 1.0, 12); // a short prompt
+    run_attention_probs(7, 9, 2, 7, 1.0, 13); // with a past, odd head size
+    run_attention_probs(300, 0, 2, 64, 1.0, 14); // more keys than threads and than attention's tile
+    run_attention_probs(3, 256, 1, 200, 1.0, 15); // hs > 64
+    run_attention_probs(9, 60, 2, 64, 30.0, 16); // very peaked scores
+}

@@ -134,6 +134,14 @@ kernel_table! {
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
     }
+    /// The attention probabilities themselves, for inspection only (model/inspect.rs): one workgroup per
+    /// (head, query), writing its row of [NH, T, S] (zero above the diagonal). Never on a step's path.
+    AttentionProbs = "attention_probs" {
+        common: ["reduce"],
+        bindings: &[params(), read("qkv", "[T, 3C]"), read("k_cache", "[P, C]"), write("probs", "[NH, T, S], S = pos0 + T")],
+        workgroup: [64, 1, 1],
+        grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
+    }
     /// Repetition penalty, top-k/top-p and the draw over one row of logits, in one workgroup.
     Sample = "sample" {
         common: ["reduce", "reduce_best"],

@@ -45,6 +45,8 @@ pub(super) enum OpKind {
     /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows.
     Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows },
     Attention,
+    /// The attention probabilities of the step's queries (inspection only).
+    AttentionProbs,
     /// Params written by `Model::step` itself (sampling parameters are per call, not per frame).
     Sample,
 }
@@ -96,14 +98,16 @@ pub(super) type LayerOps<T> = [T; 7];
 /// One transformer block: ln_1 -> qkv -> attention (which also appends this step's K and V to the
 /// cache) -> attn proj + residual -> ln_2 ->
 /// fc + gelu -> mlp proj + residual.
-fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config) -> LayerOps<OpSpec<'a>> {
+/// `kv` is where the block's keys and values go: the layer's cache for a step, scratch for an inspection.
+fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, kv: [&'a wgpu::Buffer; 2]) -> LayerOps<OpSpec<'a>> {
+    let [k_cache, v_cache] = kv;
     let (c, f) = (cfg.n_embd as u32, cfg.n_inner as u32);
     let lb = |s: &str| format!("h.{l}.{s}");
     let step = Rows::Step;
     [
         spec(OpKind::LayerNorm { rows: step }, Kernel::LayerNorm, lb("ln_1"), vec![&a.x, &w.ln_1_g, &w.ln_1_b, &a.xn]),
         spec(OpKind::linear(&w.attn, MM_BIAS, 0, 3 * c, step), Kernel::Matmul, lb("qkv"), vec![&a.xn, &w.attn.w, &w.attn.scales, &w.attn_b, &a.qkv]),
-        spec(OpKind::Attention, Kernel::Attention, lb("attention"), vec![&a.qkv, &w.k_cache, &w.v_cache, &a.att]),
+        spec(OpKind::Attention, Kernel::Attention, lb("attention"), vec![&a.qkv, k_cache, v_cache, &a.att]),
         spec(
             OpKind::linear(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
             Kernel::Matmul,
@@ -130,24 +134,34 @@ pub(super) struct Ops {
     pub sample: Op,
 }
 
+/// Embedding: one dispatch per wte chunk.
+fn embed_ops<'a>(wt: &'a Weights, a: &'a Activations) -> Vec<OpSpec<'a>> {
+    wt.wte
+        .iter()
+        .map(|(lo, hi, m)| {
+            let kind = OpKind::Embed { lo: *lo, hi: *hi, w: m.packing() };
+            spec(kind, Kernel::Embed, "embed".into(), vec![&a.ids, &m.w, &m.scales, &wt.wpe, &a.x])
+        })
+        .collect()
+}
+
+/// The head: ln_f of the head rows, then their logits against each wte chunk.
+fn head_ops<'a>(wt: &'a Weights, a: &'a Activations, cfg: &Gpt2Config) -> Vec<OpSpec<'a>> {
+    let mut head = vec![spec(OpKind::LayerNorm { rows: Rows::Head }, Kernel::LayerNorm, "ln_f".into(), vec![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
+    for (lo, _hi, m) in &wt.wte {
+        // wte has no bias; bind wpe as the unused bias buffer (any storage buffer will do).
+        let kind = OpKind::linear(m, 0, *lo, cfg.vocab_size as u32, Rows::Head);
+        head.push(spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits]));
+    }
+    head
+}
+
 impl Ops {
     /// Build every op's bind group over the weights and activations, and the params arena they share.
     pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations) -> (Ops, ParamsArena) {
-        let embed: Vec<_> = wt
-            .wte
-            .iter()
-            .map(|(lo, hi, m)| {
-                let kind = OpKind::Embed { lo: *lo, hi: *hi, w: m.packing() };
-                spec(kind, Kernel::Embed, "embed".into(), vec![&a.ids, &m.w, &m.scales, &wt.wpe, &a.x])
-            })
-            .collect();
-        let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg)).collect();
-        let mut head = vec![spec(OpKind::LayerNorm { rows: Rows::Head }, Kernel::LayerNorm, "ln_f".into(), vec![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
-        for (lo, _hi, m) in &wt.wte {
-            // wte has no bias; bind wpe as the unused bias buffer (any storage buffer will do).
-            let kind = OpKind::linear(m, 0, *lo, cfg.vocab_size as u32, Rows::Head);
-            head.push(spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits]));
-        }
+        let embed = embed_ops(wt, a);
+        let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache])).collect();
+        let head = head_ops(wt, a, cfg);
         let sample = spec(OpKind::Sample, Kernel::Sample, "sample".into(), vec![&a.logits, &a.hist, &a.out]);
 
         let n_slots = embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + 1;
@@ -176,6 +190,43 @@ impl Ops {
     /// Dispatches per layer.
     pub fn per_layer(&self) -> usize {
         self.layers.first().map_or(0, |l| l.len())
+    }
+}
+
+/// The dispatches of an inspection (model/inspect.rs), with an arena of their own so a step's Params are
+/// never touched: embed, every block with its keys and values in the scratch `kv` (the generation's KV
+/// cache is left alone) and, right after its attention, the probabilities into `probs` [NH, T, T]; then
+/// the head.
+pub(super) struct InspectOps {
+    pub embed: Vec<Op>,
+    pub layers: Vec<Vec<Op>>,
+    pub head: Vec<Op>,
+}
+
+impl InspectOps {
+    pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations, kv: [&wgpu::Buffer; 2], probs: &wgpu::Buffer) -> (InspectOps, ParamsArena) {
+        let embed = embed_ops(wt, a);
+        let layers: Vec<Vec<OpSpec<'_>>> = wt
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(l, w)| {
+                let mut ops: Vec<_> = layer_ops(l, w, a, cfg, kv).into();
+                let at = ops.iter().position(|o| matches!(o.kind, OpKind::Attention)).expect("a block has an attention op") + 1;
+                ops.insert(at, spec(OpKind::AttentionProbs, Kernel::AttentionProbs, format!("h.{l}.attention_probs"), vec![&a.qkv, kv[0], probs]));
+                ops
+            })
+            .collect();
+        let head = head_ops(wt, a, cfg);
+        let n_slots = embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len();
+        let mut arena = ParamsArena::new(gpu, n_slots);
+        let mut bind = |s: OpSpec<'_>| arena.bind(gpu, s);
+        let ops = InspectOps {
+            embed: embed.into_iter().map(&mut bind).collect(),
+            layers: layers.into_iter().map(|l| l.into_iter().map(&mut bind).collect()).collect(),
+            head: head.into_iter().map(&mut bind).collect(),
+        };
+        (ops, arena)
     }
 }
 
@@ -276,7 +327,7 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             rows: tuning.gemv_rows_per_thread,
             _pad: [0; 3],
         }),
-        OpKind::Attention => block(&AttentionParams {
+        OpKind::Attention | OpKind::AttentionProbs => block(&AttentionParams {
             t: fr.t,
             c,
             nh: cfg.n_head as u32,

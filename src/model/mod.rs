@@ -9,6 +9,7 @@
 //! only readback is the sampled token, its probability and its top alternatives.
 
 mod dispatch;
+mod inspect;
 mod plan;
 mod upload;
 
@@ -25,6 +26,7 @@ use upload::Weights;
 
 pub use crate::sampling::{Sampled, SamplingParams};
 pub use crate::weights::TensorData;
+pub use inspect::Inspection;
 pub use plan::{buffer_plan, wte_chunks};
 pub use upload::ModelUploader;
 
@@ -34,7 +36,7 @@ pub struct Model {
     config: Gpt2Config,
     format: WeightFormat,
     /// The bind groups of `ops` read these buffers on the GPU, and the model owns them for as long as
-    /// it can run; only their sizes are read on the host.
+    /// it can run; their sizes are read on the host, and an inspection binds them again (model/inspect.rs).
     weights: Weights,
     acts: Activations,
     hist_host: Vec<u32>,       // host staging for `acts.hist`, reused every step

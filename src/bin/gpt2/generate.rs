@@ -20,19 +20,20 @@ pub struct GenerateArgs {
     pub prompt: String,
     #[arg(long, default_value_t = 50)]
     pub max_new_tokens: usize,
-    /// 0 = greedy.
-    #[arg(long, default_value_t = 1.0)]
+    /// 0 = greedy (the default, as in the JS API); above 0 samples.
+    #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
     /// 0 = off.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, default_value_t = 0)]
     pub top_k: u32,
     #[arg(long, default_value_t = 1.0)]
     pub top_p: f32,
     #[arg(long, default_value_t = 1.0)]
     pub repetition_penalty: f32,
-    /// Random if not given (printed on stderr so a run can be repeated).
-    #[arg(long)]
-    pub seed: Option<u64>,
+    /// The sampling seed (printed on stderr): 0 by default, as in the JS API, so the same command gives
+    /// the same text here and in the browser.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     /// Weight format when loading a Hugging Face folder: f32 (default), f16, q8 or q4.
     /// A package is already quantized and loads as stored.
     #[arg(long)]
@@ -47,9 +48,6 @@ pub struct GenerateArgs {
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
     let GenerateArgs { model, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, weights, ignore_eos, device: dev } = args;
-    let seed = seed.unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
-    });
     let sampling = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, alternatives: 0 };
     sampling.validate()?;
     let Loaded { mut model, tok } = load(&model, weights.as_deref(), device(&dev)?)?;

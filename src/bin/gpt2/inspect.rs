@@ -1,5 +1,5 @@
-//! Commands that look inside a model's output: `logits` (to a safetensors file) and `compare` (what a
-//! quantization costs against the f32 weights).
+//! Commands that look inside a model: `logits` (to a safetensors file), `inspect` (attention and the
+//! logit lens) and `compare` (what a quantization costs against the f32 weights).
 
 use crate::load::{device, load, Loaded};
 use gpt2_webgpu::engine::Engine;
@@ -66,6 +66,67 @@ pub fn logits(args: LogitsArgs) -> Result<()> {
     w.write_tensor("ids", bytemuck::cast_slice(&ids_i32))?;
     w.finish()?;
     eprintln!("[wrote logits [{}, {v}] to {} in {:.2}s]", ids.len(), out.display(), t0.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Look inside the model (GPU engine): every block's attention probabilities and the logit lens at a
+/// position, written to a safetensors file as `attn.{l}` f32 [n_head, T, T] (row = query, column = key),
+/// `lens` f32 [n_layer, V] (ln_f(residual stream after block l) @ wte^T) and `ids` i32 [T].
+#[derive(Args)]
+pub struct InspectArgs {
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, conflicts_with = "ids")]
+    pub prompt: Option<String>,
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Option<Vec<u32>>,
+    /// The token (0-based) whose logit lens is written; default the last.
+    #[arg(long)]
+    pub position: Option<usize>,
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long)]
+    pub weights: Option<String>,
+}
+
+pub fn inspect(args: InspectArgs) -> Result<()> {
+    let InspectArgs { model, prompt, ids, position, out, weights } = args;
+    let Loaded { mut model, tok } = load(&model, weights.as_deref())?;
+    let ids = match (prompt, ids) {
+        (Some(p), None) => tok.encode(&p)?,
+        (None, Some(ids)) => ids,
+        _ => return Err(Error::InvalidArgument("give either --prompt TEXT or --ids 1,2,3".into())),
+    };
+    let t0 = Instant::now();
+    let r = pollster::block_on(model.inspect(&ids, position))?;
+    let (t, v) = (ids.len(), model.config().vocab_size);
+    let names: Vec<String> = (0..r.layers).map(|l| format!("attn.{l}")).collect();
+    let attn_shape = [r.heads, t, t];
+    let lens_shape = [r.layers, v];
+    let ids_shape = [t];
+    let mut decl: Vec<(&str, Dtype, &[usize])> = names.iter().map(|n| (n.as_str(), Dtype::F32, &attn_shape[..])).collect();
+    decl.push(("lens", Dtype::F32, &lens_shape));
+    decl.push(("ids", Dtype::I32, &ids_shape));
+    let meta = [("position".to_string(), r.position.to_string())].into();
+    let mut w = SafetensorsWriter::create(&out, &decl, Some(&meta))?;
+    let per_layer = r.heads * t * t;
+    for (l, name) in names.iter().enumerate() {
+        w.write_tensor(name, bytemuck::cast_slice(&r.attention[l * per_layer..][..per_layer]))?;
+    }
+    w.write_tensor("lens", bytemuck::cast_slice(&r.lens))?;
+    let ids_i32: Vec<i32> = ids.iter().map(|&i| i as i32).collect();
+    w.write_tensor("ids", bytemuck::cast_slice(&ids_i32))?;
+    w.finish()?;
+    eprintln!(
+        "[wrote attention {} x [{}, {t}, {t}] and the lens [{}, {v}] at position {} to {} in {:.2}s]",
+        r.layers,
+        r.heads,
+        r.layers,
+        r.position,
+        out.display(),
+        t0.elapsed().as_secs_f64()
+    );
     Ok(())
 }
 

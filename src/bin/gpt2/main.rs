@@ -48,6 +48,9 @@ mod cli {
         Generate(generate::GenerateArgs),
         /// Write the logits at every position (computed on the GPU) to a safetensors file.
         Logits(inspect::LogitsArgs),
+        /// Look inside the model: every block's attention probabilities (`attn.{l}` [n_head, T, T]) and
+        /// the logit lens at a position (`lens` [n_layer, V]), to a safetensors file. GPU engine.
+        Inspect(inspect::InspectArgs),
         /// Write a random-weight model with the real shapes of a GPT-2 size, in Hugging Face layout.
         Random(convert::RandomArgs),
         /// Convert a Hugging Face folder into a package (manifest + verified shards) for the web page.
@@ -83,6 +86,7 @@ mod cli {
         match cmd {
             Cmd::Generate(a) => generate::generate(a),
             Cmd::Logits(a) => inspect::logits(a),
+            Cmd::Inspect(a) => inspect::inspect(a),
             Cmd::Random(a) => convert::random(a),
             Cmd::Convert(a) => convert::convert(a),
             Cmd::Download(a) => convert::download(a),
