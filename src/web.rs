@@ -261,7 +261,7 @@ impl WasmModel {
             None => return Err(js_err("the model is busy or was disposed: wait for the current step to finish or load it again")),
         };
         let g = Generation::new(&self.tok, &cfg, prompt, opts).map_err(js_err)?;
-        let out = json!({ "promptTokens": g.prompt_tokens(), "notices": g.notices() });
+        let out = json!({ "promptTokens": g.prompt_tokens(), "promptIds": g.prompt_ids(), "notices": g.notices() });
         st.generation = Some(g);
         st.stopped = false;
         Ok(to_js(&out))
@@ -307,6 +307,50 @@ impl WasmModel {
                     })))
                 }
             }
+        })
+    }
+
+    /// Attention of every block and head and the logit lens at `position` (default: the last token) for
+    /// `input`, a string or an array of token ids, run from position 0 in a pass of its own: the KV cache
+    /// and a generation in progress keep their place. Resolves to `{ids, layers, heads, position,
+    /// attention: Float32Array [L, NH, T, T], lens: Float32Array [L, V]}`.
+    pub fn inspect(&self, input: JsValue, position: Option<f64>) -> Promise {
+        let state = self.state.clone();
+        let tok = self.tok.clone();
+        wasm_bindgen_futures::future_to_promise(async move {
+            let ids: Vec<u32> = if let Some(text) = input.as_string() {
+                tok.encode(&text).map_err(js_err)?
+            } else if js_sys::Array::is_array(&input) {
+                js_sys::Array::from(&input)
+                    .iter()
+                    .map(|v| match v.as_f64() {
+                        Some(x) if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x <= u32::MAX as f64 => Ok(x as u32),
+                        _ => Err(js_err(format!("token ids must be whole numbers >= 0, got {v:?}"))),
+                    })
+                    .collect::<Result<_, _>>()?
+            } else {
+                return Err(js_err("inspect takes a text or an array of token ids"));
+            };
+            let position = match position {
+                None => None,
+                Some(p) if p.is_finite() && p >= 0.0 && p.fract() == 0.0 => Some(p as usize),
+                Some(p) => return Err(js_err(format!("position must be a whole number >= 0, got {p}"))),
+            };
+            let Some(mut model) = state.borrow_mut().model.take() else {
+                return Err(js_err("the model is busy (a step is running) or was disposed"));
+            };
+            let r = model.inspect(&ids, position).await;
+            state.borrow_mut().model = Some(model);
+            let r = r.map_err(js_err)?;
+            let out = js_sys::Object::new();
+            let set = |k: &str, v: &JsValue| js_sys::Reflect::set(&out, &JsValue::from_str(k), v).map(|_| ());
+            set("ids", &r.ids.iter().map(|&i| JsValue::from(i)).collect::<js_sys::Array>())?;
+            set("layers", &JsValue::from(r.layers as u32))?;
+            set("heads", &JsValue::from(r.heads as u32))?;
+            set("position", &JsValue::from(r.position as u32))?;
+            set("attention", &js_sys::Float32Array::from(&r.attention[..]))?;
+            set("lens", &js_sys::Float32Array::from(&r.lens[..]))?;
+            Ok(out.into())
         })
     }
 

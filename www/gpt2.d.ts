@@ -16,7 +16,7 @@ export type GPT2ErrorKind =
   | "error" // anything else (a bad token id, ...)
   | "device-lost" // the GPU device was lost: dispose the model and load it again
   | "too-large" // the model does not fit this GPU's limits
-  | "invalid-option" // a generation option is not allowed: `option` names it, the message says what is
+  | "invalid-option" // an option is not allowed: `option` names it (generation), the message says what it may be
   | "worker"; // the model's worker crashed: load the model again
 
 /** Every error the API throws or rejects with. */
@@ -131,6 +131,8 @@ export interface GenerationStart {
   promptTokens: number;
   /** Notices in words: the prompt was truncated, the prompt was empty. */
   notices: string[];
+  /** The prompt's token ids as the model sees them (after truncation; [50256] for an empty prompt). */
+  ids: number[];
 }
 
 export interface ModelConfig {
@@ -184,6 +186,41 @@ export interface ModelInfo {
   cpu?: { simd: string; threads: number };
 }
 
+export interface InspectOptions {
+  /** The position (0-based token index) the logit lens is taken at. Default: the last. */
+  position?: number;
+}
+
+/** One of the likeliest tokens of a lens row. */
+export interface LensToken {
+  tokenId: number;
+  text: string;
+  /** softmax of the lens row. */
+  prob: number;
+}
+
+/** Inside the model for one text: every block's attention and the logit lens. */
+export interface Inspection {
+  /** The token ids inspected (T of them). */
+  ids: number[];
+  /** n_layer. */
+  layers: number;
+  /** n_head. */
+  heads: number;
+  /** The position the lens was taken at. */
+  position: number;
+  /** Softmax attention probabilities, [layers, heads, T, T]: row = query position, column = key position
+   * (zero above the diagonal). */
+  attention: Float32Array;
+  /** The logit lens at `position`: ln_f(residual stream after block l) @ wte^T, [layers, V]. Its last row
+   * is the model's logits. */
+  lens: Float32Array;
+  /** The text of each token of `ids`. */
+  tokens: string[];
+  /** The 5 likeliest tokens of each lens row, likeliest first: [layers][5]. */
+  lensTop: LensToken[][];
+}
+
 /** A loaded model: from `load()`. */
 export interface GPT2Model {
   readonly info: ModelInfo;
@@ -201,6 +238,10 @@ export interface GPT2Model {
    * aborting `options.signal` ends it at once. Concurrent calls are queued: each gives the text it would
    * give alone. A bad option rejects with kind "invalid-option" before anything is sent. */
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
+  /** Attention of every block and head and the logit lens, for a text or token ids (at most the context
+   * length). A separate pass: a generation in progress keeps its place. Bad input rejects with kind
+   * "invalid-option" (options) or "error" (token ids, position past the end). */
+  inspect(textOrIds: string | readonly number[], options?: InspectOptions): Promise<Inspection>;
   /** Stop the running generation: its loop ends at once. Queued generations still run. */
   stop(): void;
   /** Free the GPU memory and end the worker. Safe at any time: running and queued generations end with

@@ -215,7 +215,7 @@ class Model {
           this.#current = stop;
           this.#worker.postMessage({ type: "generate", id, prompt: String(prompt), opts: rest });
         } else if (m.type === "started") {
-          this.lastStart = { promptTokens: m.promptTokens, notices: m.notices };
+          this.lastStart = { promptTokens: m.promptTokens, notices: m.notices, ids: m.promptIds };
         } else if (m.type === "piece" && !stopped) {
           yield m.piece;
           if (stopped) return;
@@ -235,6 +235,41 @@ class Model {
         this.#worker?.postMessage({ type: "stop", id });
       }
     }
+  }
+
+  /** Look inside the model: every block's attention probabilities and the logit lens, for a text or token
+   * ids (at most the context length), run from position 0 in a pass of its own. A generation in progress
+   * keeps its place (the inspection runs between two of its steps).
+   * Resolves to `{ ids, layers, heads, position, attention: Float32Array [layers, heads, T, T] (row = query,
+   * column = key), lens: Float32Array [layers, V] (ln_f(residual after block l) @ wte^T at `position`),
+   * tokens: the text of each id, lensTop: the 5 likeliest tokens of each lens row }`.
+   * @param {string | readonly number[]} textOrIds
+   * @param {import("./gpt2.d.ts").InspectOptions} [opts] `position`: where the lens is taken (default the last)
+   * @returns {Promise<import("./gpt2.d.ts").Inspection>} */
+  async inspect(textOrIds, opts = {}) {
+    const bad = (m, option) => Object.assign(new GPT2Error("invalid-option", m), option ? { option } : {});
+    if (typeof textOrIds !== "string" && !(Array.isArray(textOrIds) && textOrIds.every((x) => Number.isInteger(x) && x >= 0 && x < 2 ** 32))) {
+      throw bad(`inspect takes a text or an array of token ids (whole numbers >= 0), got ${String(textOrIds).slice(0, 40)}`);
+    }
+    if (opts === null || typeof opts !== "object") throw bad("inspect's options must be an object such as { position: 3 }");
+    for (const k of Object.keys(opts)) if (k !== "position") throw bad(`${k} is not an option of inspect (the option is position)`, k);
+    const { position } = opts;
+    if (position !== undefined && !(Number.isInteger(position) && position >= 0)) {
+      throw bad(`position must be a whole number >= 0 (a token index), got ${String(position)}`, "position");
+    }
+    if (this.#broken) throw this.#broken;
+    if (!this.#worker) throw new GPT2Error("state", DISPOSED);
+    if (this.lost) throw new GPT2Error("device-lost", this.lost);
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      this.#listeners.set(id, (m) => {
+        if (m.type !== "inspected" && m.type !== "error") return;
+        this.#listeners.delete(id);
+        if (m.type === "inspected") resolve(m.result);
+        else reject(new GPT2Error(m.kind, m.message));
+      });
+      this.#worker.postMessage({ type: "inspect", id, input: typeof textOrIds === "string" ? textOrIds : [...textOrIds], position });
+    });
   }
 
   /** Stop the running generation: its loop ends at once. Queued generations still run. */

@@ -5,9 +5,11 @@
 // shard by shard (one shard in memory at a time) and runs the generation loop, one message per token.
 //
 // Messages in:  {type: "load", id, url} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
+//               {type: "inspect", id, input, position} |
 //               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests)
 // Messages out: {type: "progress", id, phase, loaded, total, file} | {type: "loaded", id, info, notices}
-//               {type: "started", id, promptTokens, notices} | {type: "piece", id, piece}
+//               {type: "started", id, promptTokens, promptIds, notices} | {type: "piece", id, piece} |
+//               {type: "inspected", id, result}
 //               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message}
 
 import init, { WasmModel, checkManifest } from "./pkg/gpt2_webgpu.js";
@@ -250,17 +252,54 @@ let generating = null; // the id of the generation running now
 const stopped = new Set(); // ids asked to stop (a stop may arrive before its generation begins here)
 let lastEnded = 0; // generation ids only grow: a stop for an id at or below this one comes too late
 
+// The GPU model runs one call at a time: a generation's steps and inspections take turns, so an
+// inspection asked for during a generation runs between two of its steps (and leaves its place alone).
+let gpuTurn = Promise.resolve();
+function withGpu(fn) {
+  const r = gpuTurn.then(fn);
+  gpuTurn = r.catch(() => {});
+  return r;
+}
+
+// The inspection of a text or ids, with the text of each token and the 5 likeliest tokens of each lens
+// row (for the page's panel); the arrays are transferred, not copied.
+async function inspect(id, input, position) {
+  if (!model) throw new Failure("state", "no model is loaded");
+  if (deviceLost) throw new Failure("device-lost", deviceLost);
+  const r = await withGpu(() => model.inspect(input, position));
+  const V = r.lens.length / r.layers;
+  r.tokens = r.ids.map((t) => model.decode([t]));
+  r.lensTop = [];
+  for (let l = 0; l < r.layers; l++) {
+    const row = r.lens.subarray(l * V, (l + 1) * V);
+    let max = -Infinity;
+    for (let i = 0; i < V; i++) if (row[i] > max) max = row[i];
+    let sum = 0;
+    for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max);
+    const top = [];
+    for (let i = 0; i < V; i++) {
+      if (top.length < 5 || row[i] > row[top[top.length - 1]]) {
+        top.push(i);
+        top.sort((a, b) => row[b] - row[a]);
+        if (top.length > 5) top.pop();
+      }
+    }
+    r.lensTop.push(top.map((t) => ({ tokenId: t, text: model.decode([t]), prob: Math.exp(row[t] - max) / sum })));
+  }
+  postMessage({ type: "inspected", id, result: r }, [r.attention.buffer, r.lens.buffer]);
+}
+
 async function generate(id, prompt, opts) {
   generating = id;
   try {
     if (!model) throw new Failure("state", "no model is loaded (or it was lost): load the model again");
     if (deviceLost) throw new Failure("device-lost", deviceLost);
-    const start = model.start(prompt, opts || {});
+    const start = await withGpu(() => model.start(prompt, opts || {})); // after any inspection in flight
     postMessage({ type: "started", id, ...start });
     const t0 = performance.now();
     for (;;) {
       if (stopped.has(id)) model.stop();
-      const piece = await model.next();
+      const piece = await withGpu(() => model.next());
       if (piece === null) break;
       piece.ms = performance.now() - t0;
       postMessage({ type: "piece", id, piece });
@@ -312,6 +351,10 @@ self.onmessage = (ev) => {
       break;
     case "generate":
       queue = queue.then(() => generate(m.id, m.prompt, m.opts).catch((e) => fail(m.id, e)));
+      break;
+    case "inspect":
+      // Not queued behind a generation: it takes its turn on the GPU between two steps.
+      inspect(m.id, m.input, m.position).catch((e) => fail(m.id, e));
       break;
     case "lose-device":
       // A real loss: destroy() ends the device as a reset or a driver crash would (tests use this).

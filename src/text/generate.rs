@@ -111,6 +111,12 @@ impl Generation {
     }
 
     /// Things the user should be told (prompt truncated, empty prompt).
+    /// The prompt's token ids as the model gets them (after truncation to the window; `<|endoftext|>` for
+    /// an empty prompt). Meaningful before the first step: the window may slide later.
+    pub fn prompt_ids(&self) -> &[u32] {
+        &self.context[..self.prompt_len.min(self.context.len())]
+    }
+
     pub fn notices(&self) -> &[String] {
         &self.notices
     }

@@ -2,7 +2,7 @@
 // `tsc --noEmit --strict` (run.mjs).
 import {
   load, isCached, deleteCached, hasWebGPU, GPT2Error, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, CACHE_NAME,
-  type GPT2Model, type GenerateOptions, type Piece, type LoadProgress, type GPT2ErrorKind,
+  type GPT2Model, type GenerateOptions, type Piece, type Inspection, type LoadProgress, type GPT2ErrorKind,
 } from "gpt2-webgpu";
 import { GPT2Generate } from "gpt2-webgpu/gpt2-element.js";
 import "gpt2-webgpu/element";
@@ -30,6 +30,12 @@ export async function everything(): Promise<string> {
   const { model: name, quantization, packageBytes, config, adapter, limits } = model.info;
   console.log(name, quantization, packageBytes, config.nLayer * config.nHead, model.info.device, adapter?.name, adapter?.browser?.vendor,
     limits?.maxBufferSize);
+  const ins: Inspection = await model.inspect("Hello world", { position: 1 });
+  const byIds: Inspection = await model.inspect([15496, 995]);
+  const T = ins.ids.length;
+  const a: number | undefined = ins.attention[((0 * ins.heads + 0) * T + (T - 1)) * T];
+  const l: number | undefined = ins.lens[(ins.layers - 1) * config.vocabSize];
+  console.log(a, l, ins.position, byIds.ids, ins.tokens.join(""), ins.lensTop[0]?.[0]?.text, model.lastStart?.ids.length);
   model.stop();
   model.onDeviceLost = null;
   model.loseDeviceForTesting();

@@ -30,7 +30,7 @@ function runTsc(args) {
 // 1. Every option, every method, every type: must compile.
 {
   const r = runTsc(["-p", "tsconfig.json"]);
-  if (r.code === 0) ok("good.ts type-checks with tsc --noEmit --strict (every option, the element)");
+  if (r.code === 0) ok("good.ts type-checks with tsc --noEmit --strict (every option, inspect, the element)");
   else fail(`good.ts does not type-check:\n${r.out}`);
 }
 
@@ -42,6 +42,7 @@ const expect = {
   "option-type.ts": [/TS2322|TS2769/, /string.*number|number/],
   "error-kind.ts": [/TS2367/, /device-gone/],
   "element-import.ts": [/TS2305|TS2614/, /load/],
+  "inspect-option.ts": [/TS2561|TS2353/, /positon/],
 };
 const opts = ["--noEmit", "--strict", "--target", "ES2022", "--lib", "ES2022,DOM,DOM.Iterable", "--module", "NodeNext",
   "--moduleResolution", "NodeNext", "--exactOptionalPropertyTypes"];
