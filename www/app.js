@@ -1,20 +1,27 @@
 // The demo page. Uses only the public API of gpt2.js. Text from the model is inserted with
-// textContent, never as HTML.
+// textContent, never as HTML. The inspect panel (what the model considered, where it looked, the logit
+// lens) lives in inspect-panel.js.
 import { load, isCached, deleteCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error, GENERATE_OPTIONS,
   optionProblem } from "./gpt2.js";
+import { InspectPanel } from "./inspect-panel.js";
 
 const $ = (id) => document.getElementById(id);
 const els = {
-  error: $("error"), model: $("model"), load: $("load"), progress: $("progress"), progressText: $("progress-text"),
-  adapter: $("adapter"), prompt: $("prompt"), generate: $("generate"), stop: $("stop"), stats: $("stats"),
-  output: $("output"), reload: $("reload"), offline: $("offline"), storage: $("storage"), delete: $("delete"),
-  tokenInfo: $("token-info"),
+  error: $("error"), model: $("model"), load: $("load"), cancelLoad: $("cancel-load"), progress: $("progress"),
+  progressText: $("progress-text"), adapter: $("adapter"), prompt: $("prompt"), generate: $("generate"), stop: $("stop"),
+  stats: $("stats"), output: $("output"), reload: $("reload"), offline: $("offline"), storage: $("storage"),
+  delete: $("delete"), banner: $("banner"), notices: $("notices"), newSeed: $("newSeed"), seedUsed: $("seed-used"),
+  copy: $("copy"), clear: $("clear"), advanced: $("advanced"), presetHelp: $("preset-help"), legend: $("legend"),
 };
 let persistAnswer = null; // navigator.storage.persist()'s answer, asked after the first successful load
 let model = null;
 let loadedUrl = null;
 let models = [];
 let stopController = null;
+let loadController = null;
+// The last generation: the prompt's ids (as the model saw them) and one piece per generated token.
+let run = null;
+const panel = new InspectPanel({ output: els.output, legend: els.legend, getModel: () => model, getRun: () => run });
 
 function setState(s) {
   document.body.dataset.state = s;
@@ -23,6 +30,8 @@ function setState(s) {
   els.model.disabled = busy;
   els.generate.disabled = busy || s === "no-webgpu" || !models.length;
   els.stop.disabled = s !== "generating";
+  els.cancelLoad.hidden = s !== "loading";
+  els.copy.disabled = els.clear.disabled = !run || s === "generating";
 }
 
 function showError(msg, { reload = false } = {}) {
@@ -30,11 +39,15 @@ function showError(msg, { reload = false } = {}) {
   els.reload.hidden = !reload;
 }
 
+function status(words) {
+  els.progressText.textContent = words;
+}
+
 // The GPU device was lost (driver reset, GPU removed, browser reclaimed it): say so and offer to load
 // the model again, without reloading the page.
 function deviceLost(e) {
   showError(e.message, { reload: true });
-  els.progressText.textContent = "";
+  status("");
   setState("device-lost");
 }
 
@@ -48,6 +61,7 @@ async function reloadModel() {
 }
 
 const mb = (n) => `${(n / 1048576).toFixed(1)} MB`;
+const selected = () => models.find((m) => m.path === els.model.value);
 
 async function listModels() {
   const r = await fetch("models/index.json", { cache: "no-cache" });
@@ -60,12 +74,18 @@ async function listModels() {
     o.textContent = `${m.name} (${m.quantization}, ${mb(m.bytes)}${m.random_weights ? ", random weights: gibberish by design" : ""})`;
     els.model.append(o);
   }
+  // q8 by default (a real model before the random test model); ?model=NAME picks one.
   const want = new URLSearchParams(location.search).get("model");
-  if (want) {
-    const m = models.find((m) => m.name === want);
-    if (m) els.model.value = m.path;
-  }
+  const pick = models.find((m) => m.name === want) || models.find((m) => m.quantization === "q8" && !m.random_weights) ||
+    models.find((m) => m.quantization === "q8") || models[0];
+  if (pick) els.model.value = pick.path;
+  showBanner();
   await markCached();
+}
+
+// The random-weights banner follows the selected model (and the loaded one).
+function showBanner() {
+  els.banner.hidden = !selected()?.random_weights;
 }
 
 // Mark the models already in the cache (loading them downloads nothing, and works offline).
@@ -127,10 +147,10 @@ async function showStorage() {
 }
 
 async function deleteSelected() {
-  const m = models.find((m) => m.path === els.model.value);
+  const m = selected();
   if (!m) return;
   const bytes = await deleteCached(m.path);
-  els.progressText.textContent = `deleted ${m.name} from this browser's storage (${mb(bytes)}); loading it again downloads it`;
+  status(`deleted ${m.name} from this browser's storage (${mb(bytes)}); loading it again downloads it`);
   await markCached();
   await showStorage();
 }
@@ -138,7 +158,7 @@ async function deleteSelected() {
 async function loadSelected() {
   const url = els.model.value;
   if (model && loadedUrl === url) return;
-  const m = models.find((m) => m.path === url);
+  const m = selected();
   if (!navigator.onLine && m && !m.cached) {
     showError(`${m.name} is not available offline: it was never downloaded in this browser. Connect to the network to load it.`);
     setState("error");
@@ -153,23 +173,25 @@ async function loadSelected() {
   setState("loading");
   els.progress.hidden = false;
   els.progress.value = 0;
-  const names = { downloading: "downloading", verifying: "verifying", cache: "from cache", uploading: "uploading to the GPU" };
+  const names = { downloading: "Downloading", verifying: "Checking", cache: "Reading from this browser's storage", uploading: "Moving it to the GPU" };
   const t0 = performance.now();
+  loadController = new AbortController();
   try {
     model = await load(url, {
+      signal: loadController.signal,
       onDeviceLost: deviceLost,
       onProgress: ({ phase, loaded, total }) => {
         els.progress.max = total || 1;
         els.progress.value = loaded;
-        els.progressText.textContent = `${names[phase] || phase}: ${mb(loaded)} of ${mb(total)}`;
+        status(`${names[phase] || phase} the model: ${mb(loaded)} of ${mb(total)}`);
       },
     });
     loadedUrl = url;
-    window.gpt2Demo = { model }; // for the browser tests (device loss)
+    window.gpt2Demo = { model, panel }; // for the browser tests (device loss, the inspect panel)
     const i = model.info;
-    els.progressText.textContent = `loaded ${i.model} (${i.quantization}, ${i.config.nLayer} layers, ` +
-      `${(i.config.params / 1e6).toFixed(1)}M parameters) in ${((performance.now() - t0) / 1000).toFixed(1)} s` +
-      (model.notices.length ? `. Note: ${model.notices.join("; ")}` : "");
+    status(`Ready: ${i.model} (${i.quantization}, ${i.config.nLayer} layers, ${(i.config.params / 1e6).toFixed(1)}M ` +
+      `parameters) loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s and running on your GPU.` +
+      (model.notices.length ? ` Note: ${model.notices.join("; ")}` : ""));
     els.adapter.textContent = `adapter: ${i.adapter.name || "(unnamed)"} (${i.adapter.backend}, ${i.adapter.deviceType}` +
       `${i.adapter.driver ? ", " + i.adapter.driver : ""})`;
     setState("ready");
@@ -179,17 +201,50 @@ async function loadSelected() {
     markCached().then(showStorage);
   } catch (e) {
     model = null;
-    showError(e instanceof GPT2Error ? e.message : `loading failed: ${e.message}`, { reload: e.kind === "device-lost" });
-    els.progressText.textContent = "";
-    setState("error");
+    if (e.kind === "aborted") {
+      showError("");
+      status("Loading cancelled. Files already downloaded stay in this browser's storage.");
+      setState("idle");
+    } else {
+      showError(e instanceof GPT2Error ? e.message : `loading failed: ${e.message}`, { reload: e.kind === "device-lost" });
+      status("");
+      setState("error");
+    }
   } finally {
     els.progress.hidden = true;
+    loadController = null;
   }
 }
 
-// The sampling fields, checked before anything is sent: what is wrong is shown next to the field.
+// ---- controls: presets, fields checked in place, the seed ----------------------------------------
+const PRESETS = {
+  greedy: { values: { temperature: 0, topK: 0, topP: 1, repetitionPenalty: 1 },
+    help: "Greedy: always the likeliest next token. The same prompt always gives the same text; it tends to repeat itself." },
+  balanced: { values: { temperature: 0.8, topK: 40, topP: 0.95, repetitionPenalty: 1.1 },
+    help: "Balanced: samples among the likely tokens, discouraging repeats. Varied but mostly on topic." },
+  creative: { values: { temperature: 1.2, topK: 0, topP: 0.98, repetitionPenalty: 1.05 },
+    help: "Creative: samples more freely, including unlikely tokens. Surprising, sometimes incoherent." },
+};
 const FIELDS = { maxNewTokens: "max new tokens", temperature: "temperature", topK: "top-k", topP: "top-p",
   repetitionPenalty: "repetition penalty", seed: "seed" };
+
+function applyPreset(name) {
+  const p = PRESETS[name];
+  if (!p) return;
+  for (const [k, v] of Object.entries(p.values)) {
+    $(k).value = String(v);
+    checkField(k);
+  }
+  els.presetHelp.textContent = p.help;
+}
+
+// The preset whose values the fields hold, or "custom".
+function syncPreset() {
+  const name = Object.keys(PRESETS).find((n) => Object.entries(PRESETS[n].values).every(([k, v]) => Number($(k).value) === v
+    && $(k).value.trim() !== "")) || "custom";
+  document.querySelector(`input[name=preset][value=${name}]`).checked = true;
+  els.presetHelp.textContent = name === "custom" ? "Custom: your own settings (see Advanced)." : PRESETS[name].help;
+}
 
 function checkField(id) {
   const input = $(id);
@@ -203,80 +258,190 @@ function checkField(id) {
   return problem ? undefined : value;
 }
 
-// The options from the fields, or null (and the first bad field focused) when one is wrong.
+// The options from the fields, or null (Advanced opened and the first bad field focused) when one is wrong.
 function readOptions() {
   const opts = {};
   let firstBad = null;
   for (const id of Object.keys(FIELDS)) {
+    if (id === "seed" && els.newSeed.checked) continue; // drawn below
     const v = checkField(id);
     if (v === undefined) firstBad ??= $(id);
     else opts[id] = v;
   }
   if (firstBad) {
+    els.advanced.open = true;
     firstBad.focus();
     return null;
+  }
+  if (els.newSeed.checked) {
+    opts.seed = Math.floor(Math.random() * 2 ** 32);
+    $("seed").value = String(opts.seed);
+    checkField("seed");
   }
   return opts;
 }
 
-function tokenSpan(piece) {
+// ---- generation -----------------------------------------------------------------------------------
+function tokenSpan(piece, index) {
   const s = document.createElement("span");
   s.className = "tok";
   s.textContent = piece.text;
   s.dataset.tokenId = piece.tokenId;
+  s.dataset.index = String(index);
   s.dataset.prob = piece.prob.toFixed(4);
-  // Shade: more certain = stronger colour.
-  s.style.backgroundColor = `rgba(66, 133, 244, ${(0.08 + 0.55 * piece.prob).toFixed(3)})`;
-  const alts = piece.alternatives
-    .map((a) => `${JSON.stringify(a.text)}  ${(100 * a.prob).toFixed(1)}%`)
-    .join("\n");
-  s.onclick = () => (els.tokenInfo.textContent = s.title); // phones: tap for the alternatives
-  s.title = `${JSON.stringify(piece.text)}  ${(100 * piece.prob).toFixed(1)}%  (token ${piece.tokenId})` +
-    (alts ? `\nalternatives:\n${alts}` : "");
+  s.style.setProperty("--p", piece.prob.toFixed(3));
+  s.tabIndex = index === 0 ? 0 : -1; // one tab stop; arrows move between tokens
+  s.setAttribute("role", "button");
+  s.setAttribute("aria-pressed", "false");
+  s.setAttribute("aria-label", `${JSON.stringify(piece.text)}, ${(100 * piece.prob).toFixed(1)} percent`);
+  s.title = `${JSON.stringify(piece.text)}  ${(100 * piece.prob).toFixed(1)}%  (token ${piece.tokenId}): click for more`;
   return s;
 }
 
+// The output follows new text, unless the reader scrolled up.
+function follow(wasAtEnd) {
+  if (wasAtEnd) els.output.scrollTop = els.output.scrollHeight;
+}
+
 async function generate() {
+  if (document.body.dataset.state === "generating" || document.body.dataset.state === "loading") return;
   const fields = readOptions();
   if (!fields) return;
+  const focused = document.activeElement;
   await loadSelected();
   if (!model) return;
   showError("");
+  els.notices.textContent = "";
+  panel.close();
+  run = { prompt: els.prompt.value, promptIds: null, pieces: [], seed: fields.seed, sampled: fields.temperature !== 0 };
   setState("generating");
   els.output.replaceChildren();
   const p = document.createElement("span");
   p.className = "prompt";
   p.textContent = els.prompt.value;
   els.output.append(p);
+  els.seedUsed.textContent = run.sampled ? `seed used: ${fields.seed}` : `seed ${fields.seed} (greedy: the seed does not matter)`;
   stopController = new AbortController();
   const opts = { ...fields, signal: stopController.signal };
   let n = 0, first = 0, last = 0;
+  const t0 = performance.now();
+  // A long prompt takes a while before the first token: say what is happening.
+  const reading = setInterval(() => {
+    if (n === 0) {
+      const pt = model?.lastStart?.promptTokens;
+      status(`Reading the prompt${pt ? ` (${pt} tokens)` : ""}... ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+    }
+  }, 250);
   try {
     for await (const piece of model.generate(els.prompt.value, opts)) {
+      if (n === 0) {
+        run.promptIds = model.lastStart?.ids ?? null;
+        const notes = model.lastStart?.notices ?? [];
+        els.notices.textContent = notes.map((s) => s[0].toUpperCase() + s.slice(1) + ".").join(" ");
+        status("Writing...");
+      }
       n++;
       if (n === 1) first = piece.ms;
       last = piece.ms;
-      els.output.append(tokenSpan(piece));
+      run.pieces.push(piece);
+      const atEnd = els.output.scrollTop + els.output.clientHeight >= els.output.scrollHeight - 8;
+      els.output.append(tokenSpan(piece, n - 1));
+      follow(atEnd);
       const decode = n > 1 ? ((n - 1) / ((last - first) / 1000)).toFixed(1) : "-";
       const pt = model.lastStart?.promptTokens ?? 0;
       els.stats.textContent = `${n} tokens; prompt ${pt} tokens, first token after ${first.toFixed(0)} ms` +
         ` (${(pt / (first / 1000)).toFixed(1)} prompt tokens/s); decode ${decode} tokens/s`;
     }
+    const stopped = stopController.signal.aborted;
+    status(`${stopped ? "Stopped" : "Done"}: ${n} tokens.${n ? " Click a token to look inside the model." : ""}`);
     setState("done");
   } catch (e) {
     if (e.kind === "device-lost") deviceLost(e);
     else {
       showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`);
+      status("");
       setState("error");
     }
+  } finally {
+    clearInterval(reading);
   }
   document.body.dataset.tokens = String(n);
+  // Focus stays where it was (Ctrl+Enter from the prompt keeps typing there); if the button that
+  // had it was disabled meanwhile, it goes back to it.
+  if (document.activeElement === document.body && focused instanceof HTMLElement) focused.focus();
 }
 
+function stop() {
+  stopController?.abort();
+}
+
+async function copyOutput() {
+  const text = (run?.prompt ?? "") + (run?.pieces.map((p) => p.text).join("") ?? "");
+  try {
+    await navigator.clipboard.writeText(text);
+    status("Copied the text.");
+  } catch (e) {
+    status(`Could not copy (${e.message}): select the text and copy it by hand.`);
+  }
+}
+
+function clearOutput() {
+  panel.close();
+  run = null;
+  els.output.replaceChildren();
+  els.stats.textContent = "";
+  els.notices.textContent = "";
+  els.seedUsed.textContent = "";
+  document.body.dataset.tokens = "0";
+  status(model ? "Ready." : "");
+  setState(model ? "ready" : "idle");
+}
+
+// ---- start ------------------------------------------------------------------------------------------
 async function main() {
   registerServiceWorker();
   addEventListener("online", () => markCached());
   addEventListener("offline", () => markCached());
+  for (const id of Object.keys(FIELDS)) {
+    $(id).addEventListener("input", () => {
+      checkField(id);
+      if (id === "seed") els.newSeed.checked = false; // a seed typed in is the seed to use
+      else syncPreset();
+    });
+  }
+  for (const r of document.querySelectorAll("input[name=preset]")) r.addEventListener("change", () => applyPreset(r.value));
+  for (const b of document.querySelectorAll("button.example")) {
+    b.addEventListener("click", () => {
+      els.prompt.value = b.textContent;
+      els.prompt.focus();
+    });
+  }
+  syncPreset();
+  // Ctrl/Cmd+Enter generates from anywhere, Esc stops (or cancels a load); focus does not move.
+  addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+      e.preventDefault();
+      if (!els.generate.disabled) generate();
+    } else if (e.key === "Escape") {
+      if (document.body.dataset.state === "generating") stop();
+      else if (loadController) loadController.abort();
+      else return;
+      e.preventDefault();
+    }
+  });
+  els.generate.onclick = () => generate();
+  els.stop.onclick = () => stop();
+  els.cancelLoad.onclick = () => loadController?.abort();
+  els.copy.onclick = () => copyOutput();
+  els.clear.onclick = () => clearOutput();
+  els.reload.onclick = () => reloadModel();
+  els.delete.onclick = () => deleteSelected();
+  // Choosing a model downloads nothing: Load (or Generate) does.
+  els.model.onchange = () => {
+    showBanner();
+    if (model && loadedUrl !== els.model.value) status(`${selected()?.name} is chosen: press Load to switch to it.`);
+  };
+
   if (!hasWebGPU()) {
     showError(NO_WEBGPU_MESSAGE);
     setState("no-webgpu");
@@ -302,13 +467,8 @@ async function main() {
   }
   setState("idle");
   els.load.onclick = () => loadSelected();
-  els.generate.onclick = () => generate();
-  els.stop.onclick = () => stopController?.abort();
-  els.reload.onclick = () => reloadModel();
-  els.delete.onclick = () => deleteSelected();
+  status("Choose a model and press Load (or just Generate).");
   showStorage();
-  els.model.onchange = () => loadSelected();
-  for (const id of Object.keys(FIELDS)) $(id).addEventListener("input", () => checkField(id));
 }
 
 main();

@@ -11,7 +11,7 @@ importScripts("version.js");
 const BUILD = self.GPT2_BUILD || "dev";
 const PREFIX = "gpt2-webgpu-shell-";
 const CACHE = PREFIX + BUILD;
-const SHELL = ["./", "index.html", "embed.html", "embed.js", "embed.css", "app.js", "gpt2.js", "gpt2-element.js", "shared.js", "worker.js", "version.js",
+const SHELL = ["./", "index.html", "embed.html", "embed.js", "embed.css", "app.js", "app.css", "inspect-panel.js", "gpt2.js", "gpt2-element.js", "shared.js", "worker.js", "version.js",
   "pkg/gpt2_webgpu.js", "pkg/gpt2_webgpu_bg.wasm", "models/index.json"];
 const scope = new URL(self.registration.scope);
 const shellPaths = new Set(SHELL.map((u) => new URL(u, scope).pathname));
