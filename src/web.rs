@@ -339,7 +339,13 @@ impl WasmModel {
             let Some(mut model) = state.borrow_mut().model.take() else {
                 return Err(js_err("the model is busy (a step is running) or was disposed"));
             };
-            let r = model.inspect(&ids, position).await;
+            // Inspection runs on the GPU engine only (the CPU engine has no diagnostic pass yet).
+            let r = match &mut model {
+                crate::engine::AnyEngine::Gpu(m) => m.inspect(&ids, position).await,
+                crate::engine::AnyEngine::Cpu(_) => Err(Error::InvalidArgument(
+                    "looking inside the model needs the WebGPU engine; this model runs on the CPU engine".into(),
+                )),
+            };
             state.borrow_mut().model = Some(model);
             let r = r.map_err(js_err)?;
             let out = js_sys::Object::new();

@@ -92,7 +92,11 @@ pub struct InspectArgs {
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
     let InspectArgs { model, prompt, ids, position, out, weights } = args;
-    let Loaded { mut model, tok } = load(&model, weights.as_deref())?;
+    // A diagnostic pass of the GPU engine (the CPU engine has none).
+    let Loaded { model, tok } = load(&model, weights.as_deref(), gpt2_webgpu::engine::Device::Gpu)?;
+    let gpt2_webgpu::engine::AnyEngine::Gpu(mut model) = model else {
+        return Err(Error::InvalidArgument("gpt2 inspect runs on the GPU engine only".into()));
+    };
     let ids = match (prompt, ids) {
         (Some(p), None) => tok.encode(&p)?,
         (None, Some(ids)) => ids,
