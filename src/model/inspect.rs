@@ -63,7 +63,7 @@ impl Model {
         gpu.queue.write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
         let fr = Frame { t: t as u32, pos0: 0, head_row0: 0, head_rows: 1 };
         for op in ops.embed.iter().chain(ops.layers.iter().flatten()) {
-            arena.write(op, &params_of(&op.kind, fr, &cfg, gpu.gemv_lanes));
+            arena.write(op, &params_of(&op.kind, fr, &cfg, &gpu.tuning));
         }
         arena.flush(&gpu);
 
@@ -97,7 +97,7 @@ impl Model {
             let n = r.min(nl - r0);
             let hf = Frame { head_row0: 0, head_rows: n as u32, ..fr };
             for op in &ops.head {
-                arena.write(op, &params_of(&op.kind, hf, &cfg, gpu.gemv_lanes));
+                arena.write(op, &params_of(&op.kind, hf, &cfg, &gpu.tuning));
             }
             arena.flush(&gpu);
             let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inspect.lens") });
