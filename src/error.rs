@@ -69,6 +69,10 @@ pub enum Error {
     #[error("the model does not fit this GPU: {0}. Try a smaller model or a more compact quantization (q8 or q4).")]
     TooLarge(String),
 
+    /// The CPU engine's memory: the sentence says how much is needed, the limit, and what to pick instead.
+    #[error("the model does not fit in memory: {0}")]
+    OutOfMemory(String),
+
     #[error("GPU error: {0}. If the GPU device was lost, load the model again.")]
     Gpu(String),
 

@@ -125,7 +125,8 @@ impl WasmLoader {
     pub fn push_shard(&mut self, bytes: Uint8Array) -> Result<(), JsValue> {
         let Some(mut l) = self.inner.take() else { return Err(js_err(SPENT)) };
         let i = l.stream.shards_pushed();
-        l.stream.push_shard(i, &bytes.to_vec()).map_err(js_err)?;
+        // Copied from the JS array straight into the stream's buffer (one copy of the shard in wasm memory).
+        l.stream.push_shard_from(i, bytes.length() as usize, |dst| bytes.copy_to(dst)).map_err(js_err)?;
         while let Some((spec, data)) = l.stream.next_tensor().map_err(js_err)? {
             match &mut l.uploader {
                 Uploader::Gpu(u) => u.push(&spec, data),
@@ -157,6 +158,34 @@ impl WasmLoader {
             .into())
         })
     }
+}
+
+/// wasm32 addresses 4 GiB at most (Chromium and Firefox allow a memory that large; Safari may give less,
+/// which the allocation failure the worker catches then reports).
+const WASM_MEMORY_LIMIT: u64 = 4 << 30;
+
+/// Refuse, in words, a model that cannot fit the CPU engine's wasm memory (see `cpu::memory_needed`).
+fn check_wasm_memory(valid: &crate::package::ValidManifest) -> Result<(), Error> {
+    let m = &valid.manifest;
+    let shard = m.shards.iter().map(|s| s.bytes).max().unwrap_or(0);
+    let need = crate::engine::cpu::memory_needed(&valid.config, m.total_bytes, shard);
+    let in_use = core::arch::wasm32::memory_size(0) as u64 * 65536;
+    if in_use + need <= WASM_MEMORY_LIMIT {
+        return Ok(());
+    }
+    let gb = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let instead = match valid.quantization {
+        crate::quant::WeightFormat::F32 | crate::quant::WeightFormat::F16 => "a more compact quantization (q8 or q4) or a smaller size",
+        _ => "a smaller size",
+    };
+    Err(Error::OutOfMemory(format!(
+        "{} ({}) needs about {:.1} GB on the CPU engine, but a browser gives WebAssembly at most {:.0} GB (this page already uses {} MB of it). Pick {instead}, or use a browser with WebGPU",
+        m.model,
+        valid.quantization.name(),
+        gb(need),
+        gb(WASM_MEMORY_LIMIT),
+        in_use >> 20,
+    )))
 }
 
 const SPENT: &str = "this model load failed or already finished: load the model again";
@@ -225,8 +254,11 @@ impl WasmModel {
     /// (size, SHA-256), make the GPU device. Then push the shards, in manifest order, one at a time
     /// (`WasmLoader.pushShard`): each is checked and its tensors go to the GPU as they complete, so only
     /// about one shard and one tensor are ever held here. `WasmLoader.finish()` gives the model.
-    /// `device`: "auto" (default: WebGPU if the browser offers an adapter, else the CPU engine, with no
-    /// error), "webgpu" (an error without one) or "cpu".
+    /// `device`: "webgpu" (an error without an adapter), "cpu", or "auto" (any adapter WebGPU offers, else
+    /// the CPU engine). worker.js resolves the API's "auto" itself before calling (it can read the
+    /// browser's adapter info, and prefers the CPU engine to a software adapter), so it passes webgpu or cpu.
+    /// On the CPU engine the model's size is checked first against what wasm32 can address (4 GiB): a
+    /// model too big is refused in words before any shard is downloaded.
     #[wasm_bindgen(js_name = beginLoad)]
     pub async fn begin_load(manifest_json: Uint8Array, tokenizer_json: Uint8Array, device: Option<String>) -> Result<WasmLoader, JsValue> {
         let device = Device::parse(device.as_deref().unwrap_or("auto")).map_err(js_err)?;
@@ -240,6 +272,9 @@ impl WasmModel {
             // In a browser any adapter WebGPU offers is used: the browser chose it.
             Device::Auto => Gpu::new().await.ok(),
         };
+        if gpu.is_none() {
+            check_wasm_memory(&valid).map_err(js_err)?;
+        }
         let uploader = match gpu {
             Some(gpu) => Uploader::Gpu(ModelUploader::new(Arc::new(gpu), valid.config.clone(), valid.quantization).map_err(js_err)?),
             None => Uploader::Cpu(CpuUploader::new(valid.config.clone(), valid.quantization).map_err(js_err)?),

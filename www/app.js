@@ -1,8 +1,7 @@
 // The demo page. Uses only the public API of gpt2.js. Text from the model is inserted with
 // textContent, never as HTML. The inspect panel (what the model considered, where it looked, the logit
 // lens) lives in inspect-panel.js.
-import { load, isCached, deleteCached, hasWebGPU, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, GPT2Error, GENERATE_OPTIONS,
-  optionProblem } from "./gpt2.js";
+import { load, isCached, deleteCached, chooseDevice, GPT2Error, GENERATE_OPTIONS, optionProblem } from "./gpt2.js";
 import { InspectPanel } from "./inspect-panel.js";
 
 const $ = (id) => document.getElementById(id);
@@ -12,10 +11,12 @@ const els = {
   stats: $("stats"), output: $("output"), reload: $("reload"), offline: $("offline"), storage: $("storage"),
   delete: $("delete"), banner: $("banner"), notices: $("notices"), newSeed: $("newSeed"), seedUsed: $("seed-used"),
   copy: $("copy"), clear: $("clear"), advanced: $("advanced"), presetHelp: $("preset-help"), legend: $("legend"),
+  device: $("device"), engine: $("engine"),
 };
 let persistAnswer = null; // navigator.storage.persist()'s answer, asked after the first successful load
 let model = null;
 let loadedUrl = null;
+let loadedDevice = null; // the device choice (auto, webgpu, cpu) the loaded model was loaded with
 let models = [];
 let stopController = null;
 let loadController = null;
@@ -26,9 +27,9 @@ const panel = new InspectPanel({ output: els.output, legend: els.legend, getMode
 function setState(s) {
   document.body.dataset.state = s;
   const busy = s === "loading" || s === "generating";
-  els.load.disabled = busy || s === "no-webgpu";
-  els.model.disabled = busy;
-  els.generate.disabled = busy || s === "no-webgpu" || !models.length;
+  els.load.disabled = busy;
+  els.model.disabled = els.device.disabled = busy;
+  els.generate.disabled = busy || !models.length;
   els.stop.disabled = s !== "generating";
   els.cancelLoad.hidden = s !== "loading";
   els.copy.disabled = els.clear.disabled = !run || s === "generating";
@@ -155,9 +156,50 @@ async function deleteSelected() {
   await showStorage();
 }
 
+// ---- the engine: Auto, WebGPU or CPU (remembered; ?device= overrides for a link) --------------------
+const DEVICE_KEY = "gpt2-device";
+function initialDevice() {
+  const want = new URLSearchParams(location.search).get("device");
+  let saved = null;
+  try { saved = localStorage.getItem(DEVICE_KEY); } catch { /* storage off */ }
+  return ["auto", "webgpu", "cpu"].find((d) => d === want) || ["auto", "webgpu", "cpu"].find((d) => d === saved) || "auto";
+}
+
+// What the chosen engine will be, in words, before anything loads (no download: only the adapter asked).
+async function describeEngine() {
+  const choice = els.device.value;
+  let c;
+  try {
+    c = await chooseDevice(choice);
+  } catch (e) {
+    els.engine.textContent = `WebGPU was chosen, but ${e.message}`;
+    return;
+  }
+  if (els.device.value !== choice || (model && loadedDevice === choice)) return; // changed meanwhile, or a model speaks for itself
+  const name = c.adapter?.info ? [c.adapter.info.vendor, c.adapter.info.architecture, c.adapter.info.description].filter(Boolean).join(" ") : "";
+  els.engine.textContent = c.device === "cpu"
+    ? (c.why ? `WebGPU is not used: ${c.why}. GPT-2 runs on the CPU engine here (WebAssembly SIMD, 1 thread): slower than a GPU, but it works.`
+      : "GPT-2 will run on the CPU engine (WebAssembly SIMD, 1 thread).")
+    : `GPT-2 will run on WebGPU${name ? ` (${name})` : ""}.`;
+  els.engine.dataset.device = c.device;
+}
+
+// The engine a loaded model runs on, in words.
+function showEngine(i) {
+  els.engine.dataset.device = i.device;
+  els.engine.textContent = i.device === "cpu"
+    ? `Running on the CPU (WebAssembly SIMD, ${i.cpu?.threads ?? 1} thread${i.cpu?.threads > 1 ? "s" : ""})` +
+      (i.fallbackReason ? `: WebGPU is not used because ${i.fallbackReason}.` : ".")
+    : `Running on WebGPU: ${i.adapter?.name || "(unnamed adapter)"}.`;
+  els.adapter.textContent = i.device === "cpu"
+    ? `engine: ${i.deviceName}; WebAssembly memory ${mb(i.wasmMemoryBytes)}`
+    : `adapter: ${i.adapter.name || "(unnamed)"} (${i.adapter.backend}, ${i.adapter.deviceType}${i.adapter.driver ? ", " + i.adapter.driver : ""})`;
+}
+
 async function loadSelected() {
   const url = els.model.value;
-  if (model && loadedUrl === url) return;
+  const device = els.device.value;
+  if (model && loadedUrl === url && loadedDevice === device) return;
   const m = selected();
   if (!navigator.onLine && m && !m.cached) {
     showError(`${m.name} is not available offline: it was never downloaded in this browser. Connect to the network to load it.`);
@@ -167,17 +209,19 @@ async function loadSelected() {
   if (model) {
     model.dispose();
     model = null;
-    loadedUrl = null;
+    loadedUrl = loadedDevice = null;
   }
   showError("");
   setState("loading");
   els.progress.hidden = false;
   els.progress.value = 0;
-  const names = { downloading: "Downloading", verifying: "Checking", cache: "Reading from this browser's storage", uploading: "Moving it to the GPU" };
+  const names = { downloading: "Downloading", verifying: "Checking", cache: "Reading from this browser's storage",
+    uploading: device === "cpu" ? "Loading" : "Moving it to the GPU" };
   const t0 = performance.now();
   loadController = new AbortController();
   try {
     model = await load(url, {
+      device,
       signal: loadController.signal,
       onDeviceLost: deviceLost,
       onProgress: ({ phase, loaded, total }) => {
@@ -187,13 +231,13 @@ async function loadSelected() {
       },
     });
     loadedUrl = url;
+    loadedDevice = device;
     window.gpt2Demo = { model, panel }; // for the browser tests (device loss, the inspect panel)
     const i = model.info;
     status(`Ready: ${i.model} (${i.quantization}, ${i.config.nLayer} layers, ${(i.config.params / 1e6).toFixed(1)}M ` +
-      `parameters) loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s and running on your GPU.` +
-      (model.notices.length ? ` Note: ${model.notices.join("; ")}` : ""));
-    els.adapter.textContent = `adapter: ${i.adapter.name || "(unnamed)"} (${i.adapter.backend}, ${i.adapter.deviceType}` +
-      `${i.adapter.driver ? ", " + i.adapter.driver : ""})`;
+      `parameters) loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s and running on ` +
+      `${i.device === "cpu" ? "your CPU" : "your GPU"}.` + (model.notices.length ? ` Note: ${model.notices.join("; ")}` : ""));
+    showEngine(i);
     setState("ready");
     if (persistAnswer === null && navigator.storage?.persist) {
       try { persistAnswer = await navigator.storage.persist(); } catch { persistAnswer = false; }
@@ -442,23 +486,15 @@ async function main() {
     if (model && loadedUrl !== els.model.value) status(`${selected()?.name} is chosen: press Load to switch to it.`);
   };
 
-  if (!hasWebGPU()) {
-    showError(NO_WEBGPU_MESSAGE);
-    setState("no-webgpu");
-    try { await listModels(); } catch { /* the explanation above is what matters */ }
-    setState("no-webgpu");
-    return;
-  }
-  // WebGPU present but no adapter (GPU blocklisted, disabled, no driver): say so before any download.
-  let adapter = null;
-  try { adapter = await navigator.gpu.requestAdapter(); } catch { adapter = null; }
-  if (!adapter) {
-    showError(NO_ADAPTER_MESSAGE);
-    setState("no-webgpu");
-    try { await listModels(); } catch { /* the explanation above is what matters */ }
-    setState("no-webgpu");
-    return;
-  }
+  // The engine: without WebGPU (or with only a software adapter) Auto runs on the CPU engine, with no
+  // error; the line under the choice says which engine runs and why.
+  els.device.value = initialDevice();
+  els.device.onchange = () => {
+    try { localStorage.setItem(DEVICE_KEY, els.device.value); } catch { /* storage off */ }
+    if (model && loadedDevice !== els.device.value) status("Press Load (or Generate) to run the model on the engine you chose.");
+    describeEngine();
+  };
+  describeEngine();
   setState("idle");
   try {
     await listModels();

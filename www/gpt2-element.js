@@ -4,7 +4,8 @@
 //   <gpt2-generate model="https://your.site/gpt2/models/gpt2-q8/" max-new-tokens="40">Once upon a time</gpt2-generate>
 //
 // Attributes: model (package URL, relative to the page), prompt (or the element's text), max-new-tokens,
-// temperature, top-k, top-p, repetition-penalty, seed, autostart (generate once connected).
+// temperature, top-k, top-p, repetition-penalty, seed, autostart (generate once connected), device ("auto",
+// the default: WebGPU on a hardware GPU, else the CPU engine; "webgpu"; "cpu").
 // Methods: generate(), stop(). Properties: text (the last output), model (a promise of the shared model).
 // Events (on the element, bubbling, composed): progress {phase, loaded, total}, token {piece},
 // done {text, tokens}, error {message, kind}.
@@ -20,7 +21,7 @@ const ATTRIBUTES = { "max-new-tokens": ["maxNewTokens", 50], temperature: ["temp
 
 const shared = new Map(); // absolute model URL -> { promise, listeners:Set, turn: Promise }
 
-function sharedModel(url, onProgress, device = "webgpu") {
+function sharedModel(url, onProgress, device = "auto") {
   const key = `${device} ${url}`; // the same package on two engines is two models
   let s = shared.get(key);
   if (!s) {
@@ -129,9 +130,9 @@ export class GPT2Generate extends HTMLElement {
     return new URL(this.getAttribute("model") || "models/gpt2-q8/", document.baseURI).href;
   }
 
-  /** The `device` attribute: "webgpu" (default), "auto" or "cpu". */
+  /** The `device` attribute: "auto" (default: WebGPU on a hardware GPU, else the CPU engine), "webgpu" or "cpu". */
   get device() {
-    return this.getAttribute("device") || "webgpu";
+    return this.getAttribute("device") || "auto";
   }
 
   /** A promise of the loaded model, shared by every element with the same model URL and device. */
@@ -159,7 +160,7 @@ export class GPT2Generate extends HTMLElement {
     els.output.replaceChildren();
     this.text = "";
     let tokens = 0;
-    const names = { downloading: "downloading", verifying: "verifying", cache: "from cache", uploading: "uploading to the GPU" };
+    const names = { downloading: "downloading", verifying: "verifying", cache: "from cache", uploading: "loading" };
     const onProgress = (p) => {
       els.progress.hidden = false;
       els.progress.max = p.total || 1;
@@ -195,8 +196,9 @@ export class GPT2Generate extends HTMLElement {
       this.#emit("done", { text: this.text, tokens, stopped: signal.aborted });
     } catch (e) {
       // The model cannot go on (GPU lost, worker crashed): the next generate() loads it again.
-      if (["device-lost", "worker", "wasm"].includes(e.kind) && shared.get(this.modelUrl) === s) {
-        shared.delete(this.modelUrl);
+      const key = `${this.device} ${this.modelUrl}`;
+      if (["device-lost", "worker", "wasm"].includes(e.kind) && shared.get(key) === s) {
+        shared.delete(key);
         s.promise.then((m) => m.dispose(), () => {});
       }
       if (e.kind !== "aborted") {

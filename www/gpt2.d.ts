@@ -58,6 +58,13 @@ export declare const CACHE_NAME: string;
 /** Whether this browser exposes `navigator.gpu`. */
 export declare function hasWebGPU(): boolean;
 
+/** Whether a WebGPU adapter is a software one (SwiftShader, llvmpipe, WARP): "auto" does not use it. */
+export declare function isSoftwareAdapter(adapter: { info?: object; isFallbackAdapter?: boolean }): boolean;
+
+/** The engine `device` runs on in this browser: WebGPU for "auto" only on a hardware adapter. `why` says in
+ * words why "auto" chose the CPU engine (else null). Rejects (kind "no-webgpu") for "webgpu" without the API. */
+export declare function chooseDevice(device?: "auto" | "webgpu" | "cpu"): Promise<{ device: "webgpu" | "cpu"; why: string | null; adapter: unknown }>;
+
 /** A step of a load: downloading a file, verifying its SHA-256, reading it from the cache, or uploading
  * tensors to the GPU. `loaded` and `total` are bytes of the whole package. */
 export interface LoadProgress {
@@ -75,8 +82,9 @@ export interface LoadOptions {
   signal?: AbortSignal;
   /** Called when the GPU device is lost later (also while idle), with an error of kind "device-lost". */
   onDeviceLost?: (error: GPT2Error) => void;
-  /** Where the model runs: "webgpu" (default), "cpu" (wasm SIMD in the worker, one thread) or "auto"
-   * (WebGPU when the browser offers an adapter, else the CPU engine, with no error). */
+  /** Where the model runs: "auto" (default: WebGPU when the browser offers a hardware GPU adapter, else
+   * the CPU engine, with no error; a software adapter such as SwiftShader counts as none), "webgpu" (an
+   * error of kind "no-webgpu" without one) or "cpu" (wasm SIMD in the worker, one thread). */
   device?: "auto" | "webgpu" | "cpu";
 }
 
@@ -184,6 +192,10 @@ export interface ModelInfo {
   limits: DeviceLimits | null;
   /** The CPU engine's SIMD path and threads; absent on WebGPU. */
   cpu?: { simd: string; threads: number };
+  /** Why "auto" chose the CPU engine, in words (e.g. "this browser does not offer WebGPU"); else null. */
+  fallbackReason: string | null;
+  /** The worker's WebAssembly memory after loading, in bytes (on the CPU engine it holds the weights). */
+  wasmMemoryBytes: number;
 }
 
 export interface InspectOptions {

@@ -1,12 +1,14 @@
-// gpt2.js: the public JavaScript API. GPT-2 on WebGPU, running in a Web Worker (hidden here).
+// gpt2.js: the public JavaScript API. GPT-2 on WebGPU, or on the CPU engine (wasm SIMD) where WebGPU has
+// no GPU to offer, running in a Web Worker (hidden here).
 //
 //   import { load } from "./gpt2.js";
-//   const model = await load("models/tiny-gpt2-f32/", { onProgress: ({ phase, loaded, total }) => {}, signal });
+//   const model = await load("models/tiny-gpt2-f32/", { onProgress: ({ phase, loaded, total }) => {}, signal,
+//                                                     device: "auto" }); // or "webgpu", "cpu"
 //   for await (const piece of model.generate(prompt, { maxNewTokens, temperature, topK, topP,
 //                                                      repetitionPenalty, seed, signal })) {
 //     piece.text; piece.tokenId; piece.prob; piece.alternatives; // [{ tokenId, text, prob }]
 //   }
-//   model.info;      // adapter, model config, quantization, limits
+//   model.info;      // device ("webgpu" | "cpu"), deviceName, adapter, model config, quantization, limits
 //   model.dispose();   // safe at any time
 //
 // Types: gpt2.d.ts (strict: a misspelled option is a type error). Errors are `GPT2Error`s: `message` is
@@ -42,6 +44,39 @@ export const NO_ADAPTER_MESSAGE =
  * @returns {boolean} */
 export function hasWebGPU() {
   return typeof navigator !== "undefined" && "gpu" in navigator && !!navigator.gpu;
+}
+
+/** Whether a GPUAdapter is a software one (SwiftShader in Chromium, llvmpipe/lavapipe, WARP): the browser
+ * marks it as a fallback adapter; older browsers only name it.
+ * @param {GPUAdapter} adapter @returns {boolean} */
+export function isSoftwareAdapter(adapter) {
+  const i = adapter.info || {};
+  return i.isFallbackAdapter === true || adapter.isFallbackAdapter === true ||
+    /swiftshader|llvmpipe|lavapipe|softpipe|warp|basic render/i.test(`${i.vendor} ${i.architecture} ${i.description} ${i.device}`);
+}
+
+/** The engine `device` runs on here: `{ device: "webgpu" | "cpu", why, adapter }`; `why` says in words why
+ * "auto" chose the CPU engine (else null), `adapter` is the GPUAdapter found (or null).
+ * The rule for "auto": WebGPU when the browser offers a hardware adapter; the CPU engine when it offers no
+ * WebGPU, no adapter, or only a software adapter. A software adapter is far slower than the CPU engine:
+ * on this project's 2-core test machine SwiftShader WebGPU decodes gpt2 q8 at about 1 token/s (ours and
+ * transformers.js alike), the CPU engine at about 40 (README, "Browser speed").
+ * "webgpu" without the API rejects (kind "no-webgpu"); without an adapter, load() rejects in words.
+ * @param {"auto" | "webgpu" | "cpu"} device */
+export async function chooseDevice(device = "auto") {
+  if (device === "cpu") return { device, why: null, adapter: null };
+  if (!hasWebGPU()) {
+    if (device === "webgpu") throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
+    return { device: "cpu", why: "this browser does not offer WebGPU", adapter: null };
+  }
+  let adapter = null;
+  try { adapter = await navigator.gpu.requestAdapter(); } catch { adapter = null; }
+  if (device === "webgpu") return { device, why: null, adapter };
+  if (!adapter) return { device: "cpu", why: "this browser offers WebGPU but no GPU adapter", adapter };
+  if (isSoftwareAdapter(adapter)) {
+    return { device: "cpu", why: "WebGPU here has only a software adapter (no GPU), which is much slower than the CPU engine", adapter };
+  }
+  return { device: "webgpu", why: null, adapter };
 }
 
 // The generation options, their allowed values and the words that say so. gpt2.js checks every option
@@ -298,22 +333,25 @@ function packageBase(url) {
 }
 
 /** Download (or take from the cache), verify and upload the model package at `url` (a folder with
- * manifest.json). `onProgress({phase, loaded, total, file})`, phase: "downloading", "verifying",
+ * manifest.json). `device`: "auto" (the default) runs on WebGPU when the browser offers a hardware GPU
+ * adapter, else on the CPU engine (WebAssembly SIMD in the worker, one thread) with no error: no WebGPU,
+ * no adapter, or only a software adapter such as SwiftShader, which is far slower than the CPU engine.
+ * `model.info.device` says which ran ("webgpu" or "cpu"; `info.fallbackReason` says why auto chose the
+ * CPU). "webgpu" rejects with kind "no-webgpu" where there is none; "cpu" always runs on the CPU. `onProgress({phase, loaded, total, file})`, phase: "downloading", "verifying",
  * "cache" or "uploading". Aborting `signal` rejects at once (kind "aborted"), cancels the downloads
  * and ends the worker; files already verified stay cached, nothing else is.
  * @param {string | URL} url the package folder, relative to the page
  * @param {import("./gpt2.d.ts").LoadOptions} [options]
  * @returns {Promise<import("./gpt2.d.ts").GPT2Model>} */
-export async function load(url, { onProgress, signal, onDeviceLost, device = "webgpu" } = {}) {
+export async function load(url, { onProgress, signal, onDeviceLost, device = "auto" } = {}) {
   if (!["auto", "webgpu", "cpu"].includes(device)) {
     const e = new GPT2Error("invalid-option", `device must be "auto", "webgpu" or "cpu", not ${JSON.stringify(device)}.`);
     e.option = "device";
     throw e;
   }
-  // Without WebGPU, "auto" runs the CPU engine (wasm SIMD in the worker): no error. The default stays
-  // "webgpu" until the page and the browser tests for a WebGPU-less browser move to "auto".
-  if (device === "webgpu" && !hasWebGPU()) throw new GPT2Error("no-webgpu", NO_WEBGPU_MESSAGE);
-  if (device === "auto" && !hasWebGPU()) device = "cpu";
+  // The engine is picked here, where the visitor's browser is (chooseDevice: no WebGPU, no adapter or a
+  // software adapter -> the CPU engine, with no error); the worker runs what it is told.
+  const { device: engine, why } = await chooseDevice(device);
   if (signal?.aborted) throw new GPT2Error("aborted", "loading was cancelled");
   let abs;
   try {
@@ -346,7 +384,7 @@ export async function load(url, { onProgress, signal, onDeviceLost, device = "we
           }
         } else if (m.type === "loaded") resolve(m);
       };
-      worker.postMessage({ type: "load", id, url: abs, device });
+      worker.postMessage({ type: "load", id, url: abs, device: engine, why });
     });
     worker.onerror = null;
     return new Model(worker, r.info, r.notices, abs, onDeviceLost);

@@ -1,10 +1,11 @@
 // The inference worker (a module Web Worker, started by gpt2.js; not a public API).
 // Downloads a model package (docs/format.md), checks every file's SHA-256 before using or caching it,
 // keeps verified files in the Cache API (so a second visit downloads nothing, and an interrupted
-// download resumes at the first missing shard), streams the model onto the GPU through the wasm module
-// shard by shard (one shard in memory at a time) and runs the generation loop, one message per token.
+// download resumes at the first missing shard), streams the model onto the GPU or into the CPU engine
+// (wasm SIMD, this worker's one thread) through the wasm module shard by shard (one shard in memory at a
+// time) and runs the generation loop, one message per token.
 //
-// Messages in:  {type: "load", id, url} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
+// Messages in:  {type: "load", id, url, device: "auto" | "webgpu" | "cpu", why} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
 //               {type: "inspect", id, input, position} |
 //               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests)
 // Messages out: {type: "progress", id, phase, loaded, total, file} | {type: "loaded", id, info, notices}
@@ -13,10 +14,12 @@
 //               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message}
 
 import init, { WasmModel, checkManifest } from "./pkg/gpt2_webgpu.js";
-import { NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE } from "./gpt2.js";
+import { NO_ADAPTER_MESSAGE, chooseDevice } from "./gpt2.js";
 import { CACHE_NAME, MANIFEST_FILE, cacheKey } from "./shared.js";
 
-const wasmReady = init();
+// The module's exports: `memory` is the wasm memory, whose size info.wasmMemoryBytes reports.
+let wasm = null;
+const wasmReady = init().then((w) => (wasm = w));
 let model = null;
 let queue = Promise.resolve(); // load and generate run one at a time
 const aborted = new Set();
@@ -167,11 +170,13 @@ function checkedManifest(bytes, base) {
   return { tokenizer, shards };
 }
 
-async function load(id, url, device) {
+const wasmBytes = () => wasm?.memory?.buffer?.byteLength ?? 0;
+const GB = (n) => `${(n / 2 ** 30).toFixed(2)} GB`;
+
+// `device`: "webgpu" or "cpu" as gpt2.js chose it (with `why`, its reason for the CPU), or "auto".
+async function load(id, url, requested = "auto", reason = null) {
   await wasmReady;
-  if (!("gpu" in navigator)) {
-    throw new Failure("no-webgpu", NO_WEBGPU_MESSAGE);
-  }
+  const { device, why } = requested === "auto" ? await chooseDevice(requested) : { device: requested, why: reason };
   const controller = new AbortController();
   const ctx = {
     signal: controller.signal,
@@ -218,7 +223,7 @@ async function load(id, url, device) {
   }
   // One shard at a time: fetched (or read from the cache) and verified, pushed (checked again, its
   // complete tensors uploaded), dropped. A failure anywhere frees everything uploaded so far.
-  const loader = await WasmModel.beginLoad(manifestBytes, tokenizer, device ?? "auto");
+  const loader = await WasmModel.beginLoad(manifestBytes, tokenizer, device);
   try {
     for (const s of manifest.shards) {
       if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
@@ -228,8 +233,18 @@ async function load(id, url, device) {
     }
     ctx.progress("uploading", "");
     model = await loader.finish();
+  } catch (e) {
+    // The CPU engine's allocations that fail (memory.grow refused: wasm32's 4 GB, or less where the
+    // browser or the machine gives less) end the module with a trap. Say what it means; this worker is
+    // not used again (every load() starts a new one).
+    if (device === "cpu" && e instanceof WebAssembly.RuntimeError) {
+      throw new Failure("too-large", `The model does not fit in this browser's WebAssembly memory: the CPU engine could not get more ` +
+        `memory while loading it (${GB(wasmBytes())} in use; browsers give WebAssembly at most 4 GB, some less). Pick a smaller size ` +
+        `or a more compact quantization (q8 or q4), or use a browser with WebGPU.`);
+    }
+    throw e;
   } finally {
-    loader.free();
+    try { loader.free(); } catch { /* after a trap */ }
   }
   ctx.progress("uploading", "");
   // Kept for offline loads only now: it passed every check and every file it names is cached.
@@ -237,6 +252,8 @@ async function load(id, url, device) {
     try { await ctx.cache?.put(manifestUrl, new Response(manifestBytes.slice(), { headers: { "Content-Type": "application/json" } })); } catch { /* quota: see getFile */ }
   }
   const info = model.info();
+  info.wasmMemoryBytes = wasmBytes();
+  info.fallbackReason = why;
   // wgpu's WebGPU backend leaves the adapter's name empty; the browser's GPUAdapterInfo has words.
   if (info.device === "webgpu") try {
     const a = (await navigator.gpu.requestAdapter())?.info;
@@ -319,7 +336,7 @@ function fail(id, e) {
   if (deviceLost || /device was lost/i.test(message)) {
     kind = "device-lost";
     message = deviceLost || `${DEVICE_LOST_WORDS} (${message}). Reload the model to continue.`;
-  } else if (/does not fit this GPU/.test(message)) {
+  } else if (/does not fit this GPU|does not fit in memory/.test(message)) {
     kind = "too-large";
   } else if (/^no GPU adapter found/.test(message)) {
     // The engine's words are for the CLI (drivers, lavapipe); a visitor needs the browser's side.
@@ -347,7 +364,7 @@ self.onmessage = (ev) => {
       aborted.add(m.id);
       break;
     case "load":
-      queue = queue.then(() => load(m.id, m.url, m.device).then((r) => postMessage({ type: "loaded", id: m.id, ...r }), (e) => fail(m.id, e)));
+      queue = queue.then(() => load(m.id, m.url, m.device, m.why).then((r) => postMessage({ type: "loaded", id: m.id, ...r }), (e) => fail(m.id, e)));
       break;
     case "generate":
       queue = queue.then(() => generate(m.id, m.prompt, m.opts).catch((e) => fail(m.id, e)));

@@ -69,7 +69,14 @@ impl PackageStream {
 
     /// Shard `index` (which must be the next one) of the package, checked against its manifest entry.
     pub fn push_shard(&mut self, index: usize, bytes: &[u8]) -> Result<()> {
-        let Some(entry) = self.valid.manifest.shards.get(index) else {
+        self.push_shard_from(index, bytes.len(), |dst| dst.copy_from_slice(bytes))
+    }
+
+    /// Like [`push_shard`](Self::push_shard), for a shard of `len` bytes that `fill` writes straight into
+    /// the stream's buffer (the browser copies it there from a JS array: no copy in between, so a load
+    /// holds one shard, not two). A shard that fails its check leaves the stream as it was.
+    pub fn push_shard_from(&mut self, index: usize, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<()> {
+        let Some(entry) = self.valid.manifest.shards.get(index).cloned() else {
             return Err(Error::InvalidArgument(format!(
                 "shard {index} pushed, but the package has {} shards",
                 self.valid.manifest.shards.len()
@@ -82,18 +89,29 @@ impl PackageStream {
                 self.valid.manifest.shards.get(self.shards).map_or("no shard", |e| e.file.as_str())
             )));
         }
-        verify_file(entry, bytes, &entry.file)?;
-        self.compact();
-        // Keep the shard's bytes from the next tensor's start on (the buffer is empty when a tensor starts
-        // in this shard, or holds exactly the earlier part of that tensor when it started before).
-        let start = self.valid.shard_starts[index];
-        let skip = self.keep_from().saturating_sub(start).min(bytes.len() as u64) as usize;
-        if self.buf.is_empty() {
-            self.buf_start = start + skip as u64;
+        if len as u64 != entry.bytes {
+            return Err(Error::PackageFileSize { file: entry.file.clone(), expected: entry.bytes, actual: len as u64 });
         }
-        debug_assert_eq!(self.buf_start + self.buf.len() as u64, start + skip as u64);
-        self.buf.reserve_exact(bytes.len() - skip);
-        self.buf.extend_from_slice(&bytes[skip..]);
+        self.compact();
+        // The buffer is empty when the next tensor starts in this shard, or holds exactly the earlier part
+        // of that tensor when it started before; the shard goes after it, whole, and is checked in place.
+        let start = self.valid.shard_starts[index];
+        let at = self.buf.len();
+        self.buf.reserve_exact(len);
+        self.buf.resize(at + len, 0);
+        fill(&mut self.buf[at..]);
+        if let Err(e) = verify_file(&entry, &self.buf[at..], &entry.file) {
+            self.buf.truncate(at);
+            return Err(e);
+        }
+        // Bytes before the next tensor's start (padding at the shard's front) are spent at once.
+        let skip = self.keep_from().saturating_sub(start).min(len as u64) as usize;
+        if at == 0 {
+            self.buf_start = start;
+            self.head = skip;
+        }
+        debug_assert!(at == 0 || skip == 0);
+        debug_assert_eq!(self.buf_start + self.buf.len() as u64, start + len as u64);
         self.peak = self.peak.max(self.buf.capacity());
         self.shards += 1;
         Ok(())

@@ -165,7 +165,7 @@ try {
     if (n < 0) n = c.greedy_next_ids.length;
     if (process.env.GREEDY_TOKENS) n = Math.min(n, Number(process.env.GREEDY_TOKENS));
     const t0 = Date.now();
-    await page.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await page.goto(`${base}/?model=tiny-gpt2-f32&device=webgpu`, { timeout: 30_000 });
     await waitState(page, "idle", 30_000);
     await setControls(page, c.text, { ...GREEDY, maxNewTokens: n });
     // Check the page's tokenizer sees the reference's prompt ids (through the stats' prompt count).
@@ -240,7 +240,7 @@ try {
   // (d) a corrupt shard: a clear error, not cached; served correctly afterwards, the page recovers.
   await test("corrupt-shard", 240_000, async () => {
     corrupt.add("/models/tiny-gpt2-q8/shard-000.bin");
-    await page.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await page.goto(`${base}/?model=tiny-gpt2-q8&device=webgpu`, { timeout: 30_000 });
     await waitState(page, "idle", 30_000);
     await page.click("#load");
     await waitState(page, ["ready", "error"], 120_000);
@@ -286,7 +286,7 @@ try {
   // Device lost (a real one: the worker's GPUDevice is destroyed): the page says so in words and its
   // "Reload model" button loads the model again without reloading the page.
   await test("device-lost", 180_000, async () => {
-    await page.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await page.goto(`${base}/?model=tiny-gpt2-q8&device=webgpu`, { timeout: 30_000 });
     await waitState(page, "idle", 30_000);
     await page.click("#load");
     assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
@@ -311,7 +311,7 @@ try {
   // A download interrupted halfway (the connection drops in shard-001) says so; loading again resumes
   // without fetching the finished files (tokenizer, shard-000) again.
   await test("resume-download", 180_000, async () => {
-    await page.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await page.goto(`${base}/?model=tiny-gpt2-f32&device=webgpu`, { timeout: 30_000 });
     await waitState(page, "idle", 30_000);
     await page.evaluate(async () => (await import("./gpt2.js")).deleteCached("models/tiny-gpt2-f32/"));
     dropOnce.add("/models/tiny-gpt2-f32/shard-001.bin");
@@ -360,7 +360,7 @@ hpage.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
 hpage.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 async function apiPage() {
   serverOpts.inject = HOOKS;
-  await hpage.goto(`${base}/?model=tiny-gpt2-f32&nosw`, { timeout: 30_000 });
+  await hpage.goto(`${base}/?model=tiny-gpt2-f32&nosw&device=webgpu`, { timeout: 30_000 });
   await waitState(hpage, "idle", 30_000);
   await hpage.evaluate(async () => {
     window.gpt2 = await import("./gpt2.js");
@@ -372,7 +372,7 @@ async function ensureApi() {
   const ready = await hpage.evaluate(() => !!(window.gpt2 && window.m)).catch(() => false);
   if (ready) return;
   await apiPage();
-  await hpage.evaluate(async () => (window.m = await gpt2.load("models/tiny-gpt2-f32/")));
+  await hpage.evaluate(async () => (window.m = await gpt2.load("models/tiny-gpt2-f32/", { device: "webgpu" })));
 }
 try {
   // Defect 1: every invalid option rejects at once with words naming the option and its range; the
@@ -505,7 +505,7 @@ try {
       m.dispose();
       const disposed = [await running, await queued].map((x) => ({ ...x, ms: x.at - t0 }));
       const afterDispose = await settle(m.generate(text, { maxNewTokens: 2 }));
-      m = await gpt2.load("models/tiny-gpt2-f32/");
+      m = await gpt2.load("models/tiny-gpt2-f32/", { device: "webgpu" });
       const reloaded = await collect(m.generate(text, { maxNewTokens: n }));
       // device lost mid-generation
       const it2 = m.generate("SLOW down", { maxNewTokens: 20 });
@@ -515,7 +515,7 @@ try {
       const lostAfter = await settle(m.generate(text, { maxNewTokens: 2 }));
       m.dispose();
       // worker crash
-      m = await gpt2.load("models/tiny-gpt2-f32/");
+      m = await gpt2.load("models/tiny-gpt2-f32/", { device: "webgpu" });
       const crash = await settle(m.generate("CRASH now", { maxNewTokens: 50 }));
       const crashAfter = await settle(m.generate(text, { maxNewTokens: 2 }));
       m.dispose();
@@ -542,7 +542,7 @@ try {
     requests.length = 0;
     const r = await hpage.evaluate(async () => {
       const ctl = new AbortController();
-      const p = gpt2.load("models/tiny-gpt2-f32/", { signal: ctl.signal, onProgress: (x) => x.file === "shard-001.bin" && setTimeout(() => ctl.abort(), 300) });
+      const p = gpt2.load("models/tiny-gpt2-f32/", { device: "webgpu", signal: ctl.signal, onProgress: (x) => x.file === "shard-001.bin" && setTimeout(() => ctl.abort(), 300) });
       let t0 = 0;
       ctl.signal.addEventListener("abort", () => (t0 = performance.now()));
       try { await p; return { resolved: true }; } catch (e) { return { kind: e.kind, ms: performance.now() - t0 }; }
@@ -568,7 +568,7 @@ try {
     assert(cache.every((c) => c.ok), `only verified files are cached: ${JSON.stringify(cache)}`);
     assert(!cache.some((c) => c.url.includes("shard-001")), "the cancelled shard is not cached");
     requests.length = 0;
-    const n = await hpage.evaluate(async () => { const m = await gpt2.load("models/tiny-gpt2-f32/"); m.dispose(); return 1; });
+    const n = await hpage.evaluate(async () => { const m = await gpt2.load("models/tiny-gpt2-f32/", { device: "webgpu" }); m.dispose(); return 1; });
     assert(n === 1 && shardRequests().join() === "/models/tiny-gpt2-f32/shard-001.bin", `resumed: ${shardRequests()}`);
   });
 
@@ -578,7 +578,7 @@ try {
     await ensureApi();
     const path0 = "/models/tiny-gpt2-q8/manifest.json";
     const good = JSON.parse(fs.readFileSync(path.join(www, path0)));
-    await hpage.evaluate(async () => { const m = await gpt2.load("models/tiny-gpt2-q8/"); m.dispose(); });
+    await hpage.evaluate(async () => { const m = await gpt2.load("models/tiny-gpt2-q8/", { device: "webgpu" }); m.dispose(); });
     const keptBefore = await hpage.evaluate(async (u) => (await (await caches.open(gpt2.CACHE_NAME)).match(u))?.text(), `${base}${path0}`);
     assert(keptBefore && JSON.parse(keptBefore).shards.length === good.shards.length, "the good manifest is kept");
     const edit = (f) => { const m = structuredClone(good); f(m); return JSON.stringify(m); };
@@ -600,7 +600,7 @@ try {
       overrides.set(path0, body);
       requests.length = 0;
       results[name] = await hpage.evaluate(async () => {
-        try { (await gpt2.load("models/tiny-gpt2-q8/")).dispose(); return { resolved: true }; } catch (e) { return { kind: e.kind, message: e.message }; }
+        try { (await gpt2.load("models/tiny-gpt2-q8/", { device: "webgpu" })).dispose(); return { resolved: true }; } catch (e) { return { kind: e.kind, message: e.message }; }
       });
       const r = results[name];
       assert(!r.resolved, `${name}: accepted`);
@@ -645,21 +645,36 @@ await test("element-bad-attribute", 150_000, async () => {
   }
 });
 
-// Defect 8: without WebGPU the element says so in the page's words for visitors (not the CLI's).
+// Without WebGPU (Chromium started without --enable-unsafe-webgpu: navigator.gpu exists but offers no
+// adapter; or navigator.gpu removed, as in a browser that never had it) the element just works on the CPU
+// engine: #a with device="cpu" (flag case) or the default "auto" (API case) generates its 8 tokens, with
+// no error. #b asking for device="webgpu" gets the page's words for visitors (not the CLI's).
 for (const [name, removeApi, want] of [["element-no-webgpu-flag", false, /no GPU adapter/], ["element-no-webgpu-api", true, /does not offer WebGPU/]]) {
-  await test(name, 90_000, async () => {
+  await test(name, 120_000, async () => {
     const c = await launch(false);
     if (removeApi) await c.addInitScript(() => { delete Navigator.prototype.gpu; });
     try {
       const p = c.pages()[0] || (await c.newPage());
+      const errors = [];
+      p.on("pageerror", (e) => errors.push(e.message));
       await p.goto(`${base}/embed.html`, { timeout: 30_000 });
+      await p.evaluate((cpu) => {
+        if (cpu) document.querySelector("#a").setAttribute("device", "cpu");
+        document.querySelector("#b").setAttribute("device", "webgpu");
+      }, !removeApi);
       await p.click("#a >> button.generate");
-      await p.waitForFunction(() => document.querySelector("#a").dataset.error, null, { timeout: 60_000 });
-      const err = await p.getAttribute("#a", "data-error");
-      const shown = await p.evaluate(() => document.querySelector("#a").shadowRoot.querySelector(".error").textContent);
-      log(`     ${JSON.stringify(err.slice(0, 80))}...`);
-      assert(want.test(err) && /Chrome/.test(err) && /Safari/.test(err) && shown === err, err);
+      await p.waitForFunction(() => document.querySelector("#a").dataset.done || document.querySelector("#a").dataset.error, null, { timeout: 60_000 });
+      assert((await p.getAttribute("#a", "data-done")) === "8", `#a (${removeApi ? "auto" : "cpu"}): ${await p.getAttribute("#a", "data-error")}`);
+      const info = await p.evaluate(async () => (await document.querySelector("#a").model).info);
+      assert(info.device === "cpu" && info.cpu.simd === "simd128", `#a runs on the CPU engine: ${info.deviceName}`);
+      await p.click("#b >> button.generate");
+      await p.waitForFunction(() => document.querySelector("#b").dataset.error || document.querySelector("#b").dataset.done, null, { timeout: 60_000 });
+      const err = await p.getAttribute("#b", "data-error");
+      const shown = await p.evaluate(() => document.querySelector("#b").shadowRoot.querySelector(".error").textContent);
+      log(`     #a on ${info.deviceName}: 8 tokens; #b device="webgpu": ${JSON.stringify((err || "").slice(0, 70))}...`);
+      assert(err && want.test(err) && /Chrome/.test(err) && /Safari/.test(err) && shown === err, `#b: ${err}`);
       assert(!/lavapipe|vulkan|Mesa|driver\)|compiled/i.test(err), `CLI words: ${err}`);
+      assert(errors.length === 0, errors.join("; "));
     } finally {
       await c.close().catch(() => {});
     }
@@ -703,7 +718,7 @@ await test("offline-and-delete", 240_000, async () => {
   const ctx5 = await launch(true);
   try {
     const p = ctx5.pages()[0] || (await ctx5.newPage());
-    await p.goto(`${base}/?model=tiny-gpt2-f32`, { timeout: 30_000 });
+    await p.goto(`${base}/?model=tiny-gpt2-f32&device=webgpu`, { timeout: 30_000 });
     await waitState(p, "idle", 30_000);
     await p.click("#load");
     assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
@@ -770,7 +785,7 @@ await test("strict-csp", 150_000, async () => {
     const violations = [];
     p.on("console", (m) => /Content Security Policy|Refused/.test(m.text()) && violations.push(m.text()));
     p.on("pageerror", (e) => violations.push(e.message));
-    await p.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await p.goto(`${base}/?model=tiny-gpt2-q8&device=webgpu`, { timeout: 30_000 });
     await waitState(p, "idle", 30_000);
     await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 3 });
     const out = await generateOnPage(p, 120_000);
@@ -794,7 +809,7 @@ await test("quota-and-too-large", 180_000, async () => {
   try {
     const p = ctx3.pages()[0] || (await ctx3.newPage());
     serverOpts.inject = `Cache.prototype.put = async function () { throw new DOMException("simulated full storage", "QuotaExceededError"); };`;
-    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw`, { timeout: 30_000 });
+    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw&device=webgpu`, { timeout: 30_000 });
     await waitState(p, "idle", 30_000);
     await p.click("#load");
     assert((await waitState(p, ["ready", "error"], 120_000)) === "ready", await p.textContent("#error"));
@@ -806,7 +821,7 @@ await test("quota-and-too-large", 180_000, async () => {
     assert(out.ids.length === 2, "generates from memory");
 
     serverOpts.inject = `for (const k of ["maxStorageBufferBindingSize", "maxBufferSize"]) Object.defineProperty(GPUSupportedLimits.prototype, k, { get: () => 1048576 });`;
-    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw`, { timeout: 30_000 });
+    await p.goto(`${base}/?model=tiny-gpt2-q8&nosw&device=webgpu`, { timeout: 30_000 });
     await waitState(p, "idle", 30_000);
     await p.click("#load");
     assert((await waitState(p, ["ready", "error"], 120_000)) === "error", "a model too large fails");
@@ -819,12 +834,14 @@ await test("quota-and-too-large", 180_000, async () => {
   }
 });
 
-// (c) Chromium without WebGPU shows the explanation, not a blank page or a console error: once as
-// started without --enable-unsafe-webgpu (navigator.gpu exists, no adapter on this GPU-less machine),
-// once as a browser without the API at all (navigator.gpu removed before the page runs, as in a browser
-// that never had WebGPU; Chromium 156 keeps navigator.gpu even with --disable-features=WebGPU).
-for (const [name, removeApi, want] of [["no-webgpu-flag", false, /no GPU adapter/], ["no-webgpu-api", true, /does not offer WebGPU/]]) {
-  await test(name, 90_000, async () => {
+// (c) Chromium without WebGPU: the page just works on the CPU engine, and says so. Once as started without
+// --enable-unsafe-webgpu (navigator.gpu exists, no adapter on this GPU-less machine), once as a browser
+// without the API at all (navigator.gpu removed before the page runs, as in a browser that never had
+// WebGPU; Chromium 156 keeps navigator.gpu even with --disable-features=WebGPU). Auto loads on the CPU and
+// gives the reference's greedy tokens; choosing WebGPU gives the explanation in the visitor's words.
+for (const [name, removeApi, want, reason] of [["no-webgpu-flag", false, /no GPU adapter/, /no GPU adapter/],
+  ["no-webgpu-api", true, /does not offer WebGPU/, /does not offer WebGPU/]]) {
+  await test(name, 150_000, async () => {
     const ctx2 = await launch(false);
     if (removeApi) await ctx2.addInitScript(() => { delete Navigator.prototype.gpu; });
     try {
@@ -832,21 +849,146 @@ for (const [name, removeApi, want] of [["no-webgpu-flag", false, /no GPU adapter
       const errors = [];
       p.on("pageerror", (e) => errors.push(e.message));
       p.on("console", (m) => m.type() === "error" && errors.push(m.text()));
-      await p.goto(`${base}/`, { timeout: 30_000 });
-      const st = await waitState(p, ["no-webgpu", "idle"], 30_000);
+      await p.goto(`${base}/?model=tiny-gpt2-f32&nosw`, { timeout: 30_000 });
+      assert((await waitState(p, ["idle", "error"], 30_000)) === "idle", await p.textContent("#error"));
+      assert((await p.inputValue("#device")) === "auto", "Auto is the default");
+      await p.waitForFunction(() => document.getElementById("engine").dataset.device, null, { timeout: 10_000 });
+      const before = await p.textContent("#engine");
+      assert(/CPU engine/.test(before) && reason.test(before), `the page says WebGPU is unavailable and the CPU engine runs: ${before}`);
+      assert((await p.textContent("#error")) === "", "no error shown");
+      const c = reference.cases[0];
+      const n = Math.min(8, REF_N);
+      await setControls(p, c.text, { ...GREEDY, maxNewTokens: n });
+      const out = await generateOnPage(p, 120_000);
+      assert(JSON.stringify(out.ids) === JSON.stringify(c.greedy_next_ids.slice(0, n)), `greedy on the CPU: ${out.ids} vs ${c.greedy_next_ids.slice(0, n)}`);
+      const engine = await p.textContent("#engine");
+      assert(await p.evaluate(() => window.gpt2Demo.model.info.device === "cpu"), "info.device is cpu");
+      assert(/Running on the CPU \(WebAssembly SIMD, 1 thread\)/.test(engine) && reason.test(engine), `engine line: ${engine}`);
+      log(`     ${engine} | ${out.stats}`);
+      // WebGPU chosen explicitly: the explanation, in the visitor's words.
+      await p.selectOption("#device", "webgpu");
+      await p.click("#load");
+      assert((await waitState(p, ["ready", "error"], 60_000)) === "error", "WebGPU chosen without WebGPU fails");
       const err = await p.textContent("#error");
-      const hasApi = await p.evaluate(() => "gpu" in navigator);
-      log(`     without --enable-unsafe-webgpu${removeApi ? ", navigator.gpu deleted" : ""}: navigator.gpu ${hasApi ? "present" : "absent"}, ${JSON.stringify(err.slice(0, 70))}...`);
-      assert(st === "no-webgpu", `state ${st}`);
+      log(`     WebGPU chosen: ${JSON.stringify(err.slice(0, 70))}...`);
       assert(want.test(err), `message ${JSON.stringify(err)} should match ${want}`);
       assert(/Chrome/.test(err) && /Safari/.test(err) && /Firefox/.test(err), "the explanation names the browsers");
-      assert(await p.isDisabled("#generate"), "Generate is disabled");
+      assert(!/lavapipe|vulkan|Mesa|driver\)|compiled/i.test(err), `CLI words: ${err}`);
+      // Back to the CPU: it generates again.
+      await p.selectOption("#device", "cpu");
+      await setControls(p, "Hello", { ...GREEDY, maxNewTokens: 2 });
+      assert((await generateOnPage(p, 120_000)).ids.length === 2, "generates after choosing the CPU");
       assert(errors.length === 0, `console errors: ${errors.join("; ")}`);
     } finally {
       await ctx2.close().catch(() => {});
     }
   });
 }
+
+// The JS API on the CPU engine in Chromium without WebGPU: load() with no device option (auto) runs on
+// the CPU; greedy ids = the Hugging Face reference's; the first token's probability and alternatives =
+// softmax of the reference's float64 logits (f32: |p - ref| <= 1e-6 + 1e-2 ref, the 1e-3 logit bound);
+// q8 gives the reference's tokens while its margins exceed q8's logit bound. A model too big for wasm
+// memory is refused before any shard is requested.
+// gpt2-xl's manifest in f32 (6.2 GB: more than wasm32's 4 GB), laid out as `gpt2 convert` lays out a package
+// (tensor_specs order, f32 [N, K] rows, each region aligned to 256 bytes) from the tiny package's tensor
+// table with its dimensions scaled (C 128 -> 1600, 3C, F = 4C) and its block repeated 48 times; 64 MiB
+// shards whose hashes are never checked (they are never requested).
+function bigManifest(tiny) {
+  const C = 1600, L = 48;
+  const dim = (d) => ({ 128: C, 384: 3 * C, 512: 4 * C }[d] ?? d);
+  const block = tiny.tensors.filter((t) => t.name.startsWith("h.0."));
+  const names = [...tiny.tensors.filter((t) => !t.name.startsWith("h.") && !t.name.startsWith("ln_f")),
+    ...Array.from({ length: L }, (_, l) => block.map((t) => ({ ...t, name: t.name.replace("h.0.", `h.${l}.`) }))).flat(),
+    ...tiny.tensors.filter((t) => t.name.startsWith("ln_f"))];
+  let pos = 0;
+  const tensors = names.map((t) => {
+    const shape = t.shape.map(dim);
+    const bytes = shape.reduce((a, b) => a * b, 1) * 4;
+    const offset = Math.ceil(pos / 256) * 256;
+    pos = offset + bytes;
+    return { name: t.name, format: "f32", shape, data: { offset, bytes } };
+  });
+  const shards = [];
+  for (let at = 0, i = 0; at < pos; at += 64 << 20, i++) {
+    shards.push({ file: `shard-${String(i).padStart(3, "0")}.bin`, bytes: Math.min(64 << 20, pos - at), sha256: "0".repeat(64) });
+  }
+  return { ...tiny, model: "gpt2-xl", config: { ...tiny.config, n_embd: C, n_head: 25, n_layer: L }, total_bytes: pos, tensors, shards };
+}
+const softmax = (l) => { let m = -Infinity; for (const x of l) m = Math.max(m, x); let z = 0; for (const x of l) z += Math.exp(x - m); return Array.from(l, (x) => Math.exp(x - m) / z); };
+await test("cpu-engine-api", 180_000, async () => {
+  const refLogits = readSafetensors(path.join(root, "tests/fixtures/tiny-gpt2/reference.safetensors"));
+  const c5 = await launch(false);
+  try {
+    const p = c5.pages()[0] || (await c5.newPage());
+    await p.goto(`${base}/?nosw`, { timeout: 30_000 });
+    await waitState(p, ["idle", "error"], 30_000);
+    for (const [quant, margin] of [["f32", 1e-2], ["q8", 0.5]]) {
+      const r = await p.evaluate(async ([url, cases]) => {
+        const { load } = await import("./gpt2.js");
+        const t0 = performance.now();
+        const m = await load(url);
+        const loadMs = performance.now() - t0;
+        const out = [];
+        for (const c of cases) {
+          const pieces = [];
+          for await (const piece of m.generate(c.text, { maxNewTokens: c.n })) pieces.push(piece);
+          out.push(pieces);
+        }
+        const info = m.info;
+        m.dispose();
+        return { info, out, loadMs };
+      }, [`models/tiny-gpt2-${quant}/`, reference.cases.slice(0, 3).map((c) => {
+        let n = c.greedy_margins.findIndex((x) => x < margin);
+        if (n < 0) n = c.greedy_next_ids.length;
+        return { text: c.text, n: Math.min(Math.max(n, 1), 12) };
+      })]);
+      assert(r.info.device === "cpu" && r.info.cpu.simd === "simd128" && r.info.cpu.threads === 1 && r.info.adapter === null,
+        `info: ${JSON.stringify({ device: r.info.device, cpu: r.info.cpu })}`);
+      assert(/no GPU adapter/.test(r.info.fallbackReason), `why: ${r.info.fallbackReason}`);
+      for (const [i, pieces] of r.out.entries()) {
+        const c = reference.cases[i];
+        let n = c.greedy_margins.findIndex((x) => x < margin);
+        n = Math.min(n < 0 ? c.greedy_next_ids.length : Math.max(n, 1), 12);
+        const ids = pieces.map((x) => x.tokenId);
+        // With a margin under q8's bound the first token may differ; the comparison stops there.
+        if (c.greedy_margins[0] >= margin || quant === "f32") {
+          assert(JSON.stringify(ids) === JSON.stringify(c.greedy_next_ids.slice(0, n)), `${quant} ${c.name}: ${ids} vs ${c.greedy_next_ids.slice(0, n)}`);
+        }
+        if (quant !== "f32") continue;
+        const prob = softmax(refLogits[`${c.name}.logits_last`].data);
+        const want = [...prob.keys()].sort((a, b) => prob[b] - prob[a] || a - b).slice(0, pieces[0].alternatives.length);
+        const alts = pieces[0].alternatives;
+        assert(alts.length === 5, `5 alternatives: ${alts.length}`);
+        for (const [j, a] of alts.entries()) {
+          assert(a.tokenId === want[j], `${c.name} alternative ${j}: ${a.tokenId} vs ${want[j]}`);
+          assert(Math.abs(a.prob - prob[a.tokenId]) <= 1e-6 + 1e-2 * prob[a.tokenId], `${c.name} p(${a.tokenId}) ${a.prob} vs ${prob[a.tokenId]}`);
+        }
+        assert(Math.abs(pieces[0].prob - prob[ids[0]]) <= 1e-6 + 1e-2 * prob[ids[0]], `${c.name} piece prob ${pieces[0].prob} vs ${prob[ids[0]]}`);
+      }
+      log(`     ${quant}: ${r.info.deviceName}, loaded in ${(r.loadMs / 1000).toFixed(2)} s, wasm memory ${(r.info.wasmMemoryBytes / 1048576).toFixed(1)} MiB; ` +
+        `greedy = reference on ${r.out.map((x) => x.length).join("+")} tokens`);
+    }
+    // Too big for wasm memory: gpt2-xl's config in a manifest whose shards (never served) would hold it in
+    // f16. Refused in words before any shard is requested.
+    const real = JSON.parse(fs.readFileSync(path.join(www, "models/tiny-gpt2-f32/manifest.json"), "utf8"));
+    overrides.set("/models/too-big/manifest.json", JSON.stringify(bigManifest(real)));
+    overrides.set("/models/too-big/tokenizer.json", fs.readFileSync(path.join(www, "models/tiny-gpt2-f32/tokenizer.json")));
+    requests.length = 0;
+    const err = await p.evaluate(async () => {
+      const { load } = await import("./gpt2.js");
+      try { await load("models/too-big/", { device: "cpu" }); return null; } catch (e) { return { kind: e.kind, message: e.message }; }
+    });
+    overrides.delete("/models/too-big/manifest.json");
+    overrides.delete("/models/too-big/tokenizer.json");
+    log(`     too big: ${err && err.message}`);
+    assert(err && err.kind === "too-large" && /does not fit in memory/.test(err.message) && /4 GB/.test(err.message) &&
+      /q8 or q4/.test(err.message) && /WebGPU/.test(err.message), `refused in words: ${JSON.stringify(err)}`);
+    assert(!requests.some((x) => x.startsWith("/models/too-big/shard")), `no shard requested: ${requests.join(", ")}`);
+  } finally {
+    await c5.close().catch(() => {});
+  }
+});
 
 // ---- inside the model: model.inspect against the float64 fixture, and the page's inspect panel ------
 // attention.safetensors holds Hugging Face's float64 attention probabilities (caseN.attn.{l}, [NH, T, T])
@@ -868,7 +1010,7 @@ ipage.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
 ipage.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 try {
   await test("inspect-api", 240_000, async () => {
-    await ipage.goto(`${base}/?model=tiny-gpt2-f32&nosw`, { timeout: 30_000 });
+    await ipage.goto(`${base}/?model=tiny-gpt2-f32&nosw&device=webgpu`, { timeout: 30_000 });
     await waitState(ipage, "idle", 30_000);
     await ipage.click("#load");
     assert((await waitState(ipage, ["ready", "error"], 120_000)) === "ready", await ipage.textContent("#error"));

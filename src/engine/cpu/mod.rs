@@ -171,7 +171,9 @@ impl CpuUploader {
             let mut out = Vec::new();
             for _ in 0..l {
                 let mut v = Vec::new();
-                v.try_reserve_exact(p * c).map_err(|_| Error::TooLarge(format!("no memory for the KV cache ({} MB)", (2 * l * p * c * 4) >> 20)))?;
+                v.try_reserve_exact(p * c).map_err(|_| {
+                    Error::OutOfMemory(format!("no memory is left for the KV cache ({} MB). Pick a smaller model or a more compact quantization (q8 or q4)", (2 * l * p * c * 4) >> 20))
+                })?;
                 v.resize(p * c, 0f32);
                 out.push(v);
             }
@@ -193,6 +195,18 @@ impl CpuUploader {
             config: cfg,
         })
     }
+}
+
+/// Bytes the CPU engine holds for a model of `cfg` whose package has `package_bytes` of tensors
+/// (weights as stored, vectors as f32: the package's own layout), loaded with shards of at most
+/// `shard_bytes`: the weights, the KV cache (2 x L x [P, C] f32), the activations of a full-context
+/// prefill (x, xn, att, tmp [T, C], qkv [T, 3C], fch [T, F], the head's 64 rows of logits [64, V],
+/// quantized x [T, F]) and, while loading, two shards (the one arriving and the stream's buffer).
+pub fn memory_needed(cfg: &Gpt2Config, package_bytes: u64, shard_bytes: u64) -> u64 {
+    let (l, p, c, f, v) = (cfg.n_layer as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64, cfg.vocab_size as u64);
+    let kv = 2 * l * p * c * 4;
+    let activations = p * (7 * c + f) * 4 + 64 * v * 4 + p * f * 2;
+    package_bytes + kv + activations + 2 * shard_bytes
 }
 
 impl CpuModel {
