@@ -275,6 +275,8 @@ impl WasmModel {
         if gpu.is_none() {
             check_wasm_memory(&valid).map_err(js_err)?;
         }
+        // wasm32 is single-threaded here: the Arc (ModelUploader's type, shared with native) is never sent.
+        #[allow(clippy::arc_with_non_send_sync)]
         let uploader = match gpu {
             Some(gpu) => Uploader::Gpu(ModelUploader::new(Arc::new(gpu), valid.config.clone(), valid.quantization).map_err(js_err)?),
             None => Uploader::Cpu(CpuUploader::new(valid.config.clone(), valid.quantization).map_err(js_err)?),

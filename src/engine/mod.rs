@@ -115,6 +115,9 @@ pub fn weight_bytes_per_token(cfg: &Gpt2Config, format: WeightFormat) -> u64 {
 }
 
 /// The engine chosen at run time.
+// One per process (or per loaded model in the browser), never in a collection: the size difference
+// between the variants costs nothing worth a Box.
+#[allow(clippy::large_enum_variant)]
 pub enum AnyEngine {
     Gpu(Model),
     Cpu(CpuModel),
