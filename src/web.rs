@@ -142,8 +142,10 @@ impl WasmLoader {
     pub fn finish(&mut self) -> Promise {
         let inner = self.inner.take();
         wasm_bindgen_futures::future_to_promise(async move {
-            let Loader { tok, stream, uploader } = inner.ok_or_else(|| js_err(SPENT))?;
+            let Loader { tok, mut stream, uploader } = inner.ok_or_else(|| js_err(SPENT))?;
             stream.finish().map_err(js_err)?;
+            // Before the KV cache is allocated: it can take the buffer's place in wasm memory.
+            stream.release_buffer();
             let model = match uploader {
                 Uploader::Gpu(u) => AnyEngine::Gpu(u.finish().await.map_err(js_err)?),
                 // One thread in the browser (no COOP/COEP needed).

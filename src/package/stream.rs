@@ -150,6 +150,14 @@ impl PackageStream {
         Ok(Some((spec, data)))
     }
 
+    /// Free the buffer (once every tensor is out), so what is allocated next can use its memory: in the
+    /// browser wasm memory never shrinks, and the CPU engine's KV cache comes right after the last shard.
+    pub fn release_buffer(&mut self) {
+        self.buf_start += self.buf.len() as u64;
+        self.head = 0;
+        self.buf = Vec::new();
+    }
+
     /// Check that every shard was pushed and every tensor handed out.
     pub fn finish(&self) -> Result<()> {
         if let Some(missing) = self.valid.manifest.shards.get(self.shards) {
