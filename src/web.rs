@@ -210,6 +210,7 @@ fn model_info(manifest: &Manifest, model: &AnyEngine) -> serde_json::Value {
         AnyEngine::Gpu(m) => gpu_info(m),
         AnyEngine::Cpu(m) => json!({
             "device": "cpu",
+            "gpuBytes": 0,
             "adapter": null,
             "limits": null,
             "cpu": { "simd": m.simd().name(), "threads": m.threads() },
@@ -227,6 +228,7 @@ fn gpu_info(model: &Model) -> serde_json::Value {
     let l = &gpu.info.limits;
     json!({
         "device": "webgpu",
+        "gpuBytes": model.gpu_bytes(),
         "adapter": {
             "name": a.name, "vendor": a.vendor, "device": a.device, "deviceType": format!("{:?}", a.device_type),
             "backend": format!("{:?}", a.backend), "driver": a.driver, "driverInfo": a.driver_info,
@@ -427,6 +429,14 @@ impl WasmModel {
 /// Check a package's manifest.json completely (`Manifest::parse`: format, version, config, plain file
 /// names, hashes, every tensor) and return the files it lists, `{tokenizer, shards: [{file, bytes,
 /// sha256}], totalBytes}`: the worker uses nothing of a manifest before this passed.
+/// The deadline of every later GPU wait in this worker, in ms (0: back to the default, 300 s): past it a
+/// generation or load ends with `GpuTimeout` in words instead of hanging (gpu/mod.rs `wait_limit`).
+#[wasm_bindgen(js_name = setGpuWaitLimit)]
+pub fn set_gpu_wait_limit(ms: f64) {
+    let limit = (ms.is_finite() && ms > 0.0).then(|| std::time::Duration::from_secs_f64(ms / 1000.0));
+    crate::gpu::set_wait_limit(limit);
+}
+
 #[wasm_bindgen(js_name = checkManifest)]
 pub fn check_manifest(manifest_json: Uint8Array) -> Result<JsValue, JsValue> {
     let valid = Manifest::parse(&manifest_json.to_vec(), MANIFEST_FILE).map_err(js_err)?;

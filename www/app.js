@@ -402,7 +402,8 @@ async function generate() {
   } catch (e) {
     if (e.kind === "device-lost") deviceLost(e);
     else {
-      showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`);
+      // A hung GPU leaves the model unusable: offer to load it again, as after a device loss.
+      showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`, { reload: e.kind === "gpu-timeout" });
       status("");
       setState("error");
     }

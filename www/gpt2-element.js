@@ -197,7 +197,7 @@ export class GPT2Generate extends HTMLElement {
     } catch (e) {
       // The model cannot go on (GPU lost, worker crashed): the next generate() loads it again.
       const key = `${this.device} ${this.modelUrl}`;
-      if (["device-lost", "worker", "wasm"].includes(e.kind) && shared.get(key) === s) {
+      if (["device-lost", "gpu-timeout", "worker", "wasm"].includes(e.kind) && shared.get(key) === s) {
         shared.delete(key);
         s.promise.then((m) => m.dispose(), () => {});
       }

@@ -15,6 +15,7 @@ export type GPT2ErrorKind =
   | "state" // the model was disposed, or is busy
   | "error" // anything else (a bad token id, ...)
   | "device-lost" // the GPU device was lost: dispose the model and load it again
+  | "gpu-timeout" // a GPU wait ran past its deadline (a hung GPU): dispose the model and load it again
   | "too-large" // the model does not fit this GPU's limits
   | "invalid-option" // an option is not allowed: `option` names it (generation), the message says what it may be
   | "worker"; // the model's worker crashed: load the model again
@@ -184,6 +185,8 @@ export interface ModelInfo {
   config: ModelConfig;
   /** The engine the model runs on. */
   device: "webgpu" | "cpu";
+  /** Bytes of the GPU buffers the model holds (weights, KV cache, activations); 0 on the CPU engine. */
+  gpuBytes: number;
   /** In words, e.g. "cpu (simd128, 1 thread)". */
   deviceName: string;
   /** The WebGPU adapter; null on the CPU engine. */
@@ -259,8 +262,13 @@ export interface GPT2Model {
   /** Free the GPU memory and end the worker. Safe at any time: running and queued generations end with
    * an error of kind "state". The model is unusable afterwards. */
   dispose(): void;
+  /** The worker's WebAssembly memory in bytes (it only grows: this is its peak) and the bytes of the GPU
+   * buffers the model holds (0 on the CPU engine). */
+  memory(): Promise<{ wasmBytes: number; gpuBytes: number }>;
   /** Destroys the GPU device, as a driver reset would: for testing a page's recovery. */
   loseDeviceForTesting(): void;
+  /** The deadline of the worker's GPU waits in ms (0: the default, 300 s): for testing a GPU that hangs. */
+  setGpuWaitLimitForTesting(ms: number): void;
 }
 
 /** Download (or take from the cache), verify and upload the model package at `url` (a folder with

@@ -177,6 +177,29 @@ class Model {
     for (const l of [...this.#listeners.values()]) l(m);
   }
 
+  /** The worker's WebAssembly memory in bytes (it only grows, so this is its peak) and the bytes of the
+   * GPU buffers the model holds (0 on the CPU engine).
+   * @returns {Promise<{ wasmBytes: number, gpuBytes: number }>} */
+  memory() {
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (!this.#worker) return Promise.reject(new GPT2Error("state", DISPOSED));
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      this.#listeners.set(id, (m) => {
+        this.#listeners.delete(id);
+        if (m.type === "memory") resolve({ wasmBytes: m.wasmBytes, gpuBytes: m.gpuBytes });
+        else reject(new GPT2Error(m.kind || "state", m.message || DISPOSED));
+      });
+      this.#worker.postMessage({ type: "memory", id });
+    });
+  }
+
+  /** Sets the deadline of the worker's GPU waits in ms (0: the default, 300 s): for testing what a GPU
+   * that never answers does to a generation. */
+  setGpuWaitLimitForTesting(ms) {
+    this.#worker?.postMessage({ type: "gpu-wait-limit", ms });
+  }
+
   /** Destroys the worker's GPU device: a real device loss, for testing the page's recovery. */
   loseDeviceForTesting() {
     this.#worker?.postMessage({ type: "lose-device" });

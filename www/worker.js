@@ -7,13 +7,15 @@
 //
 // Messages in:  {type: "load", id, url, device: "auto" | "webgpu" | "cpu", why} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
 //               {type: "inspect", id, input, position} |
-//               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests)
+//               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests) |
+//               {type: "memory", id} | {type: "gpu-wait-limit", ms} (the deadline of GPU waits: for tests)
 // Messages out: {type: "progress", id, phase, loaded, total, file} | {type: "loaded", id, info, notices}
 //               {type: "started", id, promptTokens, promptIds, notices} | {type: "piece", id, piece} |
 //               {type: "inspected", id, result}
-//               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message}
+//               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message} |
+//               {type: "memory", id, wasmBytes, gpuBytes}
 
-import init, { WasmModel, checkManifest } from "./pkg/gpt2_webgpu.js";
+import init, { WasmModel, checkManifest, setGpuWaitLimit } from "./pkg/gpt2_webgpu.js";
 import { NO_ADAPTER_MESSAGE, chooseDevice } from "./gpt2.js";
 import { CACHE_NAME, MANIFEST_FILE, cacheKey } from "./shared.js";
 
@@ -336,6 +338,8 @@ function fail(id, e) {
   if (deviceLost || /device was lost/i.test(message)) {
     kind = "device-lost";
     message = deviceLost || `${DEVICE_LOST_WORDS} (${message}). Reload the model to continue.`;
+  } else if (/did not finish its work within/.test(message)) {
+    kind = "gpu-timeout"; // the GPU hung (or is far too slow): this model cannot go on
   } else if (/does not fit this GPU|does not fit in memory/.test(message)) {
     kind = "too-large";
   } else if (/^no GPU adapter found/.test(message)) {
@@ -372,6 +376,14 @@ self.onmessage = (ev) => {
     case "inspect":
       // Not queued behind a generation: it takes its turn on the GPU between two steps.
       inspect(m.id, m.input, m.position).catch((e) => fail(m.id, e));
+      break;
+    case "memory":
+      // Not queued: answered between two steps of a generation. WebAssembly memory never shrinks, so
+      // its size is the peak so far; the GPU figure is the buffers the model holds.
+      wasmReady.then(() => postMessage({ type: "memory", id: m.id, wasmBytes: wasmBytes(), gpuBytes: model ? model.info().gpuBytes : 0 }));
+      break;
+    case "gpu-wait-limit":
+      wasmReady.then(() => setGpuWaitLimit(m.ms));
       break;
     case "lose-device":
       // A real loss: destroy() ends the device as a reset or a driver crash would (tests use this).

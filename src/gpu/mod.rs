@@ -42,7 +42,8 @@ pub fn set_wait_limit(limit: Option<Duration>) {
 }
 
 fn timed_out(limit: Duration) -> Error {
-    Error::GpuTimeout { waited: format!("{:.1} s", limit.as_secs_f64()) }
+    let waited = if limit < Duration::from_secs(1) { format!("{} ms", limit.as_millis()) } else { format!("{:.1} s", limit.as_secs_f64()) };
+    Error::GpuTimeout { waited }
 }
 
 /// `fut`, or None if `limit` passes first (a browser timer: the worker's event loop keeps running).
@@ -303,12 +304,21 @@ impl Gpu {
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        // Past the deadline the map is still pending: unmapping cancels it, so the buffer is not left
+        // mapped (or waiting) under whatever runs next.
         #[cfg(not(target_arch = "wasm32"))]
-        self.wait()?;
+        if let Err(e) = self.wait() {
+            buf.unmap();
+            return Err(e);
+        }
         #[cfg(not(target_arch = "wasm32"))]
         let mapped = rx.await;
         #[cfg(target_arch = "wasm32")]
-        let mapped = within(rx, wait_limit()).await.ok_or_else(|| timed_out(wait_limit()))?;
+        let Some(mapped) = within(rx, wait_limit()).await
+        else {
+            buf.unmap();
+            return Err(timed_out(wait_limit()));
+        };
         match mapped {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::Gpu(format!("reading results back: {e}"))),

@@ -267,6 +267,11 @@ impl ParamsArena {
         Op { kind: s.kind, kernel: s.kernel, bind: gpu.bind_group(s.kernel, &s.label, &res), slot }
     }
 
+    /// Size of the uniform buffer on the GPU.
+    pub fn bytes(&self) -> u64 {
+        self.buffer.size()
+    }
+
     pub fn write(&mut self, op: &Op, bytes: &[u8]) {
         let o = op.slot as usize * self.slot_size as usize;
         self.host[o..o + bytes.len()].copy_from_slice(bytes);

@@ -93,6 +93,29 @@ impl Model {
         layers + self.weights.wte.iter().map(|(_, _, g)| m(g)).sum::<u64>()
     }
 
+    /// Bytes of every GPU buffer this model holds (weights, KV cache, activations, params, read back):
+    /// what it costs the GPU for as long as it lives. Read from the buffers themselves, so it is what
+    /// was allocated, not what a plan says. (An inspection's scratch lives only during `inspect`.)
+    pub fn gpu_bytes(&self) -> u64 {
+        let m = |g: &upload::GpuMatrix| g.w.size() + g.scales.size();
+        let w = &self.weights;
+        let layers: u64 = w
+            .layers
+            .iter()
+            .map(|l| {
+                m(&l.attn) + m(&l.attn_proj) + m(&l.fc) + m(&l.mlp_proj)
+                    + [&l.ln_1_g, &l.ln_1_b, &l.attn_b, &l.attn_proj_b, &l.ln_2_g, &l.ln_2_b, &l.fc_b, &l.mlp_proj_b, &l.k_cache, &l.v_cache]
+                        .iter()
+                        .map(|b| b.size())
+                        .sum::<u64>()
+            })
+            .sum();
+        let wte: u64 = w.wte.iter().map(|(_, _, g)| m(g)).sum();
+        let a = &self.acts;
+        let acts: u64 = [&a.x, &a.xn, &a.qkv, &a.att, &a.fch, &a.xf, &a.logits, &a.ids, &a.hist, &a.out].iter().map(|b| b.size()).sum();
+        layers + wte + w.wpe.size() + w.ln_f_g.size() + w.ln_f_b.size() + acts + self.out_read.size() + self.arena.bytes()
+    }
+
     /// Dispatches recorded per step: (per layer, total for a decode step).
     pub fn dispatch_counts(&self) -> (usize, usize) {
         (self.ops.per_layer(), self.ops.all().count())

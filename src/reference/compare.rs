@@ -93,6 +93,50 @@ pub fn compare_logits<A: Copy + Into<f64>, B: Copy + Into<f64>>(got: &[A], refer
     s
 }
 
+/// The bound a quantization's logits must stay within, derived from its measured weight error (the
+/// argument of tests/quality.rs and docs/format.md "Scales"):
+///   a weight error of relative RMS e perturbs each quantized matmul's output by about e of its size; the
+///   4L + 1 matmuls on the path (four per block, and the tied output projection) add independently, so
+///   the logits move by sigma ~ std(logits) * e * sqrt(4L + 1) RMS. The largest of V such errors is
+///   ~4.5 sigma and KL ~ sigma^2 / 2. The bounds are 3x those estimates; the top-1 token must agree
+///   wherever the reference's top-two margin exceeds 4 sigma.
+/// For tiny-gpt2 (std 1.1, L = 2) this gives q8 max |dlogit| 0.24 and q4 4.3, the bounds tests/quality.rs
+/// checks against Hugging Face (0.25 and 4.5). Interior matmuls feed a residual stream larger than
+/// their own output, so their share of the logit error is smaller than e: the estimate is conservative.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QuantBound {
+    pub sigma: f64,
+    pub max_abs: f64,
+    pub kl_max: f64,
+    /// Reference rows with a top-two margin above this must keep their top-1 token.
+    pub margin: f64,
+}
+
+/// Relative RMS weight error of a quantization (group-32 scales), as measured on tiny-gpt2's matrices
+/// and on random N(0, 0.02) matrices alike (docs/format.md): None for f32/f16, which do not quantize.
+pub fn weight_error(format: crate::quant::WeightFormat) -> Option<f64> {
+    use crate::quant::WeightFormat::*;
+    match format {
+        Q8 => Some(0.00535),
+        Q4 => Some(0.0971),
+        F32 | F16 => None,
+    }
+}
+
+/// `QuantBound` for a model of `n_layer` blocks whose reference logits have standard deviation
+/// `logit_std`, quantized with relative weight error `e`.
+pub fn quant_bound(e: f64, n_layer: usize, logit_std: f64) -> QuantBound {
+    let sigma = logit_std * e * ((4 * n_layer + 1) as f64).sqrt();
+    QuantBound { sigma, max_abs: 3.0 * 4.5 * sigma, kl_max: 3.0 * sigma * sigma / 2.0, margin: 4.0 * sigma }
+}
+
+/// Standard deviation of a row of logits.
+pub fn std_dev<A: Copy + Into<f64>>(row: &[A]) -> f64 {
+    let n = row.len().max(1) as f64;
+    let mean = row.iter().map(|&x| x.into()).sum::<f64>() / n;
+    (row.iter().map(|&x| (x.into() - mean).powi(2)).sum::<f64>() / n).sqrt()
+}
+
 #[cfg(test)]
 #[allow(clippy::neg_cmp_op_on_partial_ord)] // `!(x <= bound)`: the point is that NaN fails it
 mod tests {
@@ -116,5 +160,18 @@ mod tests {
         let s = compare_logits(&want, &want, 3, 0.1);
         assert_eq!((s.max_abs, s.top1_agree, s.confident_rows, s.confident_agree), (0.0, 2, 2, 2));
         assert!(s.kl_max.abs() < 1e-12);
+    }
+
+    // The derivation gives the bounds tests/quality.rs checks tiny-gpt2 against (q8 0.25, q4 4.5).
+    #[test]
+    fn derived_bounds_match_the_quality_tests() {
+        use crate::quant::WeightFormat;
+        let q8 = quant_bound(weight_error(WeightFormat::Q8).unwrap(), 2, 1.1);
+        let q4 = quant_bound(weight_error(WeightFormat::Q4).unwrap(), 2, 1.1);
+        assert!((0.22..=0.25).contains(&q8.max_abs), "{q8:?}");
+        assert!((4.0..=4.5).contains(&q4.max_abs), "{q4:?}");
+        assert!(q8.kl_max <= 2e-3 && q4.kl_max <= 0.3, "{q8:?} {q4:?}");
+        assert!(weight_error(WeightFormat::F16).is_none());
+        assert!((std_dev(&[1.0f64, 3.0]) - 1.0).abs() < 1e-12);
     }
 }

@@ -308,6 +308,37 @@ try {
     assert(out.ids.length === 2, `generates after the reload: ${out.ids.length} tokens`);
   });
 
+  // A GPU wait past its deadline (the browser side of tests/gpu_deadline.rs): with the worker's deadline
+  // set to 1 ms, the read back of a 400-token prompt's step cannot arrive in time (no runaway shader
+  // needed). The generation ends with the error in words, not a hang; Generate and Load work again, a
+  // "Reload model" button is offered, and the model, loaded again (a new worker, the default deadline),
+  // generates.
+  await test("gpu-deadline", 180_000, async () => {
+    await page.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await waitState(page, "idle", 30_000);
+    await page.click("#load");
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
+    await page.evaluate(() => { window.__samePage = true; window.gpt2Demo.model.setGpuWaitLimitForTesting(1); });
+    await setControls(page, "word ".repeat(400), { ...GREEDY, maxNewTokens: 3 });
+    const t0 = Date.now();
+    await page.click("#generate");
+    const st = await waitState(page, ["done", "error", "device-lost"], 60_000);
+    const err = await page.textContent("#error");
+    log(`     after ${Date.now() - t0} ms: ${err}`);
+    assert(st === "error", `ended in state ${st}: ${err}`);
+    assert(/did not finish its work within 1 ms/.test(err) && /load it again/.test(err), `message: ${err}`);
+    assert(!(await page.isDisabled("#generate")) && !(await page.isDisabled("#load")), "Generate and Load usable again");
+    assert(await page.isVisible("#reload"), "a Reload model button");
+    await page.click("#reload");
+    await page.waitForFunction(() => document.body.dataset.state !== "error", null, { timeout: 30_000 });
+    assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
+    assert(!(await page.isVisible("#reload")), "the button is gone");
+    assert(await page.evaluate(() => window.__samePage === true), "the page was not reloaded");
+    await setControls(page, "word ".repeat(400), { ...GREEDY, maxNewTokens: 2 });
+    const out = await generateOnPage(page, 120_000);
+    assert(out.ids.length === 2, `generates after loading again: ${out.ids.length} tokens`);
+  });
+
   // A download interrupted halfway (the connection drops in shard-001) says so; loading again resumes
   // without fetching the finished files (tokenizer, shard-000) again.
   await test("resume-download", 180_000, async () => {

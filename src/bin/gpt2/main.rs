@@ -11,6 +11,8 @@ mod generate;
 mod inspect;
 #[cfg(not(target_arch = "wasm32"))]
 mod load;
+#[cfg(not(target_arch = "wasm32"))]
+mod verify;
 
 #[cfg(target_arch = "wasm32")]
 fn main() {}
@@ -22,7 +24,7 @@ fn main() -> std::process::ExitCode {
 
 #[cfg(not(target_arch = "wasm32"))]
 mod cli {
-    use crate::{bench, convert, generate, inspect};
+    use crate::{bench, convert, generate, inspect, verify};
     use clap::{Parser, Subcommand};
     use gpt2_webgpu::engine::pick_gpu;
     use gpt2_webgpu::Result;
@@ -60,6 +62,10 @@ mod cli {
         /// What a package's quantization costs: per prompt, max |logit error|, KL and top-1 agreement
         /// against the f32 weights of the Hugging Face folder it came from.
         Compare(inspect::CompareArgs),
+        /// Check a q8/q4 package against the f64 CPU reference on the weights it came from: load time,
+        /// GPU memory, greedy tokens/s, and the last logits of a prompt within the bound the
+        /// quantization allows. One JSON line on stdout; fails outside the bound.
+        Verify(verify::VerifyArgs),
         /// Measure prefill and decode speed of one or more weight formats in one process (ratios against
         /// the first format are what to compare: machines are noisy).
         Bench(bench::BenchArgs),
@@ -92,6 +98,7 @@ mod cli {
             Cmd::Download(a) => convert::download(a),
             Cmd::Compare(a) => inspect::compare(a),
             Cmd::Bench(a) => bench::bench(a),
+            Cmd::Verify(a) => verify::verify(a),
             Cmd::Plan(a) => convert::plan(a),
             Cmd::Info(a) => match pollster::block_on(pick_gpu(crate::load::device(&a.device)?))? {
                 Some(gpu) => {
