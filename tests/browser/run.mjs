@@ -314,7 +314,7 @@ try {
   // "Reload model" button is offered, and the model, loaded again (a new worker, the default deadline),
   // generates.
   await test("gpu-deadline", 180_000, async () => {
-    await page.goto(`${base}/?model=tiny-gpt2-q8`, { timeout: 30_000 });
+    await page.goto(`${base}/?model=tiny-gpt2-q8&device=webgpu`, { timeout: 30_000 });
     await waitState(page, "idle", 30_000);
     await page.click("#load");
     assert((await waitState(page, ["ready", "error"], 120_000)) === "ready", await page.textContent("#error"));
