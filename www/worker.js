@@ -173,7 +173,6 @@ function checkedManifest(bytes, base) {
 }
 
 const wasmBytes = () => wasm?.memory?.buffer?.byteLength ?? 0;
-const GB = (n) => `${(n / 2 ** 30).toFixed(2)} GB`;
 
 // `device`: "webgpu" or "cpu" as gpt2.js chose it (with `why`, its reason for the CPU), or "auto".
 async function load(id, url, requested = "auto", reason = null) {
@@ -241,7 +240,7 @@ async function load(id, url, requested = "auto", reason = null) {
     // not used again (every load() starts a new one).
     if (device === "cpu" && e instanceof WebAssembly.RuntimeError) {
       throw new Failure("too-large", `The model does not fit in this browser's WebAssembly memory: the CPU engine could not get more ` +
-        `memory while loading it (${GB(wasmBytes())} in use; browsers give WebAssembly at most 4 GB, some less). Pick a smaller size ` +
+        `memory while loading it (${MIB(wasmBytes())} in use; browsers give WebAssembly at most 4 GB, some less). Pick a smaller size ` +
         `or a more compact quantization (q8 or q4), or use a browser with WebGPU.`);
     }
     throw e;

@@ -1030,6 +1030,39 @@ await test("cpu-engine-api", 180_000, async () => {
   }
 });
 
+// An allocation that fails while loading on the CPU engine (memory.grow refused: here V8's wasm memory is
+// capped at 64 MiB, as a browser or machine that gives less than 4 GB would): tiny-gpt2-q8 (about 34 MiB)
+// loads, tiny-gpt2-f32 (about 95 MiB while loading) is refused in words, and the next load works.
+await test("cpu-out-of-memory", 120_000, async () => {
+  const c6 = await launch(false, ["--js-flags=--wasm-max-mem-pages=1024"]);
+  try {
+    const p = c6.pages()[0] || (await c6.newPage());
+    await p.goto(`${base}/?nosw`, { timeout: 30_000 });
+    const r = await p.evaluate(async () => {
+      const { load } = await import("./gpt2.js");
+      const out = [];
+      for (const m of ["tiny-gpt2-q8", "tiny-gpt2-f32", "tiny-gpt2-q8"]) {
+        try {
+          const x = await load(`models/${m}/`, { device: "cpu" });
+          const ids = [];
+          for await (const piece of x.generate("Hello", { maxNewTokens: 2 })) ids.push(piece.tokenId);
+          out.push({ m, memory: x.info.wasmMemoryBytes, ids });
+          x.dispose();
+        } catch (e) {
+          out.push({ m, kind: e.kind, message: e.message });
+        }
+      }
+      return out;
+    });
+    log(`     ${r.map((x) => `${x.m}: ${x.message || `${(x.memory / 1048576).toFixed(1)} MiB, ${x.ids.length} tokens`}`).join(" | ")}`);
+    assert(r[0].ids?.length === 2 && r[2].ids?.length === 2, `q8 loads and generates before and after: ${JSON.stringify(r)}`);
+    assert(r[1].kind === "too-large" && /does not fit in this browser's WebAssembly memory/.test(r[1].message) &&
+      /q8 or q4/.test(r[1].message) && /WebGPU/.test(r[1].message), `f32 refused in words: ${JSON.stringify(r[1])}`);
+  } finally {
+    await c6.close().catch(() => {});
+  }
+});
+
 // ---- inside the model: model.inspect against the float64 fixture, and the page's inspect panel ------
 // attention.safetensors holds Hugging Face's float64 attention probabilities (caseN.attn.{l}, [NH, T, T])
 // and logit lens (caseN.lens, [L, V], at the last position) for tiny-gpt2.
