@@ -69,6 +69,11 @@ pub enum Error {
     #[error("the model does not fit this GPU: {0}. Try a smaller model or a more compact quantization (q8 or q4).")]
     TooLarge(String),
 
+    /// An inspection asked for more than one call returns (weights::MAX_INSPECT_ATTENTION_BYTES) or the
+    /// GPU's largest buffer holds; the sentence says the most tokens that fit.
+    #[error("too much to inspect: {0}")]
+    InspectTooLarge(String),
+
     /// The CPU engine's memory: the sentence says how much is needed, the limit, and what to pick instead.
     #[error("the model does not fit in memory: {0}")]
     OutOfMemory(String),

@@ -204,6 +204,7 @@ fn model_info(manifest: &Manifest, model: &AnyEngine) -> serde_json::Value {
         "config": {
             "vocabSize": cfg.vocab_size, "nPositions": cfg.n_positions, "nEmbd": cfg.n_embd,
             "nLayer": cfg.n_layer, "nHead": cfg.n_head, "nInner": cfg.n_inner, "params": cfg.n_params(),
+            "maxInspectTokens": model.max_inspect_tokens(),
         },
     });
     let mut out = match model {
@@ -380,13 +381,7 @@ impl WasmModel {
             let Some(mut model) = state.borrow_mut().model.take() else {
                 return Err(js_err("the model is busy (a step is running) or was disposed"));
             };
-            // Inspection runs on the GPU engine only (the CPU engine has no diagnostic pass yet).
-            let r = match &mut model {
-                crate::engine::AnyEngine::Gpu(m) => m.inspect(&ids, position).await,
-                crate::engine::AnyEngine::Cpu(_) => Err(Error::InvalidArgument(
-                    "looking inside the model needs the WebGPU engine; this model runs on the CPU engine".into(),
-                )),
-            };
+            let r = model.inspect(&ids, position).await;
             state.borrow_mut().model = Some(model);
             let r = r.map_err(js_err)?;
             let out = js_sys::Object::new();

@@ -197,3 +197,205 @@ pub fn check_token(id: u32, cfg: &Gpt2Config) -> Result<()> {
     }
 }
 
+
+/// Check the tokens of a step that starts at `pos` (tokens already in the KV cache): at least one, each
+/// in the vocabulary, and room for them all in the context. Both engines' steps start here.
+pub fn check_step(cfg: &Gpt2Config, pos: usize, tokens: &[u32]) -> Result<()> {
+    if tokens.is_empty() {
+        return Err(Error::InvalidArgument("a step needs at least one token".into()));
+    }
+    for &t in tokens {
+        check_token(t, cfg)?;
+    }
+    let p = cfg.n_positions;
+    if pos + tokens.len() > p {
+        return Err(Error::InvalidArgument(format!(
+            "{} tokens after {pos} cached would exceed the {p}-token context; reset or slide the window first",
+            tokens.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Check the next tensor pushed to a loader (the GPU's `ModelUploader`, the CPU's `CpuUploader`):
+/// `expected` is the loader's next spec (None once every tensor is in). The pushed spec must be it
+/// (tensors go in `tensor_specs` order), the values finite, and a vector's length or a matrix's shape and
+/// word count what the spec and format need.
+pub fn check_next(expected: Option<&TensorSpec>, spec: &TensorSpec, data: &TensorData) -> Result<()> {
+    let want = expected.ok_or_else(|| Error::InvalidArgument(format!("`{}` pushed after the last tensor", spec.name)))?;
+    if want.name != spec.name {
+        return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
+    }
+    // Every load path (a Hugging Face folder, a package, the browser's stream) comes through here.
+    data.check_finite(&want.name)?;
+    match (want.role, data) {
+        (Role::Vector, TensorData::Vector(v)) => {
+            if v.len() != want.numel() {
+                return Err(Error::WrongShape { name: want.name.clone(), expected: want.shape.clone(), actual: vec![v.len()] });
+            }
+        }
+        (Role::Matrix | Role::Embedding, TensorData::Matrix(m)) => {
+            let expected = stored_shape(want);
+            if [m.n, m.k] != expected[..] {
+                return Err(Error::WrongShape { name: want.name.clone(), expected, actual: vec![m.n, m.k] });
+            }
+            if m.words.len() < m.n * m.w_stride() || m.scales.len() < (m.n * m.s_stride()).div_ceil(2) {
+                return Err(Error::InvalidArgument(format!("`{}` holds fewer words than its shape and format need", want.name)));
+            }
+        }
+        (Role::Vector, TensorData::Matrix(_)) => {
+            return Err(Error::InvalidArgument(format!("`{}` is a vector, but a matrix was pushed", want.name)))
+        }
+        (_, TensorData::Vector(_)) => return Err(Error::InvalidArgument(format!("`{}` is a matrix, but a vector was pushed", want.name))),
+    }
+    Ok(())
+}
+
+/// What an inspection returns (both engines: `model::Model::inspect`, `engine::cpu::CpuModel::inspect`).
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    /// The tokens inspected [T].
+    pub ids: Vec<u32>,
+    pub layers: usize,
+    pub heads: usize,
+    /// Where the lens was taken (an index into `ids`).
+    pub position: usize,
+    /// [L, NH, T, T]: block l's softmax attention probabilities, row = query, column = key (zero above
+    /// the diagonal).
+    pub attention: Vec<f32>,
+    /// [L, V]: ln_f(residual stream after block l) @ wte^T at `position`; the last row is the logits.
+    pub lens: Vec<f32>,
+}
+
+/// The most attention an inspection returns: L x NH x T x T f32 grows with T², 604 MB for gpt2 at
+/// T = 1024 and 5 GB for gpt2-xl. A browser holds it twice (in wasm memory, then as a Float32Array) beside
+/// the model, so 256 MiB: gpt2 inspects up to 682 tokens, gpt2-medium 418, gpt2-large 305, gpt2-xl 236.
+pub const MAX_INSPECT_ATTENTION_BYTES: usize = 256 << 20;
+
+/// The longest sequence one inspection takes: T with L * NH * T * T * 4 <= MAX_INSPECT_ATTENTION_BYTES,
+/// and no more than the context.
+pub fn max_inspect_tokens(cfg: &Gpt2Config) -> usize {
+    let per = (cfg.n_layer * cfg.n_head * 4).max(1); // bytes per (query, key) pair over every block and head
+    let mut t = ((MAX_INSPECT_ATTENTION_BYTES / per) as f64).sqrt() as usize;
+    while t * t * per > MAX_INSPECT_ATTENTION_BYTES {
+        t -= 1; // the f64 root may round up
+    }
+    while (t + 1) * (t + 1) * per <= MAX_INSPECT_ATTENTION_BYTES {
+        t += 1;
+    }
+    t.min(cfg.n_positions)
+}
+
+/// Check an inspection's input (both engines and the f64 reference start here): 1 <= T <= P tokens, the
+/// attention within `MAX_INSPECT_ATTENTION_BYTES`, every id in the vocabulary, `position` inside. Returns
+/// the position (default: the last token).
+pub fn check_inspect(cfg: &Gpt2Config, tokens: &[u32], position: Option<usize>) -> Result<usize> {
+    let (t, p) = (tokens.len(), cfg.n_positions);
+    if t == 0 {
+        return Err(Error::InvalidArgument("nothing to inspect: give at least one token".into()));
+    }
+    if t > p {
+        return Err(Error::InvalidArgument(format!("{t} tokens are more than the model's {p}-token context: inspect at most {p}")));
+    }
+    let max = max_inspect_tokens(cfg);
+    if t > max {
+        let mb = (cfg.n_layer * cfg.n_head * t * t * 4) as f64 / (1 << 20) as f64;
+        return Err(Error::InspectTooLarge(format!(
+            "inspecting {t} tokens would return {mb:.0} MB of attention ({} layers x {} heads x {t} x {t}); the limit is {} MB, \
+             so this model inspects at most {max} tokens at once: inspect a shorter text (for example its last {max} tokens)",
+            cfg.n_layer,
+            cfg.n_head,
+            MAX_INSPECT_ATTENTION_BYTES >> 20
+        )));
+    }
+    for &id in tokens {
+        check_token(id, cfg)?;
+    }
+    let position = position.unwrap_or(t - 1);
+    if position >= t {
+        return Err(Error::InvalidArgument(format!("position {position} is past the last of the {t} tokens (0-based)")));
+    }
+    Ok(position)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::{PackedMatrix, WeightFormat};
+
+    fn cfg(n_layer: usize, n_head: usize) -> Gpt2Config {
+        Gpt2Config {
+            vocab_size: 50257,
+            n_positions: 1024,
+            n_embd: 64 * n_head,
+            n_layer,
+            n_head,
+            n_inner: 256 * n_head,
+            layer_norm_epsilon: 1e-5,
+            bos_token_id: 50256,
+            eos_token_id: 50256,
+        }
+    }
+
+    #[test]
+    fn the_inspection_cap_is_the_byte_budget_and_the_context() {
+        for ((l, nh), want) in [((12, 12), 682), ((24, 16), 418), ((36, 20), 305), ((48, 25), 236), ((2, 2), 1024)] {
+            let c = cfg(l, nh);
+            let max = max_inspect_tokens(&c);
+            assert_eq!(max, want, "L = {l}, NH = {nh}");
+            if max < c.n_positions {
+                assert!(l * nh * max * max * 4 <= MAX_INSPECT_ATTENTION_BYTES);
+                assert!(l * nh * (max + 1) * (max + 1) * 4 > MAX_INSPECT_ATTENTION_BYTES);
+            }
+            assert_eq!(check_inspect(&c, &vec![1; max], None).unwrap(), max - 1);
+            let e = check_inspect(&c, &vec![1; max + 1], None).unwrap_err().to_string();
+            assert!(e.contains(&format!("at most {max} tokens")) || e.contains(&format!("inspect at most {max}")), "{e}");
+        }
+        let e = check_inspect(&cfg(12, 12), &[1; 683], None).unwrap_err().to_string();
+        assert!(e.contains("683 tokens") && e.contains("256 MB") && e.contains("shorter text"), "{e}");
+    }
+
+    #[test]
+    fn inspect_input_is_checked_in_words() {
+        let c = cfg(2, 2);
+        for (ids, position, words) in
+            [(vec![], None, "at least one token"), (vec![1, 2, 3], Some(3), "position 3"), (vec![1, 50257], None, "50257"), (vec![1; 1025], None, "1024")]
+        {
+            let e = check_inspect(&c, &ids, position).unwrap_err().to_string();
+            assert!(e.contains(words), "{e}");
+        }
+        assert_eq!(check_inspect(&c, &[5], None).unwrap(), 0);
+        assert_eq!(check_inspect(&c, &[5, 6, 7], Some(1)).unwrap(), 1);
+    }
+
+    #[test]
+    fn a_step_is_checked_in_words() {
+        let c = cfg(2, 2);
+        assert!(check_step(&c, 0, &[]).unwrap_err().to_string().contains("at least one token"));
+        assert!(check_step(&c, 0, &[50257]).unwrap_err().to_string().contains("50257"));
+        let e = check_step(&c, 1000, &[1; 25]).unwrap_err().to_string();
+        assert!(e.contains("25 tokens after 1000 cached") && e.contains("1024-token context"), "{e}");
+        check_step(&c, 1000, &[1; 24]).unwrap();
+    }
+
+    #[test]
+    fn a_pushed_tensor_is_checked_against_the_next_spec() {
+        let specs = tensor_specs(&cfg(1, 1));
+        let (wte, wpe) = (&specs[0], &specs[1]);
+        let m = |n: usize, k: usize| TensorData::Matrix(PackedMatrix::pack_nk(&vec![0.5; n * k], n, k, WeightFormat::Q8));
+        let [n, k] = stored_shape(wte)[..] else { panic!() };
+        check_next(Some(wte), wte, &m(n, k)).unwrap();
+        let err = |e: Result<()>| e.unwrap_err().to_string();
+        assert!(err(check_next(None, wte, &m(n, k))).contains("after the last tensor"));
+        assert!(err(check_next(Some(wte), wpe, &m(n, k))).contains("comes next"));
+        assert!(err(check_next(Some(wte), wte, &m(n, k + 1))).contains(&wte.name));
+        assert!(err(check_next(Some(wte), wte, &TensorData::Vector(vec![0.0; n * k]))).contains("a vector was pushed"));
+        assert!(err(check_next(Some(wpe), wpe, &m(1024, 64))).contains("a matrix was pushed"));
+        assert!(err(check_next(Some(wpe), wpe, &TensorData::Vector(vec![0.0; 3]))).contains(&wpe.name));
+        assert!(err(check_next(Some(wpe), wpe, &TensorData::Vector(vec![f32::NAN; wpe.numel()]))).contains(&wpe.name));
+        let TensorData::Matrix(mut short) = m(n, k) else { panic!() };
+        short.words.truncate(10);
+        assert!(err(check_next(Some(wte), wte, &TensorData::Matrix(short))).contains("fewer words"));
+        check_next(Some(wpe), wpe, &TensorData::Vector(vec![0.0; wpe.numel()])).unwrap();
+    }
+}

@@ -60,43 +60,66 @@ fn logits_command_writes_every_position_matching_the_reference() {
 }
 
 #[test]
-fn inspect_command_writes_attention_and_lens_matching_hugging_face() {
+fn inspect_command_writes_attention_and_lens_matching_hugging_face_on_either_engine() {
     let r = load_reference();
     let cases = load_attention(&r);
     let case = cases.iter().find(|c| c.name == "case1").unwrap();
     let tmp = TempDir::new("cli-inspect");
-    let out = tmp.path().join("i.safetensors");
     let ids: Vec<String> = case.ids.iter().map(|i| i.to_string()).collect();
-    let (_, stderr) = ok(&["inspect", "--model", s(&tiny_dir()), "--ids", &ids.join(","), "--out", s(&out)]);
-    assert!(stderr.contains("position 9"), "{stderr}");
-    let bytes = read(&out);
-    let st = SafeTensors::parse(&bytes, "i.safetensors").unwrap();
-    let t = case.ids.len();
-    for (l, want) in case.attn.iter().enumerate() {
-        let a = st.get(&format!("attn.{l}")).unwrap();
-        assert_eq!(a.shape, vec![2, t, t]);
-        assert_close(&format!("cli attn.{l}"), &a.to_f32().unwrap(), want, 1e-4, 0.0);
+    for dev in ["cpu", "gpu"] {
+        let out = tmp.path().join(format!("i-{dev}.safetensors"));
+        let (_, stderr) = ok(&["inspect", "--device", dev, "--model", s(&tiny_dir()), "--ids", &ids.join(","), "--out", s(&out)]);
+        assert!(stderr.contains("position 9"), "{stderr}");
+        let bytes = read(&out);
+        let st = SafeTensors::parse(&bytes, "i.safetensors").unwrap();
+        let t = case.ids.len();
+        for (l, want) in case.attn.iter().enumerate() {
+            let a = st.get(&format!("attn.{l}")).unwrap();
+            assert_eq!(a.shape, vec![2, t, t]);
+            assert_close(&format!("cli {dev} attn.{l}"), &a.to_f32().unwrap(), want, 1e-4, 0.0);
+        }
+        let lens = st.get("lens").unwrap();
+        assert_eq!(lens.shape, vec![r.n_layer, r.vocab_size]);
+        assert_close(&format!("cli {dev} lens"), &lens.to_f32().unwrap(), &case.lens, 1e-3, 0.0);
+        assert_eq!(st.metadata().unwrap()["position"], "9");
+        // --prompt and --position: the lens at position 3 ends in the model's logits there.
+        let c2 = r.case("case2");
+        let p = c2.logits_positions[0];
+        let out2 = tmp.path().join(format!("p-{dev}.safetensors"));
+        ok(&["inspect", "--device", dev, "--model", s(&tiny_dir()), "--prompt", &c2.text, "--position", &p.to_string(), "--out", s(&out2)]);
+        let b2 = read(&out2);
+        let st2 = SafeTensors::parse(&b2, "p").unwrap();
+        let lens2 = st2.get("lens").unwrap().to_f32().unwrap();
+        assert_close(&format!("cli {dev} lens at a position"), &lens2[(r.n_layer - 1) * r.vocab_size..], c2.logits_at_row(0), 1e-3, 0.0);
+        // Bad input: words, no file.
+        let bad = tmp.path().join("bad.safetensors");
+        let e = fails(&["inspect", "--device", dev, "--model", s(&tiny_dir()), "--ids", "1,2,3", "--position", "3", "--out", s(&bad)]);
+        assert!(e.contains("position 3 is past the last of the 3 tokens"), "{e}");
+        let e = fails(&["inspect", "--device", dev, "--model", s(&tiny_dir()), "--prompt", "", "--out", s(&bad)]);
+        assert!(e.contains("at least one token"), "{e}");
+        assert!(!bad.exists());
     }
-    let lens = st.get("lens").unwrap();
-    assert_eq!(lens.shape, vec![r.n_layer, r.vocab_size]);
-    assert_close("cli lens", &lens.to_f32().unwrap(), &case.lens, 1e-3, 0.0);
-    assert_eq!(st.metadata().unwrap()["position"], "9");
-    // --prompt and --position: the lens at position 3 ends in the model's logits there.
-    let c2 = r.case("case2");
-    let p = c2.logits_positions[0];
-    let out2 = tmp.path().join("p.safetensors");
-    ok(&["inspect", "--model", s(&tiny_dir()), "--prompt", &c2.text, "--position", &p.to_string(), "--out", s(&out2)]);
-    let b2 = read(&out2);
-    let st2 = SafeTensors::parse(&b2, "p").unwrap();
-    let lens2 = st2.get("lens").unwrap().to_f32().unwrap();
-    assert_close("cli lens at a position", &lens2[(r.n_layer - 1) * r.vocab_size..], c2.logits_at_row(0), 1e-3, 0.0);
-    // Bad input: words, no file.
+}
+
+#[test]
+fn inspect_command_refuses_past_the_size_cap_in_words() {
+    // The 256 MiB attention budget allows 724 of the 1024 tokens of a model with 2 x 64 heads.
+    let tmp = TempDir::new("cli-inspect-cap");
+    let cfg = many_heads_config();
+    let dir = tmp.path().join("m");
+    gpt2_webgpu::io::random::write_random_model(&cfg, gpt2_webgpu::io::safetensors::Dtype::F32, &dir, &read(&tiny_file("tokenizer.json")), 1).unwrap();
+    let ids = |n: usize| (0..n).map(|i| (i % 64).to_string()).collect::<Vec<_>>().join(",");
     let bad = tmp.path().join("bad.safetensors");
-    let e = fails(&["inspect", "--model", s(&tiny_dir()), "--ids", "1,2,3", "--position", "3", "--out", s(&bad)]);
-    assert!(e.contains("position 3 is past the last of the 3 tokens"), "{e}");
-    let e = fails(&["inspect", "--model", s(&tiny_dir()), "--prompt", "", "--out", s(&bad)]);
-    assert!(e.contains("at least one token"), "{e}");
-    assert!(!bad.exists());
+    for dev in ["cpu", "gpu"] {
+        let e = fails(&["inspect", "--device", dev, "--model", s(&dir), "--ids", &ids(725), "--out", s(&bad)]);
+        assert!(e.contains("725 tokens") && e.contains("at most 724 tokens") && e.contains("shorter text"), "{dev}: {e}");
+        assert!(!bad.exists());
+    }
+    let out = tmp.path().join("ok.safetensors");
+    ok(&["inspect", "--device", "cpu", "--model", s(&dir), "--ids", &ids(724), "--out", s(&out)]);
+    let st_bytes = read(&out);
+    let st = SafeTensors::parse(&st_bytes, "ok").unwrap();
+    assert_eq!(st.get("attn.1").unwrap().shape, vec![64, 724, 724]);
 }
 
 #[test]

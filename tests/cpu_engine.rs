@@ -129,8 +129,21 @@ fn decode_row_layer_norm_gelu_and_attention_match_the_reference() {
     for simd in Simd::available() {
         for threads in [1, 2] {
             let mut out = vec![0f32; t * c];
-            kernels::attention(&Pool::new(threads), simd, &qkv, &kc, &vc, c, nh, pos0, &mut vec![0f32; nh * p], &mut out);
+            let mut probs = vec![0f32; nh * t * s];
+            kernels::attention(&Pool::new(threads), simd, &qkv, &kc, &vc, c, nh, pos0, &mut vec![0f32; nh * p], &mut out, Some(&mut probs));
             assert_close(&format!("attention {} threads={threads}", simd.name()), &out, &want, 1e-5, 1e-5);
+            // The probabilities it returns are softmax(q k / sqrt(hs)) over the keys each query sees.
+            for (h, i) in (0..nh).flat_map(|h| (0..t).map(move |i| (h, i))) {
+                let row = &probs[(h * t + i) * s..][..s];
+                let sc: Vec<f64> = (0..=pos0 + i)
+                    .map(|j| (0..hs).map(|d| q[i * c + h * hs + d] * kc[j * c + h * hs + d] as f64).sum::<f64>() / (hs as f64).sqrt())
+                    .collect();
+                let mx = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = sc.iter().map(|v| (v - mx).exp()).sum();
+                let mut want_row: Vec<f64> = sc.iter().map(|v| (v - mx).exp() / z).collect();
+                want_row.resize(s, 0.0);
+                assert_close(&format!("attention probs {} head {h} query {i}", simd.name()), row, &want_row, 1e-6, 1e-5);
+            }
         }
     }
 }

@@ -1,15 +1,22 @@
 //! Inspection (attention probabilities of every block and head, the logit lens) against Hugging Face's
 //! float64 outputs in tests/fixtures/tiny-gpt2/attention.safetensors: attention within 1e-4, lens within
-//! 1e-3. The f64 CPU reference is held to 1e-5 (f32 rounding of the stored values).
+//! 1e-3, on both engines (the GPU pass on any wgpu adapter, the CPU engine's pass). The f64 CPU reference
+//! is held to 1e-5 (f32 rounding of the stored values). The size cap is checked at its boundary.
 
 mod common;
 
-use common::{assert_close, load_attention, load_reference, tiny_model, tiny_weights, AttentionCase, Reference};
-use gpt2_webgpu::reference::cpu;
+use common::{assert_close, load_attention, load_reference, many_heads_config, read, tiny_file, tiny_model, tiny_weights, AttentionCase, Reference, TempDir};
+use gpt2_webgpu::engine::cpu::CpuModel;
+use gpt2_webgpu::engine::{AnyEngine, Engine};
 use gpt2_webgpu::gpu::Gpu;
+use gpt2_webgpu::io::hf::HfModel;
+use gpt2_webgpu::io::random::write_random_model;
+use gpt2_webgpu::io::safetensors::Dtype;
 use gpt2_webgpu::model::{Model, SamplingParams};
 use gpt2_webgpu::quant::WeightFormat;
-use gpt2_webgpu::weights::Gpt2Weights;
+use gpt2_webgpu::reference::cpu;
+use gpt2_webgpu::weights::{max_inspect_tokens, Gpt2Weights, Inspection, MAX_INSPECT_ATTENTION_BYTES};
+use gpt2_webgpu::Error;
 use std::sync::{Arc, Mutex, OnceLock};
 
 fn weights() -> &'static Gpt2Weights {
@@ -22,15 +29,22 @@ fn reference() -> &'static Reference {
     R.get_or_init(load_reference)
 }
 
-/// One GPU and one tiny model (f32) for the file; tests run serially.
-fn model() -> std::sync::MutexGuard<'static, Model> {
-    static M: OnceLock<Mutex<Model>> = OnceLock::new();
-    M.get_or_init(|| {
-        let gpu = Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)"));
-        Mutex::new(pollster::block_on(Model::load(gpu, &mut tiny_model(), WeightFormat::F32)).unwrap())
-    })
-    .lock()
-    .unwrap_or_else(|e| e.into_inner())
+/// One tiny model (f32) per engine for the file; tests run serially.
+fn engine(kind: &str) -> std::sync::MutexGuard<'static, AnyEngine> {
+    static GPU: OnceLock<Mutex<AnyEngine>> = OnceLock::new();
+    static CPU: OnceLock<Mutex<AnyEngine>> = OnceLock::new();
+    let m = match kind {
+        "gpu" => GPU.get_or_init(|| {
+            let gpu = Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)"));
+            Mutex::new(AnyEngine::Gpu(pollster::block_on(Model::load(gpu, &mut tiny_model(), WeightFormat::F32)).unwrap()))
+        }),
+        _ => CPU.get_or_init(|| Mutex::new(AnyEngine::Cpu(CpuModel::load(&mut tiny_model(), WeightFormat::F32, 2).unwrap()))),
+    };
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn inspect(m: &mut AnyEngine, ids: &[u32], position: Option<usize>) -> gpt2_webgpu::Result<Inspection> {
+    pollster::block_on(m.inspect(ids, position))
 }
 
 fn cases() -> &'static [AttentionCase] {
@@ -90,84 +104,162 @@ fn cpu_reference_rejects_bad_input() {
 }
 
 // ------------------------------------------------------------------------------------------------
-// the GPU pass
+// the engines' passes (GPU: model/inspect.rs, CPU: engine/cpu), through the engine interface
 
-#[test]
-fn gpu_attention_and_lens_match_hugging_face() {
+/// Every fixture case (T = 1 among them) within the bounds.
+fn matches_hugging_face(kind: &str) {
     let r = reference();
-    let mut m = model();
+    let mut m = engine(kind);
     let (mut worst_a, mut worst_l) = (0f64, 0f64);
+    assert!(cases().iter().any(|c| c.ids.len() == 1));
     for case in cases() {
         let t = case.ids.len();
-        let got = pollster::block_on(m.inspect(&case.ids, None)).unwrap();
+        let got = inspect(&mut m, &case.ids, None).unwrap();
         assert_eq!((got.layers, got.heads, got.position, got.ids.as_slice()), (r.n_layer, 2, t - 1, case.ids.as_slice()));
         assert_eq!(got.attention.len(), r.n_layer * 2 * t * t);
         for (l, want) in case.attn.iter().enumerate() {
-            let s = assert_close(&format!("gpu {}.attn.{l}", case.name), &got.attention[l * want.len()..][..want.len()], want, 1e-4, 0.0);
+            let s = assert_close(&format!("{kind} {}.attn.{l}", case.name), &got.attention[l * want.len()..][..want.len()], want, 1e-4, 0.0);
             worst_a = worst_a.max(s.max_abs);
         }
-        let s = assert_close(&format!("gpu {}.lens", case.name), &got.lens, &case.lens, 1e-3, 0.0);
+        let s = assert_close(&format!("{kind} {}.lens", case.name), &got.lens, &case.lens, 1e-3, 0.0);
         worst_l = worst_l.max(s.max_abs);
-        println!("gpu {} (T = {t}): lens max |diff| {:.2e}", case.name, s.max_abs);
+        println!("{kind} {} (T = {t}): lens max |diff| {:.2e}", case.name, s.max_abs);
     }
-    println!("gpu inspect vs Hugging Face float64: attention max |diff| {worst_a:.2e} (bound 1e-4), lens {worst_l:.2e} (bound 1e-3)");
+    println!("{kind} inspect vs Hugging Face float64: attention max |diff| {worst_a:.2e} (bound 1e-4), lens {worst_l:.2e} (bound 1e-3)");
+}
+
+#[test]
+fn gpu_attention_and_lens_match_hugging_face() {
+    matches_hugging_face("gpu");
+}
+
+#[test]
+fn cpu_engine_attention_and_lens_match_hugging_face() {
+    matches_hugging_face("cpu");
+}
+
+/// 300 tokens (more keys than attention.wgsl's 256-key tile, odd T) with the lens at the first, a middle
+/// and the last position, and the full 1024-token context, against the f64 reference.
+fn matches_the_reference_at_every_position(kind: &str) {
+    let w = weights();
+    let long: Vec<u32> = (0..1024u32).map(|i| (i * 7919 + 13) % 50257).collect();
+    let mut m = engine(kind);
+    for (ids, position) in [(&long[..300], 0), (&long[..300], 149), (&long[..300], 299), (&long[..], 1023)] {
+        let got = inspect(&mut m, ids, Some(position)).unwrap();
+        let want = cpu::inspect(w, ids, Some(position)).unwrap();
+        let t = ids.len();
+        assert_eq!(got.position, position);
+        for (l, a) in want.attention.iter().enumerate() {
+            assert_close(&format!("{kind} T={t} attn.{l}"), &got.attention[l * a.len()..][..a.len()], a, 1e-4, 0.0);
+        }
+        let s = assert_close(&format!("{kind} T={t} lens at {position}"), &got.lens, &want.lens, 1e-3, 0.0);
+        println!("{kind} T = {t}, lens at {position}: max |diff| {:.2e} vs the f64 reference", s.max_abs);
+    }
 }
 
 #[test]
 fn gpu_matches_the_cpu_reference_past_one_key_tile_and_at_every_position() {
-    // 300 tokens: more keys than attention.wgsl's 256-key tile; odd T; the lens at the first, a middle and
-    // the last position.
-    let w = weights();
-    let ids: Vec<u32> = (0..300u32).map(|i| (i * 7919 + 13) % 50257).collect();
-    let mut m = model();
-    for position in [0, 149, 299] {
-        let got = pollster::block_on(m.inspect(&ids, Some(position))).unwrap();
-        let want = cpu::inspect(w, &ids, Some(position)).unwrap();
-        assert_eq!(got.position, position);
-        for (l, a) in want.attention.iter().enumerate() {
-            assert_close(&format!("T=300 attn.{l}"), &got.attention[l * a.len()..][..a.len()], a, 1e-4, 0.0);
-        }
-        assert_close(&format!("T=300 lens at {position}"), &got.lens, &want.lens, 1e-3, 0.0);
-    }
+    matches_the_reference_at_every_position("gpu");
 }
 
 #[test]
-fn inspecting_leaves_a_generation_in_place() {
-    // Greedy decoding with an inspection between every step gives the reference's tokens, and the KV cache
-    // position is the same before and after each inspection.
+fn cpu_engine_matches_the_cpu_reference_at_every_position() {
+    matches_the_reference_at_every_position("cpu");
+}
+
+#[test]
+fn cpu_engine_inspects_every_stored_format() {
+    // What holds for any weights: rows sum to 1, nothing above the diagonal, and the last lens row is
+    // that format's own logits.
+    let ids: Vec<u32> = (0..37u32).map(|i| (i * 7919 + 13) % 50257).collect();
+    for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        let mut q = CpuModel::load(&mut tiny_model(), fmt, 2).unwrap();
+        let got = q.inspect(&ids, Some(20)).unwrap();
+        let t = ids.len();
+        for (i, row) in got.attention.chunks_exact(t).enumerate() {
+            let qi = i % t;
+            assert!((row.iter().map(|&p| p as f64).sum::<f64>() - 1.0).abs() < 1e-4, "{fmt:?} row {i}");
+            assert!(row[qi + 1..].iter().all(|&p| p == 0.0), "{fmt:?} row {i} sees the future");
+        }
+        let logits = q.append_logits_at(&ids, &[20]).unwrap();
+        let v = logits.len();
+        assert_close(&format!("{fmt:?} lens[L-1] vs its logits"), &got.lens[(got.layers - 1) * v..], &logits, 1e-4, 1e-4);
+    }
+}
+
+/// Greedy decoding with an inspection between every step gives the reference's tokens, and the position is
+/// the same before and after each inspection. The inspection is longer than the context so far, so its
+/// scratch outgrows the generation's.
+fn leaves_a_generation_in_place(kind: &str) {
     let r = reference();
     let case = r.case("case1");
     let n = case.greedy_margins.iter().position(|&m| m < 1e-2).unwrap_or(case.greedy_next_ids.len()).min(8);
-    let mut m = model();
+    let mut m = engine(kind);
     m.reset();
     let greedy = SamplingParams::greedy();
     let mut context = case.ids.clone();
     let mut tok = pollster::block_on(m.step(&case.ids, &greedy, &context, 0)).unwrap().token;
     let mut got = vec![tok];
+    let other: Vec<u32> = (0..40).map(|j| (j * 31 + 7) % 50257).collect();
     for i in 1..n {
         let pos = m.position();
-        let ins = pollster::block_on(m.inspect(&[464, 2068, 7586], None)).unwrap();
-        assert_eq!(ins.attention.len(), r.n_layer * 2 * 9);
-        assert_eq!(m.position(), pos, "inspect moved the generation's place");
+        let ins = inspect(&mut m, &other, None).unwrap();
+        assert_eq!(ins.attention.len(), r.n_layer * 2 * 40 * 40);
+        assert_eq!(m.position(), pos, "{kind}: inspect moved the generation's place");
         context.push(tok);
         tok = pollster::block_on(m.step(&[tok], &greedy, &context, i as u32)).unwrap().token;
         got.push(tok);
     }
-    assert_eq!(got, case.greedy_next_ids[..n], "greedy tokens with inspections between the steps");
+    assert_eq!(got, case.greedy_next_ids[..n], "{kind}: greedy tokens with inspections between the steps");
 }
 
 #[test]
-fn gpu_inspect_rejects_bad_input_in_words() {
-    let mut m = model();
-    let pos = m.position();
-    for (ids, position, words) in [
-        (vec![], None, "at least one token"),
-        (vec![1, 2, 3], Some(3), "position 3"),
-        (vec![1, 50257], None, "50257"),
-        (vec![1; 1025], None, "1024"),
-    ] {
-        let e = pollster::block_on(m.inspect(&ids, position)).unwrap_err().to_string();
-        assert!(e.contains(words), "{e}");
+fn inspecting_leaves_a_generation_in_place() {
+    leaves_a_generation_in_place("gpu");
+}
+
+#[test]
+fn cpu_engine_inspecting_leaves_a_generation_in_place() {
+    leaves_a_generation_in_place("cpu");
+}
+
+#[test]
+fn both_engines_reject_bad_input_in_words() {
+    for kind in ["cpu", "gpu"] {
+        let mut m = engine(kind);
+        m.reset();
+        pollster::block_on(m.step(&[1, 2, 3], &SamplingParams::greedy(), &[1, 2, 3], 0)).unwrap();
+        for (ids, position, words) in [
+            (vec![], None, "at least one token"),
+            (vec![1, 2, 3], Some(3), "position 3"),
+            (vec![1, 50257], None, "50257"),
+            (vec![1; 1025], None, "1024"),
+        ] {
+            let err = inspect(&mut m, &ids, position).unwrap_err().to_string();
+            assert!(err.contains(words), "{kind}: {err}");
+        }
+        assert_eq!(m.position(), 3, "{kind}: a refused inspection moved the generation");
+        let ok = inspect(&mut m, &[464, 2068], Some(0)).unwrap();
+        assert_eq!((ok.position, ok.attention.len()), (0, 2 * 2 * 4));
     }
-    assert_eq!(m.position(), pos);
+}
+
+#[test]
+fn the_size_cap_holds_at_its_boundary_on_the_cpu_engine() {
+    // A random model with 2 x 64 heads: the 256 MiB attention budget allows 724 tokens (of 1024).
+    let cfg = many_heads_config();
+    let max = max_inspect_tokens(&cfg);
+    assert_eq!(max, 724);
+    assert!(2 * 64 * max * max * 4 <= MAX_INSPECT_ATTENTION_BYTES && 2 * 64 * (max + 1) * (max + 1) * 4 > MAX_INSPECT_ATTENTION_BYTES);
+    let dir = TempDir::new("inspect-cap");
+    write_random_model(&cfg, Dtype::F32, dir.path(), &read(&tiny_file("tokenizer.json")), 1).unwrap();
+    let mut m = CpuModel::load(&mut HfModel::open(dir.path()).unwrap(), WeightFormat::F32, 2).unwrap();
+    let ids: Vec<u32> = (0..=max as u32).map(|i| i % 64).collect();
+    let e = m.inspect(&ids, None).unwrap_err();
+    assert!(matches!(e, Error::InspectTooLarge(_)), "{e}");
+    let e = e.to_string();
+    assert!(e.contains("725 tokens") && e.contains("at most 724 tokens") && e.contains("shorter text"), "{e}");
+    let ok = m.inspect(&ids[..max], None).unwrap();
+    assert_eq!(ok.attention.len(), 2 * 64 * max * max);
+    assert!((ok.attention[(64 * max + max - 1) * max..][..max].iter().map(|&p| p as f64).sum::<f64>() - 1.0).abs() < 1e-4);
 }

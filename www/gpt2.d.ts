@@ -152,6 +152,8 @@ export interface ModelConfig {
   nHead: number;
   nInner: number;
   params: number;
+  /** The most tokens one `inspect` call takes (its attention, L x NH x T x T floats, is capped at 256 MiB). */
+  maxInspectTokens: number;
 }
 
 export interface AdapterInfo {
@@ -253,9 +255,10 @@ export interface GPT2Model {
    * aborting `options.signal` ends it at once. Concurrent calls are queued: each gives the text it would
    * give alone. A bad option rejects with kind "invalid-option" before anything is sent. */
   generate(prompt: string, options?: GenerateOptions): AsyncGenerator<Piece, void, undefined>;
-  /** Attention of every block and head and the logit lens, for a text or token ids (at most the context
-   * length). A separate pass: a generation in progress keeps its place. Bad input rejects with kind
-   * "invalid-option" (options) or "error" (token ids, position past the end). */
+  /** Attention of every block and head and the logit lens, for a text or token ids (at most
+   * `info.config.maxInspectTokens`: the attention is capped at 256 MiB). A separate pass, on either
+   * engine: a generation in progress keeps its place. Bad input rejects with kind "invalid-option"
+   * (options), "too-large" (more tokens than maxInspectTokens) or "error" (token ids, position past the end). */
   inspect(textOrIds: string | readonly number[], options?: InspectOptions): Promise<Inspection>;
   /** Stop the running generation: its loop ends at once. Queued generations still run. */
   stop(): void;

@@ -153,7 +153,7 @@ export class InspectPanel {
   async #inspect(req, model, run, index) {
     if (!model) throw new Error("no model is loaded");
     if (!run.promptIds) throw new Error("the prompt's tokens are unknown");
-    const n = model.info.config.nPositions;
+    const n = model.info.config.maxInspectTokens; // the context, or less for big models (the attention is capped)
     let ids = run.promptIds.concat(run.pieces.slice(0, index).map((p) => p.tokenId));
     const truncated = ids.length > n;
     if (truncated) ids = ids.slice(-n);
@@ -194,7 +194,7 @@ export class InspectPanel {
       this.els.head.dataset.init = "1";
     }
     this.#drawAttention();
-    this.els.status.textContent = truncated ? `The context was longer than ${n} tokens: only the last ${n} are shown.` : "";
+    this.els.status.textContent = truncated ? `The context is longer than the ${n} tokens one look inside takes for this model: only the last ${n} are shown.` : "";
   }
 
   // Replace the prompt's one span by one span per token, once per generation, so attention can be drawn

@@ -339,7 +339,7 @@ function fail(id, e) {
     message = deviceLost || `${DEVICE_LOST_WORDS} (${message}). Reload the model to continue.`;
   } else if (/did not finish its work within/.test(message)) {
     kind = "gpu-timeout"; // the GPU hung (or is far too slow): this model cannot go on
-  } else if (/does not fit this GPU|does not fit in memory/.test(message)) {
+  } else if (/does not fit this GPU|does not fit in memory|^too much to inspect/.test(message)) {
     kind = "too-large";
   } else if (/^no GPU adapter found/.test(message)) {
     // The engine's words are for the CLI (drivers, lavapipe); a visitor needs the browser's side.

@@ -11,7 +11,7 @@ use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::quant::WeightFormat;
 use crate::sampling::{Sampled, SamplingParams};
-use crate::weights::{stored_format, tensor_specs, Role};
+use crate::weights::{stored_format, tensor_specs, Inspection, Role};
 use cpu::CpuModel;
 
 /// What a generation loop needs from an engine.
@@ -165,6 +165,25 @@ impl AnyEngine {
         match self {
             AnyEngine::Gpu(m) => m.hidden_states(tokens).await,
             AnyEngine::Cpu(m) => m.hidden_states(tokens),
+        }
+    }
+
+    /// Every block's attention probabilities and the logit lens at `position` (default: the last token)
+    /// for `tokens` run from position 0, in a pass of its own on either engine: the KV cache and the
+    /// generation's place are untouched. T is capped by `weights::max_inspect_tokens`.
+    pub async fn inspect(&mut self, tokens: &[u32], position: Option<usize>) -> Result<Inspection> {
+        match self {
+            AnyEngine::Gpu(m) => m.inspect(tokens, position).await,
+            AnyEngine::Cpu(m) => m.inspect(tokens, position),
+        }
+    }
+
+    /// The longest sequence `inspect` takes on this engine (`weights::max_inspect_tokens`; on the GPU
+    /// also one block's attention within its largest buffer).
+    pub fn max_inspect_tokens(&self) -> usize {
+        match self {
+            AnyEngine::Gpu(m) => m.max_inspect_tokens(),
+            AnyEngine::Cpu(m) => crate::weights::max_inspect_tokens(m.config()),
         }
     }
 

@@ -274,13 +274,20 @@ impl Gpu {
         Ok(buf)
     }
 
-    pub fn readback_buffer(&self, label: &str, size: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+    /// A buffer the host reads back, checked against the adapter's max_buffer_size (an error in words,
+    /// not a validation panic).
+    pub fn readback_buffer(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
+        let size = size.next_multiple_of(4);
+        let max = self.info.limits.max_buffer_size;
+        if size > max {
+            return Err(Error::TooLarge(format!("buffer `{label}` needs {size} bytes but this device allows at most {max} bytes per buffer (max_buffer_size)")));
+        }
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
-            size: size.next_multiple_of(4),
+            size,
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// Block until the work submitted so far is done, for at most [`wait_limit`]: past it, a
@@ -397,7 +404,7 @@ impl Gpu {
         res.extend(bufs.iter().map(|(b, _)| whole(b)));
         let bind = self.bind_group(kernel, kernel.name(), &res);
         let total: u64 = bufs.iter().map(|(_, n)| *n).sum();
-        let read = self.readback_buffer("run_once", total);
+        let read = self.readback_buffer("run_once", total)?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());

@@ -9,49 +9,21 @@
 use super::dispatch::{params_of, record, Frame, InspectOps};
 use super::Model;
 use crate::error::{Error, Result};
-use crate::weights::check_token;
-
-/// What `Model::inspect` returns.
-#[derive(Clone, Debug)]
-pub struct Inspection {
-    /// The tokens inspected [T].
-    pub ids: Vec<u32>,
-    pub layers: usize,
-    pub heads: usize,
-    /// Where the lens was taken (an index into `ids`).
-    pub position: usize,
-    /// [L, NH, T, T]: block l's softmax attention probabilities, row = query, column = key (zero above
-    /// the diagonal).
-    pub attention: Vec<f32>,
-    /// [L, V]: ln_f(residual stream after block l) @ wte^T at `position`; the last row is the logits.
-    pub lens: Vec<f32>,
-}
+use crate::weights::{check_inspect, max_inspect_tokens, Inspection};
 
 impl Model {
-    /// Inspect `tokens` [T] (1 <= T <= P) run from position 0, with the lens at `position` (default: the
-    /// last token). Leaves the KV cache and the generation's place as they were.
+    /// Inspect `tokens` [T] (1 <= T <= `weights::max_inspect_tokens`) run from position 0, with the lens
+    /// at `position` (default: the last token). Leaves the KV cache and the generation's place as they
+    /// were.
     pub async fn inspect(&mut self, tokens: &[u32], position: Option<usize>) -> Result<Inspection> {
         let cfg = self.config.clone();
-        let (t, c, nh, nl, v, p) = (tokens.len(), cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.vocab_size, cfg.n_positions);
-        if t == 0 {
-            return Err(Error::InvalidArgument("nothing to inspect: give at least one token".into()));
-        }
-        if t > p {
-            return Err(Error::InvalidArgument(format!(
-                "{t} tokens are more than the model's {p}-token context: inspect at most {p}"
-            )));
-        }
-        for &id in tokens {
-            check_token(id, &cfg)?;
-        }
-        let position = position.unwrap_or(t - 1);
-        if position >= t {
-            return Err(Error::InvalidArgument(format!("position {position} is past the last of the {t} tokens (0-based)")));
-        }
+        let (t, c, nh, nl, v) = (tokens.len(), cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.vocab_size);
+        let position = check_inspect(&cfg, tokens, position)?;
         let gpu = self.gpu.clone();
         let none = wgpu::BufferUsages::empty();
         let row = c as u64 * 4; // one row of [*, C] f32
         let probs_bytes = (nh * t * t * 4) as u64; // one block's [NH, T, T]
+        fits_one_buffer(gpu.max_binding(), nh, t)?;
         // Scratch, for this call only: the sequence's K and V [T, C], one block's probabilities, and the
         // residual stream at `position` after each block [L, C].
         let k = gpu.storage("inspect.k", t as u64 * row, none)?;
@@ -68,7 +40,7 @@ impl Model {
         arena.flush(&gpu);
 
         // One submit per block: its probabilities are read back before the next block overwrites them.
-        let read = gpu.readback_buffer("inspect.attention_read", probs_bytes);
+        let read = gpu.readback_buffer("inspect.attention_read", probs_bytes)?;
         let mut attention = Vec::with_capacity(nl * nh * t * t);
         for (l, layer) in ops.layers.iter().enumerate() {
             let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("inspect") });
@@ -91,7 +63,7 @@ impl Model {
 
         // The lens: the saved rows go to the first rows of x, R at a time, through ln_f and the logits.
         let r = self.head_rows as usize;
-        let lens_read = gpu.readback_buffer("inspect.lens_read", (r * v * 4) as u64);
+        let lens_read = gpu.readback_buffer("inspect.lens_read", (r * v * 4) as u64)?;
         let mut lens = Vec::with_capacity(nl * v);
         for r0 in (0..nl).step_by(r) {
             let n = r.min(nl - r0);
@@ -115,5 +87,49 @@ impl Model {
         }
         gpu.check()?;
         Ok(Inspection { ids: tokens.to_vec(), layers: nl, heads: nh, position, attention, lens })
+    }
+}
+
+impl Model {
+    /// The longest sequence `inspect` takes here: `weights::max_inspect_tokens`, and one block's
+    /// attention within this GPU's largest buffer.
+    pub fn max_inspect_tokens(&self) -> usize {
+        let per_buffer = ((self.gpu.max_binding() / (self.config.n_head as u64 * 4)) as f64).sqrt() as usize;
+        max_inspect_tokens(&self.config).min(per_buffer)
+    }
+}
+
+/// One block's probabilities [NH, T, T] f32 live in one buffer (bound by attention_probs, then copied to
+/// a readback buffer): refuse in words what the adapter cannot hold (`max_binding`: its limit per
+/// buffer), before anything is allocated, rather than fail wgpu's validation.
+fn fits_one_buffer(max_binding: u64, nh: usize, t: usize) -> Result<()> {
+    let bytes = (nh * t * t * 4) as u64;
+    if bytes <= max_binding {
+        return Ok(());
+    }
+    let most = ((max_binding / (nh as u64 * 4)) as f64).sqrt() as usize;
+    Err(Error::InspectTooLarge(format!(
+        "inspecting {t} tokens needs one block's attention ({nh} heads x {t} x {t}, {} MB) in one GPU buffer, but this GPU \
+         allows at most {} MB per buffer: inspect a shorter text (at most {most} tokens on this GPU)",
+        bytes >> 20,
+        max_binding >> 20
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fits_one_buffer;
+
+    #[test]
+    fn one_blocks_attention_must_fit_the_adapters_buffer_limit() {
+        // WebGPU's default maxStorageBufferBindingSize, 128 MiB: gpt2-xl (25 heads) fits 1024 tokens,
+        // a 64-head block does not.
+        let webgpu = 128u64 << 20;
+        fits_one_buffer(webgpu, 25, 1024).unwrap();
+        fits_one_buffer(webgpu, 32, 1024).unwrap(); // exactly 128 MiB
+        let e = fits_one_buffer(webgpu, 33, 1024).unwrap_err().to_string();
+        assert!(e.contains("1024 tokens") && e.contains("128 MB per buffer") && e.contains("at most 1008 tokens"), "{e}");
+        fits_one_buffer(webgpu, 33, 1008).unwrap();
+        assert!(fits_one_buffer(webgpu, 33, 1009).is_err());
     }
 }

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::gpu::params::*;
 use crate::gpu::Gpu;
 use crate::quant::WeightFormat;
-use crate::weights::{check_token, tensor_specs, Role, TensorSource};
+use crate::weights::{check_step, tensor_specs, Role, TensorSource};
 use dispatch::{params_of, Frame, Op, Ops, ParamsArena};
 use plan::Activations;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use upload::Weights;
 
 pub use crate::sampling::{Sampled, SamplingParams};
 pub use crate::weights::TensorData;
-pub use inspect::Inspection;
+pub use crate::weights::Inspection;
 pub use plan::{buffer_plan, wte_chunks};
 pub use upload::ModelUploader;
 
@@ -129,20 +129,7 @@ impl Model {
     /// Validate the tokens of a step, upload them, and write every op's Params for the step (the head
     /// for the last token).
     fn begin(&mut self, tokens: &[u32]) -> Result<Frame> {
-        if tokens.is_empty() {
-            return Err(Error::InvalidArgument("a step needs at least one token".into()));
-        }
-        for &t in tokens {
-            check_token(t, &self.config)?;
-        }
-        let p = self.config.n_positions;
-        if self.pos + tokens.len() > p {
-            return Err(Error::InvalidArgument(format!(
-                "{} tokens after {} cached would exceed the {p}-token context; reset or slide the window first",
-                tokens.len(),
-                self.pos
-            )));
-        }
+        check_step(&self.config, self.pos, tokens)?;
         self.gpu.queue.write_buffer(&self.acts.ids, 0, bytemuck::cast_slice(tokens));
         let fr = Frame { t: tokens.len() as u32, pos0: self.pos as u32, head_row0: tokens.len() as u32 - 1, head_rows: 1 };
         for op in self.ops.body() {
@@ -284,7 +271,7 @@ impl Model {
 
         let v = self.config.vocab_size;
         let mut out = Vec::with_capacity(positions.len() * v);
-        let read = self.gpu.readback_buffer("logits_read", self.head_rows as u64 * v as u64 * 4);
+        let read = self.gpu.readback_buffer("logits_read", self.head_rows as u64 * v as u64 * 4)?;
         let mut i = 0;
         while i < positions.len() {
             // The longest run of consecutive positions starting at i, up to R rows.
@@ -327,7 +314,7 @@ impl Model {
         let row_bytes = self.config.n_embd as u64 * 4;
         let bytes = fr.t as u64 * row_bytes;
         let n_out = self.config.n_layer + 1;
-        let read = self.gpu.readback_buffer("hidden_read", bytes * n_out as u64);
+        let read = self.gpu.readback_buffer("hidden_read", bytes * n_out as u64)?;
         let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("hidden") });
         for j in 0..n_out {
             {

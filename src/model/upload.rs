@@ -11,7 +11,7 @@ use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::quant::{PackedMatrix, WeightFormat};
-use crate::weights::{stored_shape, tensor_specs, Role, TensorData, TensorSpec};
+use crate::weights::{check_next, tensor_specs, Role, TensorData, TensorSpec};
 use std::sync::Arc;
 
 /// How a matrix's rows are packed, as the kernels read it (common/weights.wgsl).
@@ -121,51 +121,30 @@ impl ModelUploader {
         self.specs.get(self.uploaded.len())
     }
 
-    /// Upload the next tensor. `spec` must be `next_spec()`; a vector's length and a matrix's shape are
-    /// checked against it.
+    /// Upload the next tensor. `spec` must be `next_spec()`; `weights::check_next` checks the data
+    /// against it.
     pub fn push(&mut self, spec: &TensorSpec, data: TensorData) -> Result<()> {
-        let want = self.next_spec().ok_or_else(|| Error::InvalidArgument(format!("`{}` pushed after the last tensor", spec.name)))?;
-        if want.name != spec.name {
-            return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
-        }
-        // Every load path (a Hugging Face folder, a package, the browser's stream) comes through here.
-        data.check_finite(&want.name)?;
+        check_next(self.next_spec(), spec, &data)?;
+        let want = &self.specs[self.uploaded.len()];
         let gpu = &self.gpu;
         let up = match (want.role, data) {
-            (Role::Vector, TensorData::Vector(v)) => {
-                if v.len() != want.numel() {
-                    return Err(Error::WrongShape { name: want.name.clone(), expected: want.shape.clone(), actual: vec![v.len()] });
+            (Role::Vector, TensorData::Vector(v)) => Uploaded::Vector(gpu.storage_init(&want.name, bytemuck::cast_slice(&v))?),
+            (Role::Matrix, TensorData::Matrix(m)) => Uploaded::Matrix(GpuMatrix::upload(gpu, &want.name, &m)?),
+            (Role::Embedding, TensorData::Matrix(m)) => {
+                let mut wte = Vec::new();
+                // Chunk by the format wte really has (a q4 model stores it as q8).
+                for (lo, hi) in wte_chunks(&self.config, m.format, self.max_binding)? {
+                    let label = format!("wte[{lo}..{hi})");
+                    let g = if lo == 0 && hi == self.config.vocab_size {
+                        GpuMatrix::upload(gpu, &label, &m)? // one chunk: no copy
+                    } else {
+                        GpuMatrix::upload(gpu, &label, &m.rows(lo, hi))?
+                    };
+                    wte.push((lo as u32, hi as u32, g));
                 }
-                Uploaded::Vector(gpu.storage_init(&want.name, bytemuck::cast_slice(&v))?)
+                Uploaded::Wte(wte)
             }
-            (Role::Matrix | Role::Embedding, TensorData::Matrix(m)) => {
-                let expected = stored_shape(want);
-                if [m.n, m.k] != expected[..] {
-                    return Err(Error::WrongShape { name: want.name.clone(), expected, actual: vec![m.n, m.k] });
-                }
-                if want.role == Role::Matrix {
-                    Uploaded::Matrix(GpuMatrix::upload(gpu, &want.name, &m)?)
-                } else {
-                    let mut wte = Vec::new();
-                    // Chunk by the format wte really has (a q4 model stores it as q8).
-                    for (lo, hi) in wte_chunks(&self.config, m.format, self.max_binding)? {
-                        let label = format!("wte[{lo}..{hi})");
-                        let g = if lo == 0 && hi == self.config.vocab_size {
-                            GpuMatrix::upload(gpu, &label, &m)? // one chunk: no copy
-                        } else {
-                            GpuMatrix::upload(gpu, &label, &m.rows(lo, hi))?
-                        };
-                        wte.push((lo as u32, hi as u32, g));
-                    }
-                    Uploaded::Wte(wte)
-                }
-            }
-            (Role::Vector, TensorData::Matrix(_)) => {
-                return Err(Error::InvalidArgument(format!("`{}` is a vector, but a matrix was pushed", want.name)))
-            }
-            (_, TensorData::Vector(_)) => {
-                return Err(Error::InvalidArgument(format!("`{}` is a matrix, but a vector was pushed", want.name)))
-            }
+            _ => unreachable!("check_next matched the data to the spec's role"),
         };
         self.uploaded.push(up);
         Ok(())
@@ -181,7 +160,7 @@ impl ModelUploader {
         let weights = assemble(&gpu, &cfg, uploaded)?;
         let r = head_rows(&cfg, max_binding);
         let acts = Activations::alloc(&gpu, &cfg, r)?;
-        let out_read = gpu.readback_buffer("sample_out_read", crate::gpu::params::SAMPLE_OUT_WORDS as u64 * 4);
+        let out_read = gpu.readback_buffer("sample_out_read", crate::gpu::params::SAMPLE_OUT_WORDS as u64 * 4)?;
         let (ops, arena) = Ops::build(&gpu, &cfg, &weights, &acts);
 
         if let Some(e) = scope.pop().await {

@@ -415,13 +415,7 @@ pub struct Inspection {
 pub fn inspect(w: &Gpt2Weights, ids: &[u32], position: Option<usize>) -> Result<Inspection> {
     let cfg = &w.config;
     let (c, nh, t) = (cfg.n_embd, cfg.n_head, ids.len());
-    if ids.is_empty() {
-        return Err(Error::InvalidArgument("nothing to inspect: give at least one token".into()));
-    }
-    let position = position.unwrap_or(t - 1);
-    if position >= t {
-        return Err(Error::InvalidArgument(format!("position {position} is past the last of the {t} tokens (0-based)")));
-    }
+    let position = crate::weights::check_inspect(cfg, ids, position)?;
     let eps = eps_f64(cfg.layer_norm_epsilon);
     let mut x = embed(w, ids, 0)?; // [T,C]
     let mut cache = CpuKvCache::new(cfg);

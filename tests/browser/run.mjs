@@ -1082,11 +1082,15 @@ const ipage = ictx.pages()[0] || (await ictx.newPage());
 ipage.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
 ipage.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
 try {
-  await test("inspect-api", 240_000, async () => {
-    await ipage.goto(`${base}/?model=tiny-gpt2-f32&nosw&device=webgpu`, { timeout: 30_000 });
+  // The same checks on the CPU engine (inspect-api-cpu), then on WebGPU (inspect-api), whose page the
+  // panel tests below go on with.
+  for (const device of ["cpu", "webgpu"]) await test(device === "cpu" ? "inspect-api-cpu" : "inspect-api", 240_000, async () => {
+    await ipage.goto(`${base}/?model=tiny-gpt2-f32&nosw&device=${device}`, { timeout: 30_000 });
     await waitState(ipage, "idle", 30_000);
     await ipage.click("#load");
     assert((await waitState(ipage, ["ready", "error"], 120_000)) === "ready", await ipage.textContent("#error"));
+    const info = await ipage.evaluate(() => window.gpt2Demo.model.info);
+    assert(info.device === device && info.config.maxInspectTokens === 1024, `engine ${info.device}, maxInspectTokens ${info.config.maxInspectTokens}`);
     const cases = reference.cases.filter((c) => attnFixture[`${c.name}.lens`]);
     assert(cases.length >= 4, "fixture cases");
     let worstA = 0, worstL = 0;
@@ -1115,9 +1119,10 @@ try {
       assert(d <= 1e-3, `${c.name}.lens: max |diff| ${d}`);
       log(`     ${c.name} (T = ${T}, by ${byText ? "text" : "ids"}): attention max |diff| ${caseA.toExponential(2)}; lens ${d.toExponential(2)}`);
     }
-    metrics.inspectAttentionMaxDiff = worstA;
-    metrics.inspectLensMaxDiff = worstL;
-    log(`     every case: attention max |diff| ${worstA.toExponential(2)} (bound 1e-4), lens ${worstL.toExponential(2)} (bound 1e-3)`);
+    const key = device === "cpu" ? "Cpu" : "";
+    metrics[`inspect${key}AttentionMaxDiff`] = worstA;
+    metrics[`inspect${key}LensMaxDiff`] = worstL;
+    log(`     ${device}, every case: attention max |diff| ${worstA.toExponential(2)} (bound 1e-4), lens ${worstL.toExponential(2)} (bound 1e-3)`);
 
     // The lens at another position: its last row is the model's logits there (reference.safetensors).
     const c2 = reference.cases.find((c) => c.name === "case2");

@@ -275,3 +275,19 @@ pub fn load_attention(r: &Reference) -> Vec<AttentionCase> {
     assert!(out.len() >= 3, "attention.safetensors has too few cases");
     out
 }
+
+/// A random model's config with 2 layers x 64 heads of size 1 (C = 64, V = 64, P = 1024): the 256 MiB
+/// inspection budget allows 724 of its 1024 tokens, so the cap is reached on a model that runs in a blink.
+pub fn many_heads_config() -> gpt2_webgpu::config::Gpt2Config {
+    gpt2_webgpu::config::Gpt2Config {
+        vocab_size: 64,
+        n_positions: 1024,
+        n_embd: 64,
+        n_layer: 2,
+        n_head: 64,
+        n_inner: 64,
+        layer_norm_epsilon: 1e-5,
+        bos_token_id: 0,
+        eos_token_id: 0,
+    }
+}

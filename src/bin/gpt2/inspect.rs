@@ -69,7 +69,7 @@ pub fn logits(args: LogitsArgs) -> Result<()> {
     Ok(())
 }
 
-/// Look inside the model (GPU engine): every block's attention probabilities and the logit lens at a
+/// Look inside the model (either engine): every block's attention probabilities and the logit lens at a
 /// position, written to a safetensors file as `attn.{l}` f32 [n_head, T, T] (row = query, column = key),
 /// `lens` f32 [n_layer, V] (ln_f(residual stream after block l) @ wte^T) and `ids` i32 [T].
 #[derive(Args)]
@@ -88,15 +88,14 @@ pub struct InspectArgs {
     pub out: PathBuf,
     #[arg(long)]
     pub weights: Option<String>,
+    /// auto (a real GPU if there is one, else the CPU engine), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
 }
 
 pub fn inspect(args: InspectArgs) -> Result<()> {
-    let InspectArgs { model, prompt, ids, position, out, weights } = args;
-    // A diagnostic pass of the GPU engine (the CPU engine has none).
-    let Loaded { model, tok } = load(&model, weights.as_deref(), gpt2_webgpu::engine::Device::Gpu)?;
-    let gpt2_webgpu::engine::AnyEngine::Gpu(mut model) = model else {
-        return Err(Error::InvalidArgument("gpt2 inspect runs on the GPU engine only".into()));
-    };
+    let InspectArgs { model, prompt, ids, position, out, weights, device: dev } = args;
+    let Loaded { mut model, tok } = load(&model, weights.as_deref(), device(&dev)?)?;
     let ids = match (prompt, ids) {
         (Some(p), None) => tok.encode(&p)?,
         (None, Some(ids)) => ids,

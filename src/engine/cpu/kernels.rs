@@ -300,17 +300,34 @@ pub fn dot(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
 }
 
 /// Causal attention of T new queries over the KV cache, heads split across threads.
-/// qkv [T, 3C] (q = the first C columns), k_cache / v_cache [P, C] holding positions 0..pos0 + T,
-/// scores: scratch [NH, P]; out [T, C] (heads concatenated). Query t sees positions 0..=pos0 + t.
+/// qkv [T, 3C] (q = the first C columns), k_cache / v_cache [>= pos0 + T, C] holding positions
+/// 0..pos0 + T, scores: scratch [NH, P]; out [T, C] (heads concatenated). Query t sees positions
+/// 0..=pos0 + t. `probs` (an inspection), when given, [NH, T, pos0 + T], zeroed by the caller: each
+/// head's softmax probabilities, row = query, column = key (the entries past a query stay 0).
 #[allow(clippy::too_many_arguments)]
-pub fn attention(pool: &Pool, simd: Simd, qkv: &[f32], k_cache: &[f32], v_cache: &[f32], c: usize, nh: usize, pos0: usize, scores: &mut [f32], out: &mut [f32]) {
+pub fn attention(
+    pool: &Pool,
+    simd: Simd,
+    qkv: &[f32],
+    k_cache: &[f32],
+    v_cache: &[f32],
+    c: usize,
+    nh: usize,
+    pos0: usize,
+    scores: &mut [f32],
+    out: &mut [f32],
+    probs: Option<&mut [f32]>,
+) {
     let t = out.len() / c;
     let hs = c / nh;
     let p = scores.len() / nh;
-    assert!(pos0 + t <= p && qkv.len() == 3 * c * t);
+    let kt = pos0 + t; // keys the last query sees
+    assert!(kt <= p && qkv.len() == 3 * c * t && k_cache.len() >= kt * c && v_cache.len() >= kt * c);
+    assert!(probs.as_ref().is_none_or(|a| a.len() == nh * t * kt), "probs is not [NH, T, pos0 + T]");
     let scale = 1.0 / (hs as f32).sqrt();
     let sp = SyncPtr(scores.as_mut_ptr());
     let op = SyncPtr(out.as_mut_ptr());
+    let pp = probs.map(|a| SyncPtr(a.as_mut_ptr()));
     pool.for_each(nh, &|h| {
         {
             // SAFETY: head h's scores row and output columns belong to this thread alone.
@@ -329,6 +346,13 @@ pub fn attention(pool: &Pool, simd: Simd, qkv: &[f32], k_cache: &[f32], v_cache:
                     z += *o;
                 }
                 let inv = 1.0 / z;
+                if let Some(pp) = &pp {
+                    // SAFETY: head h's [T, kt] block of probs belongs to this thread alone.
+                    let row = unsafe { std::slice::from_raw_parts_mut(pp.get().add((h * t + ti) * kt), s_len) };
+                    for (o, &w) in row.iter_mut().zip(&sc[..s_len]) {
+                        *o = w * inv;
+                    }
+                }
                 let y = unsafe { std::slice::from_raw_parts_mut(op.get().add(ti * c + h * hs), hs) };
                 y.fill(0.0);
                 for (s, &w) in sc[..s_len].iter().enumerate() {

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::quant::{PackedMatrix, WeightFormat};
 use crate::sampling::cpu::{penalty_set, sample_logits, seed32, SamplerScratch};
 use crate::sampling::{Sampled, SamplingParams};
-use crate::weights::{check_token, stored_shape, tensor_specs, Role, TensorData, TensorSource, TensorSpec};
+use crate::weights::{check_inspect, check_next, check_step, tensor_specs, Inspection, Role, TensorData, TensorSource, TensorSpec};
 use kernels::{QuantX, Simd};
 use pool::Pool;
 
@@ -94,33 +94,9 @@ impl CpuUploader {
         self.specs.get(self.got.len())
     }
 
-    /// Take the next tensor. `spec` must be `next_spec()`; shapes and formats are checked.
+    /// Take the next tensor. `spec` must be `next_spec()`; `weights::check_next` checks the data against it.
     pub fn push(&mut self, spec: &TensorSpec, data: TensorData) -> Result<()> {
-        let want = self.next_spec().ok_or_else(|| Error::InvalidArgument(format!("`{}` pushed after the last tensor", spec.name)))?;
-        if want.name != spec.name {
-            return Err(Error::InvalidArgument(format!("`{}` pushed where `{}` comes next (tensors go in tensor_specs order)", spec.name, want.name)));
-        }
-        data.check_finite(&want.name)?;
-        match (want.role, &data) {
-            (Role::Vector, TensorData::Vector(v)) => {
-                if v.len() != want.numel() {
-                    return Err(Error::WrongShape { name: want.name.clone(), expected: want.shape.clone(), actual: vec![v.len()] });
-                }
-            }
-            (Role::Matrix | Role::Embedding, TensorData::Matrix(m)) => {
-                let expected = stored_shape(want);
-                if [m.n, m.k] != expected[..] {
-                    return Err(Error::WrongShape { name: want.name.clone(), expected, actual: vec![m.n, m.k] });
-                }
-                if m.words.len() < m.n * m.w_stride() || m.scales.len() < (m.n * m.s_stride()).div_ceil(2) {
-                    return Err(Error::InvalidArgument(format!("`{}` holds fewer words than its shape and format need", want.name)));
-                }
-            }
-            (Role::Vector, TensorData::Matrix(_)) => {
-                return Err(Error::InvalidArgument(format!("`{}` is a vector, but a matrix was pushed", want.name)))
-            }
-            (_, TensorData::Vector(_)) => return Err(Error::InvalidArgument(format!("`{}` is a matrix, but a vector was pushed", want.name))),
-        }
+        check_next(self.next_spec(), spec, &data)?;
         self.got.push(data);
         Ok(())
     }
@@ -265,33 +241,20 @@ impl CpuModel {
         format!("cpu ({}, {} thread{})", self.simd.name(), self.threads(), if self.threads() == 1 { "" } else { "s" })
     }
 
-    /// Check a step's tokens against the vocabulary and the context left.
-    fn check(&self, tokens: &[u32]) -> Result<()> {
-        if tokens.is_empty() {
-            return Err(Error::InvalidArgument("a step needs at least one token".into()));
-        }
-        for &t in tokens {
-            check_token(t, &self.config)?;
-        }
-        let p = self.config.n_positions;
-        if self.pos + tokens.len() > p {
-            return Err(Error::InvalidArgument(format!(
-                "{} tokens after {} cached would exceed the {p}-token context; reset or slide the window first",
-                tokens.len(),
-                self.pos
-            )));
-        }
-        Ok(())
-    }
-
-    /// Run `tokens` at positions pos.. through every block, leaving ln_f's input in `s.x` [T, C].
-    /// With `hidden`, also records the residual stream entering each block.
-    fn body(&mut self, tokens: &[u32], mut hidden: Option<&mut Vec<Vec<f32>>>) -> Result<()> {
-        self.check(tokens)?;
+    /// Run `tokens` through every block, leaving ln_f's input in `s.x` [T, C]. A step (`Pass::Step`,
+    /// `Pass::Hidden`) starts at `pos`, appends K/V to the cache and moves `pos`; an inspection starts at
+    /// 0 with K/V in its own scratch and leaves the cache and `pos` alone.
+    fn body(&mut self, tokens: &[u32], mut pass: Pass<'_>) -> Result<()> {
         let cfg = &self.config;
+        let pos0 = match pass {
+            Pass::Inspect(_) => 0, // checked by `inspect`
+            _ => {
+                check_step(cfg, self.pos, tokens)?;
+                self.pos
+            }
+        };
         let (t, c, f, nh, p) = (tokens.len(), cfg.n_embd, cfg.n_inner, cfg.n_head, cfg.n_positions);
         let eps = cfg.layer_norm_epsilon;
-        let pos0 = self.pos;
         let s = &mut self.s;
         let fit = |v: &mut Vec<f32>, n: usize| {
             v.clear();
@@ -315,19 +278,25 @@ impl CpuModel {
         }
         let (pool, simd) = (&self.pool, self.simd);
         for (l, w) in self.layers.iter().enumerate() {
-            if let Some(h) = hidden.as_deref_mut() {
+            if let Pass::Hidden(h) = &mut pass {
                 h.push(s.x.clone());
             }
             // attention: x += proj(attention(qkv(ln_1(x))))
             kernels::layer_norm(&s.x, &w.ln_1_g, &w.ln_1_b, eps, &mut s.xn);
             kernels::linear(pool, simd, &w.attn, &s.xn, Some(&w.attn_b), &mut s.qkv, &mut s.qx);
-            let (kc, vc) = (&mut self.k_cache[l], &mut self.v_cache[l]);
+            let (kc, vc, probs) = match &mut pass {
+                Pass::Inspect(o) => {
+                    let InspectScratch { k, v, attention, .. } = &mut **o;
+                    (&mut k[..], &mut v[..], Some(&mut attention[l * nh * t * t..][..nh * t * t]))
+                }
+                _ => (&mut self.k_cache[l][..], &mut self.v_cache[l][..], None),
+            };
             for i in 0..t {
                 let row = &s.qkv[i * 3 * c..][..3 * c];
                 kc[(pos0 + i) * c..][..c].copy_from_slice(&row[c..2 * c]);
                 vc[(pos0 + i) * c..][..c].copy_from_slice(&row[2 * c..]);
             }
-            kernels::attention(pool, simd, &s.qkv, kc, vc, c, nh, pos0, &mut s.scores, &mut s.att);
+            kernels::attention(pool, simd, &s.qkv, kc, vc, c, nh, pos0, &mut s.scores, &mut s.att, probs);
             kernels::linear(pool, simd, &w.attn_proj, &s.att, Some(&w.attn_proj_b), &mut s.tmp, &mut s.qx);
             add(&mut s.x, &s.tmp);
             // MLP: x += proj(gelu(fc(ln_2(x))))
@@ -336,8 +305,13 @@ impl CpuModel {
             kernels::gelu(&mut s.fch);
             kernels::linear(pool, simd, &w.mlp_proj, &s.fch, Some(&w.mlp_proj_b), &mut s.tmp, &mut s.qx);
             add(&mut s.x, &s.tmp);
+            if let Pass::Inspect(o) = &mut pass {
+                o.after[l * c..][..c].copy_from_slice(&s.x[o.position * c..][..c]);
+            }
         }
-        self.pos = pos0 + t;
+        if !matches!(pass, Pass::Inspect(_)) {
+            self.pos = pos0 + t;
+        }
         Ok(())
     }
 
@@ -359,7 +333,7 @@ impl CpuModel {
     /// (`sampling::cpu`). `context`: every token in the window (repetition penalty); `step` feeds the RNG.
     pub fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
         sampling.validate()?;
-        self.body(tokens, None)?;
+        self.body(tokens, Pass::Step)?;
         self.head(&[tokens.len() - 1]);
         let s = &mut self.s;
         if sampling.repetition_penalty != 1.0 {
@@ -381,7 +355,7 @@ impl CpuModel {
         if let Some(&p) = positions.iter().find(|&&p| p >= tokens.len()) {
             return Err(Error::InvalidArgument(format!("position {p} is outside the {} tokens given", tokens.len())));
         }
-        self.body(tokens, None)?;
+        self.body(tokens, Pass::Step)?;
         // The head in slices of rows, so a 1024-token request never holds more than 64 x V f32 at once
         // besides the result.
         let v = self.config.vocab_size;
@@ -398,12 +372,64 @@ impl CpuModel {
     pub fn hidden_states(&mut self, tokens: &[u32]) -> Result<Vec<Vec<f32>>> {
         self.reset();
         let mut hidden = Vec::with_capacity(self.config.n_layer + 1);
-        self.body(tokens, Some(&mut hidden))?;
+        self.body(tokens, Pass::Hidden(&mut hidden))?;
         let c = self.config.n_embd;
         let mut xf = vec![0f32; tokens.len() * c];
         kernels::layer_norm(&self.s.x, &self.ln_f_g, &self.ln_f_b, self.config.layer_norm_epsilon, &mut xf);
         hidden.push(xf);
         Ok(hidden)
+    }
+}
+
+/// What a pass through the blocks does besides leaving ln_f's input in the scratch.
+enum Pass<'a> {
+    /// A step: K/V appended to the cache at `pos`, `pos` moved past the tokens.
+    Step,
+    /// A step that also records the residual stream entering every block.
+    Hidden(&'a mut Vec<Vec<f32>>),
+    /// An inspection: from position 0, K/V in its own scratch; the cache and `pos` untouched.
+    Inspect(&'a mut InspectScratch),
+}
+
+/// An inspection's buffers, for one call (the generation's scratch and cache are not touched).
+struct InspectScratch {
+    /// Where the lens is taken (an index into the tokens).
+    position: usize,
+    k: Vec<f32>,         // [T, C] this block's keys
+    v: Vec<f32>,         // [T, C] this block's values
+    attention: Vec<f32>, // [L, NH, T, T]
+    after: Vec<f32>,     // [L, C] the residual stream at `position` after each block
+}
+
+impl CpuModel {
+    /// Every block's attention probabilities and the logit lens at `position` (default: the last token)
+    /// for `tokens` [T] run from position 0, in a pass of its own: its keys and values go to scratch, so
+    /// the KV cache and the generation's place (`position()`) are as they were. Same result as the GPU
+    /// engine's `Model::inspect`; T is capped by `weights::max_inspect_tokens`.
+    pub fn inspect(&mut self, tokens: &[u32], position: Option<usize>) -> Result<Inspection> {
+        let cfg = &self.config;
+        let position = check_inspect(cfg, tokens, position)?;
+        let (t, c, nh, nl, v) = (tokens.len(), cfg.n_embd, cfg.n_head, cfg.n_layer, cfg.vocab_size);
+        let zeros = |n: usize, what: &str| -> Result<Vec<f32>> {
+            let mut out = Vec::new();
+            out.try_reserve_exact(n).map_err(|_| Error::InspectTooLarge(format!("no memory for the inspection's {what} ({} MB): inspect a shorter text", (n * 4) >> 20)))?;
+            out.resize(n, 0.0);
+            Ok(out)
+        };
+        let mut o = InspectScratch {
+            position,
+            k: zeros(t * c, "keys")?,
+            v: zeros(t * c, "values")?,
+            attention: zeros(nl * nh * t * t, "attention")?,
+            after: zeros(nl * c, "residual rows")?,
+        };
+        self.body(tokens, Pass::Inspect(&mut o))?;
+        // The lens: ln_f of the L saved rows, then logits against wte [L, V].
+        let mut xf = vec![0f32; nl * c];
+        kernels::layer_norm(&o.after, &self.ln_f_g, &self.ln_f_b, self.config.layer_norm_epsilon, &mut xf);
+        let mut lens = zeros(nl * v, "logit lens")?;
+        kernels::linear(&self.pool, self.simd, &self.wte, &xf, None, &mut lens, &mut self.s.qx);
+        Ok(Inspection { ids: tokens.to_vec(), layers: nl, heads: nh, position, attention: o.attention, lens })
     }
 }
 
