@@ -59,8 +59,9 @@ export function isSoftwareAdapter(adapter) {
  * "auto" chose the CPU engine (else null), `adapter` is the GPUAdapter found (or null).
  * The rule for "auto": WebGPU when the browser offers a hardware adapter; the CPU engine when it offers no
  * WebGPU, no adapter, or only a software adapter. A software adapter is far slower than the CPU engine:
- * on this project's 2-core test machine SwiftShader WebGPU decodes gpt2 q8 at about 1 token/s (ours and
- * transformers.js alike), the CPU engine at about 40 (README, "Browser speed").
+ * on this project's 2-core test machine SwiftShader WebGPU decodes gpt2 q8 at 0.6-1 token/s (ours and
+ * transformers.js alike), the CPU engine at 17-25 tokens/s even with the machine loaded (README, "The CPU
+ * engine in the browser").
  * "webgpu" without the API rejects (kind "no-webgpu"); without an adapter, load() rejects in words.
  * @param {"auto" | "webgpu" | "cpu"} device */
 export async function chooseDevice(device = "auto") {
