@@ -234,6 +234,11 @@ export interface Inspection {
   lens: Float32Array;
   /** The text of each token of `ids`. */
   tokens: string[];
+  /** The decoded text of `ids`. */
+  text: string;
+  /** Where each token of `ids` lies in `text`, [start, end) in UTF-16 units; tokens that only decode
+   * together (a character split over several tokens) share one span. */
+  spans: [number, number][];
   /** The 5 likeliest tokens of each lens row, likeliest first: [layers][5]. */
   lensTop: LensToken[][];
 }

@@ -156,10 +156,13 @@ export class InspectPanel {
     const n = model.info.config.maxInspectTokens; // the context, or less for big models (the attention is capped)
     let ids = run.promptIds.concat(run.pieces.slice(0, index).map((p) => p.tokenId));
     const truncated = ids.length > n;
+    const dropped = truncated ? ids.length - n : 0; // tokens before the inspected window
     if (truncated) ids = ids.slice(-n);
     const result = await model.inspect(ids);
     if (req !== this.#request) return;
-    this.#inspection = { ids, result, promptLen: truncated ? -1 : run.promptIds.length };
+    // Window position j is prompt token dropped + j while that is < promptLen, else generated token
+    // dropped + j - promptLen.
+    this.#inspection = { ids, result, dropped, promptLen: run.promptIds.length };
     this.#splitPrompt(run, result);
     // The logit lens at the position that predicted this token.
     const V = model.info.config.vocabSize;
@@ -197,22 +200,41 @@ export class InspectPanel {
     this.els.status.textContent = truncated ? `The context is longer than the ${n} tokens one look inside takes for this model: only the last ${n} are shown.` : "";
   }
 
-  // Replace the prompt's one span by one span per token, once per generation, so attention can be drawn
-  // over it (only when the tokens spell the prompt exactly).
+  // Draw the prompt as the tokens the model saw, one span per token (tokens that only decode together
+  // share one), from the spans the tokenizer gives. The typed prompt may differ from what was inspected:
+  // its start may be cut (a long prompt, or a window of the last tokens), or its decode may differ
+  // from the typed text; what lies before the inspected tokens stays plain text, and a prompt whose
+  // tokens do not spell its end is shown as they decode.
   #splitPrompt(run, result) {
     const p = this.#o.output.querySelector(".prompt");
-    const len = this.#inspection.promptLen;
-    if (!p || len < 0 || !result.tokens) return;
-    const parts = result.tokens.slice(0, len);
-    if (parts.join("") !== run.prompt) return;
-    const spans = parts.map((t, i) => {
+    const { dropped, promptLen } = this.#inspection;
+    if (!p || !result.spans) return;
+    const inPrompt = Math.max(0, promptLen - dropped); // prompt tokens in the window: positions 0..inPrompt
+    const end = inPrompt ? result.spans[inPrompt - 1][1] : 0;
+    const decoded = result.text.slice(0, end);
+    const spells = run.prompt.endsWith(decoded);
+    const head = spells ? run.prompt.slice(0, run.prompt.length - decoded.length) : dropped > 0 ? "\u2026" : "";
+    const parts = [];
+    if (head) {
+      const h = document.createElement("span");
+      h.className = "phead";
+      h.textContent = head;
+      parts.push(h);
+    }
+    for (let j = 0; j < inPrompt; j++) {
+      const [a, b] = result.spans[j];
+      if (j > 0 && result.spans[j - 1][0] === a) {
+        parts[parts.length - 1].dataset.pos += ` ${j}`; // shares the previous token's span
+        continue;
+      }
       const s = document.createElement("span");
       s.className = "ptok";
-      s.dataset.pos = String(i);
-      s.textContent = t;
-      return s;
-    });
-    p.replaceWith(...spans);
+      s.dataset.pos = String(j);
+      s.textContent = result.text.slice(a, b);
+      parts.push(s);
+    }
+    p.replaceChildren(...parts);
+    p.dataset.spells = String(spells);
   }
 
   /** The attention weights of the query (the position before the selected token) over the context, for
@@ -239,13 +261,21 @@ export class InspectPanel {
     const out = this.#o.output;
     const T = w.length;
     const max = Math.max(...w) || 1;
-    // Context position j -> its span: prompt tokens (when split), then generated tokens.
+    // Context position j -> its span: a prompt token's (tokens sharing a span add up), or a generated
+    // token's.
     const gen = this.#tokens();
-    const ptoks = [...out.querySelectorAll(".ptok")];
-    const promptLen = ins.promptLen;
-    const spanAt = (j) => (promptLen >= 0 && j < promptLen ? ptoks[j] : gen[j - (promptLen >= 0 ? promptLen : T - this.#index)]);
+    const ptok = new Map();
+    for (const s of out.querySelectorAll(".ptok")) for (const j of s.dataset.pos.split(" ")) ptok.set(Number(j), s);
+    const { dropped, promptLen } = ins;
+    const spanAt = (j) => (dropped + j < promptLen ? ptok.get(j) : gen[dropped + j - promptLen]);
+    const mass = new Map();
+    for (let j = 0; j < T; j++) {
+      const s = spanAt(j);
+      if (s) mass.set(s, (mass.get(s) ?? 0) + w[j]);
+    }
+    const top = Math.max(...mass.values()) || max;
     for (const s of out.querySelectorAll(".tok, .ptok")) s.style.setProperty("--a", "0");
-    for (let j = 0; j < T; j++) spanAt(j)?.style.setProperty("--a", (w[j] / max).toFixed(3));
+    for (const [s, m] of mass) s.style.setProperty("--a", (m / top).toFixed(3));
     out.classList.add("attn");
     this.#o.legend.classList.add("attn");
     $("legend-title").textContent = "where the selected token's prediction looked";

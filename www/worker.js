@@ -287,6 +287,20 @@ async function inspect(id, input, position) {
   const r = await withGpu(() => model.inspect(input, position));
   const V = r.lens.length / r.layers;
   r.tokens = r.ids.map((t) => model.decode([t]));
+  // Where each token lies in the decoded text: a character split over several byte-level tokens (most
+  // non-Latin text, emoji) decodes whole only with all of them, so they share the span of that text.
+  r.text = "";
+  r.spans = [];
+  let group = [];
+  for (let j = 0; j < r.ids.length; j++) {
+    group.push(r.ids[j]);
+    const d = group.length === 1 ? r.tokens[j] : model.decode(group);
+    // (A run of CJK text can chain characters over many tokens; 64 bounds the cost of re-decoding.)
+    if (d.endsWith("\ufffd") && j + 1 < r.ids.length && group.length < 64) continue;
+    for (let k = 0; k < group.length; k++) r.spans.push([r.text.length, r.text.length + d.length]);
+    r.text += d;
+    group = [];
+  }
   r.lensTop = [];
   for (let l = 0; l < r.layers; l++) {
     const row = r.lens.subarray(l * V, (l + 1) * V);

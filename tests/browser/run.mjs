@@ -1252,6 +1252,48 @@ try {
     assert(await ipage.evaluate(() => document.activeElement?.id === "prompt"), "focus stayed in the prompt");
   });
 
+  // Attention is drawn over the prompt's tokens as the tokenizer splits them, whatever the typed text:
+  // leading and trailing spaces, characters split over several tokens, a prompt longer than the context.
+  await test("inspect-panel-spans", 240_000, async () => {
+    const long = "The cat sat on the mat. ".repeat(200); // ~1400 tokens: generation keeps the last ones
+    for (const [name, prompt] of [["spaces", "  Hello   world  "], ["unicode", "東京 ✨ naïve café 🙂!"], ["long", long]]) {
+      await setControls(ipage, prompt, { ...GREEDY, maxNewTokens: 3 });
+      await generateOnPage(ipage, 120_000);
+      await ipage.evaluate(() => window.gpt2Demo.panel.select(2));
+      await ipage.waitForFunction(() => window.gpt2Demo.panel.inspection && document.getElementById("inspect-status").textContent !== "Looking inside the model...",
+        null, { timeout: 120_000 });
+      const r = await ipage.evaluate(() => {
+        const panel = window.gpt2Demo.panel;
+        const ins = panel.inspection;
+        const w = [...panel.weights()];
+        const p = document.querySelector("#output .prompt");
+        const ptoks = [...p.querySelectorAll(".ptok")].map((s) => ({ text: s.textContent, pos: s.dataset.pos.split(" ").map(Number), a: Number(s.style.getPropertyValue("--a")) }));
+        const gen = [...document.querySelectorAll("#output .tok")].map((s) => Number(s.style.getPropertyValue("--a") || 0));
+        return { w, ptoks, gen, shown: p.textContent, head: p.querySelector(".phead")?.textContent ?? "", spells: p.dataset.spells,
+          dropped: ins.dropped, promptLen: ins.promptLen, T: ins.ids.length, status: document.getElementById("inspect-status").textContent };
+      });
+      const inPrompt = r.promptLen - r.dropped;
+      // The page shows the typed prompt (its tokens spell it), every inspected prompt token in one span.
+      assert(r.spells === "true" && r.shown === prompt, `${name}: shown ${JSON.stringify(r.shown.slice(0, 80))}`);
+      const covered = r.ptoks.flatMap((t) => t.pos);
+      assert(JSON.stringify(covered) === JSON.stringify([...Array(inPrompt).keys()]), `${name}: spans cover ${covered.length} of ${inPrompt} prompt tokens`);
+      assert(r.ptoks.every((t) => !t.text.includes("\ufffd")), `${name}: a span holds half a character`);
+      // Shading: a span's attention is the sum over its tokens, relative to the most attended span.
+      const mass = r.ptoks.map((t) => t.pos.reduce((a, j) => a + r.w[j], 0));
+      const genMass = r.w.slice(inPrompt);
+      const top = Math.max(...mass, ...genMass);
+      assert(maxDiff(r.ptoks.map((t) => t.a), mass.map((m) => m / top)) < 2e-3, `${name}: the prompt's shading follows the attention`);
+      assert(maxDiff(r.gen.slice(0, genMass.length), genMass.map((m) => m / top)) < 2e-3, `${name}: the generated tokens' shading`);
+      if (name === "spaces") assert(r.ptoks[0].text.startsWith(" ") && r.head === "", `${name}: ${JSON.stringify(r.ptoks.map((t) => t.text))}`);
+      if (name === "unicode") assert(r.ptoks.some((t) => t.pos.length > 1), `${name}: no character spans several tokens`);
+      if (name === "long") {
+        assert(r.head.length > 0 && long.startsWith(r.head) && r.T === 1024, `${name}: head ${r.head.length} chars, T = ${r.T}`);
+        assert(/only the last 1024/.test(r.status), `${name}: ${r.status}`);
+      }
+      log(`     ${name}: ${r.ptoks.length} prompt spans for ${inPrompt} tokens (${r.dropped} before the window), head ${r.head.length} chars`);
+    }
+  });
+
   await test("presets-and-validation", 120_000, async () => {
     await ipage.click("input[name=preset][value=greedy]");
     const g = await ipage.evaluate(() => ["temperature", "topK", "topP", "repetitionPenalty"].map((id) => document.getElementById(id).value));
