@@ -19,19 +19,6 @@ use std::sync::{Mutex, OnceLock};
 
 const FORMATS: [WeightFormat; 4] = [WeightFormat::F32, WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4];
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
-
 /// x as the q8/q4 kernels see it: per block of 32, d = max|x| / 127, round(x / d) * d.
 fn dequantized_x(x: &[f32], k: usize) -> Vec<f64> {
     let mut out = Vec::with_capacity(x.len());
@@ -265,13 +252,7 @@ fn every_package_quantization_stays_within_the_gpu_bounds_on_the_cpu_engine() {
         for simd in Simd::available() {
             m.set_simd(simd).unwrap();
             for case in &reference.cases {
-                let t = case.ids.len();
-                let mut positions = case.logits_positions.clone();
-                let mut want: Vec<f32> = case.logits_at.clone();
-                if positions.last() != Some(&(t - 1)) {
-                    positions.push(t - 1);
-                    want.extend_from_slice(&case.logits_last);
-                }
+                let (positions, want) = positions_and_rows(case);
                 m.reset();
                 let got = m.append_logits_at(&case.ids, &positions).unwrap();
                 let s = compare_logits(&got, &want, v, margin);
@@ -302,22 +283,8 @@ fn generation_on_the_cpu_engine_slides_the_window_and_is_reproducible() {
     use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
     use gpt2_webgpu::text::tokenizer::Tokenizer;
     let mut m = f32_model();
+    check_the_window_slides(&mut *m, |m, window| m.append_logits_at(window, &[window.len() - 1]).unwrap());
     let tok = Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
-    let prompt: Vec<u32> = (0..1020u32).map(|i| (i * 104729) % 50000).collect();
-    let opts = GenerateOptions { max_new_tokens: 8, sampling: SamplingParams::greedy(), stop_at_eos: false };
-    let mut gen = Generation::from_ids(&tok, m.config(), prompt.clone(), opts).unwrap();
-    let mut got = Vec::new();
-    while let Some(p) = pollster::block_on(gen.next(&mut *m, &tok)).unwrap() {
-        got.push(p.token);
-    }
-    assert_eq!(got.len(), 8);
-    assert_eq!(gen.reencodes(), 1, "1020 + 8 tokens cross the 1024 window once");
-    let mut ctx = prompt.clone();
-    ctx.extend_from_slice(&got[..5]);
-    m.reset();
-    let l = m.append_logits_at(&ctx[ctx.len() - 768..], &[767]).unwrap();
-    assert_eq!(got[5] as usize, argmax(&l), "after sliding, the next token comes from the re-encoded window");
-
     let run = |m: &mut CpuModel, seed: u64| {
         let sampling = SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, repetition_penalty: 1.2, seed, alternatives: 3 };
         let opts = GenerateOptions { max_new_tokens: 10, sampling, stop_at_eos: false };

@@ -4,31 +4,13 @@
 // `!(excess <= bound)` on purpose: a NaN must fail the check.
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::too_many_arguments)]
 
+mod common;
+
+use common::{gpu, Rng};
 use gpt2_webgpu::reference::cpu;
 use gpt2_webgpu::gpu::params::*;
-use gpt2_webgpu::gpu::{Gpu, Kernel};
+use gpt2_webgpu::gpu::Kernel;
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
-use std::sync::{Arc, OnceLock};
-
-fn gpu() -> Arc<Gpu> {
-    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)")))
-        .clone()
-}
-
-/// Deterministic inputs: xorshift, uniform in [-1, 1).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
 
 fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
     bytemuck::cast_slice(v).to_vec()

@@ -45,13 +45,7 @@ fn every_package_quantization_stays_within_its_derived_bounds() {
         let mut pkg = Package::open(dir.path()).unwrap();
         let mut model = pollster::block_on(Model::load(gpu.clone(), &mut pkg, fmt)).unwrap();
         for case in &reference.cases {
-            let t = case.ids.len();
-            let mut positions = case.logits_positions.clone();
-            let mut want: Vec<f32> = case.logits_at.clone();
-            if positions.last() != Some(&(t - 1)) {
-                positions.push(t - 1);
-                want.extend_from_slice(&case.logits_last);
-            }
+            let (positions, want) = positions_and_rows(case);
             model.reset();
             let got = pollster::block_on(model.append_logits_at(&case.ids, &positions)).unwrap();
             let s = compare_logits(&got, &want, v, bound.margin);

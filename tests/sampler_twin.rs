@@ -4,30 +4,13 @@
 //! Probabilities may differ in the last bits (exp is the platform's on the GPU), so they are compared to
 //! 1e-5 relative; tokens must be identical.
 
+mod common;
+
+use common::{gpu, Rng};
 use gpt2_webgpu::gpu::params::{SampleParams, SAMPLE_OUT_WORDS};
-use gpt2_webgpu::gpu::{Gpu, Kernel};
+use gpt2_webgpu::gpu::Kernel;
 use gpt2_webgpu::sampling::cpu::{effective_temperature, penalty_set, sample_logits, seed32, SamplerScratch};
 use gpt2_webgpu::sampling::{Sampled, SamplingParams};
-use std::sync::{Arc, OnceLock};
-
-fn gpu() -> Arc<Gpu> {
-    static GPU: OnceLock<Arc<Gpu>> = OnceLock::new();
-    GPU.get_or_init(|| Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)")))
-        .clone()
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> f32 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    }
-    fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
-        (0..n).map(|_| self.next() * scale).collect()
-    }
-}
 
 /// The GPU kernel on one row, with the parameters exactly as `Model::step` fills them.
 fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sampled {

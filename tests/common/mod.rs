@@ -291,3 +291,66 @@ pub fn many_heads_config() -> gpt2_webgpu::config::Gpt2Config {
         eos_token_id: 0,
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// shared by the kernel, engine and sampler tests
+
+/// Deterministic inputs: xorshift, uniform in [-1, 1).
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> f32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+    pub fn vec(&mut self, n: usize, scale: f32) -> Vec<f32> {
+        (0..n).map(|_| self.next() * scale).collect()
+    }
+}
+
+/// One GPU for the test binary (lavapipe where there is no other).
+pub fn gpu() -> std::sync::Arc<gpt2_webgpu::gpu::Gpu> {
+    static GPU: std::sync::OnceLock<std::sync::Arc<gpt2_webgpu::gpu::Gpu>> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| {
+        std::sync::Arc::new(pollster::block_on(gpt2_webgpu::gpu::Gpu::new()).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)"))
+    })
+    .clone()
+}
+
+/// A case's `logits_at` positions with the last position added when missing, and the reference rows
+/// for them [k, V].
+pub fn positions_and_rows(case: &Case) -> (Vec<usize>, Vec<f32>) {
+    let t = case.ids.len();
+    let mut positions = case.logits_positions.clone();
+    let mut want: Vec<f32> = case.logits_at.clone();
+    if positions.last() != Some(&(t - 1)) {
+        positions.push(t - 1);
+        want.extend_from_slice(&case.logits_last);
+    }
+    (positions, want)
+}
+
+/// Greedy generation of 8 tokens after 1020 crosses the 1024-token window once; token 6, the first
+/// sampled after the slide, must be the argmax of the logits at the end of the re-encoded 768-token
+/// window (`last_logits(m, window)` gives that row [V]). Returns the 8 tokens.
+pub fn check_the_window_slides<E: gpt2_webgpu::engine::Engine>(m: &mut E, last_logits: impl Fn(&mut E, &[u32]) -> Vec<f32>) -> Vec<u32> {
+    use gpt2_webgpu::sampling::SamplingParams;
+    use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
+    let tok = gpt2_webgpu::text::tokenizer::Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap();
+    let prompt: Vec<u32> = (0..1020u32).map(|i| (i * 104729) % 50000).collect();
+    let opts = GenerateOptions { max_new_tokens: 8, sampling: SamplingParams::greedy(), stop_at_eos: false };
+    let mut gen = Generation::from_ids(&tok, m.config(), prompt.clone(), opts).unwrap();
+    let mut got = Vec::new();
+    while let Some(p) = pollster::block_on(gen.next(m, &tok)).unwrap() {
+        got.push(p.token);
+    }
+    assert_eq!(got.len(), 8);
+    assert_eq!(gen.reencodes(), 1, "1020 + 8 tokens cross the 1024 window once");
+    let mut ctx = prompt;
+    ctx.extend_from_slice(&got[..5]);
+    m.reset();
+    let l = last_logits(m, &ctx[ctx.len() - 768..]);
+    assert_eq!(got[5] as usize, argmax(&l), "after sliding, the next token comes from the re-encoded window");
+    got
+}
