@@ -33,6 +33,9 @@ mkdir -p "$work"
 results="$work/results.jsonl"
 : > "$results"
 export WGPU_BACKEND="${WGPU_BACKEND:-vulkan}"
+# The GPU-wait deadline (300 s by default) is a hang detector; a CPU-emulated GPU is not hung but slow:
+# on lavapipe with 2 busy cores one gpt2-xl step takes ~30 s, and its 9-token prompt over 300 s.
+export GPT2_GPU_TIMEOUT_S="${GPT2_GPU_TIMEOUT_S:-3600}"
 cargo build --release --bin gpt2
 gpt2="${CARGO_TARGET_DIR:-target}/release/gpt2"
 case "$gpt2" in /*) ;; *) gpt2="$root/$gpt2" ;; esac

@@ -563,6 +563,35 @@ try {
     assert(r.crashAfter.kind === "worker", `after the crash: ${JSON.stringify(r.crashAfter)}`);
   });
 
+  // The short soak (the long one, 3,000 tokens and 50 cycles, is tests/browser/soak.mjs): 5 load ->
+  // generate -> dispose cycles on WebGPU. Every cycle's worker ends with the same WebAssembly and GPU
+  // bytes (the GPU figure is the model's buffers, as info.gpuBytes says), and the page's JS heap after
+  // GC grows by at most 2 MB (a Model, its listeners or a worker kept alive per cycle would show).
+  await test("soak-cycles", 180_000, async () => {
+    await ensureApi();
+    const cdp = await hctx.newCDPSession(hpage);
+    const heap = async () => { await cdp.send("HeapProfiler.collectGarbage"); return (await cdp.send("Runtime.getHeapUsage")).usedSize; };
+    const cycle = () => hpage.evaluate(async () => {
+      const m = await gpt2.load("models/tiny-gpt2-q8/", { device: "webgpu" });
+      const ids = await collect(m.generate("Cycle", { maxNewTokens: 4, stopAtEos: false }));
+      const mem = await m.memory();
+      const info = m.info.gpuBytes;
+      m.dispose();
+      return { n: ids.length, info, ...mem };
+    });
+    await cycle(); // the first caches the package
+    const before = await heap();
+    const cycles = [];
+    for (let i = 0; i < 5; i++) cycles.push(await cycle());
+    const after = await heap();
+    log(`     5 cycles: wasm ${(cycles[0].wasmBytes / 1e6).toFixed(1)} MB, GPU ${(cycles[0].gpuBytes / 1e6).toFixed(1)} MB each; page JS heap ${(before / 1e6).toFixed(2)} -> ${(after / 1e6).toFixed(2)} MB`);
+    assert(cycles.every((c) => c.n === 4), "4 tokens each");
+    assert(cycles[0].gpuBytes > 0 && cycles.every((c) => c.gpuBytes === c.info && c.gpuBytes === cycles[0].gpuBytes), `GPU bytes: ${JSON.stringify(cycles)}`);
+    assert(cycles.every((c) => c.wasmBytes === cycles[0].wasmBytes), `wasm bytes: ${JSON.stringify(cycles)}`);
+    assert(after - before <= 2e6, `page JS heap grew by ${after - before} bytes`);
+    await cdp.detach();
+  });
+
   // Aborting a load rejects at once, cancels the download in flight, and leaves only verified files in
   // the cache; the next load resumes.
   await test("abort-load", 180_000, async () => {

@@ -68,6 +68,8 @@ try {
         // The shards go straight to the GPU as they arrive; the cache is skipped so the next size fits.
         const m = await gpt2.load(url, { device: "webgpu" });
         const loadS = (performance.now() - t0) / 1000;
+        // SwiftShader is slow, not hung: gpt2-xl's prompt takes minutes (the default deadline is 300 s).
+        m.setGpuWaitLimitForTesting(3_600_000);
         const loaded = await m.memory();
         const times = [];
         const t1 = performance.now();
