@@ -101,7 +101,7 @@ try {
   // ---- 1. one long generation ----------------------------------------------------------------------
   // The worker's memory every 100 tokens (answered between two steps). WebAssembly memory only grows:
   // after the window's first slide it has seen everything a step and a slide allocate, so from there on
-  // it must stay put; a leak of 512 bytes per token would exceed the 1 MiB allowance by the end.
+  // it must stay put; a leak of 600 bytes per token would exceed the 1 MiB allowance by the end.
   const long = await page.evaluate(async ([url, n]) => {
     const m = await gpt2.load(url, { device: "webgpu" });
     const loaded = await m.memory();
