@@ -64,6 +64,9 @@ for size in ${sizes//,/ }; do
             log "gpt2 verify $size $q"
             # Outside the bound, verify still prints its line (with "ok": false) and the table says FAIL.
             line=$("$gpt2" verify --model "$pkg" --reference "$hf" --tokens 4) || true
+            if [ -z "$line" ]; then  # it failed before measuring (its error is above): a row that says so
+                line="{\"quantization\": \"$q\", \"ok\": false, \"error\": true}"
+            fi
             echo "$line" | python3 -c "import json,sys; r=json.load(sys.stdin); r.update(size='$size', where='native', package_bytes=$(package_bytes "$pkg")); print(json.dumps(r))" >> "$results"
             tail -1 "$results"
         fi
@@ -89,6 +92,9 @@ rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 print("| where | model | package MB | load s | peak memory MB | GPU MB | max abs dlogit (bound) | tokens/s |")
 print("|---|---|---:|---:|---:|---:|---|---:|")
 for r in rows:
+    if r.get("error"):
+        print(f"| {r['where']} | {r['size']} {r['quantization']} | verify failed: see its error above |")
+        continue
     name = f"{r.get('size', r.get('model'))} {r['quantization']}"
     if r["where"] == "native":
         mem = f"{r['peak_rss_model'] / 1e6:.0f} (RSS)"
