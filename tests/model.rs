@@ -236,6 +236,19 @@ fn bad_inputs_give_errors_not_panics() {
     assert_close("logits after errors", &l[(case.ids.len() - 1) * 50257..], &case.logits_last, 1e-3, 0.0);
 }
 
+// `gpu_bytes` (model.info.gpuBytes, `gpt2 verify`) counts every buffer the model holds: the planned
+// weights, KV cache and activations, plus only the small uniform arena and the 76-byte read back.
+#[test]
+fn gpu_bytes_count_every_planned_buffer() {
+    use gpt2_webgpu::model::buffer_plan;
+    let m = model();
+    let max_binding = m.gpu().info.limits.max_storage_buffer_binding_size as u64;
+    let planned: u64 = buffer_plan(m.config(), WeightFormat::F32, max_binding).unwrap().iter().map(|(_, b)| b).sum();
+    let got = m.gpu_bytes();
+    eprintln!("gpu_bytes {got}, planned {planned}");
+    assert!(got >= planned && got - planned <= 1 << 20, "gpu_bytes {got} vs the plan's {planned}");
+}
+
 #[test]
 fn a_model_that_cannot_fit_the_binding_limit_is_refused_in_words() {
     use gpt2_webgpu::model::buffer_plan;
