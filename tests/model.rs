@@ -242,7 +242,7 @@ fn bad_inputs_give_errors_not_panics() {
 fn gpu_bytes_count_every_planned_buffer() {
     use gpt2_webgpu::model::buffer_plan;
     let m = model();
-    let max_binding = m.gpu().info.limits.max_storage_buffer_binding_size as u64;
+    let max_binding = m.gpu().info.limits.max_storage_buffer_binding_size;
     let planned: u64 = buffer_plan(m.config(), WeightFormat::F32, max_binding).unwrap().iter().map(|(_, b)| b).sum();
     let got = m.gpu_bytes();
     eprintln!("gpu_bytes {got}, planned {planned}");
