@@ -12,31 +12,16 @@
 // The scores are never materialised as [NH, T, T] (104 MB for gpt2-xl at T = 1024): keys are visited in
 // tiles of 256 with an online softmax (running max m and sum l; earlier partial sums are rescaled by
 // exp(m_old - m_new) whenever the max grows), so memory is O(tile) and any context length works.
+// Params, qkv, WG and the query staging: common/attention_head.wgsl.
 // Dispatch: (NH, T) workgroups (y wraps into z past 65535 is not needed: T <= P <= 65535) of 64 threads.
 // A thread scores keys s0 + li + 64 i of a tile, then owns output dimensions d = li + 64 j.
 
-struct Params {
-    T: u32,
-    C: u32,
-    NH: u32,
-    hs: u32,
-    pos0: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;          // [T, 3C]
 @group(0) @binding(2) var<storage, read_write> k_cache: array<f32>; // [P, C]
 @group(0) @binding(3) var<storage, read_write> v_cache: array<f32>; // [P, C]
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [T, C]
 
-const WG: u32 = 64u;
 const TILE: u32 = 256u;
-const MAX_HS: u32 = 256u;
 
-var<workgroup> q: array<f32, MAX_HS>;
 var<workgroup> sc: array<f32, TILE>;
 @compute @workgroup_size(WG)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -47,8 +32,8 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let n_keys = p.pos0 + t + 1u;
 
     let row = t * 3u * p.C;
+    stage_query(t, ho, li);
     for (var d = li; d < hs; d += WG) {
-        q[d] = qkv[row + ho + d] * p.scale;
         let dst = (p.pos0 + t) * p.C + ho + d;
         k_cache[dst] = qkv[row + p.C + ho + d];
         v_cache[dst] = qkv[row + 2u * p.C + ho + d];

@@ -8,29 +8,13 @@
 // passes over the row (scores and max, exp and sum, divide): each thread revisits only its own keys, so the
 // row needs no barrier between passes, only the two reductions (common/reduce.wgsl).
 // Shapes: qkv [T, 3C] f32 (queries are the first C columns), k_cache [P, C] f32 (already holding this step's
-// keys: kv_append runs first), probs [NH, T, S] f32. C = NH * hs, hs <= 256.
+// keys: the block's attention runs first and appends them), probs [NH, T, S] f32. C = NH * hs, hs <= 256.
+// Params, qkv, WG and the query staging: common/attention_head.wgsl.
 // Dispatch: (NH, T) workgroups of 64 threads.
 
-struct Params {
-    T: u32,
-    C: u32,
-    NH: u32,
-    hs: u32,
-    pos0: u32,
-    scale: f32,
-    _pad0: u32,
-    _pad1: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> qkv: array<f32>;          // [T, 3C]
 @group(0) @binding(2) var<storage, read> k_cache: array<f32>;      // [P, C]
 @group(0) @binding(3) var<storage, read_write> probs: array<f32>;  // [NH, T, S]
 
-const WG: u32 = 64u;
-const MAX_HS: u32 = 256u;
-
-var<workgroup> q: array<f32, MAX_HS>;
 @compute @workgroup_size(WG)
 fn attention_probs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wg.x;
@@ -41,9 +25,7 @@ fn attention_probs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
     let n_keys = p.pos0 + t + 1u;
     let row = (h * p.T + t) * s_len;
 
-    for (var d = li; d < hs; d += WG) {
-        q[d] = qkv[t * 3u * p.C + ho + d] * p.scale;
-    }
+    stage_query(t, ho, li);
     workgroupBarrier();
 
     var mx = -3.0e38;

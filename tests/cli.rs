@@ -215,6 +215,19 @@ fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
 }
 
 #[test]
+fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
+    let (json, _) = ok(&["bench", "--device", "gpu", "--json", "--model", s(&tiny_dir()), "--weights", "q8", "--prompt-tokens", "5", "--decode-tokens", "2"]);
+    let o: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+    assert_eq!(o["engine"], "gpu", "{o}");
+    let (reference, decode, ratio) = (o["ref_gemv_q8_gb_s"].as_f64().unwrap(), o["decode_weight_gb_s"].as_f64().unwrap(), o["decode_vs_ref_gemv"].as_f64().unwrap());
+    assert!(reference > 0.0 && decode > 0.0, "{o}");
+    let bytes = o["weight_bytes_per_token"].as_f64().unwrap();
+    assert!((decode - bytes * o["decode_tok_s"].as_f64().unwrap() / 1e9).abs() <= 1e-9 * decode.max(1.0), "decode GB/s = weight bytes x tok/s: {o}");
+    assert!((ratio - decode / reference).abs() <= 1e-9 * ratio.max(1.0), "{o}");
+    assert!(o["tuning"]["gemv_kernel"].is_string() && o["tuning"]["matmul_kernel"].is_string(), "{o}");
+}
+
+#[test]
 fn plan_lists_every_size_and_everything_fits_128_mib() {
     let (out, _) = ok(&["plan"]);
     for name in ["gpt2 ", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"] {
@@ -259,6 +272,8 @@ fn the_cpu_engine_runs_logits_generate_bench_and_info_from_the_command_line() {
             assert!(!o[k].is_null(), "{k}: {o}");
         }
         assert!(o["weight_bytes_per_token"].as_u64().unwrap() > 0);
+        // The yardstick is a GPU kernel: present, and null on the CPU engine.
+        assert!(o.get("ref_gemv_q8_gb_s").is_some_and(|v| v.is_null()) && o["decode_vs_ref_gemv"].is_null(), "{o}");
     }
     assert!(lines[0]["weight_bytes_per_token"].as_u64() > lines[1]["weight_bytes_per_token"].as_u64(), "q8 reads fewer bytes than f32");
 

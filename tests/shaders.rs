@@ -90,9 +90,20 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm)), Grid::Xy(17, 65));
     let mm1 = MatmulParams { lanes: 1, ..mm };
     assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm1)), Grid::Xy(1, 65));
-    // The CPU tuning: one thread per 4 rows, 1024 rows per workgroup.
+    // gemv's 1 lane x 4 rows shape: one thread per 4 rows, 1024 rows per workgroup.
     let mm4 = MatmulParams { n: 1025, lanes: 1, rows: 4, ..mm };
     assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm4)), Grid::Xy(2, 65));
+    // gemv_rows (the CPU tuning since issue 9): 16 rows per thread, 8 threads per workgroup.
+    assert_eq!(Kernel::GemvRows.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 65));
+    assert_eq!(Kernel::GemvRows.grid(bytemuck::bytes_of(&MatmulParams { n: 128, ..mm })), Grid::Xy(1, 65));
+    // matmul_rows: 16 rows x 4 tokens per thread.
+    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 17));
+    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { m: 4, ..mm })), Grid::Xy(2, 1));
+    let rows = format!("const ROWS: u32 = {}u;", gpt2_webgpu::gpu::kernels::GEMV_ROWS_PER_THREAD);
+    let tm = format!("const TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_TOKENS);
+    assert!(Kernel::GemvRows.source().contains(&rows), "gemv_rows.wgsl's ROWS is the grid's GEMV_ROWS_PER_THREAD");
+    assert!(Kernel::MatmulRows.source().contains(&rows), "matmul_rows.wgsl's ROWS is the grid's GEMV_ROWS_PER_THREAD");
+    assert!(Kernel::MatmulRows.source().contains(&tm), "matmul_rows.wgsl's TM is the grid's MATMUL_ROWS_TOKENS");
     let att = AttentionParams { t: 5, nh: 12, ..Default::default() };
     assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&att)), Grid::Xy(12, 5));
 }

@@ -3,12 +3,12 @@
 //! Native only: it blocks on the device.
 
 use super::params::MatmulParams;
-use super::{whole, Gpu, Kernel};
+use super::{whole, Gpu};
 use crate::error::{Error, Result};
 
-/// GB/s at which gemv.wgsl alone, in this GPU's tuning, reads a q8 matrix W [N, K] of about `bytes`
-/// bytes (weights + scales), `reps` times in one submit: the rate a decode step whose only work is
-/// streaming its weights could reach. The matrix is random words (the speed does not depend on values).
+/// GB/s at which the tuning's gemv kernel alone (gemv.wgsl or gemv_rows.wgsl, shaped by this GPU's
+/// tuning) reads a q8 matrix W [N, K] of about `bytes` bytes (weights + scales), `reps` times in one
+/// submit: the rate a decode step whose only work is streaming its weights could reach. The matrix is random words (the speed does not depend on values).
 pub fn gemv_q8_stream_gb_s(gpu: &Gpu, bytes: u64, k: u32, reps: u32) -> Result<f64> {
     let fmt = crate::quant::WeightFormat::Q8;
     let (w_stride, s_stride) = (fmt.w_stride(k as usize) as u32, fmt.s_stride(k as usize) as u32);
@@ -53,14 +53,15 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, bytes: u64, k: u32, reps: u32) -> Result<f
         mapped_at_creation: false,
     });
     gpu.queue.write_buffer(&ubuf, 0, bytemuck::bytes_of(&prm));
-    let bind = gpu.bind_group(Kernel::Gemv, "bench.gemv", &[whole(&ubuf), whole(&x), whole(&w), whole(&sc), whole(&bias), whole(&y)]);
+    let kernel = gpu.tuning.gemv_kernel;
+    let bind = gpu.bind_group(kernel, "bench.gemv", &[whole(&ubuf), whole(&x), whole(&w), whole(&sc), whole(&bias), whole(&y)]);
     let run = |reps: u32| -> Result<f64> {
         let t0 = std::time::Instant::now();
         let mut enc = gpu.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             for _ in 0..reps {
-                gpu.dispatch(&mut pass, Kernel::Gemv, &bind, bytemuck::bytes_of(&prm));
+                gpu.dispatch(&mut pass, kernel, &bind, bytemuck::bytes_of(&prm));
             }
         }
         gpu.queue.submit([enc.finish()]);

@@ -126,10 +126,25 @@ kernel_table! {
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
     }
+    /// gemv for CPU adapters (the CPU tuning): one thread owns ROWS = 16 output rows and loads each chunk of X
+    /// once for all of them; no workgroup memory, no barriers.
+    GemvRows = "gemv_rows" {
+        common: ["weights", "gelu", "linear", "rows"],
+        bindings: LINEAR,
+        workgroup: [8, 1, 1],
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m) },
+    }
+    /// Steps of several tokens for CPU adapters (the CPU tuning): one thread owns 16 output rows of 4 tokens.
+    MatmulRows = "matmul_rows" {
+        common: ["weights", "gelu", "linear", "rows"],
+        bindings: LINEAR,
+        workgroup: [8, 1, 1],
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
+    }
     /// Causal attention over the cache and this step's keys, one workgroup per (head, query); it also
     /// appends the step's keys and values to the cache.
     Attention = "attention" {
-        common: ["reduce"],
+        common: ["reduce", "attention_head"],
         bindings: &[params(), read("qkv", "[T, 3C]"), write("k_cache", "[P, C]"), write("v_cache", "[P, C]"), write("out", "[T, C]")],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
@@ -137,7 +152,7 @@ kernel_table! {
     /// The attention probabilities themselves, for inspection only (model/inspect.rs): one workgroup per
     /// (head, query), writing its row of [NH, T, S] (zero above the diagonal). Never on a step's path.
     AttentionProbs = "attention_probs" {
-        common: ["reduce"],
+        common: ["reduce", "attention_head"],
         bindings: &[params(), read("qkv", "[T, 3C]"), read("k_cache", "[P, C]"), write("probs", "[NH, T, S], S = pos0 + T")],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
@@ -152,7 +167,13 @@ kernel_table! {
     }
 }
 
-/// matmul and gemv bind the same buffers (common/linear.wgsl), so one bind group serves both.
+/// Output rows per thread of gemv_rows and matmul_rows (their WGSL `ROWS`).
+pub const GEMV_ROWS_PER_THREAD: u32 = 16;
+/// Tokens per thread of matmul_rows (its WGSL `TM`).
+pub const MATMUL_ROWS_TOKENS: u32 = 4;
+
+/// matmul, gemv, gemv_rows and matmul_rows bind the same buffers (common/linear.wgsl), so one bind group
+/// serves them all.
 const LINEAR: &[Binding] = &[
     params(),
     read("x", "[*, x_stride]"),

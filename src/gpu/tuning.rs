@@ -3,6 +3,7 @@
 //! and the bench, and forced with `GPT2_TUNING=gpu|cpu` on any adapter so both shapes run end to end in
 //! the tests here (where the only adapter is a CPU one).
 
+use super::Kernel;
 use crate::error::{Error, Result};
 
 /// The two families of adapters the kernels are shaped for.
@@ -10,8 +11,9 @@ use crate::error::{Error, Result};
 pub enum TuningKind {
     /// Discrete and integrated GPUs: many lanes per row, coalesced reads, tiled GEMM for prompts.
     Gpu,
-    /// CPU adapters (lavapipe, SwiftShader): every workgroup barrier is a context switch, so a thread
-    /// owns whole rows and prompts go through gemv.
+    /// CPU adapters (lavapipe, SwiftShader): every workgroup barrier is a context switch and every
+    /// storage load a loop over the SIMD lanes, so a thread owns 16 whole rows (of 4 tokens for prompts)
+    /// and loads each chunk of X once for them, without workgroup memory.
     Cpu,
 }
 
@@ -45,20 +47,34 @@ impl TuningKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
     pub kind: TuningKind,
-    /// gemv: threads that share one output row (a power of two <= 32). On a GPU 32 lanes read a row
-    /// side by side (coalesced); on a CPU adapter one thread owns the row.
+    /// The kernel for steps of few tokens: `Kernel::Gemv` (lanes x rows below) or `Kernel::GemvRows` (one
+    /// thread owns 16 rows and loads X once for them: CPU adapters, where every load is a loop over the
+    /// SIMD lanes; see shaders/gemv_rows.wgsl).
+    pub gemv_kernel: Kernel,
+    /// The kernel for steps of more than `gemv_max_rows` tokens: `Kernel::Matmul` (64x64 tiles, GPUs) or
+    /// `Kernel::MatmulRows` (16 rows x 4 tokens per thread, no barriers: CPU adapters).
+    pub matmul_kernel: Kernel,
+    /// gemv.wgsl only: threads that share one output row (a power of two <= 32). On a GPU 32 lanes read
+    /// a row side by side (coalesced). (gemv_rows ignores it: one thread owns its rows.)
     pub gemv_lanes: u32,
-    /// gemv: output rows each row-group of `gemv_lanes` threads computes (1..=4), sharing every load
-    /// of X between them: what makes a plain GEMV stream at the adapter's limit on CPU adapters.
+    /// gemv.wgsl only: output rows each row-group of `gemv_lanes` threads computes (1..=4), sharing
+    /// every load of X between them.
     pub gemv_rows_per_thread: u32,
-    /// Steps of up to this many tokens use gemv (one pass over W per token); longer ones the tiled
-    /// matmul. 1 on GPUs; on CPU adapters the tiled kernel's barriers cost more than re-reading W.
+    /// Steps of up to this many tokens use `gemv_kernel` (one pass over W per token); longer ones
+    /// `matmul_kernel`. 1 on both: on CPU adapters matmul_rows reads W once per 4 tokens.
     pub gemv_max_rows: u32,
 }
 
 impl Tuning {
-    pub const GPU: Tuning = Tuning { kind: TuningKind::Gpu, gemv_lanes: 32, gemv_rows_per_thread: 1, gemv_max_rows: 1 };
-    pub const CPU: Tuning = Tuning { kind: TuningKind::Cpu, gemv_lanes: 1, gemv_rows_per_thread: 4, gemv_max_rows: 64 };
+    pub const GPU: Tuning = Tuning { kind: TuningKind::Gpu, gemv_kernel: Kernel::Gemv, matmul_kernel: Kernel::Matmul, gemv_lanes: 32, gemv_rows_per_thread: 1, gemv_max_rows: 1 };
+    pub const CPU: Tuning = Tuning {
+        kind: TuningKind::Cpu,
+        gemv_kernel: Kernel::GemvRows,
+        matmul_kernel: Kernel::MatmulRows,
+        gemv_lanes: 1,
+        gemv_rows_per_thread: 4,
+        gemv_max_rows: 1,
+    };
 
     pub fn of_kind(kind: TuningKind) -> Tuning {
         match kind {
@@ -68,8 +84,9 @@ impl Tuning {
     }
 
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
-    /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_LANES`,
-    /// `GPT2_GEMV_ROWS` and `GPT2_GEMV_MAX_ROWS` then override single fields for benchmarking.
+    /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_KERNEL` (gemv or
+    /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS` and `GPT2_GEMV_MAX_ROWS` then override single fields
+    /// for benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
@@ -89,6 +106,20 @@ impl Tuning {
                     Ok(v) => v.trim().parse::<u32>().map(Some).map_err(|_| Error::InvalidArgument(format!("{name} must be a whole number, not `{v}`"))),
                 }
             };
+            if let Ok(v) = std::env::var("GPT2_GEMV_KERNEL") {
+                t.gemv_kernel = match v.trim() {
+                    "gemv" => Kernel::Gemv,
+                    "gemv_rows" => Kernel::GemvRows,
+                    other => return Err(Error::InvalidArgument(format!("GPT2_GEMV_KERNEL must be `gemv` or `gemv_rows`, not `{other}`"))),
+                };
+            }
+            if let Ok(v) = std::env::var("GPT2_MATMUL_KERNEL") {
+                t.matmul_kernel = match v.trim() {
+                    "matmul" => Kernel::Matmul,
+                    "matmul_rows" => Kernel::MatmulRows,
+                    other => return Err(Error::InvalidArgument(format!("GPT2_MATMUL_KERNEL must be `matmul` or `matmul_rows`, not `{other}`"))),
+                };
+            }
             if let Some(l) = num("GPT2_GEMV_LANES")? {
                 t.gemv_lanes = l;
             }
@@ -110,6 +141,12 @@ impl Tuning {
         if !(1..=4).contains(&self.gemv_rows_per_thread) {
             return Err(Error::InvalidArgument(format!("gemv rows per thread must be 1 to 4, not {}", self.gemv_rows_per_thread)));
         }
+        if !matches!(self.gemv_kernel, Kernel::Gemv | Kernel::GemvRows) {
+            return Err(Error::InvalidArgument(format!("the gemv kernel must be gemv or gemv_rows, not {}", self.gemv_kernel.name())));
+        }
+        if !matches!(self.matmul_kernel, Kernel::Matmul | Kernel::MatmulRows) {
+            return Err(Error::InvalidArgument(format!("the matmul kernel must be matmul or matmul_rows, not {}", self.matmul_kernel.name())));
+        }
         if self.gemv_max_rows == 0 {
             return Err(Error::InvalidArgument("the gemv row limit must be at least 1".into()));
         }
@@ -119,8 +156,10 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{}}}",
             self.kind.name(),
+            self.gemv_kernel.name(),
+            self.matmul_kernel.name(),
             self.gemv_lanes,
             self.gemv_rows_per_thread,
             self.gemv_max_rows
@@ -132,11 +171,17 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (gemv: {} lanes x {} rows per thread, up to {} tokens; longer prompts: tiled matmul)",
+            "{} (steps of up to {} tokens: {}; longer: {})",
             self.kind.name(),
-            self.gemv_lanes,
-            self.gemv_rows_per_thread,
-            self.gemv_max_rows
+            self.gemv_max_rows,
+            match self.gemv_kernel {
+                Kernel::GemvRows => format!("gemv_rows, {} rows per thread", super::kernels::GEMV_ROWS_PER_THREAD),
+                _ => format!("gemv, {} lanes x {} rows per thread", self.gemv_lanes, self.gemv_rows_per_thread),
+            },
+            match self.matmul_kernel {
+                Kernel::MatmulRows => "matmul_rows, 16 rows x 4 tokens per thread",
+                _ => "tiled matmul",
+            }
         )
     }
 }

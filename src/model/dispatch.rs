@@ -85,7 +85,7 @@ fn spec<'a>(kind: OpKind, kernel: Kernel, label: String, buffers: Vec<&'a wgpu::
 /// One dispatch of the pass.
 pub(super) struct Op {
     pub kind: OpKind,
-    /// For Linear ops, matmul; `record` picks gemv for few rows (the two share one bind group layout).
+    /// For Linear ops, matmul; `record` picks the tuning's gemv or matmul kernel (they share one bind group layout).
     pub kernel: Kernel,
     bind: wgpu::BindGroup,
     slot: u32,
@@ -346,16 +346,16 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
 }
 
 /// Record `op` with the Params its slot holds: the kernel table gives the grid; a Linear op over few
-/// rows runs as gemv (one pass over W per row) instead of the tiled matmul.
+/// rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel.
 pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
     let params = arena.params(op);
     let kernel = match op.kind {
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
             if p.m <= gpu.tuning.gemv_max_rows {
-                Kernel::Gemv
+                gpu.tuning.gemv_kernel
             } else {
-                Kernel::Matmul
+                gpu.tuning.matmul_kernel
             }
         }
         _ => op.kernel,

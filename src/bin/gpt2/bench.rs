@@ -66,6 +66,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let (pf, dc) = (prompt.len() as f64 / prefill, decode_tokens as f64 / decode);
         let b = *base.get_or_insert((pf, dc));
         let (per_layer, per_token, submits, readback) = model.step_counts();
+        let weight_bytes = weight_bytes_per_token(model.config(), model.format());
+        // The yardstick, in this same run: a plain q8 GEMV over a 50 MB matrix (K = C) on this adapter.
+        let ref_gb_s = match &model {
+            AnyEngine::Gpu(m) => Some(gpt2_webgpu::gpu::bench::gemv_q8_stream_gb_s(m.gpu(), 50_000_000, model.config().n_embd as u32, 4)?),
+            AnyEngine::Cpu(_) => None,
+        };
+        let decode_gb_s = weight_bytes as f64 * dc / 1e9;
         if json {
             let (device_key, device_name) = match &model {
                 AnyEngine::Gpu(_) => ("adapter", model.device_name()),
@@ -86,12 +93,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 "dispatches_per_token": per_token,
                 "submits_per_token": submits,
                 "readback_bytes_per_token": readback,
-                "weight_bytes_per_token": weight_bytes_per_token(model.config(), model.format()),
+                "weight_bytes_per_token": weight_bytes,
+                "decode_weight_gb_s": decode_gb_s,
+                // null on the CPU engine (the yardstick is a GPU kernel).
+                "ref_gemv_q8_gb_s": ref_gb_s,
+                "decode_vs_ref_gemv": ref_gb_s.map(|r| decode_gb_s / r),
             });
             o[device_key] = device_name.into();
             println!("{o}");
         } else {
             println!("{:<8} {:>10.2} {:>16.2} {:>16.2} {:>13.2}x  {}", model.format().name(), load_s, pf, dc, dc / b.1, model.device_name());
+            if let Some(r) = ref_gb_s {
+                println!("  decode streams its weights at {decode_gb_s:.3} GB/s; a plain q8 GEMV here: {r:.3} GB/s ({:.2}x)", decode_gb_s / r);
+            }
         }
         if profile {
             match &mut model {

@@ -1,0 +1,134 @@
+// matmul_rows: the CPU tuning's kernel for steps of several tokens (prompts): same math, Params and
+// bindings as matmul/gemv (common/linear.wgsl).
+//
+//   v = X[x_row0 + m, :] . W[n, :] (+ b[n]) (GELU) ;  Y[m, y_col0 + n] (+)= v        n < N, m < M
+//
+// gemv_rows.wgsl with a second dimension: a thread owns ROWS = 16 output rows of TM = 4 tokens, so each
+// chunk of W it loads (and unpacks, and scales) serves 4 tokens, and each chunk of X 16 rows. On lavapipe,
+// where loads are what costs (common/rows.wgsl), this halves the time per token of a 32-token prompt
+// against gemv_rows (measured: q8 gpt2 matrices, 0.012 -> 0.023-0.025 GB of W per CPU-second at M = 32;
+// 8 tokens per thread were no faster). The tiled matmul's barriers cost more still on CPU adapters.
+// Tokens past M are computed on token M - 1 and never stored; rows past N likewise on row N - 1.
+// X is 0 past K, and words read past a row's K add exactly 0 (see gemv_rows.wgsl).
+// Dispatch: (ceil(N / (WG * ROWS)), ceil(M / TM)) workgroups of WG = 8 threads.
+
+const WG: u32 = 8u;
+const ROWS: u32 = 16u;
+const TM: u32 = 4u;
+
+// W[n, k .. k + 32) as f32 (q8/q4 with their scale applied), one function per format: the format switch
+// stays outside the loops.
+fn w_f32(n: u32, k: u32) -> array<vec4<f32>, 8> {
+    let o = n * p.w_stride + k;
+    var c: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        let q = o + 4u * j;
+        c[j] = bitcast<vec4<f32>>(vec4<u32>(w[q], w[q + 1u], w[q + 2u], w[q + 3u]));
+    }
+    return c;
+}
+
+fn w_f16(n: u32, k: u32) -> array<vec4<f32>, 8> {
+    let o = n * p.w_stride + k / 2u;
+    var c: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        c[j] = vec4<f32>(unpack2x16float(w[o + 2u * j]), unpack2x16float(w[o + 2u * j + 1u]));
+    }
+    return c;
+}
+
+fn w_q8(n: u32, k: u32) -> array<vec4<f32>, 8> {
+    let o = n * p.w_stride + k / 4u;
+    let s = scale_of(n, k);
+    var c: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 8u; j++) {
+        c[j] = q8x4(w[o + j]) * s;
+    }
+    return c;
+}
+
+fn w_q4(n: u32, k: u32) -> array<vec4<f32>, 8> {
+    let o = n * p.w_stride + k / 8u;
+    let s = scale_of(n, k);
+    var c: array<vec4<f32>, 8>;
+    for (var j = 0u; j < 4u; j++) {
+        let v = q4x8(w[o + j]);
+        c[2u * j] = v[0] * s;
+        c[2u * j + 1u] = v[1] * s;
+    }
+    return c;
+}
+
+fn dot8(a: array<vec4<f32>, 8>, b: array<vec4<f32>, 8>) -> f32 {
+    return dot(a[0], b[0]) + dot(a[1], b[1]) + dot(a[2], b[2]) + dot(a[3], b[3])
+         + dot(a[4], b[4]) + dot(a[5], b[5]) + dot(a[6], b[6]) + dot(a[7], b[7]);
+}
+
+// X[k .. k + 32) of tokens m0 .. m0 + TM (clamped to token M - 1).
+fn x_chunks(m0: u32, k: u32) -> array<array<vec4<f32>, 8>, TM> {
+    var c: array<array<vec4<f32>, 8>, TM>;
+    for (var t = 0u; t < TM; t++) {
+        c[t] = x_chunk((p.x_row0 + min(m0 + t, p.M - 1u)) * p.x_stride, k);
+    }
+    return c;
+}
+
+@compute @workgroup_size(WG)
+fn matmul_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let n0 = (wg.x * WG + li) * ROWS;
+    let m0 = wg.y * TM;
+    if (n0 >= p.N) {
+        return;
+    }
+    // acc[4 t + b][r]: token m0 + t, row n0 + 4 b + r. Constant trip counts, so the loops unroll and the
+    // accumulators stay in registers.
+    var acc: array<vec4<f32>, 16>;
+    for (var i = 0u; i < 4u * TM; i++) {
+        acc[i] = vec4<f32>(0.0);
+    }
+    switch p.wfmt {
+        case 2u: {
+            for (var k = 0u; k < p.K; k += 32u) {
+                let xc = x_chunks(m0, k);
+                for (var i = 0u; i < ROWS; i++) {
+                    let wc = w_q8(row(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                }
+            }
+        }
+        case 3u: {
+            for (var k = 0u; k < p.K; k += 32u) {
+                let xc = x_chunks(m0, k);
+                for (var i = 0u; i < ROWS; i++) {
+                    let wc = w_q4(row(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                }
+            }
+        }
+        case 1u: {
+            for (var k = 0u; k < p.K; k += 32u) {
+                let xc = x_chunks(m0, k);
+                for (var i = 0u; i < ROWS; i++) {
+                    let wc = w_f16(row(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                }
+            }
+        }
+        default: {
+            for (var k = 0u; k < p.K; k += 32u) {
+                let xc = x_chunks(m0, k);
+                for (var i = 0u; i < ROWS; i++) {
+                    let wc = w_f32(row(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                }
+            }
+        }
+    }
+    for (var t = 0u; t < TM; t++) {
+        for (var i = 0u; i < ROWS; i++) {
+            if (m0 + t < p.M && n0 + i < p.N) {
+                store_y(m0 + t, n0 + i, acc[4u * t + i / 4u][i % 4u]);
+            }
+        }
+    }
+}
