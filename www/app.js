@@ -47,6 +47,7 @@ function status(words) {
 // The GPU device was lost (driver reset, GPU removed, browser reclaimed it): say so and offer to load
 // the model again, without reloading the page.
 function deviceLost(e) {
+  loadedUrl = null; // Load then loads it again too (it skips a model that is already loaded)
   showError(e.message, { reload: true });
   status("");
   setState("device-lost");
@@ -402,8 +403,11 @@ async function generate() {
   } catch (e) {
     if (e.kind === "device-lost") deviceLost(e);
     else {
-      // A hung GPU leaves the model unusable: offer to load it again, as after a device loss.
-      showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`, { reload: e.kind === "gpu-timeout" });
+      // A hung GPU or a crashed worker leaves the model unusable: offer to load it again, as after a
+      // device loss, and let Load do it too (it skips a model that is already loaded).
+      const broken = ["gpu-timeout", "worker", "wasm"].includes(e.kind);
+      if (broken) loadedUrl = null;
+      showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`, { reload: broken });
       status("");
       setState("error");
     }

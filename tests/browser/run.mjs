@@ -458,6 +458,25 @@ try {
     assert(out.ids.length === 2, `generates after the error: ${out.ids.length} tokens`);
   });
 
+  // A worker that crashes during a generation on the page: the page says so, offers "Reload model",
+  // and Load loads the model again too (it no longer skips the broken model as "already loaded").
+  await test("page-worker-crash", 180_000, async () => {
+    await ensureApi();
+    await setControls(hpage, "CRASH on the page", { ...GREEDY, maxNewTokens: 2 });
+    await hpage.click("#generate");
+    assert((await waitState(hpage, ["done", "error"], 60_000)) === "error", "the page shows the error");
+    const shown = await hpage.textContent("#error");
+    assert(/crashed/.test(shown), `in words: ${shown}`);
+    assert(await hpage.isVisible("#reload"), "a Reload model button");
+    assert(!(await hpage.isDisabled("#load")), "Load usable");
+    await hpage.click("#load");
+    assert((await waitState(hpage, ["ready", "error"], 120_000)) === "ready", await hpage.textContent("#error"));
+    assert(!(await hpage.isVisible("#reload")), "the button is gone");
+    await setControls(hpage, "Hello", { ...GREEDY, maxNewTokens: 2 });
+    const out = await generateOnPage(hpage, 120_000);
+    assert(out.ids.length === 2, `generates after Load: ${out.ids.length} tokens`);
+  });
+
   // The page checks its fields before sending and shows what is wrong next to the field.
   await test("page-field-errors", 120_000, async () => {
     await ensureApi();
