@@ -16,6 +16,9 @@ const els = {
 let persistAnswer = null; // navigator.storage.persist()'s answer, asked after the first successful load
 let model = null;
 let loadedUrl = null;
+// The loaded model can no longer run (device lost, GPU hung, worker crashed): Load loads it again,
+// while Generate keeps saying why it cannot run.
+let modelBroken = false;
 let loadedDevice = null; // the device choice (auto, webgpu, cpu) the loaded model was loaded with
 let models = [];
 let stopController = null;
@@ -47,7 +50,7 @@ function status(words) {
 // The GPU device was lost (driver reset, GPU removed, browser reclaimed it): say so and offer to load
 // the model again, without reloading the page.
 function deviceLost(e) {
-  loadedUrl = null; // Load then loads it again too (it skips a model that is already loaded)
+  modelBroken = true; // Load then loads it again too (it skips a model that is already loaded)
   showError(e.message, { reload: true });
   status("");
   setState("device-lost");
@@ -197,10 +200,10 @@ function showEngine(i) {
     : `adapter: ${i.adapter.name || "(unnamed)"} (${i.adapter.backend}, ${i.adapter.deviceType}${i.adapter.driver ? ", " + i.adapter.driver : ""})`;
 }
 
-async function loadSelected() {
+async function loadSelected({ again = false } = {}) {
   const url = els.model.value;
   const device = els.device.value;
-  if (model && loadedUrl === url && loadedDevice === device) return;
+  if (model && !(again && modelBroken) && loadedUrl === url && loadedDevice === device) return;
   const m = selected();
   if (!navigator.onLine && m && !m.cached) {
     showError(`${m.name} is not available offline: it was never downloaded in this browser. Connect to the network to load it.`);
@@ -233,6 +236,7 @@ async function loadSelected() {
     });
     loadedUrl = url;
     loadedDevice = device;
+    modelBroken = false;
     window.gpt2Demo = { model, panel }; // for the browser tests (device loss, the inspect panel)
     const i = model.info;
     status(`Ready: ${i.model} (${i.quantization}, ${i.config.nLayer} layers, ${(i.config.params / 1e6).toFixed(1)}M ` +
@@ -406,7 +410,7 @@ async function generate() {
       // A hung GPU or a crashed worker leaves the model unusable: offer to load it again, as after a
       // device loss, and let Load do it too (it skips a model that is already loaded).
       const broken = ["gpu-timeout", "worker", "wasm"].includes(e.kind);
-      if (broken) loadedUrl = null;
+      if (broken) modelBroken = true;
       showError(e instanceof GPT2Error ? e.message : `generation failed: ${e.message}`, { reload: broken });
       status("");
       setState("error");
@@ -507,7 +511,7 @@ async function main() {
     showError(e.message);
   }
   setState("idle");
-  els.load.onclick = () => loadSelected();
+  els.load.onclick = () => loadSelected({ again: true });
   status("Choose a model and press Load (or just Generate).");
   showStorage();
 }
