@@ -29,7 +29,7 @@ unsafe fn h2f(h: u16) -> f32 {
 #[target_feature(enable = "avx2,fma,f16c")]
 pub unsafe fn quant_rows(is_q4: bool, row: &[u8], sc: &[u16], xq: &[i8], xd: &[f32], xs: &[i32], nb: usize, rows: usize, out: &mut [f32; 4]) {
     match (is_q4, rows) {
-        (false, 1) => q8::<1>(row, sc, xq, xd, nb, out),
+        (false, 1) => q8_one(row, sc, xq, xd, nb, out),
         (false, 2) => q8::<2>(row, sc, xq, xd, nb, out),
         (false, 3) => q8::<3>(row, sc, xq, xd, nb, out),
         (false, _) => q8::<4>(row, sc, xq, xd, nb, out),
@@ -38,6 +38,50 @@ pub unsafe fn quant_rows(is_q4: bool, row: &[u8], sc: &[u16], xq: &[i8], xd: &[f
         (true, 3) => q4::<3>(row, sc, xq, xd, xs, nb, out),
         (true, _) => q4::<4>(row, sc, xq, xd, xs, nb, out),
     }
+}
+
+/// The 32 int8 products of block `b` of a q8 row and one token row, as 8 i32 partial sums.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_block(w: *const u8, x: *const i8, b: usize) -> __m256i {
+    let wv = _mm256_loadu_si256(w.add(b * 32) as *const __m256i);
+    let xv = _mm256_loadu_si256(x.add(b * 32) as *const __m256i);
+    _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv)), _mm256_set1_epi16(1))
+}
+
+/// q8 against one token row (decode), eight blocks at a time: their i32 partial sums are folded by a
+/// horizontal-add tree into one vector (lane j = block j's dot), converted once and scaled by eight
+/// scales at once (8 f16 weight scales x 8 activation scales), instead of a scalar f16 conversion,
+/// multiply and broadcast per block. Measured on this machine: decode is bound by this kernel's
+/// instructions (one thread reaches ~70% of two), not only by memory.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn q8_one(row: &[u8], sc: &[u16], xq: &[i8], xd: &[f32], nb: usize, out: &mut [f32; 4]) {
+    assert!(row.len() >= nb * 32 && sc.len() >= nb && xq.len() >= nb * 32 && xd.len() >= nb);
+    let (w, x) = (row.as_ptr(), xq.as_ptr());
+    let mut acc = _mm256_setzero_ps();
+    let mut b = 0;
+    while b + 8 <= nb {
+        let h01 = _mm256_hadd_epi32(q8_block(w, x, b), q8_block(w, x, b + 1));
+        let h23 = _mm256_hadd_epi32(q8_block(w, x, b + 2), q8_block(w, x, b + 3));
+        let h45 = _mm256_hadd_epi32(q8_block(w, x, b + 4), q8_block(w, x, b + 5));
+        let h67 = _mm256_hadd_epi32(q8_block(w, x, b + 6), q8_block(w, x, b + 7));
+        // [b0..b3 low halves | b0..b3 high halves], likewise b4..b7; then low + high per block.
+        let h0123 = _mm256_hadd_epi32(h01, h23);
+        let h4567 = _mm256_hadd_epi32(h45, h67);
+        let dots = _mm256_add_epi32(_mm256_permute2x128_si256(h0123, h4567, 0x20), _mm256_permute2x128_si256(h0123, h4567, 0x31));
+        let ws = _mm256_cvtph_ps(_mm_loadu_si128(sc.as_ptr().add(b) as *const __m128i));
+        let scale = _mm256_mul_ps(ws, _mm256_loadu_ps(xd.as_ptr().add(b)));
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dots), scale, acc);
+        b += 8;
+    }
+    let mut tail = _mm256_setzero_ps();
+    while b < nb {
+        let s = _mm256_set1_ps(h2f(*sc.get_unchecked(b)) * *xd.get_unchecked(b));
+        tail = _mm256_fmadd_ps(_mm256_cvtepi32_ps(q8_block(w, x, b)), s, tail);
+        b += 1;
+    }
+    out[0] = hsum(_mm256_add_ps(acc, tail));
 }
 
 #[inline]
