@@ -140,11 +140,6 @@ fn f32_model() -> std::sync::MutexGuard<'static, CpuModel> {
     M.get_or_init(|| Mutex::new(CpuModel::load(&mut tiny_model(), WeightFormat::F32, 2).unwrap())).lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn reference() -> &'static Reference {
-    static R: OnceLock<Reference> = OnceLock::new();
-    R.get_or_init(load_reference)
-}
-
 #[test]
 fn f32_logits_and_hidden_states_match_hugging_face_on_every_path_including_the_full_context() {
     let mut m = f32_model();

@@ -4,24 +4,12 @@
 
 mod common;
 
-use common::{assert_close, load_reference, tiny_weights, Reference};
+use common::{assert_close, reference, weights};
 use gpt2_webgpu::reference::cpu::{self, CpuKvCache};
-use gpt2_webgpu::weights::Gpt2Weights;
 use gpt2_webgpu::Error;
-use std::sync::OnceLock;
 use std::time::Instant;
 
 const ATOL: f64 = 1e-5;
-
-fn weights() -> &'static Gpt2Weights {
-    static W: OnceLock<Gpt2Weights> = OnceLock::new();
-    W.get_or_init(tiny_weights)
-}
-
-fn reference() -> &'static Reference {
-    static R: OnceLock<Reference> = OnceLock::new();
-    R.get_or_init(load_reference)
-}
 
 #[test]
 fn hidden_states_match_reference() {

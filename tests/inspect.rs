@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{assert_close, load_attention, load_reference, many_heads_config, read, tiny_file, tiny_model, tiny_weights, AttentionCase, Reference, TempDir};
+use common::{assert_close, load_attention, many_heads_config, read, reference, tiny_file, tiny_model, weights, AttentionCase, TempDir};
 use gpt2_webgpu::engine::cpu::CpuModel;
 use gpt2_webgpu::engine::{AnyEngine, Engine};
 use gpt2_webgpu::gpu::Gpu;
@@ -15,19 +15,9 @@ use gpt2_webgpu::io::safetensors::Dtype;
 use gpt2_webgpu::model::{Model, SamplingParams};
 use gpt2_webgpu::quant::WeightFormat;
 use gpt2_webgpu::reference::cpu;
-use gpt2_webgpu::weights::{max_inspect_tokens, Gpt2Weights, Inspection, MAX_INSPECT_ATTENTION_BYTES};
+use gpt2_webgpu::weights::{max_inspect_tokens, Inspection, MAX_INSPECT_ATTENTION_BYTES};
 use gpt2_webgpu::Error;
 use std::sync::{Arc, Mutex, OnceLock};
-
-fn weights() -> &'static Gpt2Weights {
-    static W: OnceLock<Gpt2Weights> = OnceLock::new();
-    W.get_or_init(tiny_weights)
-}
-
-fn reference() -> &'static Reference {
-    static R: OnceLock<Reference> = OnceLock::new();
-    R.get_or_init(load_reference)
-}
 
 /// One tiny model (f32) per engine for the file; tests run serially.
 fn engine(kind: &str) -> std::sync::MutexGuard<'static, AnyEngine> {

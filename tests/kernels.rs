@@ -171,47 +171,48 @@ fn gemv_matches_reference_on_edges_formats_and_epilogues() {
     }
 }
 
-#[test]
-fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
-    // The CPU tuning's gemv: 16 rows per thread, 128 per workgroup, X in chunks of 32. N below, at and past
-    // those (rows past N are computed on row N - 1 and must not be stored); K = 1, odd, under one chunk
-    // and ragged past many (words past a row's K must add exactly 0); M > 1 (short prompts run through it).
-    let mut seed = 500;
-    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 15, 7), (1, 17, 33), (2, 129, 768), (1, 300, 31), (3, 16, 2051), (1, 50, 3072)] {
+/// `kernel` against the reference: every epilogue in f32 over `f32_shapes` (M, N, K), then f16, q8 and q4
+/// over `quant_shapes` with the bias + accumulate and bias + GELU epilogues; a new seed per case.
+fn check_rows_kernel(kernel: Kernel, mut seed: u64, f32_shapes: &[(usize, usize, usize)], quant_shapes: &[(usize, usize, usize)]) {
+    for &(m, n, k) in f32_shapes {
         for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
             seed += 1;
-            run_linear(Kernel::GemvRows, WeightFormat::F32, m, n, k, flags, seed, (1, 1));
+            run_linear(kernel, WeightFormat::F32, m, n, k, flags, seed, (1, 1));
         }
     }
     for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
-        for &(m, n, k) in &[(1usize, 33usize, 64usize), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65)] {
+        for &(m, n, k) in quant_shapes {
             for flags in [MM_BIAS | MM_ACCUMULATE, MM_BIAS | MM_GELU] {
                 seed += 1;
-                run_linear(Kernel::GemvRows, fmt, m, n, k, flags, seed, (1, 1));
+                run_linear(kernel, fmt, m, n, k, flags, seed, (1, 1));
             }
         }
     }
 }
 
 #[test]
+fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
+    // The CPU tuning's gemv: 16 rows per thread, 128 per workgroup, X in chunks of 32. N below, at and past
+    // those (rows past N are computed on row N - 1 and must not be stored); K = 1, odd, under one chunk
+    // and ragged past many (words past a row's K must add exactly 0); M > 1 (short prompts run through it).
+    check_rows_kernel(
+        Kernel::GemvRows,
+        500,
+        &[(1, 1, 1), (1, 15, 7), (1, 17, 33), (2, 129, 768), (1, 300, 31), (3, 16, 2051), (1, 50, 3072)],
+        &[(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65)],
+    );
+}
+
+#[test]
 fn matmul_rows_matches_reference_on_edges_formats_and_epilogues() {
     // The CPU tuning's kernel for prompts: 16 rows x 4 tokens per thread. M below, at and past 4 (tokens past
     // M are computed on token M - 1 and must not be stored), N past 16 and 128, K = 1, odd and ragged.
-    let mut seed = 900;
-    for &(m, n, k) in &[(2usize, 1usize, 1usize), (3, 15, 7), (4, 17, 33), (5, 129, 768), (9, 20, 31), (7, 16, 2051), (32, 50, 3072)] {
-        for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
-            seed += 1;
-            run_linear(Kernel::MatmulRows, WeightFormat::F32, m, n, k, flags, seed, (1, 1));
-        }
-    }
-    for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
-        for &(m, n, k) in &[(2usize, 33usize, 64usize), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65)] {
-            for flags in [MM_BIAS | MM_ACCUMULATE, MM_BIAS | MM_GELU] {
-                seed += 1;
-                run_linear(Kernel::MatmulRows, fmt, m, n, k, flags, seed, (1, 1));
-            }
-        }
-    }
+    check_rows_kernel(
+        Kernel::MatmulRows,
+        900,
+        &[(2, 1, 1), (3, 15, 7), (4, 17, 33), (5, 129, 768), (9, 20, 31), (7, 16, 2051), (32, 50, 3072)],
+        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65)],
+    );
 }
 
 #[test]

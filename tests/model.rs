@@ -46,11 +46,6 @@ fn tokenizer() -> Tokenizer {
     Tokenizer::from_bytes(&read(&tiny_file("tokenizer.json"))).unwrap()
 }
 
-fn reference() -> &'static Reference {
-    static R: OnceLock<Reference> = OnceLock::new();
-    R.get_or_init(load_reference)
-}
-
 #[test]
 fn logits_match_hugging_face_for_every_case_including_the_full_context() {
     for (_kind, mut m) in models() {

@@ -8,6 +8,7 @@ use gpt2_webgpu::io::hf::HfModel;
 use gpt2_webgpu::io::safetensors::SafeTensors;
 use gpt2_webgpu::weights::Gpt2Weights;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 /// The tiny-gpt2 fixture folder (config.json, model.safetensors, tokenizer.json, reference.*).
 pub const TINY_GPT2: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny-gpt2");
@@ -353,4 +354,16 @@ pub fn check_the_window_slides<E: gpt2_webgpu::engine::Engine>(m: &mut E, last_l
     let l = last_logits(m, &ctx[ctx.len() - 768..]);
     assert_eq!(got[5] as usize, argmax(&l), "after sliding, the next token comes from the re-encoded window");
     got
+}
+
+/// tiny-gpt2's weights, read once per test binary (tests share them).
+pub fn weights() -> &'static Gpt2Weights {
+    static W: OnceLock<Gpt2Weights> = OnceLock::new();
+    W.get_or_init(tiny_weights)
+}
+
+/// The float64 reference outputs, read once per test binary.
+pub fn reference() -> &'static Reference {
+    static R: OnceLock<Reference> = OnceLock::new();
+    R.get_or_init(load_reference)
 }
