@@ -22,6 +22,10 @@ pub enum Simd {
     Avx2,
     /// wasm32 simd128.
     Simd128,
+    /// aarch64 NEON (baseline there), int8 dots by widening multiplies.
+    Neon,
+    /// aarch64 NEON with the dotprod extension (`sdot`), where the CPU reports it.
+    NeonDot,
 }
 
 impl Simd {
@@ -37,6 +41,10 @@ impl Simd {
         {
             return Simd::Simd128;
         }
+        #[cfg(target_arch = "aarch64")]
+        {
+            return if std::arch::is_aarch64_feature_detected!("dotprod") { Simd::NeonDot } else { Simd::Neon };
+        }
         #[allow(unreachable_code)]
         Simd::Scalar
     }
@@ -46,12 +54,17 @@ impl Simd {
             Simd::Scalar => "scalar",
             Simd::Avx2 => "avx2",
             Simd::Simd128 => "simd128",
+            Simd::Neon => "neon",
+            Simd::NeonDot => "neon+dotprod",
         }
     }
 
     /// Every path this build can run here (tests compare each with the scalar one).
     pub fn available() -> Vec<Simd> {
         let mut v = vec![Simd::Scalar];
+        if Simd::detect() == Simd::NeonDot {
+            v.push(Simd::Neon); // the plain NEON path runs wherever dotprod does
+        }
         if Simd::detect() != Simd::Scalar {
             v.push(Simd::detect());
         }
@@ -140,6 +153,8 @@ fn dot_tile(simd: Simd, m: &PackedMatrix, n: usize, x: &[f32], qx: &QuantX, t0: 
                 Simd::Avx2 => unsafe { super::x86::quant_rows(q4, row, sc, xq, xd, xs, qx.nb, rows, out) },
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                 Simd::Simd128 => super::wasm::quant_rows(q4, row, sc, xq, xd, qx.nb, rows, out),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon | Simd::NeonDot => unsafe { super::neon::quant_rows(simd == Simd::NeonDot, q4, row, sc, xq, xd, qx.nb, rows, out) },
                 _ => quant_rows_scalar(q4, row, sc, xq, xd, xs, qx.nb, rows, out),
             }
         }
@@ -151,6 +166,8 @@ fn dot_tile(simd: Simd, m: &PackedMatrix, n: usize, x: &[f32], qx: &QuantX, t0: 
                 Simd::Avx2 => unsafe { super::x86::f32_rows(row, xt, k, rows, out) },
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                 Simd::Simd128 => super::wasm::f32_rows(row, xt, k, rows, out),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon | Simd::NeonDot => super::neon::f32_rows(row, xt, k, rows, out),
                 _ => f32_rows_scalar(row, xt, k, rows, out),
             }
         }
@@ -162,6 +179,8 @@ fn dot_tile(simd: Simd, m: &PackedMatrix, n: usize, x: &[f32], qx: &QuantX, t0: 
                 Simd::Avx2 => unsafe { super::x86::f16_rows(row, xt, k, rows, out) },
                 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
                 Simd::Simd128 => super::wasm::f16_rows(row, xt, k, rows, out),
+                #[cfg(target_arch = "aarch64")]
+                Simd::Neon | Simd::NeonDot => super::neon::f16_rows(row, xt, k, rows, out),
                 _ => f16_rows_scalar(row, xt, k, rows, out),
             }
         }
@@ -294,6 +313,8 @@ pub fn dot(simd: Simd, a: &[f32], b: &[f32]) -> f32 {
         Simd::Avx2 => unsafe { super::x86::f32_rows(a, b, a.len(), 1, &mut out) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         Simd::Simd128 => super::wasm::f32_rows(a, b, a.len(), 1, &mut out),
+        #[cfg(target_arch = "aarch64")]
+        Simd::Neon | Simd::NeonDot => super::neon::f32_rows(a, b, a.len(), 1, &mut out),
         _ => f32_rows_scalar(a, b, a.len(), 1, &mut out),
     }
     out[0]
