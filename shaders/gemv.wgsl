@@ -12,12 +12,44 @@
 //          `rows` rows of W, which is what lets a CPU adapter stream W at its memory rate.
 // X's row is staged in workgroup memory, XT values at a time, so the inner loop reads it without
 // bounds checks (zeros past K; packed rows are zero-padded to whole groups, so padding adds 0).
+// Flag 8 (MM_LN) folds the block's layer norm in, so a decode step needs no layer_norm dispatch before
+// qkv and fc: every workgroup first reduces its row's mean and then its centred variance (two passes,
+// as layer_norm.wgsl: E[x^2] - E[x]^2 cancels on GPT-2's residual outliers of 1e3+), then stages the
+// normalized X' = (x - mean) * rstd * ln_g + ln_b. The row (K <= a few thousand) is re-read by every
+// workgroup, which a GPU's cache serves; the weights still dominate the bytes.
 // Dispatch: (ceil(N / ((WG / lanes) * rows)), M) workgroups of WG threads.
 
 const WG: u32 = 256u;
 const XT: u32 = 1024u; // X values per staged tile: WG vec4s, a whole number of q8/q4 groups of 32
 var<workgroup> xs: array<vec4<f32>, 256>; // XT / 4
 var<workgroup> red: array<f32, WG>; // partial sums, reduced within each row group's `lanes` threads
+
+// The sum of every thread's `v` (called from uniform control flow); ends with a barrier so `red` may be
+// reused at once.
+fn wg_sum(li: u32, v: f32) -> f32 {
+    red[li] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (li < s) {
+            red[li] = red[li] + red[li + s];
+        }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+// X'[k] of the row at xo: 0 past K, layer-normed (mean, rstd) with ln_g, ln_b under flag 8.
+fn x_in(xo: u32, k: u32, ln: bool, mean: f32, rstd: f32) -> f32 {
+    if (k >= p.K) {
+        return 0.0;
+    }
+    if (ln) {
+        return (x[xo + k] - mean) * rstd * ln_g[k] + ln_b[k];
+    }
+    return x[xo + k];
+}
 
 fn q8x4(word: u32) -> vec4<f32> {
     return vec4<f32>(vec4<i32>(
@@ -95,12 +127,28 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let xo = (p.x_row0 + m) * p.x_stride;
     // Rows this group owns (0 past N: it still takes part in staging and barriers).
     let nr = select(0u, min(rows, p.N - n0), n0 < p.N);
+    // The row's layer-norm statistics (flag 8; p is uniform, so the barriers inside stay uniform).
+    let ln = (p.flags & 8u) != 0u;
+    var mean = 0.0;
+    var rstd = 1.0;
+    if (ln) {
+        var s = 0.0;
+        for (var k = li; k < p.K; k += WG) {
+            s += x[xo + k];
+        }
+        mean = wg_sum(li, s) / f32(p.K);
+        var v = 0.0;
+        for (var k = li; k < p.K; k += WG) {
+            let d = x[xo + k] - mean;
+            v += d * d;
+        }
+        rstd = inverseSqrt(wg_sum(li, v) / f32(p.K) + p.ln_eps);
+    }
     var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.K; k0 += XT) {
         let k = k0 + 4u * li;
-        xs[li] = vec4<f32>(
-            select(0.0, x[xo + k], k < p.K), select(0.0, x[xo + k + 1u], k + 1u < p.K),
-            select(0.0, x[xo + k + 2u], k + 2u < p.K), select(0.0, x[xo + k + 3u], k + 3u < p.K));
+        xs[li] = vec4<f32>(x_in(xo, k, ln, mean, rstd), x_in(xo, k + 1u, ln, mean, rstd),
+                           x_in(xo, k + 2u, ln, mean, rstd), x_in(xo, k + 3u, ln, mean, rstd));
         workgroupBarrier();
         acc += tile_dot(n0, nr, k0, min(XT, p.K - k0), lane, lanes);
         workgroupBarrier();

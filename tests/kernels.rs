@@ -74,14 +74,28 @@ fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
     }
 }
 
-/// Y (+)= act(X W^T + b) for X [m, k], W [n, k] through `kernel` in the gemv shape (lanes, rows per
-/// group), against cpu.rs.
+/// Y (+)= act(X' W^T + b) for X [m, k], W [n, k] through `kernel` in the gemv shape (lanes, rows per
+/// group), against cpu.rs. X' = X, or under MM_LN X's rows layer-normed with random gains and biases; X
+/// then carries GPT-2-like residual outliers (+-1e3 in a few channels) on a mean offset.
 #[allow(clippy::too_many_arguments)]
 fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, (lanes, rows): (u32, u32)) {
     let g = gpu();
     let mut rng = Rng(seed);
     let (x_row0, y_col0, pad_cols) = (1usize, 3usize, 2usize);
-    let x = rng.vec((m + x_row0) * k, 1.0);
+    let mut x = rng.vec((m + x_row0) * k, 1.0);
+    let ln_g = rng.vec(k, 1.0);
+    let ln_b = rng.vec(k, 0.5);
+    let eps = 1e-5f32;
+    if flags & MM_LN != 0 {
+        for (r, row) in x.chunks_mut(k).enumerate() {
+            for v in row.iter_mut() {
+                *v += 3.0 * r as f32; // rows with a mean away from 0
+            }
+            row[k / 2] = 1000.0;
+            row[k / 3] -= 1000.0 * (r % 2) as f32;
+            row[k - 1] += 1500.0;
+        }
+    }
     let w_nk = rng.vec(n * k, 0.5);
     let packed = PackedMatrix::pack_nk(&w_nk, n, k, fmt);
     let w_used = packed.unpack(); // what the kernel must compute with
@@ -102,19 +116,23 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
         s_stride: packed.s_stride() as u32,
         lanes,
         rows,
-        _pad: [0; 3],
+        ln_eps: eps,
+        _pad: [0; 2],
     };
     let out = pollster::block_on(g.run_once(
         kernel,
         bytemuck::bytes_of(&prm),
-        &[bytes(&x), bytes(&packed.words), bytes(&packed.scales), bytes(&bias), bytes(&y0)],
+        &[bytes(&x), bytes(&packed.words), bytes(&packed.scales), bytes(&bias), bytes(&y0), bytes(&ln_g), bytes(&ln_b)],
     ))
     .unwrap();
     let got = floats(&out[4]);
 
     // Reference: cpu::matmul takes Hugging Face's [K, N].
     let w_kn = gpt2_webgpu::quant::transpose(&w_used, n, k);
-    let xs = cpu::to_f64(&x[x_row0 * k..]);
+    let mut xs = cpu::to_f64(&x[x_row0 * k..]);
+    if flags & MM_LN != 0 {
+        xs = cpu::layer_norm(&xs, &ln_g, &ln_b, eps as f64);
+    }
     let mut v = cpu::matmul(&xs, &w_kn, if flags & MM_BIAS != 0 { Some(&bias) } else { None }, k, n);
     if flags & MM_GELU != 0 {
         cpu::gelu_inplace(&mut v);
@@ -171,6 +189,30 @@ fn gemv_matches_reference_on_edges_formats_and_epilogues() {
     }
 }
 
+#[test]
+fn gemv_with_the_layer_norm_folded_in_matches_reference_on_outliers_and_ragged_rows() {
+    // MM_LN (decode under the GPU tuning: ln_1 into qkv, ln_2 into fc): T = 1 and a few rows, K not a
+    // multiple of the lanes or of the 1024-value staged tile, every format, with the epilogues qkv and fc use.
+    let shapes = [(32u32, 1u32), (1, 4), (8, 3)];
+    let mut seed = 300;
+    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 7, 37), (1, 129, 768), (2, 9, 1025), (1, 5, 2051)] {
+        for flags in [MM_LN, MM_LN | MM_BIAS, MM_LN | MM_BIAS | MM_GELU] {
+            for shape in shapes {
+                seed += 1;
+                run_linear(Kernel::Gemv, WeightFormat::F32, m, n, k, flags, seed, shape);
+            }
+        }
+    }
+    for fmt in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        for &(m, n, k) in &[(1usize, 33usize, 64usize), (1, 17, 100), (1, 9, 1600), (2, 6, 2049)] {
+            for shape in shapes {
+                seed += 1;
+                run_linear(Kernel::Gemv, fmt, m, n, k, MM_LN | MM_BIAS | MM_GELU, seed, shape);
+            }
+        }
+    }
+}
+
 /// `kernel` against the reference: every epilogue in f32 over `f32_shapes` (M, N, K), then f16, q8 and q4
 /// over `quant_shapes` with the bias + accumulate and bias + GELU epilogues; a new seed per case.
 fn check_rows_kernel(kernel: Kernel, mut seed: u64, f32_shapes: &[(usize, usize, usize)], quant_shapes: &[(usize, usize, usize)]) {
@@ -222,11 +264,11 @@ fn gelu_saturates_without_nan_on_huge_inputs() {
     let xs = [-1e4f32, -50.0, -3.0, -0.5, 0.0, 0.5, 3.0, 50.0, 1e4];
     let (m, k, n) = (xs.len(), 1usize, 1usize);
     let w = PackedMatrix::pack_nk(&[1.0], n, k, WeightFormat::F32);
-    let prm = MatmulParams { m: m as u32, n: 1, k: 1, flags: MM_GELU, x_row0: 0, x_stride: 1, y_stride: 1, y_col0: 0, w_stride: 1, wfmt: 0, s_stride: 0, lanes: 1, rows: 1, _pad: [0; 3] };
+    let prm = MatmulParams { m: m as u32, n: 1, k: 1, flags: MM_GELU, x_row0: 0, x_stride: 1, y_stride: 1, y_col0: 0, w_stride: 1, wfmt: 0, s_stride: 0, lanes: 1, rows: 1, ..Default::default() };
     let out = pollster::block_on(g.run_once(
         Kernel::Matmul,
         bytemuck::bytes_of(&prm),
-        &[bytes(&xs), bytes(&w.words), vec![0; 16], vec![0; 16], vec![0u8; m * 4]],
+        &[bytes(&xs), bytes(&w.words), vec![0; 16], vec![0; 16], vec![0u8; m * 4], vec![0; 16], vec![0; 16]],
     ))
     .unwrap();
     let got = floats(&out[4]);

@@ -124,6 +124,19 @@ fn kv_cache_decode_equals_rerunning_the_whole_prompt() {
     }
 }
 
+// A decode step records 5 dispatches per layer under the GPU tuning (ln_1 and ln_2 folded into qkv and
+// fc) and 7 under the CPU tuning (separate layer norms: cheaper on CPU adapters), plus embed, ln_f, the
+// logits and the sampler. (That the folded step computes the same logits is the KV-cache test above.)
+#[test]
+fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_layer_norms() {
+    for (kind, m) in models() {
+        let (per_layer, total) = m.dispatch_counts();
+        let want = if kind == TuningKind::Gpu { 5 } else { 7 };
+        assert_eq!(per_layer, want, "{}: dispatches per layer", kind.name());
+        assert_eq!(total, m.config().n_layer * want + 4, "{}: embed + layers + ln_f + logits + sample", kind.name());
+    }
+}
+
 #[test]
 fn seeded_generation_is_reproducible_and_streams_exact_text() {
     let mut m = model();

@@ -2,7 +2,8 @@
 // gpu::params::MatmulParams), the bindings (one layout, so one bind group serves both kernels and T picks
 // the kernel at step time) and the fused epilogue.
 //
-//   v         = X[x_row0 + m, :] . W[n, :] + (bias ? b[n] : 0)       m < M, n < N, over K
+//   X'        = ln ? LN(X[x_row0 + m, :]) * ln_g + ln_b : X[x_row0 + m, :]   (gemv.wgsl only)
+//   v         = X' . W[n, :] + (bias ? b[n] : 0)                       m < M, n < N, over K
 //   v         = gelu ? GELU_tanh(v) : v
 //   Y[m, y_col0 + n] = accumulate ? Y[m, y_col0 + n] + v : v            (accumulate = residual add)
 //
@@ -15,7 +16,7 @@ struct Params {
     M: u32,
     N: u32,
     K: u32,
-    flags: u32,      // 1: add bias, 2: GELU, 4: accumulate into Y
+    flags: u32,      // 1: add bias, 2: GELU, 4: accumulate into Y, 8: layer-norm X first (gemv only)
     x_row0: u32,
     x_stride: u32,
     y_stride: u32,
@@ -25,9 +26,9 @@ struct Params {
     s_stride: u32,
     lanes: u32,      // threads per row group (gemv only; matmul ignores it)
     rows: u32,       // output rows per row group (gemv only)
+    ln_eps: f32,     // the layer norm's epsilon (flag 8)
     _pad0: u32,
     _pad1: u32,
-    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,6 +37,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> scales: array<u32>;       // q8/q4 group scales, f16 pairs
 @group(0) @binding(4) var<storage, read> bias: array<f32>;         // [N]
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [M, y_stride]
+@group(0) @binding(6) var<storage, read> ln_g: array<f32>;         // [K] (flag 8; any buffer otherwise)
+@group(0) @binding(7) var<storage, read> ln_b: array<f32>;         // [K]
 
 // The epilogue: bias, GELU and the residual add of output (m, n) whose dot product is `acc`.
 fn store_y(m: u32, n: u32, acc: f32) {

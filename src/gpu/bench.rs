@@ -44,7 +44,7 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, bytes: u64, k: u32, reps: u32) -> Result<f
         s_stride,
         lanes: t.gemv_lanes,
         rows: t.gemv_rows_per_thread,
-        _pad: [0; 3],
+        ..Default::default()
     };
     let ubuf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("bench.params"),
@@ -54,7 +54,7 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, bytes: u64, k: u32, reps: u32) -> Result<f
     });
     gpu.queue.write_buffer(&ubuf, 0, bytemuck::bytes_of(&prm));
     let kernel = gpu.tuning.gemv_kernel;
-    let bind = gpu.bind_group(kernel, "bench.gemv", &[whole(&ubuf), whole(&x), whole(&w), whole(&sc), whole(&bias), whole(&y)]);
+    let bind = gpu.bind_group(kernel, "bench.gemv", &[whole(&ubuf), whole(&x), whole(&w), whole(&sc), whole(&bias), whole(&y), whole(&x), whole(&x)]);
     let run = |reps: u32| -> Result<f64> {
         let t0 = std::time::Instant::now();
         let mut enc = gpu.device.create_command_encoder(&Default::default());

@@ -181,6 +181,8 @@ const LINEAR: &[Binding] = &[
     read("scales", "q8/q4 group scales"),
     read("bias", "[N]"),
     write("y", "[M, y_stride]"),
+    read("ln_g", "[K] layer-norm gain (MM_LN, gemv only)"),
+    read("ln_b", "[K] layer-norm bias (MM_LN, gemv only)"),
 ];
 
 impl Kernel {

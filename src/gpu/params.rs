@@ -34,6 +34,9 @@ pub struct LayerNormParams {
 pub const MM_BIAS: u32 = 1;
 pub const MM_GELU: u32 = 2;
 pub const MM_ACCUMULATE: u32 = 4;
+/// gemv.wgsl only: X's row is layer-normed first (ln_g, ln_b, `ln_eps`), so a decode step needs no
+/// separate layer_norm dispatch before qkv and fc (see Tuning::fold_ln).
+pub const MM_LN: u32 = 8;
 
 /// shaders/matmul.wgsl and shaders/gemv.wgsl (same struct)
 #[repr(C)]
@@ -54,7 +57,9 @@ pub struct MatmulParams {
     pub lanes: u32,
     /// gemv: output rows per row-group of threads (1..=4); see Tuning::gemv_rows_per_thread.
     pub rows: u32,
-    pub _pad: [u32; 3],
+    /// With MM_LN: the layer norm's epsilon.
+    pub ln_eps: f32,
+    pub _pad: [u32; 2],
 }
 
 /// shaders/attention.wgsl

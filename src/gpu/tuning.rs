@@ -63,10 +63,24 @@ pub struct Tuning {
     /// Steps of up to this many tokens use `gemv_kernel` (one pass over W per token); longer ones
     /// `matmul_kernel`. 1 on both: on CPU adapters matmul_rows reads W once per 4 tokens.
     pub gemv_max_rows: u32,
+    /// Steps that run `gemv_kernel` fold ln_1 into qkv and ln_2 into fc (gemv.wgsl's MM_LN: every
+    /// workgroup normalizes its staged row), 5 dispatches per layer instead of 7. Needs gemv.wgsl. Off
+    /// on CPU adapters: there every load is a loop over the SIMD lanes, and a fold costs each thread of
+    /// gemv_rows extra loads (the row's statistics, ln_g, ln_b) per 16 rows it owns, more than the
+    /// layer_norm dispatch it saves (measured: README, "Dispatches").
+    pub fold_ln: bool,
 }
 
 impl Tuning {
-    pub const GPU: Tuning = Tuning { kind: TuningKind::Gpu, gemv_kernel: Kernel::Gemv, matmul_kernel: Kernel::Matmul, gemv_lanes: 32, gemv_rows_per_thread: 1, gemv_max_rows: 1 };
+    pub const GPU: Tuning = Tuning {
+        kind: TuningKind::Gpu,
+        gemv_kernel: Kernel::Gemv,
+        matmul_kernel: Kernel::Matmul,
+        gemv_lanes: 32,
+        gemv_rows_per_thread: 1,
+        gemv_max_rows: 1,
+        fold_ln: true,
+    };
     pub const CPU: Tuning = Tuning {
         kind: TuningKind::Cpu,
         gemv_kernel: Kernel::GemvRows,
@@ -74,6 +88,7 @@ impl Tuning {
         gemv_lanes: 1,
         gemv_rows_per_thread: 4,
         gemv_max_rows: 1,
+        fold_ln: false,
     };
 
     pub fn of_kind(kind: TuningKind) -> Tuning {
@@ -85,8 +100,8 @@ impl Tuning {
 
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
     /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_KERNEL` (gemv or
-    /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS` and `GPT2_GEMV_MAX_ROWS` then override single fields
-    /// for benchmarking.
+    /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
+    /// `GPT2_GEMV_MAX_ROWS` and `GPT2_FOLD_LN` (0 or 1) then override single fields for benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
@@ -129,6 +144,13 @@ impl Tuning {
             if let Some(m) = num("GPT2_GEMV_MAX_ROWS")? {
                 t.gemv_max_rows = m;
             }
+            match num("GPT2_FOLD_LN")? {
+                Some(0) => t.fold_ln = false,
+                Some(1) => t.fold_ln = true,
+                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_FOLD_LN must be 0 or 1, not {f}"))),
+                // Only gemv.wgsl folds: a gemv kernel forced alone takes the separate layer norms with it.
+                None => t.fold_ln &= t.gemv_kernel == Kernel::Gemv,
+            }
         }
         t.validate()?;
         Ok(t)
@@ -150,19 +172,28 @@ impl Tuning {
         if self.gemv_max_rows == 0 {
             return Err(Error::InvalidArgument("the gemv row limit must be at least 1".into()));
         }
+        if self.fold_ln && self.gemv_kernel != Kernel::Gemv {
+            return Err(Error::InvalidArgument(format!("folding the layer norm into the linear ops needs the gemv kernel, not {}", self.gemv_kernel.name())));
+        }
         Ok(())
+    }
+
+    /// Whether a step of `t` tokens folds ln_1 and ln_2 into qkv and fc (see `fold_ln`).
+    pub fn folds_ln(&self, t: u32) -> bool {
+        self.fold_ln && t <= self.gemv_max_rows
     }
 
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
             self.gemv_lanes,
             self.gemv_rows_per_thread,
-            self.gemv_max_rows
+            self.gemv_max_rows,
+            self.fold_ln
         )
     }
 }
@@ -171,13 +202,14 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (steps of up to {} tokens: {}; longer: {})",
+            "{} (steps of up to {} tokens: {}{}; longer: {})",
             self.kind.name(),
             self.gemv_max_rows,
             match self.gemv_kernel {
                 Kernel::GemvRows => format!("gemv_rows, {} rows per thread", super::kernels::GEMV_ROWS_PER_THREAD),
                 _ => format!("gemv, {} lanes x {} rows per thread", self.gemv_lanes, self.gemv_rows_per_thread),
             },
+            if self.fold_ln { ", layer norms folded in" } else { "" },
             match self.matmul_kernel {
                 Kernel::MatmulRows => "matmul_rows, 16 rows x 4 tokens per thread",
                 _ => "tiled matmul",

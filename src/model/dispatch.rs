@@ -41,9 +41,12 @@ pub(super) enum Rows {
 pub(super) enum OpKind {
     /// x = wte[ids] + wpe for the tokens in wte rows [lo, hi).
     Embed { lo: u32, hi: u32, w: Packing },
-    LayerNorm { rows: Rows },
-    /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows.
-    Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows },
+    /// `folded`: the next op (qkv or fc, `ln: true`) normalizes X itself on steps where the tuning
+    /// folds layer norms (`Tuning::folds_ln`); there this op records nothing.
+    LayerNorm { rows: Rows, folded: bool },
+    /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows. `ln`: on
+    /// folding steps X is the raw residual stream, layer-normed by the kernel (MM_LN, second bind group).
+    Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows, ln: bool },
     Attention,
     /// The attention probabilities of the step's queries (inspection only).
     AttentionProbs,
@@ -53,7 +56,12 @@ pub(super) enum OpKind {
 
 impl OpKind {
     fn linear(m: &GpuMatrix, flags: u32, y_col0: u32, y_stride: u32, rows: Rows) -> OpKind {
-        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0, y_stride, rows }
+        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0, y_stride, rows, ln: false }
+    }
+
+    /// A linear op that folds the layer norm before it in on folding steps.
+    fn linear_ln(m: &GpuMatrix, flags: u32, y_stride: u32) -> OpKind {
+        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0: 0, y_stride, rows: Rows::Step, ln: true }
     }
 
     /// What `gpt2 bench --profile` calls this op.
@@ -64,22 +72,24 @@ impl OpKind {
             OpKind::Linear { flags, .. } if flags & MM_GELU != 0 => "fc+gelu",
             OpKind::Linear { flags, .. } if flags & MM_ACCUMULATE != 0 => "proj+residual",
             OpKind::Linear { .. } => "qkv",
-            OpKind::LayerNorm { rows: Rows::Head } => "ln_f",
+            OpKind::LayerNorm { rows: Rows::Head, .. } => "ln_f",
             _ => kernel.name(),
         }
     }
 }
 
-/// An op before its bind group exists: the buffers it binds after the params, in binding order.
+/// An op before its bind group exists: the buffers it binds after the params, in binding order (and,
+/// for a linear op that folds a layer norm, those of its folding steps).
 pub(super) struct OpSpec<'a> {
     kind: OpKind,
     kernel: Kernel,
     label: String,
     buffers: Vec<&'a wgpu::Buffer>,
+    ln_buffers: Option<Vec<&'a wgpu::Buffer>>,
 }
 
 fn spec<'a>(kind: OpKind, kernel: Kernel, label: String, buffers: Vec<&'a wgpu::Buffer>) -> OpSpec<'a> {
-    OpSpec { kind, kernel, label, buffers }
+    OpSpec { kind, kernel, label, buffers, ln_buffers: None }
 }
 
 /// One dispatch of the pass.
@@ -88,39 +98,58 @@ pub(super) struct Op {
     /// For Linear ops, matmul; `record` picks the tuning's gemv or matmul kernel (they share one bind group layout).
     pub kernel: Kernel,
     bind: wgpu::BindGroup,
+    /// A linear op with `ln`: its bind group on folding steps (X = the residual stream, not xn).
+    bind_ln: Option<wgpu::BindGroup>,
     slot: u32,
 }
 
-/// The dispatches of one transformer block, in order; the array's length is the number of dispatches
-/// per layer.
+impl Op {
+    /// Whether a step of `t` tokens records this op (a folded layer norm is skipped where its linear
+    /// op normalizes X itself).
+    pub fn runs(&self, t: u32, tuning: &Tuning) -> bool {
+        !(matches!(self.kind, OpKind::LayerNorm { folded: true, .. }) && tuning.folds_ln(t))
+    }
+}
+
+/// The ops of one transformer block, in order. A step records those that `Op::runs`: all 7 on prompt
+/// steps, 5 on a decode step whose tuning folds the layer norms (`Ops::per_layer`).
 pub(super) type LayerOps<T> = [T; 7];
 
 /// One transformer block: ln_1 -> qkv -> attention (which also appends this step's K and V to the
-/// cache) -> attn proj + residual -> ln_2 ->
-/// fc + gelu -> mlp proj + residual.
+/// cache) -> attn proj + residual -> ln_2 -> fc + gelu -> mlp proj + residual.
+/// On folding steps (decode under the GPU tuning) ln_1 and ln_2 record nothing: qkv and fc read the
+/// residual stream x and normalize it themselves (gemv.wgsl, MM_LN):
+///   qkv(+ln_1) -> attention -> attn proj + residual -> fc(+ln_2) + gelu -> mlp proj + residual.
+/// Every linear op binds some ln_g/ln_b (any buffer but its Y); only qkv and fc use theirs.
 /// `kv` is where the block's keys and values go: the layer's cache for a step, scratch for an inspection.
 fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, kv: [&'a wgpu::Buffer; 2]) -> LayerOps<OpSpec<'a>> {
     let [k_cache, v_cache] = kv;
     let (c, f) = (cfg.n_embd as u32, cfg.n_inner as u32);
     let lb = |s: &str| format!("h.{l}.{s}");
     let step = Rows::Step;
+    let ln = |name: &str, g, b| spec(OpKind::LayerNorm { rows: step, folded: true }, Kernel::LayerNorm, lb(name), vec![&a.x, g, b, &a.xn]);
+    // A linear op over xn that reads x and normalizes it itself on folding steps.
+    let linear_ln = |kind, name: &str, m: &'a GpuMatrix, bias, y, g, b| OpSpec {
+        ln_buffers: Some(vec![&a.x, &m.w, &m.scales, bias, y, g, b]),
+        ..spec(kind, Kernel::Matmul, lb(name), vec![&a.xn, &m.w, &m.scales, bias, y, g, b])
+    };
     [
-        spec(OpKind::LayerNorm { rows: step }, Kernel::LayerNorm, lb("ln_1"), vec![&a.x, &w.ln_1_g, &w.ln_1_b, &a.xn]),
-        spec(OpKind::linear(&w.attn, MM_BIAS, 0, 3 * c, step), Kernel::Matmul, lb("qkv"), vec![&a.xn, &w.attn.w, &w.attn.scales, &w.attn_b, &a.qkv]),
+        ln("ln_1", &w.ln_1_g, &w.ln_1_b),
+        linear_ln(OpKind::linear_ln(&w.attn, MM_BIAS, 3 * c), "qkv", &w.attn, &w.attn_b, &a.qkv, &w.ln_1_g, &w.ln_1_b),
         spec(OpKind::Attention, Kernel::Attention, lb("attention"), vec![&a.qkv, k_cache, v_cache, &a.att]),
         spec(
             OpKind::linear(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
             Kernel::Matmul,
             lb("attn_proj+residual"),
-            vec![&a.att, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x],
+            vec![&a.att, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b],
         ),
-        spec(OpKind::LayerNorm { rows: step }, Kernel::LayerNorm, lb("ln_2"), vec![&a.x, &w.ln_2_g, &w.ln_2_b, &a.xn]),
-        spec(OpKind::linear(&w.fc, MM_BIAS | MM_GELU, 0, f, step), Kernel::Matmul, lb("fc+gelu"), vec![&a.xn, &w.fc.w, &w.fc.scales, &w.fc_b, &a.fch]),
+        ln("ln_2", &w.ln_2_g, &w.ln_2_b),
+        linear_ln(OpKind::linear_ln(&w.fc, MM_BIAS | MM_GELU, f), "fc+gelu", &w.fc, &w.fc_b, &a.fch, &w.ln_2_g, &w.ln_2_b),
         spec(
             OpKind::linear(&w.mlp_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
             Kernel::Matmul,
             lb("mlp_proj+residual"),
-            vec![&a.fch, &w.mlp_proj.w, &w.mlp_proj.scales, &w.mlp_proj_b, &a.x],
+            vec![&a.fch, &w.mlp_proj.w, &w.mlp_proj.scales, &w.mlp_proj_b, &a.x, &w.ln_2_g, &w.ln_2_b],
         ),
     ]
 }
@@ -147,11 +176,13 @@ fn embed_ops<'a>(wt: &'a Weights, a: &'a Activations) -> Vec<OpSpec<'a>> {
 
 /// The head: ln_f of the head rows, then their logits against each wte chunk.
 fn head_ops<'a>(wt: &'a Weights, a: &'a Activations, cfg: &Gpt2Config) -> Vec<OpSpec<'a>> {
-    let mut head = vec![spec(OpKind::LayerNorm { rows: Rows::Head }, Kernel::LayerNorm, "ln_f".into(), vec![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
+    let ln_f = OpKind::LayerNorm { rows: Rows::Head, folded: false };
+    let mut head = vec![spec(ln_f, Kernel::LayerNorm, "ln_f".into(), vec![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
     for (lo, _hi, m) in &wt.wte {
-        // wte has no bias; bind wpe as the unused bias buffer (any storage buffer will do).
+        // wte has no bias and the logits no layer norm of their own: bind wpe and ln_f as the unused
+        // buffers (any storage buffer but Y will do).
         let kind = OpKind::linear(m, 0, *lo, cfg.vocab_size as u32, Rows::Head);
-        head.push(spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits]));
+        head.push(spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b]));
     }
     head
 }
@@ -187,9 +218,9 @@ impl Ops {
         self.body().chain(&self.head).chain(std::iter::once(&self.sample))
     }
 
-    /// Dispatches per layer.
-    pub fn per_layer(&self) -> usize {
-        self.layers.first().map_or(0, |l| l.len())
+    /// Dispatches per layer that a step of `t` tokens records.
+    pub fn per_layer(&self, t: u32, tuning: &Tuning) -> usize {
+        self.layers.first().map_or(0, |l| l.iter().filter(|o| o.runs(t, tuning)).count())
     }
 }
 
@@ -263,8 +294,13 @@ impl ParamsArena {
             offset: slot as u64 * self.slot_size as u64,
             size: wgpu::BufferSize::new(PARAMS_BYTES),
         })];
+        let params = res[0].clone();
         res.extend(s.buffers.iter().map(|b| whole(b)));
-        Op { kind: s.kind, kernel: s.kernel, bind: gpu.bind_group(s.kernel, &s.label, &res), slot }
+        let bind_ln = s.ln_buffers.map(|bufs| {
+            let res: Vec<_> = std::iter::once(params).chain(bufs.iter().map(|b| whole(b))).collect();
+            gpu.bind_group(s.kernel, &format!("{} (layer norm folded)", s.label), &res)
+        });
+        Op { kind: s.kind, kernel: s.kernel, bind: gpu.bind_group(s.kernel, &s.label, &res), bind_ln, slot }
     }
 
     /// Size of the uniform buffer on the GPU.
@@ -312,15 +348,15 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             wfmt: w.wfmt,
             s_stride: w.s_stride,
         }),
-        OpKind::LayerNorm { rows: r } => {
+        OpKind::LayerNorm { rows: r, .. } => {
             let (rows, in_row0) = rows(r);
             block(&LayerNormParams { rows, c, in_row0, out_row0: 0, eps: cfg.layer_norm_epsilon, _pad: [0; 3] })
         }
-        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r } => block(&MatmulParams {
+        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r, ln } => block(&MatmulParams {
             m: rows(r).0,
             n,
             k,
-            flags,
+            flags: flags | if ln && tuning.folds_ln(rows(r).0) { MM_LN } else { 0 },
             x_row0: 0,
             x_stride: k,
             y_stride,
@@ -330,7 +366,8 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             s_stride: w.s_stride,
             lanes: tuning.gemv_lanes,
             rows: tuning.gemv_rows_per_thread,
-            _pad: [0; 3],
+            ln_eps: cfg.layer_norm_epsilon,
+            _pad: [0; 2],
         }),
         OpKind::Attention | OpKind::AttentionProbs => block(&AttentionParams {
             t: fr.t,
@@ -346,19 +383,25 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
 }
 
 /// Record `op` with the Params its slot holds: the kernel table gives the grid; a Linear op over few
-/// rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel.
+/// rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel. A
+/// folded layer norm records nothing on folding steps, and its linear op binds the residual stream.
 pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
     let params = arena.params(op);
-    let kernel = match op.kind {
+    let (kernel, bind) = match op.kind {
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
-            if p.m <= gpu.tuning.gemv_max_rows {
-                gpu.tuning.gemv_kernel
-            } else {
-                gpu.tuning.matmul_kernel
-            }
+            let kernel = if p.m <= gpu.tuning.gemv_max_rows { gpu.tuning.gemv_kernel } else { gpu.tuning.matmul_kernel };
+            let bind = if p.flags & MM_LN != 0 { op.bind_ln.as_ref().expect("an MM_LN op has its folding bind group") } else { &op.bind };
+            (kernel, bind)
         }
-        _ => op.kernel,
+        OpKind::LayerNorm { folded: true, .. } => {
+            let p: LayerNormParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<LayerNormParams>()]);
+            if gpu.tuning.folds_ln(p.rows) {
+                return;
+            }
+            (op.kernel, &op.bind)
+        }
+        _ => (op.kernel, &op.bind),
     };
-    gpu.dispatch(pass, kernel, &op.bind, params);
+    gpu.dispatch(pass, kernel, bind, params);
 }

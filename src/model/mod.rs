@@ -116,9 +116,11 @@ impl Model {
         layers + wte + w.wpe.size() + w.ln_f_g.size() + w.ln_f_b.size() + acts + self.out_read.size() + self.arena.bytes()
     }
 
-    /// Dispatches recorded per step: (per layer, total for a decode step).
+    /// Dispatches a decode step (one token) records: (per layer, in all). Under a tuning that folds the
+    /// layer norms into qkv and fc, ln_1 and ln_2 record nothing on such steps (model/dispatch.rs).
     pub fn dispatch_counts(&self) -> (usize, usize) {
-        (self.ops.per_layer(), self.ops.all().count())
+        let t = &self.gpu.tuning;
+        (self.ops.per_layer(1, t), self.ops.all().filter(|op| op.runs(1, t)).count())
     }
 
     /// Record `op` into `pass` with the Params its slot holds now.
@@ -220,7 +222,7 @@ impl Model {
         self.arena.flush(&self.gpu);
         let mut out: Vec<(String, usize, f64)> = Vec::new();
         self.gpu.wait()?;
-        for op in self.ops.all() {
+        for op in self.ops.all().filter(|op| op.runs(tokens.len() as u32, &self.gpu.tuning)) {
             let label = op.kind.label(op.kernel);
             let t0 = std::time::Instant::now();
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
