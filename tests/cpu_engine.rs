@@ -36,7 +36,9 @@ fn dequantized_x(x: &[f32], k: usize) -> Vec<f64> {
 fn linear_kernels_match_the_f64_product_on_odd_shapes_with_outliers_for_every_path_and_thread_count() {
     let mut rng = Rng(77);
     // T = 2 and 6 leave tiles of 2 rows; K = 1001 ends in a partial block after whole groups of blocks.
-    let shapes = [(1usize, 1usize, 1usize), (1, 7, 31), (3, 17, 33), (4, 64, 768), (5, 9, 100), (9, 40, 3072), (1, 2304, 768), (1, 5, 300), (1, 3, 520), (2, 11, 300), (6, 3, 1001)];
+    // T = 1 is the decode path (whole chunks of rows per call natively): 2304 x 768 and 300 x 257 end in
+    // a partial chunk, K = 257 / 300 / 520 in a partial group of 8 blocks, 100 x 3072 is mlp_proj's K.
+    let shapes = [(1usize, 1usize, 1usize), (1, 7, 31), (3, 17, 33), (4, 64, 768), (5, 9, 100), (9, 40, 3072), (1, 2304, 768), (1, 5, 300), (1, 3, 520), (2, 11, 300), (6, 3, 1001), (1, 300, 257), (1, 100, 3072)];
     for &(t, n, k) in &shapes {
         let mut w = rng.vec(n * k, 0.05);
         w[(n * k) / 3] = 1.7; // an outlier weight
@@ -69,6 +71,67 @@ fn linear_kernels_match_the_f64_product_on_odd_shapes_with_outliers_for_every_pa
                             assert_close(&format!("{what} vs scalar"), &y, &s.iter().map(|&v| v as f64).collect::<Vec<_>>(), 1e-6 * scale * (k as f64).sqrt(), 1e-5);
                         }
                     }
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn quantizing_activations_through_simd_equals_the_scalar_path_bit_for_bit() {
+    let mut rng = Rng(79);
+    for k in [1usize, 31, 32, 33, 100, 768, 3072] {
+        for t in [1usize, 3] {
+            let mut x = rng.vec(t * k, 2.0);
+            // Ties (x / d lands on .5: halves go away from zero), zeros, a block of zeros, NaN and inf.
+            let spots = [(0, 127.0), (1 % k, 0.5), (2 % k, -0.5), (3 % k, 1.5), (4 % k, -2.5), (5 % k, 0.0)];
+            for &(i, v) in &spots {
+                x[i] = v;
+            }
+            if k >= 64 {
+                x[32..64].fill(0.0);
+            }
+            if t > 1 {
+                x[k] = f32::NAN;
+                x[2 * k + k / 2] = f32::INFINITY;
+                x[2 * k] = -1e30;
+            }
+            for q4 in [false, true] {
+                let mut scalar = QuantX::default();
+                scalar.quantize(&x, k, q4);
+                for simd in Simd::available() {
+                    let mut got = QuantX::default();
+                    got.quantize_with(simd, &x, k, q4);
+                    let what = format!("{} K={k} T={t} q4={q4}", simd.name());
+                    assert_eq!((got.kp, got.nb), (scalar.kp, scalar.nb), "{what}");
+                    assert_eq!(got.qs, scalar.qs, "{what}: ints");
+                    assert_eq!(got.d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), scalar.d.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{what}: scales");
+                    assert_eq!(got.sums, scalar.sums, "{what}: sums");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn linear_gelu_is_gelu_of_the_linear_product_on_every_path_and_thread_count() {
+    let mut rng = Rng(78);
+    for &(t, n, k) in &[(1usize, 1usize, 1usize), (1, 300, 257), (1, 3072, 768), (3, 70, 40)] {
+        let w = rng.vec(n * k, 0.08);
+        let mut x = rng.vec(t * k, 1.0);
+        x[k / 2] = 12.0;
+        let bias = rng.vec(n, 0.3);
+        for fmt in FORMATS {
+            let m = PackedMatrix::pack_nk(&w, n, k, fmt);
+            for simd in Simd::available() {
+                for threads in [1, 2, 3] {
+                    let pool = Pool::new(threads);
+                    let mut plain = vec![f32::NAN; t * n];
+                    kernels::linear(&pool, simd, &m, &x, Some(&bias), &mut plain, &mut QuantX::default());
+                    let mut fused = vec![f32::NAN; t * n];
+                    kernels::linear_gelu(&pool, simd, &m, &x, Some(&bias), &mut fused, &mut QuantX::default());
+                    let want: Vec<f64> = plain.iter().map(|&v| gpt2_webgpu::reference::cpu::gelu(v as f64)).collect();
+                    assert_close(&format!("linear_gelu {fmt:?} {} T={t} N={n} K={k} threads={threads}", simd.name()), &fused, &want, 1e-6, 1e-5);
                 }
             }
         }

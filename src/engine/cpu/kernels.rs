@@ -87,6 +87,11 @@ pub struct QuantX {
 impl QuantX {
     /// Quantize x [T, K]; `q4` chooses the nibble order.
     pub fn quantize(&mut self, x: &[f32], k: usize, q4: bool) {
+        self.quantize_with(Simd::Scalar, x, k, q4)
+    }
+
+    /// `quantize` through a SIMD path where there is one (AVX2, q8 order): the same result bit for bit.
+    pub fn quantize_with(&mut self, simd: Simd, x: &[f32], k: usize, q4: bool) {
         let t = x.len() / k;
         let nb = k.div_ceil(GROUP);
         let kp = nb * GROUP;
@@ -100,7 +105,20 @@ impl QuantX {
         self.sums.resize(t * nb, 0);
         for r in 0..t {
             let row = &x[r * k..(r + 1) * k];
-            for b in 0..nb {
+            // Whole blocks through SIMD where there is a quantizer (x86-64, q8 order), the rest below.
+            #[cfg(target_arch = "x86_64")]
+            let done = if simd == Simd::Avx2 && !q4 {
+                let (qs, d, sums) = (&mut self.qs[r * kp..(r + 1) * kp], &mut self.d[r * nb..(r + 1) * nb], &mut self.sums[r * nb..(r + 1) * nb]);
+                unsafe { super::x86::quantize_q8(row, qs, d, sums) }
+            } else {
+                0
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let done = {
+                let _ = simd;
+                0
+            };
+            for b in done..nb {
                 let blk = &row[b * GROUP..((b + 1) * GROUP).min(k)];
                 let amax = blk.iter().fold(0f32, |a, v| a.max(v.abs()));
                 let d = amax / 127.0;
@@ -228,15 +246,51 @@ const N_BLOCK: usize = 32;
 /// `qx` is scratch for the quantized activations (q8/q4).
 #[allow(clippy::too_many_arguments)]
 pub fn linear(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Option<&[f32]>, y: &mut [f32], qx: &mut QuantX) {
+    linear_then(pool, simd, m, x, bias, y, qx, false)
+}
+
+/// `linear`, then GELU on y: each thread applies it to the outputs it computed, so the MLP's
+/// activation runs on every thread instead of on the caller alone while the others wait.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_gelu(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Option<&[f32]>, y: &mut [f32], qx: &mut QuantX) {
+    linear_then(pool, simd, m, x, bias, y, qx, true)
+}
+
+/// Bytes of weight rows per chunk of a one-token q8 product (decode): big enough that a thread's
+/// prefetch runs ahead within its own rows (x86::PREFETCH is 2 KB), small enough that a thread the
+/// OS descheduled leaves little for the other to wait on (qkv: 36 chunks, the logits: 590).
+#[cfg(target_arch = "x86_64")]
+const DECODE_CHUNK_BYTES: usize = 64 << 10;
+
+#[allow(clippy::too_many_arguments)]
+fn linear_then(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Option<&[f32]>, y: &mut [f32], qx: &mut QuantX, act: bool) {
     let (n, k) = (m.n, m.k);
     assert_eq!(x.len() % k, 0, "linear: x is not [T, K]");
     let t = x.len() / k;
     assert_eq!(y.len(), t * n, "linear: y is not [T, N]");
+    assert!(bias.is_none_or(|b| b.len() == n), "linear: bias is not [N]");
     if m.format.has_scales() {
-        qx.quantize(x, k, m.format == WeightFormat::Q4);
+        qx.quantize_with(simd, x, k, m.format == WeightFormat::Q4);
     }
     let qx = &*qx;
     let yp = SyncPtr(y.as_mut_ptr());
+    #[cfg(target_arch = "x86_64")]
+    if t == 1 && simd == Simd::Avx2 && m.format == WeightFormat::Q8 {
+        // Decode: whole chunks of rows per kernel call (see x86::q8_gemv).
+        let (bytes, scales) = bytes_of(m);
+        let (rb, ss) = (m.w_stride() * 4, m.s_stride());
+        let rows = (DECODE_CHUNK_BYTES / rb).max(1);
+        pool.for_each(n.div_ceil(rows), &|chunk| {
+            let (r0, r1) = (chunk * rows, ((chunk + 1) * rows).min(n));
+            // SAFETY: each chunk writes only its own outputs [r0, r1).
+            let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(r0), r1 - r0) };
+            unsafe { super::x86::q8_gemv(&bytes[r0 * rb..r1 * rb], &scales[r0 * ss..r1 * ss], rb, &qx.qs, &qx.d, qx.nb, bias.map(|b| &b[r0..r1]), out) };
+            if act {
+                gelu(out);
+            }
+        });
+        return;
+    }
     pool.for_each(n.div_ceil(N_BLOCK), &|chunk| {
         let (nb0, nb1) = (chunk * N_BLOCK, ((chunk + 1) * N_BLOCK).min(n));
         let mut out = [0f32; 4];
@@ -248,6 +302,12 @@ pub fn linear(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Option
                 for (j, &o) in out[..rows].iter().enumerate() {
                     // SAFETY: each chunk writes only its own output columns [nb0, nb1).
                     unsafe { *yp.get().add((t0 + j) * n + r) = o + b };
+                }
+            }
+            if act {
+                for j in 0..rows {
+                    // SAFETY: as above, this chunk's columns of token row t0 + j.
+                    gelu(unsafe { std::slice::from_raw_parts_mut(yp.get().add((t0 + j) * n + nb0), nb1 - nb0) });
                 }
             }
         }
@@ -356,11 +416,17 @@ pub fn attention(
             for ti in 0..t {
                 let q = &qkv[ti * 3 * c + h * hs..][..hs];
                 let s_len = pos0 + ti + 1;
-                let mut mx = f32::NEG_INFINITY;
-                for (s, o) in sc[..s_len].iter_mut().enumerate() {
-                    *o = dot(simd, q, &k_cache[s * c + h * hs..][..hs]) * scale;
-                    mx = mx.max(*o);
+                match simd {
+                    // SAFETY: k_cache holds kt >= s_len rows of C (asserted above).
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx2 => unsafe { super::x86::attn_scores(q, &k_cache[h * hs..], c, scale, &mut sc[..s_len]) },
+                    _ => {
+                        for (s, o) in sc[..s_len].iter_mut().enumerate() {
+                            *o = dot(simd, q, &k_cache[s * c + h * hs..][..hs]) * scale;
+                        }
+                    }
                 }
+                let mx = sc[..s_len].iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
                 let mut z = 0f32;
                 for o in &mut sc[..s_len] {
                     *o = (*o - mx).exp();
@@ -376,10 +442,18 @@ pub fn attention(
                 }
                 let y = unsafe { std::slice::from_raw_parts_mut(op.get().add(ti * c + h * hs), hs) };
                 y.fill(0.0);
-                for (s, &w) in sc[..s_len].iter().enumerate() {
-                    let w = w * inv;
-                    for (o, &v) in y.iter_mut().zip(&v_cache[s * c + h * hs..][..hs]) {
-                        *o += w * v;
+                for w in &mut sc[..s_len] {
+                    *w *= inv;
+                }
+                match simd {
+                    #[cfg(target_arch = "x86_64")]
+                    Simd::Avx2 => unsafe { super::x86::attn_values(&sc[..s_len], &v_cache[h * hs..], c, y) },
+                    _ => {
+                        for (s, &w) in sc[..s_len].iter().enumerate() {
+                            for (o, &v) in y.iter_mut().zip(&v_cache[s * c + h * hs..][..hs]) {
+                                *o += w * v;
+                            }
+                        }
                     }
                 }
             }

@@ -303,8 +303,7 @@ impl CpuModel {
             add(&mut s.x, &s.tmp);
             // MLP: x += proj(gelu(fc(ln_2(x))))
             kernels::layer_norm(&s.x, &w.ln_2_g, &w.ln_2_b, eps, &mut s.xn);
-            kernels::linear(pool, simd, &w.fc, &s.xn, Some(&w.fc_b), &mut s.fch, &mut s.qx);
-            kernels::gelu(&mut s.fch);
+            kernels::linear_gelu(pool, simd, &w.fc, &s.xn, Some(&w.fc_b), &mut s.fch, &mut s.qx);
             kernels::linear(pool, simd, &w.mlp_proj, &s.fch, Some(&w.mlp_proj_b), &mut s.tmp, &mut s.qx);
             add(&mut s.x, &s.tmp);
             if let Pass::Inspect(o) = &mut pass {
