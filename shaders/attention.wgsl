@@ -4,8 +4,9 @@
 //     a[s]        = softmax_s( (q_t . k_s) * scale ),   scale = 1 / sqrt(hs)
 //     out[t, h*hs + d] = sum_s a[s] * v_s[d]
 //
-// Shapes: qkv [T, 3C] f32 (q | k | v), k_cache / v_cache [P, C] f32 holding positions < pos0, out [T, C]
-// f32. C = NH * hs, hs <= 256.
+// Shapes: qkv [T, 3C] f32 (q | k | v), k_cache / v_cache words holding positions < pos0 ([P, C] f32 or
+// [P, NH, ceil(hs / 2)] f16 pairs: common/attention_head.wgsl), out [T, C] f32. C = NH * hs, hs <= 256.
+// With an f16 cache only the past is rounded: this step's keys and values come from qkv in f32.
 // The step's own keys and values (positions pos0 .. pos0 + T) are read from qkv, never from the cache,
 // and workgroup (h, t) copies head h of row t into the cache for the steps after this one: appending to
 // the cache costs no dispatch of its own, and no workgroup reads what another one writes.
@@ -16,8 +17,8 @@
 // Dispatch: (NH, T) workgroups (y wraps into z past 65535 is not needed: T <= P <= 65535) of 64 threads.
 // A thread scores keys s0 + li + 64 i of a tile, then owns output dimensions d = li + 64 j.
 
-@group(0) @binding(2) var<storage, read_write> k_cache: array<f32>; // [P, C]
-@group(0) @binding(3) var<storage, read_write> v_cache: array<f32>; // [P, C]
+@group(0) @binding(2) var<storage, read_write> k_cache: array<u32>; // [P, C] f32 or [P, NH, HW] f16 pairs
+@group(0) @binding(3) var<storage, read_write> v_cache: array<u32>; // the same
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [T, C]
 
 const TILE: u32 = 256u;
@@ -33,10 +34,23 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
 
     let row = t * 3u * p.C;
     stage_query(t, ho, li);
-    for (var d = li; d < hs; d += WG) {
-        let dst = (p.pos0 + t) * p.C + ho + d;
-        k_cache[dst] = qkv[row + p.C + ho + d];
-        v_cache[dst] = qkv[row + 2u * p.C + ho + d];
+    let f16 = p.kv == 1u;
+    let hw = kv_hw();
+    if (f16) {
+        for (var j = li; j < hw; j += WG) {
+            let d = 2u * j;
+            let dst = ((p.pos0 + t) * p.NH + h) * hw + j;
+            let k1 = select(0.0, qkv[row + p.C + ho + d + 1u], d + 1u < hs);
+            let v1 = select(0.0, qkv[row + 2u * p.C + ho + d + 1u], d + 1u < hs);
+            k_cache[dst] = kv_pack(qkv[row + p.C + ho + d], k1);
+            v_cache[dst] = kv_pack(qkv[row + 2u * p.C + ho + d], v1);
+        }
+    } else {
+        for (var d = li; d < hs; d += WG) {
+            let dst = (p.pos0 + t) * p.C + ho + d;
+            k_cache[dst] = bitcast<u32>(qkv[row + p.C + ho + d]);
+            v_cache[dst] = bitcast<u32>(qkv[row + 2u * p.C + ho + d]);
+        }
     }
     workgroupBarrier();
 
@@ -55,10 +69,20 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         for (var i = li; i < cnt; i += WG) {
             let s = s0 + i;
             var dot = 0.0;
-            if (s < p.pos0) {
+            if (s < p.pos0 && f16) {
+                let ko = (s * p.NH + h) * hw;
+                for (var d = 0u; d + 1u < hs; d += 2u) {
+                    let kk = unpack2x16float(k_cache[ko + d / 2u]);
+                    dot = fma(q[d], kk.x, dot);
+                    dot = fma(q[d + 1u], kk.y, dot);
+                }
+                if ((hs & 1u) == 1u) {
+                    dot = fma(q[hs - 1u], unpack2x16float(k_cache[ko + hw - 1u]).x, dot);
+                }
+            } else if (s < p.pos0) {
                 let ko = s * p.C + ho;
                 for (var d = 0u; d < hs; d++) {
-                    dot = fma(q[d], k_cache[ko + d], dot);
+                    dot = fma(q[d], bitcast<f32>(k_cache[ko + d]), dot);
                 }
             } else {
                 let ko = (s - p.pos0) * 3u * p.C + p.C + ho;
@@ -86,8 +110,16 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 var a = acc[j] * corr;
                 // Cached positions, then this step's (from qkv).
                 let past = min(cnt, select(0u, p.pos0 - s0, s0 < p.pos0));
-                for (var i = 0u; i < past; i++) {
-                    a = fma(sc[i], v_cache[(s0 + i) * p.C + ho + d], a);
+                if (f16) {
+                    let odd = (d & 1u) == 1u;
+                    for (var i = 0u; i < past; i++) {
+                        let vv = unpack2x16float(v_cache[((s0 + i) * p.NH + h) * hw + d / 2u]);
+                        a = fma(sc[i], select(vv.x, vv.y, odd), a);
+                    }
+                } else {
+                    for (var i = 0u; i < past; i++) {
+                        a = fma(sc[i], bitcast<f32>(v_cache[(s0 + i) * p.C + ho + d]), a);
+                    }
                 }
                 for (var i = past; i < cnt; i++) {
                     a = fma(sc[i], qkv[(s0 + i - p.pos0) * 3u * p.C + 2u * p.C + ho + d], a);

@@ -7,12 +7,13 @@
 // Exactly the scores attention.wgsl forms (same q scaling, same fma order over d), normalised in three
 // passes over the row (scores and max, exp and sum, divide): each thread revisits only its own keys, so the
 // row needs no barrier between passes, only the two reductions (common/reduce.wgsl).
-// Shapes: qkv [T, 3C] f32 (queries are the first C columns), k_cache [P, C] f32 (already holding this step's
-// keys: the block's attention runs first and appends them), probs [NH, T, S] f32. C = NH * hs, hs <= 256.
+// Shapes: qkv [T, 3C] f32 (queries are the first C columns), k_cache [P, C] f32 words (already holding this
+// step's keys: the block's attention runs first and appends them; an inspection's scratch cache is always
+// f32, Params.kv = 0), probs [NH, T, S] f32. C = NH * hs, hs <= 256.
 // Params, qkv, WG and the query staging: common/attention_head.wgsl.
 // Dispatch: (NH, T) workgroups of 64 threads.
 
-@group(0) @binding(2) var<storage, read> k_cache: array<f32>;      // [P, C]
+@group(0) @binding(2) var<storage, read> k_cache: array<u32>;      // [P, C] f32 bits
 @group(0) @binding(3) var<storage, read_write> probs: array<f32>;  // [NH, T, S]
 
 @compute @workgroup_size(WG)
@@ -33,7 +34,7 @@ fn attention_probs(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocati
         let ko = s * p.C + ho;
         var dot = 0.0;
         for (var d = 0u; d < hs; d++) {
-            dot = fma(q[d], k_cache[ko + d], dot);
+            dot = fma(q[d], bitcast<f32>(k_cache[ko + d]), dot);
         }
         probs[row + s] = dot;
         mx = max(mx, dot);

@@ -9,7 +9,7 @@ mod common;
 use common::{gpu, Rng};
 use gpt2_webgpu::reference::cpu;
 use gpt2_webgpu::gpu::params::*;
-use gpt2_webgpu::gpu::Kernel;
+use gpt2_webgpu::gpu::{Kernel, KvFormat};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
 
 fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
@@ -276,7 +276,27 @@ fn gelu_saturates_without_nan_on_huge_inputs() {
     assert_close("gelu", &got, &want, 1e-6, 1e-5);
 }
 
-fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64) {
+/// The words of a KV cache [P, C] in `kv`'s layout (f32 bits, or per (position, head) f16 pairs padded to
+/// a whole word), and the values it holds as f64 (what attention must compute with).
+fn kv_words(vals: &[f32], p: usize, nh: usize, hs: usize, kv: KvFormat) -> (Vec<u32>, Vec<f64>) {
+    match kv {
+        KvFormat::F32 => (vals.iter().map(|v| v.to_bits()).collect(), cpu::to_f64(vals)),
+        KvFormat::F16 => {
+            let hw = hs.div_ceil(2);
+            let mut words = vec![0u32; p * nh * hw];
+            let mut held = vec![0f64; p * nh * hs];
+            for (i, &v) in vals.iter().enumerate() {
+                let (s, h, d) = (i / (nh * hs), i / hs % nh, i % hs);
+                let v = half::f16::from_f32(v.clamp(-65504.0, 65504.0));
+                words[(s * nh + h) * hw + d / 2] |= (v.to_bits() as u32) << (16 * (d % 2));
+                held[i] = v.to_f64();
+            }
+            (words, held)
+        }
+    }
+}
+
+fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, kv: KvFormat) {
     let g = gpu();
     let mut rng = Rng(seed);
     let c = nh * hs;
@@ -288,6 +308,11 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
             *v *= q_scale; // large q -> peaked softmax, stresses the running max
         }
     }
+    // Values past f16's range must saturate in an f16 cache, not become inf or NaN.
+    if c > 1 {
+        qkv[c + 1] = 1e6;
+        qkv[2 * c + 1] = -1e6;
+    }
     // The cache holds positions < pos0; this step's rows are NaN there, so reading them instead of qkv
     // would poison the output. The kernel must fill them from qkv for the next step.
     let mut k_cache = rng.vec(p * c, 1.0);
@@ -295,38 +320,53 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
     for v in k_cache[pos0 * c..s * c].iter_mut().chain(v_cache[pos0 * c..s * c].iter_mut()) {
         *v = f32::NAN;
     }
-    let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), _pad: [0; 2] };
-    let out = pollster::block_on(g.run_once(
-        Kernel::Attention,
-        bytemuck::bytes_of(&prm),
-        &[bytes(&qkv), bytes(&k_cache), bytes(&v_cache), vec![0u8; t * c * 4]],
-    ))
-    .unwrap();
+    let prm = AttentionParams {
+        t: t as u32,
+        c: c as u32,
+        nh: nh as u32,
+        hs: hs as u32,
+        pos0: pos0 as u32,
+        scale: 1.0 / (hs as f32).sqrt(),
+        kv: kv.code(),
+        _pad: 0,
+    };
+    let (kc, _) = kv_words(&k_cache, p, nh, hs, kv);
+    let (vc, _) = kv_words(&v_cache, p, nh, hs, kv);
+    let out = pollster::block_on(g.run_once(Kernel::Attention, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&kc), bytes(&vc), vec![0u8; t * c * 4]])).unwrap();
     // What the cache must hold afterwards: the past untouched, this step's K and V appended.
     let (mut kw, mut vw) = (k_cache.clone(), v_cache.clone());
     for r in 0..t {
         kw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + c..r * 3 * c + 2 * c]);
         vw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + 2 * c..r * 3 * c + 3 * c]);
     }
-    let label = format!("attention T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}");
-    let same = |a: &[f32], b: &[f32]| a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits());
-    assert!(same(&floats(&out[1]), &kw), "{label}: k_cache = past + this step's keys");
-    assert!(same(&floats(&out[2]), &vw), "{label}: v_cache = past + this step's values");
+    let label = format!("attention kv={} T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}", kv.name());
+    let (kw_words, k_held) = kv_words(&kw, p, nh, hs, kv);
+    let (vw_words, v_held) = kv_words(&vw, p, nh, hs, kv);
+    let words = |b: &[u8]| bytemuck::pod_collect_to_vec::<u8, u32>(b);
+    assert!(words(&out[1]) == kw_words, "{label}: k_cache = past + this step's keys");
+    assert!(words(&out[2]) == vw_words, "{label}: v_cache = past + this step's values");
     let got = floats(&out[3]);
+    // The past as the cache holds it; this step's keys and values in f32, straight from qkv.
+    let (mut k_ref, mut v_ref) = (k_held[..s * c].to_vec(), v_held[..s * c].to_vec());
+    k_ref[pos0 * c..].copy_from_slice(&cpu::to_f64(&kw[pos0 * c..s * c]));
+    v_ref[pos0 * c..].copy_from_slice(&cpu::to_f64(&vw[pos0 * c..s * c]));
     let q: Vec<f64> = (0..t).flat_map(|r| qkv[r * 3 * c..r * 3 * c + c].iter().map(|&v| v as f64)).collect();
-    let want = cpu::attention_with_past(&q, &cpu::to_f64(&kw[..s * c]), &cpu::to_f64(&vw[..s * c]), c, nh);
+    let want = cpu::attention_with_past(&q, &k_ref, &v_ref, c, nh);
     assert_close(&label, &got, &want, 2e-5, 1e-4);
 }
 
 #[test]
 fn attention_matches_reference_across_tiles_heads_and_positions() {
-    run_attention(1, 0, 1, 1, 1.0, 1); // a single key
-    run_attention(1, 7, 2, 7, 1.0, 2); // decode, odd head size
-    run_attention(5, 0, 3, 64, 1.0, 3); // prefill
-    run_attention(1, 600, 2, 64, 1.0, 4); // decode over three key tiles
-    run_attention(300, 0, 2, 64, 1.0, 5); // prefill crossing the 256-key tile
-    run_attention(3, 256, 1, 200, 1.0, 6); // exactly one tile of past, hs > 64 (4 dims per thread)
-    run_attention(9, 260, 2, 64, 30.0, 7); // very peaked scores: online softmax rescaling
+    for kv in [KvFormat::F32, KvFormat::F16] {
+        run_attention(1, 0, 1, 1, 1.0, 1, kv); // a single key
+        run_attention(1, 7, 2, 7, 1.0, 2, kv); // decode, odd head size (f16: a padded word per head)
+        run_attention(5, 0, 3, 64, 1.0, 3, kv); // prefill
+        run_attention(1, 600, 2, 64, 1.0, 4, kv); // decode over three key tiles
+        run_attention(300, 0, 2, 64, 1.0, 5, kv); // prefill crossing the 256-key tile
+        run_attention(3, 256, 1, 200, 1.0, 6, kv); // exactly one tile of past, hs > 64 (4 dims per thread)
+        run_attention(9, 260, 2, 64, 30.0, 7, kv); // very peaked scores: online softmax rescaling
+        run_attention(2, 5, 3, 1, 1.0, 8, kv); // hs = 1: every head's word half empty
+    }
 }
 
 #[test]
@@ -544,7 +584,7 @@ fn run_attention_probs(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32
         }
     }
     let k_cache = rng.vec(p * c, 1.0);
-    let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), _pad: [0; 2] };
+    let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), kv: 0, _pad: 0 };
     // Garbage in the output buffer: every element, above the diagonal too, must be written.
     let out = pollster::block_on(g.run_once(Kernel::AttentionProbs, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&k_cache), bytes(&vec![7.0f32; nh * t * s])]))
         .unwrap();

@@ -257,6 +257,21 @@ fn gpu_bytes_count_every_planned_buffer() {
     assert!(got >= planned && got - planned <= 1 << 20, "gpu_bytes {got} vs the plan's {planned}");
 }
 
+// q8, q4 and f16 packages keep K and V as f16 pairs: half the f32 cache (gpt2: 2 x 12 x 1.5 MiB, not 3 MiB).
+// (What a loaded model allocates is this plan: gpu_bytes_count_every_planned_buffer.)
+#[test]
+fn the_plan_halves_the_kv_cache_for_quantized_and_f16_packages() {
+    use gpt2_webgpu::model::buffer_plan;
+    let kv = |cfg: &gpt2_webgpu::Gpt2Config, f: WeightFormat| {
+        buffer_plan(cfg, f, 1 << 30).unwrap().into_iter().find(|(n, _)| n == "h.0.k_cache").expect("a K cache").1
+    };
+    let cfg = gpt2_webgpu::Gpt2Config::preset("gpt2").unwrap();
+    assert_eq!(kv(&cfg, WeightFormat::F32), 1024 * 768 * 4);
+    for f in [WeightFormat::F16, WeightFormat::Q8, WeightFormat::Q4] {
+        assert_eq!(kv(&cfg, f), 1024 * 768 * 2, "{}", f.name());
+    }
+}
+
 #[test]
 fn a_model_that_cannot_fit_the_binding_limit_is_refused_in_words() {
     use gpt2_webgpu::model::buffer_plan;

@@ -11,7 +11,7 @@ mod common;
 
 use common::*;
 use gpt2_webgpu::reference::compare::compare_logits;
-use gpt2_webgpu::gpu::Gpu;
+use gpt2_webgpu::gpu::{Gpu, KvFormat};
 use gpt2_webgpu::model::Model;
 use gpt2_webgpu::package::{write_package, Package};
 use gpt2_webgpu::quant::WeightFormat;
@@ -69,6 +69,68 @@ fn every_package_quantization_stays_within_its_derived_bounds() {
         }
         // The top-1 check constrains something: rows with a margin above the bound exist.
         assert!(fmt == WeightFormat::Q4 || confident > 0, "{}: no row has a margin above {}: the top-1 check is empty", fmt.name(), bound.margin);
+    }
+}
+
+/// What the f16 KV cache of q8, q4 and f16 packages may add to a logit, on top of the package's bound
+/// above. Rounding K and V to f16 is a relative error of at most 2^-11 (RMS ~2^-12 = 2.4e-4) per cached
+/// value, only on positions before the step (this step's keys and values stay f32): like a weight error
+/// of e = 2.4e-4 at two more points per layer, sigma ~ 1.1 * e * sqrt(2L) = 5.3e-4 at L = 2, and the
+/// largest of 50257 ~4.5 sigma = 2.4e-3. Measured on these fixtures: see the test below (README, "KV
+/// cache"). The stated term is ~4x that estimate.
+const KV_F16_TERM: f64 = 1e-2;
+
+/// Logits at `positions` (ascending) of `ids` computed through the KV cache, [k, V]: the first half of
+/// the prompt in one step, then one token per step, so every later position attends to a cached past.
+fn logits_through_the_cache(m: &mut Model, ids: &[u32], positions: &[usize]) -> Vec<f32> {
+    let h = (ids.len() / 2).max(1);
+    m.reset();
+    let early: Vec<usize> = positions.iter().copied().filter(|&p| p < h).collect();
+    let mut out = pollster::block_on(m.append_logits_at(&ids[..h], &early)).unwrap();
+    for i in h..ids.len() {
+        let want: &[usize] = if positions.contains(&i) { &[0] } else { &[] };
+        out.extend(pollster::block_on(m.append_logits_at(&ids[i..i + 1], want)).unwrap());
+    }
+    out
+}
+
+/// q8, q4 and f16 packages keep K and V as f16 pairs (half the cache's bytes): decoded through the cache,
+/// their logits stay within the package's bound of Hugging Face's float64 logits plus KV_F16_TERM, and
+/// within KV_F16_TERM of the same package with an f32 cache.
+#[test]
+fn the_f16_kv_cache_adds_at_most_its_stated_term_to_each_package_bound() {
+    let gpu = Arc::new(pollster::block_on(Gpu::new()).expect("a wgpu adapter"));
+    let mut g32 = pollster::block_on(Gpu::new()).expect("a wgpu adapter");
+    g32.tuning.kv_cache = Some(KvFormat::F32);
+    let gpu_f32_cache = Arc::new(g32);
+    let reference = load_reference();
+    let tok = read(&tiny_file("tokenizer.json"));
+    let v = reference.vocab_size;
+    eprintln!("format case   rows  max|dlogit| vs HF (f16 cache, f32 cache)  max|f16 cache - f32 cache|");
+    for (fmt, bound) in [(WeightFormat::F16, 1e-2), (WeightFormat::Q8, 0.25), (WeightFormat::Q4, 4.5)] {
+        let dir = TempDir::new(&format!("quality-kv-{}", fmt.name()));
+        write_package(&mut tiny_model(), &tok, fmt, "tiny-gpt2", dir.path()).unwrap();
+        let mut m16 = pollster::block_on(Model::load(gpu.clone(), &mut Package::open(dir.path()).unwrap(), fmt)).unwrap();
+        let mut m32 = pollster::block_on(Model::load(gpu_f32_cache.clone(), &mut Package::open(dir.path()).unwrap(), fmt)).unwrap();
+        assert_eq!((m16.kv_format(), m32.kv_format()), (KvFormat::F16, KvFormat::F32));
+        // The two caches (2 x L x [P, C]) differ by half their f32 size, and nothing else does.
+        let cfg = m16.config();
+        let f32_cache = 2 * cfg.n_layer as u64 * cfg.n_positions as u64 * cfg.n_embd as u64 * 4;
+        assert_eq!(m32.gpu_bytes() - m16.gpu_bytes(), f32_cache / 2, "{}: gpu_bytes with the f16 cache", fmt.name());
+        let mut worst = 0f64;
+        for case in &reference.cases {
+            let (positions, want) = positions_and_rows(case);
+            let a = logits_through_the_cache(&mut m16, &case.ids, &positions);
+            let b = logits_through_the_cache(&mut m32, &case.ids, &positions);
+            let d = a.iter().zip(&b).map(|(x, y)| (x - y).abs() as f64).fold(0.0, f64::max);
+            let (sa, sb) = (compare_logits(&a, &want, v, f64::INFINITY), compare_logits(&b, &want, v, f64::INFINITY));
+            eprintln!("{:>6} {:>5} {:>5} {:>12.3e} {:>12.3e} {:>12.3e}", fmt.name(), case.name, sa.rows, sa.max_abs, sb.max_abs, d);
+            assert!(d.is_finite() && d <= KV_F16_TERM, "{} {}: the f16 cache moved a logit by {d} > {KV_F16_TERM}", fmt.name(), case.name);
+            assert!(sa.max_abs <= bound + KV_F16_TERM, "{} {}: max |dlogit| {} > {bound} + {KV_F16_TERM}", fmt.name(), case.name, sa.max_abs);
+            worst = worst.max(d);
+        }
+        // The cache was read: a zero difference would mean no position attended to a rounded past.
+        assert!(worst > 0.0, "{}: the f16 cache changed nothing", fmt.name());
     }
 }
 

@@ -145,7 +145,13 @@ kernel_table! {
     /// appends the step's keys and values to the cache.
     Attention = "attention" {
         common: ["reduce", "attention_head"],
-        bindings: &[params(), read("qkv", "[T, 3C]"), write("k_cache", "[P, C]"), write("v_cache", "[P, C]"), write("out", "[T, C]")],
+        bindings: &[
+            params(),
+            read("qkv", "[T, 3C]"),
+            write("k_cache", "[P, C] f32 or [P, NH, ceil(hs / 2)] f16 pairs (Params.kv)"),
+            write("v_cache", "the same"),
+            write("out", "[T, C]"),
+        ],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
     }
@@ -153,7 +159,7 @@ kernel_table! {
     /// (head, query), writing its row of [NH, T, S] (zero above the diagonal). Never on a step's path.
     AttentionProbs = "attention_probs" {
         common: ["reduce", "attention_head"],
-        bindings: &[params(), read("qkv", "[T, 3C]"), read("k_cache", "[P, C]"), write("probs", "[NH, T, S], S = pos0 + T")],
+        bindings: &[params(), read("qkv", "[T, 3C]"), read("k_cache", "[P, C] f32"), write("probs", "[NH, T, S], S = pos0 + T")],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
     }

@@ -9,7 +9,7 @@ pub mod params;
 pub mod tuning;
 
 pub use kernels::{Bind, Grid, Kernel};
-pub use tuning::{Tuning, TuningKind};
+pub use tuning::{KvFormat, Tuning, TuningKind};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -72,7 +72,9 @@ pub struct AttentionParams {
     pub hs: u32,
     pub pos0: u32,
     pub scale: f32,
-    pub _pad: [u32; 2],
+    /// The KV cache's format: `KvFormat::code` (0 f32, 1 f16 pairs).
+    pub kv: u32,
+    pub _pad: u32,
 }
 
 /// shaders/sample.wgsl

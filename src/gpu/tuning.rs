@@ -43,6 +43,47 @@ impl TuningKind {
     }
 }
 
+/// How the KV cache stores keys and values (shaders/attention.wgsl).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KvFormat {
+    /// f32, [P, C]: f32 packages, whose logits are held to 1e-3 of Hugging Face's.
+    F32,
+    /// f16 pairs (`pack2x16float`), [P, NH, ceil(hs / 2)] words: half the cache's bytes for q8, q4 and
+    /// f16 packages, whose weights already cost more accuracy than the f16 rounding of K and V adds.
+    F16,
+}
+
+impl KvFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            KvFormat::F32 => "f32",
+            KvFormat::F16 => "f16",
+        }
+    }
+
+    /// The code attention.wgsl reads (`Params.kv`).
+    pub fn code(self) -> u32 {
+        self as u32
+    }
+
+    /// The cache a package of weight format `weights` gets: f32 for f32 weights, f16 otherwise.
+    pub fn for_weights(weights: crate::quant::WeightFormat) -> KvFormat {
+        if weights == crate::quant::WeightFormat::F32 {
+            KvFormat::F32
+        } else {
+            KvFormat::F16
+        }
+    }
+
+    /// Bytes of one layer's K (or V) cache of `p` positions, `nh` heads of `hs` dimensions.
+    pub fn cache_bytes(self, p: u64, nh: u64, hs: u64) -> u64 {
+        match self {
+            KvFormat::F32 => p * nh * hs * 4,
+            KvFormat::F16 => p * nh * hs.div_ceil(2) * 4,
+        }
+    }
+}
+
 /// Every per-adapter choice the model makes when it records a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Tuning {
@@ -69,6 +110,9 @@ pub struct Tuning {
     /// gemv_rows extra loads (the row's statistics, ln_g, ln_b) per 16 rows it owns, more than the
     /// layer_norm dispatch it saves (measured: README, "Dispatches").
     pub fold_ln: bool,
+    /// The KV cache's format when forced (`GPT2_KV_CACHE=f32|f16`, for measuring what the f16 cache
+    /// costs); None: by the weights (`KvFormat::for_weights`).
+    pub kv_cache: Option<KvFormat>,
 }
 
 impl Tuning {
@@ -80,6 +124,7 @@ impl Tuning {
         gemv_rows_per_thread: 1,
         gemv_max_rows: 1,
         fold_ln: true,
+        kv_cache: None,
     };
     pub const CPU: Tuning = Tuning {
         kind: TuningKind::Cpu,
@@ -89,6 +134,7 @@ impl Tuning {
         gemv_rows_per_thread: 4,
         gemv_max_rows: 1,
         fold_ln: false,
+        kv_cache: None,
     };
 
     pub fn of_kind(kind: TuningKind) -> Tuning {
@@ -101,7 +147,8 @@ impl Tuning {
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
     /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
-    /// `GPT2_GEMV_MAX_ROWS` and `GPT2_FOLD_LN` (0 or 1) then override single fields for benchmarking.
+    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) and `GPT2_KV_CACHE` (f32 or f16) then override single
+    /// fields for benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
@@ -151,6 +198,13 @@ impl Tuning {
                 // Only gemv.wgsl folds: a gemv kernel forced alone takes the separate layer norms with it.
                 None => t.fold_ln &= t.gemv_kernel == Kernel::Gemv,
             }
+            if let Ok(v) = std::env::var("GPT2_KV_CACHE") {
+                t.kv_cache = Some(match v.trim() {
+                    "f32" => KvFormat::F32,
+                    "f16" => KvFormat::F16,
+                    other => return Err(Error::InvalidArgument(format!("GPT2_KV_CACHE must be `f32` or `f16`, not `{other}`"))),
+                });
+            }
         }
         t.validate()?;
         Ok(t)
@@ -178,6 +232,11 @@ impl Tuning {
         Ok(())
     }
 
+    /// The KV cache format for weights of format `weights`.
+    pub fn kv_format(&self, weights: crate::quant::WeightFormat) -> KvFormat {
+        self.kv_cache.unwrap_or(KvFormat::for_weights(weights))
+    }
+
     /// Whether a step of `t` tokens folds ln_1 and ln_2 into qkv and fc (see `fold_ln`).
     pub fn folds_ln(&self, t: u32) -> bool {
         self.fold_ln && t <= self.gemv_max_rows
@@ -186,14 +245,15 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\"}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
             self.gemv_lanes,
             self.gemv_rows_per_thread,
             self.gemv_max_rows,
-            self.fold_ln
+            self.fold_ln,
+            self.kv_cache.map_or("by weights", KvFormat::name)
         )
     }
 }

@@ -16,7 +16,7 @@ use super::plan::Activations;
 use super::upload::{GpuMatrix, Layer, Packing, Weights};
 use crate::config::Gpt2Config;
 use crate::gpu::params::*;
-use crate::gpu::{whole, Gpu, Kernel, Tuning};
+use crate::gpu::{whole, Gpu, Kernel, KvFormat, Tuning};
 
 /// Which rows a step works on: the T tokens of the step at positions pos0.., and the rows the head
 /// (ln_f + logits) turns into logits.
@@ -47,7 +47,8 @@ pub(super) enum OpKind {
     /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows. `ln`: on
     /// folding steps X is the raw residual stream, layer-normed by the kernel (MM_LN, second bind group).
     Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows, ln: bool },
-    Attention,
+    /// Attention over a KV cache of format `kv`.
+    Attention { kv: KvFormat },
     /// The attention probabilities of the step's queries (inspection only).
     AttentionProbs,
     /// Params written by `Model::step` itself (sampling parameters are per call, not per frame).
@@ -121,8 +122,9 @@ pub(super) type LayerOps<T> = [T; 7];
 /// residual stream x and normalize it themselves (gemv.wgsl, MM_LN):
 ///   qkv(+ln_1) -> attention -> attn proj + residual -> fc(+ln_2) + gelu -> mlp proj + residual.
 /// Every linear op binds some ln_g/ln_b (any buffer but its Y); only qkv and fc use theirs.
-/// `kv` is where the block's keys and values go: the layer's cache for a step, scratch for an inspection.
-fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, kv: [&'a wgpu::Buffer; 2]) -> LayerOps<OpSpec<'a>> {
+/// `kv` is where the block's keys and values go, in format `kv_format`: the layer's cache for a step,
+/// f32 scratch for an inspection.
+fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, kv: [&'a wgpu::Buffer; 2], kv_format: KvFormat) -> LayerOps<OpSpec<'a>> {
     let [k_cache, v_cache] = kv;
     let (c, f) = (cfg.n_embd as u32, cfg.n_inner as u32);
     let lb = |s: &str| format!("h.{l}.{s}");
@@ -136,7 +138,7 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, k
     [
         ln("ln_1", &w.ln_1_g, &w.ln_1_b),
         linear_ln(OpKind::linear_ln(&w.attn, MM_BIAS, 3 * c), "qkv", &w.attn, &w.attn_b, &a.qkv, &w.ln_1_g, &w.ln_1_b),
-        spec(OpKind::Attention, Kernel::Attention, lb("attention"), vec![&a.qkv, k_cache, v_cache, &a.att]),
+        spec(OpKind::Attention { kv: kv_format }, Kernel::Attention, lb("attention"), vec![&a.qkv, k_cache, v_cache, &a.att]),
         spec(
             OpKind::linear(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
             Kernel::Matmul,
@@ -191,7 +193,7 @@ impl Ops {
     /// Build every op's bind group over the weights and activations, and the params arena they share.
     pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations) -> (Ops, ParamsArena) {
         let embed = embed_ops(wt, a);
-        let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache])).collect();
+        let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache], wt.kv)).collect();
         let head = head_ops(wt, a, cfg);
         let sample = spec(OpKind::Sample, Kernel::Sample, "sample".into(), vec![&a.logits, &a.hist, &a.out]);
 
@@ -242,8 +244,8 @@ impl InspectOps {
             .iter()
             .enumerate()
             .map(|(l, w)| {
-                let mut ops: Vec<_> = layer_ops(l, w, a, cfg, kv).into();
-                let at = ops.iter().position(|o| matches!(o.kind, OpKind::Attention)).expect("a block has an attention op") + 1;
+                let mut ops: Vec<_> = layer_ops(l, w, a, cfg, kv, KvFormat::F32).into();
+                let at = ops.iter().position(|o| matches!(o.kind, OpKind::Attention { .. })).expect("a block has an attention op") + 1;
                 ops.insert(at, spec(OpKind::AttentionProbs, Kernel::AttentionProbs, format!("h.{l}.attention_probs"), vec![&a.qkv, kv[0], probs]));
                 ops
             })
@@ -369,14 +371,19 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             ln_eps: cfg.layer_norm_epsilon,
             _pad: [0; 2],
         }),
-        OpKind::Attention | OpKind::AttentionProbs => block(&AttentionParams {
+        OpKind::Attention { .. } | OpKind::AttentionProbs => block(&AttentionParams {
             t: fr.t,
             c,
             nh: cfg.n_head as u32,
             hs: cfg.head_dim() as u32,
             pos0: fr.pos0,
             scale: 1.0 / (cfg.head_dim() as f32).sqrt(),
-            _pad: [0; 2],
+            // The inspection's probabilities read its own f32 scratch.
+            kv: match *kind {
+                OpKind::Attention { kv } => kv.code(),
+                _ => KvFormat::F32.code(),
+            },
+            _pad: 0,
         }),
         OpKind::Sample => [0u8; PARAMS_BYTES as usize],
     }

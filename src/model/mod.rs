@@ -75,6 +75,11 @@ impl Model {
         &self.gpu
     }
 
+    /// How the KV cache stores keys and values (f16 pairs for q8, q4 and f16 packages).
+    pub fn kv_format(&self) -> crate::gpu::KvFormat {
+        self.weights.kv
+    }
+
     /// Tokens currently in the KV cache.
     pub fn position(&self) -> usize {
         self.pos

@@ -7,7 +7,7 @@
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 use crate::gpu::params::SAMPLE_OUT_WORDS;
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, KvFormat};
 use crate::quant::WeightFormat;
 use crate::weights::{stored_format, Role};
 
@@ -39,7 +39,7 @@ pub(super) fn head_rows(cfg: &Gpt2Config, max_binding: u64) -> u64 {
 }
 
 /// Every GPU buffer a model of this config needs, with its size in bytes: what `Model::load` will
-/// allocate. Lets tests and the converter check limits for gpt2-xl without a GPU or the time to load it.
+/// allocate (the KV cache in the format of `format`'s packages: `KvFormat::for_weights`). Lets tests and the converter check limits for gpt2-xl without a GPU or the time to load it.
 pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> Result<Vec<(String, u64)>> {
     let (p, c, f) = (cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let mut out = Vec::new();
@@ -60,8 +60,9 @@ pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> 
         for (name, n) in [("ln_1", 2 * c), ("c_attn.bias", 3 * c), ("c_proj.bias", c), ("ln_2", 2 * c), ("c_fc.bias", f), ("mlp.c_proj.bias", c)] {
             out.push((format!("h.{l}.{name}"), n * 4));
         }
-        out.push((format!("h.{l}.k_cache"), kv_cache_bytes(cfg)));
-        out.push((format!("h.{l}.v_cache"), kv_cache_bytes(cfg)));
+        let kv = kv_cache_bytes(cfg, KvFormat::for_weights(format));
+        out.push((format!("h.{l}.k_cache"), kv));
+        out.push((format!("h.{l}.v_cache"), kv));
     }
     out.extend(activation_sizes(cfg, head_rows(cfg, max_binding)).into_iter().map(|(name, size)| (name.to_string(), size)));
     for (name, size) in &out {
@@ -72,9 +73,9 @@ pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> 
     Ok(out)
 }
 
-/// One layer's K or V cache, [P, C] f32.
-pub(super) fn kv_cache_bytes(cfg: &Gpt2Config) -> u64 {
-    cfg.n_positions as u64 * cfg.n_embd as u64 * 4
+/// One layer's K or V cache: [P, C] f32, or [P, NH, ceil(hs / 2)] f16 pairs.
+pub(super) fn kv_cache_bytes(cfg: &Gpt2Config, kv: KvFormat) -> u64 {
+    kv.cache_bytes(cfg.n_positions as u64, cfg.n_head as u64, cfg.head_dim() as u64)
 }
 
 /// The activation buffers a step works in. Each is sized for the whole context, so no step allocates.

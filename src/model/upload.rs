@@ -9,7 +9,7 @@ use super::plan::{buffer_plan, head_rows, kv_cache_bytes, wte_chunks, Activation
 use super::Model;
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, KvFormat};
 use crate::quant::{PackedMatrix, WeightFormat};
 use crate::weights::{check_next, tensor_specs, Role, TensorData, TensorSpec};
 use std::sync::Arc;
@@ -62,8 +62,8 @@ pub(super) struct Layer {
     pub fc_b: wgpu::Buffer,        // [F]
     pub mlp_proj: GpuMatrix,       // [C, F]
     pub mlp_proj_b: wgpu::Buffer,  // [C]
-    pub k_cache: wgpu::Buffer,     // [P, C]
-    pub v_cache: wgpu::Buffer,     // [P, C]
+    pub k_cache: wgpu::Buffer,     // [P, C] f32 or [P, NH, ceil(hs / 2)] f16 pairs (Weights::kv)
+    pub v_cache: wgpu::Buffer,     // the same
 }
 
 /// Every weight of the model on the GPU.
@@ -74,6 +74,8 @@ pub(super) struct Weights {
     pub layers: Vec<Layer>,
     pub ln_f_g: wgpu::Buffer, // [C]
     pub ln_f_b: wgpu::Buffer, // [C]
+    /// The KV cache's format.
+    pub kv: KvFormat,
 }
 
 /// What has been uploaded of one tensor.
@@ -157,7 +159,7 @@ impl ModelUploader {
         if let Some(missing) = specs.get(uploaded.len()) {
             return Err(Error::MissingTensor { name: missing.name.clone() });
         }
-        let weights = assemble(&gpu, &cfg, uploaded)?;
+        let weights = assemble(&gpu, &cfg, uploaded, gpu.tuning.kv_format(format))?;
         let r = head_rows(&cfg, max_binding);
         let acts = Activations::alloc(&gpu, &cfg, r)?;
         let out_read = gpu.readback_buffer("sample_out_read", crate::gpu::params::SAMPLE_OUT_WORDS as u64 * 4)?;
@@ -185,7 +187,7 @@ impl ModelUploader {
 
 /// The uploads, in `tensor_specs` order, put back together as the model's weights, plus each layer's
 /// KV cache.
-fn assemble(gpu: &Gpu, cfg: &Gpt2Config, uploaded: Vec<Uploaded>) -> Result<Weights> {
+fn assemble(gpu: &Gpu, cfg: &Gpt2Config, uploaded: Vec<Uploaded>, kv: KvFormat) -> Result<Weights> {
     let mut uploaded = uploaded.into_iter();
     let mut next = || uploaded.next().expect("one upload per tensor_specs entry");
     // `push` checked each tensor's role, so these cannot fail.
@@ -214,11 +216,11 @@ fn assemble(gpu: &Gpu, cfg: &Gpt2Config, uploaded: Vec<Uploaded>) -> Result<Weig
             fc_b: vector(next()),
             mlp_proj: matrix(next()),
             mlp_proj_b: vector(next()),
-            k_cache: gpu.storage(&format!("h.{l}.k_cache"), kv_cache_bytes(cfg), wgpu::BufferUsages::empty())?,
-            v_cache: gpu.storage(&format!("h.{l}.v_cache"), kv_cache_bytes(cfg), wgpu::BufferUsages::empty())?,
+            k_cache: gpu.storage(&format!("h.{l}.k_cache"), kv_cache_bytes(cfg, kv), wgpu::BufferUsages::empty())?,
+            v_cache: gpu.storage(&format!("h.{l}.v_cache"), kv_cache_bytes(cfg, kv), wgpu::BufferUsages::empty())?,
         });
     }
     let ln_f_g = vector(next());
     let ln_f_b = vector(next());
-    Ok(Weights { wte, wpe, layers, ln_f_g, ln_f_b })
+    Ok(Weights { wte, wpe, layers, ln_f_g, ln_f_b, kv })
 }

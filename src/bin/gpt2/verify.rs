@@ -66,7 +66,14 @@ pub fn verify(args: VerifyArgs) -> Result<()> {
     }
     let last = ids.len() - 1;
     model.reset();
-    let got = pollster::block_on(model.append_logits_at(&ids, &[last]))?; // [1, V]
+    // The last token as a decode step of its own, so its logits read the past through the KV cache (f16
+    // pairs for q8/q4 packages): the check covers the cache's rounding too.
+    let got = if last == 0 {
+        pollster::block_on(model.append_logits_at(&ids, &[0]))?
+    } else {
+        pollster::block_on(model.append_logits_at(&ids[..last], &[]))?;
+        pollster::block_on(model.append_logits_at(&ids[last..], &[0]))?
+    }; // [1, V]
 
     // Greedy generation: prefill, then `tokens - 1` decode steps.
     let sampling = SamplingParams { temperature: 0.0, top_k: 0, top_p: 1.0, repetition_penalty: 1.0, seed: 0, alternatives: 0 };
