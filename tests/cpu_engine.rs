@@ -163,6 +163,16 @@ fn decode_row_layer_norm_gelu_and_attention_match_the_reference() {
     kernels::gelu(&mut gx);
     let want: Vec<f64> = x.iter().map(|&v| gpt2_webgpu::reference::cpu::gelu(v as f64)).collect();
     assert_close("gelu", &gx, &want, 1e-6, 1e-5);
+    // every path, over the range GPT-2's MLP sees and past it (tanh saturates, -3 < u < 0 where
+    // 1 + tanh cancels), tiny values, a length with a tail of 8
+    let mut u: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) * 0.01).collect();
+    u.extend([1e-7, -1e-7, 0.0, -0.0, 30.0, -30.0, 1e4, -1e4, 0.5, -5.5, 7.25]);
+    let want: Vec<f64> = u.iter().map(|&v| gpt2_webgpu::reference::cpu::gelu(v as f64)).collect();
+    for simd in Simd::available() {
+        let mut g = u.clone();
+        kernels::gelu_with(simd, &mut g);
+        assert_close(&format!("gelu {}", simd.name()), &g, &want, 1e-7, 2e-6);
+    }
     // attention: T = 3 new queries after 4 cached positions, 3 heads of 5, against cpu.rs
     let (nh, hs, pos0, t) = (3usize, 5usize, 4usize, 3usize);
     let c = nh * hs;

@@ -286,7 +286,7 @@ fn linear_then(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Optio
             let out = unsafe { std::slice::from_raw_parts_mut(yp.get().add(r0), r1 - r0) };
             unsafe { super::x86::q8_gemv(&bytes[r0 * rb..r1 * rb], &scales[r0 * ss..r1 * ss], rb, &qx.qs, &qx.d, qx.nb, bias.map(|b| &b[r0..r1]), out) };
             if act {
-                gelu(out);
+                unsafe { super::x86::gelu(out) };
             }
         });
         return;
@@ -307,7 +307,7 @@ fn linear_then(pool: &Pool, simd: Simd, m: &PackedMatrix, x: &[f32], bias: Optio
             if act {
                 for j in 0..rows {
                     // SAFETY: as above, this chunk's columns of token row t0 + j.
-                    gelu(unsafe { std::slice::from_raw_parts_mut(yp.get().add((t0 + j) * n + nb0), nb1 - nb0) });
+                    gelu_with(simd, unsafe { std::slice::from_raw_parts_mut(yp.get().add((t0 + j) * n + nb0), nb1 - nb0) });
                 }
             }
         }
@@ -352,6 +352,15 @@ pub fn layer_norm(x: &[f32], g: &[f32], b: &[f32], eps: f32, y: &mut [f32]) {
         for (((o, &v), &gi), &bi) in yr.iter_mut().zip(xr).zip(g).zip(b) {
             *o = (v - mean) * rstd * gi + bi;
         }
+    }
+}
+
+/// `gelu` through the chosen path (AVX2: x86::gelu, within a few ulp of this one).
+pub fn gelu_with(simd: Simd, x: &mut [f32]) {
+    match simd {
+        #[cfg(target_arch = "x86_64")]
+        Simd::Avx2 => unsafe { super::x86::gelu(x) },
+        _ => gelu(x),
     }
 }
 

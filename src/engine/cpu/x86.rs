@@ -355,3 +355,44 @@ pub unsafe fn attn_values(w: &[f32], values: &[f32], stride: usize, y: &mut [f32
         *y.get_unchecked_mut(j) = acc;
     }
 }
+
+/// GPT-2's tanh GELU in place, eight at a time: with z = sqrt(2/pi) (u + 0.044715 u^3) and
+/// e = exp(-2|z|), 1 + tanh(z) = 2 / (1 + e) for z >= 0 and 2e / (1 + e) below, so
+/// gelu(u) = u / (1 + e) or u e / (1 + e): no cancellation where tanh nears -1. exp is Cephes' expf
+/// (range reduction by ln 2 in two parts, degree-5 polynomial, ~1 ulp), with 2|z| capped at 87 so e
+/// stays a normal float. libm's tanhf per element was 6% of a one-thread decode.
+#[target_feature(enable = "avx2,fma,f16c")]
+pub unsafe fn gelu(x: &mut [f32]) {
+    let n8 = x.len() / 8 * 8;
+    let s = _mm256_set1_ps(0.797_884_6);
+    let (c3, one, sign) = (_mm256_set1_ps(0.044715), _mm256_set1_ps(1.0), _mm256_set1_ps(-0.0));
+    let mut i = 0;
+    while i < n8 {
+        let p = x.as_mut_ptr().add(i);
+        let u = _mm256_loadu_ps(p);
+        let z = _mm256_mul_ps(s, _mm256_add_ps(u, _mm256_mul_ps(_mm256_mul_ps(c3, u), _mm256_mul_ps(u, u))));
+        // -2|z|, capped at -87 (exp stays a normal float; NaN stays NaN through the product with u below)
+        let a = _mm256_max_ps(_mm256_mul_ps(_mm256_set1_ps(-2.0), _mm256_andnot_ps(sign, z)), _mm256_set1_ps(-87.0));
+        let e = exp_neg(a);
+        let num = _mm256_blendv_ps(one, e, z); // z's sign bit picks e (z < 0; -0 gives e = 1: the same)
+        _mm256_storeu_ps(p, _mm256_div_ps(_mm256_mul_ps(u, num), _mm256_add_ps(one, e)));
+        i += 8;
+    }
+    super::kernels::gelu(&mut x[n8..]);
+}
+
+/// exp(a) for a in [-87, 0] (Cephes expf).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn exp_neg(a: __m256) -> __m256 {
+    let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(a, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), a);
+    let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+    let mut p = _mm256_set1_ps(1.987_569_1e-4);
+    for c in [1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5] {
+        p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+    }
+    let e = _mm256_add_ps(_mm256_fmadd_ps(_mm256_mul_ps(p, r), r, r), _mm256_set1_ps(1.0));
+    let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127))));
+    _mm256_mul_ps(e, pow2)
+}
