@@ -169,7 +169,8 @@ impl CpuUploader {
             k_cache: cache()?,
             v_cache: cache()?,
             pos: 0,
-            s: Scratch::default(),
+            // The penalty's window holds up to P ids: its room is made here, not while the context grows.
+            s: Scratch { hist: Vec::with_capacity(cfg.n_positions), ..Scratch::default() },
             config: cfg,
         })
     }
