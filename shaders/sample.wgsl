@@ -2,15 +2,26 @@
 // bytes (the token, its probability, the top alternatives) instead of V floats.
 //
 //   l_i   = logits[i]                         i < V
-//   l_i   = l_i > 0 ? l_i / r : l_i * r        for i in hist (repetition penalty r, as Hugging Face/CTRL)
+//   l_i   = l_i > 0 ? l_i / r : l_i * r        for i with counts[i] > 0 (repetition penalty r, as Hugging
+//                                              Face/CTRL: once per distinct token of the window)
 //   p_i   = exp((l_i - max l) / temp)          (temp = 1 when greedy; p_i in (0, 1], stored over logits)
 //   keep  = the top_k largest p_i (top_k = 0: all), then the smallest top set whose mass >= top_p
 //   token = greedy ? argmax l (lowest index on ties) : draw from p restricted to keep, u = rng(seed, step)
 //   out   = [token, prob(token), n_alt, (id, prob) x n_alt of the most likely tokens]  (probs as f32 bits,
 //           normalised over `keep`)
 //
-// Shapes: logits [*, V] f32 (row at element offset row_off, overwritten with p), hist [n_hist] u32 distinct
-// ids (deduplicated on the host), out [3 + 2 * 8] u32.
+// Shapes: logits [*, V] f32 (row at element offset row_off, overwritten with p), counts [V] u32, ring [P] u32,
+// fed [4] u32, out [K, 3 + 2 * 8] u32 (this step writes row out_row).
+//
+// Several decode steps run in one submit, so the sampler keeps on the GPU what the host used to supply:
+// - fed[0]: the chosen token is written there at the end; the next step's embedding reads it (the
+//   decode steps' embed ops bind `fed` as their ids), so the token never visits the host in between.
+// - counts[i]: occurrences of id i among the last P tokens of the context (the repetition penalty's
+//   window), and ring[j % P]: the window token with stream index j. The host fills both from the window
+//   when it feeds tokens itself (a prompt, a re-encoded window; p.fed = NONE then). A step fed by the
+//   previous step's token (p.fed = its stream index f) first counts it in and, once f >= P, counts out
+//   the token it replaces in the ring (stream index f - P, which has just left the window): exact for
+//   any number of steps per submit.
 // Dispatch: exactly one workgroup of 256 threads. Thread li owns elements li, li + 256, ... in every
 // phase, so most phases touch only their own elements. Thresholds are found without sorting: because
 // p_i >= 0, the IEEE bits of p_i order like the values, so the k-th largest p and the top-p cut-off are
@@ -21,7 +32,6 @@
 
 struct Params {
     V: u32,
-    n_hist: u32,
     top_k: u32,
     greedy: u32,
     temperature: f32,
@@ -31,16 +41,25 @@ struct Params {
     step: u32,
     n_alt: u32,
     row_off: u32,
-    _pad: u32,
+    out_row: u32,   // row of `out` this step writes
+    fed: u32,       // stream index of the token in fed[0] (count it in), or NONE
+    window: u32,    // P
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // [*, V]
-@group(0) @binding(2) var<storage, read> hist: array<u32>;          // [n_hist]
-@group(0) @binding(3) var<storage, read_write> out: array<u32>;     // [3 + 2 * MAX_ALT]
+@group(0) @binding(2) var<storage, read_write> counts: array<u32>;  // [V] window occurrences per id
+@group(0) @binding(3) var<storage, read_write> ring: array<u32>;    // [P] window tokens by stream index % P
+@group(0) @binding(4) var<storage, read_write> fed: array<u32>;     // [4]: [0] the token the next step embeds
+@group(0) @binding(5) var<storage, read_write> out: array<u32>;     // [K, OUT_WORDS]
 
 const WG: u32 = 256u;
 const MAX_ALT: u32 = 8u;
+const OUT_WORDS: u32 = 3u + 2u * MAX_ALT;
+const NONE: u32 = 0xffffffffu;
 
 var<workgroup> pick: array<u32, 2>;   // [thread that holds the draw, unused]
 var<workgroup> pick_r: f32;           // the draw's remaining mass inside that thread
@@ -68,13 +87,29 @@ fn sample(@builtin(local_invocation_index) li: u32) {
     let o = p.row_off;
     let greedy = p.greedy != 0u;
 
-    // 1. Repetition penalty (in place; ids are distinct so each is penalised once).
+    // 0. The window moves on by the token this step was fed (see the header).
+    if (li == 0u && p.fed != NONE) {
+        let slot = p.fed % p.window;
+        if (p.fed >= p.window) {
+            let gone = ring[slot];
+            if (gone < p.V) {
+                counts[gone] -= 1u;
+            }
+        }
+        let t = fed[0];
+        ring[slot] = t;
+        if (t < p.V) {
+            counts[t] += 1u;
+        }
+    }
+    storageBarrier();
+
+    // 1. Repetition penalty (in place), once per id present in the window.
     if (p.rep_penalty != 1.0) {
-        for (var i = li; i < p.n_hist; i += WG) {
-            let id = hist[i];
-            if (id < p.V) {
-                let l = logits[o + id];
-                logits[o + id] = select(l * p.rep_penalty, l / p.rep_penalty, l > 0.0);
+        for (var i = li; i < p.V; i += WG) {
+            if (counts[i] > 0u) {
+                let l = logits[o + i];
+                logits[o + i] = select(l * p.rep_penalty, l / p.rep_penalty, l > 0.0);
             }
         }
     }
@@ -191,6 +226,7 @@ fn sample(@builtin(local_invocation_index) li: u32) {
     }
 
     // 7. The top alternatives, in order of probability (ties: lower id first).
+    let b = p.out_row * OUT_WORDS;
     var prev_v = 3.0e38;
     var prev_i = 0u;
     var n_alt = min(p.n_alt, MAX_ALT);
@@ -210,14 +246,15 @@ fn sample(@builtin(local_invocation_index) li: u32) {
         prev_i = a.y;
         if (li == 0u) {
             let kept = a.x >= thr;
-            out[3u + 2u * r] = a.y;
-            out[4u + 2u * r] = bitcast<u32>(select(0.0, prev_v / z, kept));
+            out[b + 3u + 2u * r] = a.y;
+            out[b + 4u + 2u * r] = bitcast<u32>(select(0.0, prev_v / z, kept));
         }
     }
 
     if (li == 0u) {
-        out[0] = token;
-        out[1] = bitcast<u32>(logits[o + token] / z);
-        out[2] = n_alt;
+        out[b] = token;
+        out[b + 1u] = bitcast<u32>(logits[o + token] / z);
+        out[b + 2u] = n_alt;
+        fed[0] = token; // what the next step embeds (only this thread read fed[0], in phase 0)
     }
 }

@@ -60,5 +60,22 @@ pub struct Sampled {
     pub alternatives: Vec<(u32, f32)>,
 }
 
+/// Several decode steps in one round trip to an engine (`Engine::submit`): optionally append tokens the
+/// host gives, then sample `n` tokens, each step feeding the token the step before it chose.
+#[derive(Clone, Copy, Debug)]
+pub struct Batch<'a> {
+    /// Some: append these first (a prompt, or the re-encoded window after the context slid) and take
+    /// the repetition penalty's window afresh from `window`. None: continue from the last token the
+    /// previous batch sampled (on the GPU it never leaves the device).
+    pub tokens: Option<&'a [u32]>,
+    /// With `tokens`: the context so far, ending with them; the penalty looks at its last P tokens.
+    /// After that the engine moves the window on by each token it samples.
+    pub window: &'a [u32],
+    /// Tokens to sample (1..=the engine's tokens per submit).
+    pub n: usize,
+    /// The RNG step of the first of them (then step0 + 1, ...).
+    pub step0: u32,
+    pub sampling: &'a SamplingParams,
+}
 
 pub mod cpu;

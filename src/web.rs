@@ -318,6 +318,12 @@ impl WasmModel {
             let (mut model, mut generation) = {
                 let mut st = state.borrow_mut();
                 if st.stopped {
+                    // Drop the batch in flight and rewind the engine to the last piece handed out.
+                    let st = &mut *st;
+                    if let (Some(g), Some(m)) = (st.generation.as_mut(), st.model.as_mut()) {
+                        g.stop();
+                        g.finish(m);
+                    }
                     return Ok(JsValue::NULL);
                 }
                 let Some(generation) = st.generation.take() else { return Ok(JsValue::NULL) };

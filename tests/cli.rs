@@ -8,14 +8,28 @@ use gpt2_webgpu::io::safetensors::SafeTensors;
 use std::process::{Command, Output};
 
 fn gpt2(args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_gpt2")).args(args).env("WGPU_BACKEND", "vulkan").output().expect("run gpt2");
+    gpt2_env(args, &[])
+}
+
+/// `gpt2 args` with `envs` set (and no GPT2_TOKENS_PER_SUBMIT from outside, so the tuning's K holds).
+fn gpt2_env(args: &[&str], envs: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_gpt2"));
+    cmd.args(args).env("WGPU_BACKEND", "vulkan").env_remove("GPT2_TOKENS_PER_SUBMIT");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run gpt2");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "gpt2 {args:?} panicked:\n{err}");
     out
 }
 
 fn ok(args: &[&str]) -> (String, String) {
-    let out = gpt2(args);
+    ok_env(args, &[])
+}
+
+fn ok_env(args: &[&str], envs: &[(&str, &str)]) -> (String, String) {
+    let out = gpt2_env(args, envs);
     let (so, se) = (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned());
     assert!(out.status.success(), "gpt2 {args:?} failed:\n{se}");
     (so, se)
@@ -216,9 +230,18 @@ fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
 
 #[test]
 fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
-    let (json, _) = ok(&["bench", "--device", "gpu", "--json", "--model", s(&tiny_dir()), "--weights", "q8", "--prompt-tokens", "5", "--decode-tokens", "2"]);
+    // Under the GPU tuning (8 tokens per submit), 16 decode tokens are two full batches.
+    let (json, _) = ok_env(
+        &["bench", "--device", "gpu", "--json", "--model", s(&tiny_dir()), "--weights", "q8", "--prompt-tokens", "5", "--decode-tokens", "16"],
+        &[("GPT2_TUNING", "gpu")],
+    );
     let o: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
     assert_eq!(o["engine"], "gpu", "{o}");
+    assert_eq!(o["tuning"]["tokens_per_submit"], 8, "{o}");
+    assert_eq!(o["tokens_per_submit"], 8, "{o}");
+    // One submit and one readback (of 8 rows of 76 bytes) per 8 decode tokens.
+    assert_eq!((o["submits_per_token"].as_f64(), o["readbacks_per_token"].as_f64()), (Some(0.125), Some(0.125)), "{o}");
+    assert_eq!(o["readback_bytes_per_token"].as_f64(), Some(76.0), "{o}");
     let (reference, decode, ratio) = (o["ref_gemv_q8_gb_s"].as_f64().unwrap(), o["decode_weight_gb_s"].as_f64().unwrap(), o["decode_vs_ref_gemv"].as_f64().unwrap());
     assert!(reference > 0.0 && decode > 0.0, "{o}");
     let bytes = o["weight_bytes_per_token"].as_f64().unwrap();

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{gpu, Rng};
-use gpt2_webgpu::gpu::params::{SampleParams, SAMPLE_OUT_WORDS};
+use gpt2_webgpu::gpu::params::{SampleParams, SAMPLE_NO_FEED, SAMPLE_OUT_WORDS};
 use gpt2_webgpu::gpu::Kernel;
 use gpt2_webgpu::sampling::cpu::{effective_temperature, penalty_set, sample_logits, seed32, SamplerScratch};
 use gpt2_webgpu::sampling::{Sampled, SamplingParams};
@@ -16,7 +16,6 @@ use gpt2_webgpu::sampling::{Sampled, SamplingParams};
 fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sampled {
     let prm = SampleParams {
         v: logits.len() as u32,
-        n_hist: hist.len() as u32,
         top_k: s.top_k,
         greedy: (s.temperature == 0.0) as u32,
         temperature: effective_temperature(s.temperature),
@@ -26,16 +25,23 @@ fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sa
         step,
         n_alt: s.alternatives,
         row_off: 0,
-        _pad: 0,
+        out_row: 0,
+        fed: SAMPLE_NO_FEED,
+        window: 1,
+        _pad: [0; 3],
     };
-    let hist_bytes: Vec<u8> = bytemuck::cast_slice(if hist.is_empty() { &[0u32][..] } else { hist }).to_vec();
+    // The penalty window as the model keeps it: a count per id (`hist` is distinct).
+    let mut counts = vec![0u32; logits.len()];
+    for &id in hist {
+        counts[id as usize] += 1;
+    }
     let out = pollster::block_on(gpu().run_once(
         Kernel::Sample,
         bytemuck::bytes_of(&prm),
-        &[bytemuck::cast_slice(logits).to_vec(), hist_bytes, vec![0u8; SAMPLE_OUT_WORDS * 4]],
+        &[bytemuck::cast_slice(logits).to_vec(), bytemuck::cast_slice(&counts).to_vec(), vec![0u8; 4], vec![0u8; 16], vec![0u8; SAMPLE_OUT_WORDS * 4]],
     ))
     .unwrap();
-    let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[2]);
+    let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[4]);
     let n = w[2] as usize;
     Sampled { token: w[0], prob: f32::from_bits(w[1]), alternatives: (0..n).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect() }
 }

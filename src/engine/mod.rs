@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::model::Model;
 use crate::quant::WeightFormat;
-use crate::sampling::{Sampled, SamplingParams};
+use crate::sampling::{Batch, Sampled, SamplingParams};
+use std::collections::VecDeque;
 use crate::weights::{stored_format, tensor_specs, Inspection, Role};
 use cpu::CpuModel;
 
@@ -23,8 +24,19 @@ pub trait Engine {
     /// Forget the context.
     fn reset(&mut self);
     /// Append `tokens`, pick the next token (same algorithm and RNG on both engines). `context`: the
-    /// tokens of the window (repetition penalty); `step` feeds the RNG.
+    /// context so far, ending with `tokens` (repetition penalty); `step` feeds the RNG. No batch may be
+    /// in flight.
     async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled>;
+    /// K: the most tokens a batch may sample.
+    fn tokens_per_submit(&self) -> usize;
+    /// Start a batch (see `Batch`) without waiting for it; at most two may be in flight. `position`
+    /// counts the tokens it feeds from now on.
+    fn submit(&mut self, b: &Batch<'_>) -> Result<()>;
+    /// Wait for the oldest batch in flight and append its tokens to `out`.
+    async fn collect(&mut self, out: &mut VecDeque<Sampled>) -> Result<()>;
+    /// Drop the batches in flight and put the KV position back to `pos` (no later than now); the next
+    /// batch feeds tokens.
+    fn rollback(&mut self, pos: usize);
 }
 
 impl Engine for Model {
@@ -40,6 +52,18 @@ impl Engine for Model {
     async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
         Model::step(self, tokens, sampling, context, step).await
     }
+    fn tokens_per_submit(&self) -> usize {
+        Model::tokens_per_submit(self)
+    }
+    fn submit(&mut self, b: &Batch<'_>) -> Result<()> {
+        Model::submit(self, b)
+    }
+    async fn collect(&mut self, out: &mut VecDeque<Sampled>) -> Result<()> {
+        Model::collect(self, out).await
+    }
+    fn rollback(&mut self, pos: usize) {
+        Model::rollback(self, pos)
+    }
 }
 
 impl Engine for CpuModel {
@@ -47,13 +71,25 @@ impl Engine for CpuModel {
         CpuModel::config(self)
     }
     fn position(&self) -> usize {
-        CpuModel::position(self)
+        CpuModel::queued_position(self)
     }
     fn reset(&mut self) {
         CpuModel::reset(self)
     }
     async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
         CpuModel::step(self, tokens, sampling, context, step)
+    }
+    fn tokens_per_submit(&self) -> usize {
+        CpuModel::tokens_per_submit(self)
+    }
+    fn submit(&mut self, b: &Batch<'_>) -> Result<()> {
+        CpuModel::submit(self, b)
+    }
+    async fn collect(&mut self, out: &mut VecDeque<Sampled>) -> Result<()> {
+        CpuModel::collect(self, out)
+    }
+    fn rollback(&mut self, pos: usize) {
+        CpuModel::rollback(self, pos)
     }
 }
 
@@ -187,15 +223,21 @@ impl AnyEngine {
         }
     }
 
-    /// (dispatches per layer, dispatches per decode token, submits per token, bytes read back per
-    /// token): what the GPU engine records per step; the CPU engine has none (0).
-    pub fn step_counts(&self) -> (usize, usize, usize, usize) {
+    /// (dispatches per layer, dispatches per decode token): what the GPU engine records per step; the
+    /// CPU engine has none (0).
+    pub fn step_counts(&self) -> (usize, usize) {
         match self {
-            AnyEngine::Gpu(m) => {
-                let (per_layer, total) = m.dispatch_counts();
-                (per_layer, total, 1, crate::gpu::params::SAMPLE_OUT_WORDS * 4)
-            }
-            AnyEngine::Cpu(_) => (0, 0, 0, 0),
+            AnyEngine::Gpu(m) => m.dispatch_counts(),
+            AnyEngine::Cpu(_) => (0, 0),
+        }
+    }
+
+    /// Submits, readbacks and bytes read back so far (the GPU engine's counters; the CPU engine has
+    /// none: all 0).
+    pub fn io_counts(&self) -> crate::model::IoCounts {
+        match self {
+            AnyEngine::Gpu(m) => m.io_counts(),
+            AnyEngine::Cpu(_) => Default::default(),
         }
     }
 }
@@ -210,7 +252,7 @@ impl Engine for AnyEngine {
     fn position(&self) -> usize {
         match self {
             AnyEngine::Gpu(m) => m.position(),
-            AnyEngine::Cpu(m) => m.position(),
+            AnyEngine::Cpu(m) => m.queued_position(),
         }
     }
     fn reset(&mut self) {
@@ -223,6 +265,30 @@ impl Engine for AnyEngine {
         match self {
             AnyEngine::Gpu(m) => m.step(tokens, sampling, context, step).await,
             AnyEngine::Cpu(m) => m.step(tokens, sampling, context, step),
+        }
+    }
+    fn tokens_per_submit(&self) -> usize {
+        match self {
+            AnyEngine::Gpu(m) => m.tokens_per_submit(),
+            AnyEngine::Cpu(m) => m.tokens_per_submit(),
+        }
+    }
+    fn submit(&mut self, b: &Batch<'_>) -> Result<()> {
+        match self {
+            AnyEngine::Gpu(m) => m.submit(b),
+            AnyEngine::Cpu(m) => m.submit(b),
+        }
+    }
+    async fn collect(&mut self, out: &mut VecDeque<Sampled>) -> Result<()> {
+        match self {
+            AnyEngine::Gpu(m) => m.collect(out).await,
+            AnyEngine::Cpu(m) => m.collect(out),
+        }
+    }
+    fn rollback(&mut self, pos: usize) {
+        match self {
+            AnyEngine::Gpu(m) => m.rollback(pos),
+            AnyEngine::Cpu(m) => m.rollback(pos),
         }
     }
 }

@@ -166,8 +166,9 @@ kernel_table! {
     /// Repetition penalty, top-k/top-p and the draw over one row of logits, in one workgroup.
     Sample = "sample" {
         common: ["reduce", "reduce_best"],
-        bindings: &[params(), write("logits", "[*, V], overwritten with probabilities"), read("hist", "[n_hist] u32"),
-                   write("out", "[SAMPLE_OUT_WORDS] u32")],
+        bindings: &[params(), write("logits", "[*, V], overwritten with probabilities"), write("counts", "[V] u32 window occurrences"),
+                   write("ring", "[P] u32 window tokens"), write("fed", "[4] u32, [0] = the token the next step embeds"),
+                   write("out", "[K, SAMPLE_OUT_WORDS] u32")],
         workgroup: [256, 1, 1],
         grid: |_, _| Grid::Xy(1, 1),
     }

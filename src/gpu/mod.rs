@@ -9,7 +9,7 @@ pub mod params;
 pub mod tuning;
 
 pub use kernels::{Bind, Grid, Kernel};
-pub use tuning::{KvFormat, Tuning, TuningKind};
+pub use tuning::{KvFormat, Tuning, TuningKind, MAX_TOKENS_PER_SUBMIT};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -188,7 +188,9 @@ impl Gpu {
                                     Bind::Read => wgpu::BufferBindingType::Storage { read_only: true },
                                     Bind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
                                 },
-                                has_dynamic_offset: false,
+                                // The Params binding takes a dynamic offset: the model keeps K sets of every op's Params
+                                // (one per decode step of a submit) in one arena and picks the set per dispatch.
+                                has_dynamic_offset: b.bind == Bind::Uniform,
                                 min_binding_size: None,
                             },
                             count: None,
@@ -296,8 +298,14 @@ impl Gpu {
     /// `read` puts the deadline on the read back.)
     #[cfg(not(target_arch = "wasm32"))]
     pub fn wait(&self) -> Result<()> {
+        self.wait_for(None)
+    }
+
+    /// `wait`, but only until the submission `index` is done (later ones may still run).
+    #[cfg(not(target_arch = "wasm32"))]
+    fn wait_for(&self, index: Option<wgpu::SubmissionIndex>) -> Result<()> {
         let limit = wait_limit();
-        match self.device.poll(wgpu::PollType::Wait { submission_index: None, timeout: Some(limit) }) {
+        match self.device.poll(wgpu::PollType::Wait { submission_index: index, timeout: Some(limit) }) {
             Ok(_) => Ok(()),
             Err(wgpu::PollError::Timeout) => Err(timed_out(limit)),
             Err(e) => Err(Error::Gpu(format!("waiting for the GPU: {e}"))),
@@ -307,6 +315,14 @@ impl Gpu {
     /// Map `buf` (a MAP_READ buffer whose copy has been submitted) and return its first `size` bytes,
     /// within [`wait_limit`].
     pub async fn read(&self, buf: &wgpu::Buffer, size: u64) -> Result<Vec<u8>> {
+        self.read_after(buf, size, None).await
+    }
+
+    /// `read` of a copy made by the submission `index`: natively this waits for that submission only,
+    /// so work submitted after it (the next batch of decode steps) keeps the GPU busy meanwhile.
+    pub async fn read_after(&self, buf: &wgpu::Buffer, size: u64, index: Option<wgpu::SubmissionIndex>) -> Result<Vec<u8>> {
+        #[cfg(target_arch = "wasm32")]
+        let _ = index; // the browser resolves the map when the copy is done
         let slice = buf.slice(..size);
         let (tx, rx) = futures_channel::oneshot::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
@@ -315,7 +331,7 @@ impl Gpu {
         // Past the deadline the map is still pending: unmapping cancels it, so the buffer is not left
         // mapped (or waiting) under whatever runs next.
         #[cfg(not(target_arch = "wasm32"))]
-        if let Err(e) = self.wait() {
+        if let Err(e) = self.wait_for(index) {
             buf.unmap();
             return Err(e);
         }
@@ -371,9 +387,14 @@ impl Gpu {
     /// Record one dispatch of `kernel` with `bind` (whose params binding holds `params`); the grid
     /// comes from the kernel table.
     pub fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, kernel: Kernel, bind: &wgpu::BindGroup, params: &[u8]) {
+        self.dispatch_at(pass, kernel, bind, 0, params)
+    }
+
+    /// `dispatch` with the Params binding at `offset` bytes past where `bind` points (its dynamic offset).
+    pub fn dispatch_at(&self, pass: &mut wgpu::ComputePass<'_>, kernel: Kernel, bind: &wgpu::BindGroup, offset: u32, params: &[u8]) {
         let (x, y) = self.workgroups(kernel.grid(params));
         pass.set_pipeline(self.pipeline(kernel));
-        pass.set_bind_group(0, bind, &[]);
+        pass.set_bind_group(0, bind, &[offset]);
         pass.dispatch_workgroups(x, y, 1);
     }
 }

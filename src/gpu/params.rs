@@ -82,7 +82,6 @@ pub struct AttentionParams {
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SampleParams {
     pub v: u32,
-    pub n_hist: u32,
     pub top_k: u32,
     pub greedy: u32,
     pub temperature: f32,
@@ -92,9 +91,19 @@ pub struct SampleParams {
     pub step: u32,
     pub n_alt: u32,
     pub row_off: u32,
-    pub _pad: u32,
+    /// Row of `out` [K, SAMPLE_OUT_WORDS] this step writes (its place in the batch).
+    pub out_row: u32,
+    /// Where the token this step was fed enters the repetition-penalty window (its index in the stream
+    /// of window tokens, see sample.wgsl), or `SAMPLE_NO_FEED` when the host already counted it.
+    pub fed: u32,
+    /// P: the window's length (the ring of window tokens holds P ids).
+    pub window: u32,
+    pub _pad: [u32; 3],
 }
 
-/// Words written by sample.wgsl: [token, prob, n_alt, (id, prob) x MAX_ALT].
+/// `SampleParams::fed` when the step's token is already in the counts (a prompt or re-encoded window).
+pub const SAMPLE_NO_FEED: u32 = u32::MAX;
+
+/// Words written by sample.wgsl per step: [token, prob, n_alt, (id, prob) x MAX_ALT].
 pub const SAMPLE_MAX_ALT: usize = crate::sampling::MAX_ALTERNATIVES;
 pub const SAMPLE_OUT_WORDS: usize = 3 + 2 * SAMPLE_MAX_ALT;

@@ -113,7 +113,14 @@ pub struct Tuning {
     /// The KV cache's format when forced (`GPT2_KV_CACHE=f32|f16`, for measuring what the f16 cache
     /// costs); None: by the weights (`KvFormat::for_weights`).
     pub kv_cache: Option<KvFormat>,
+    /// K: decode steps recorded into one submit, whose sampled tokens come back in one readback (the
+    /// sampler hands each token to the next step's embedding on the GPU). Generation keeps two such
+    /// batches in flight, so the GPU never waits for the host between them.
+    pub tokens_per_submit: u32,
 }
+
+/// The most decode steps one submit may hold (the sampler's output buffer has this many rows).
+pub const MAX_TOKENS_PER_SUBMIT: u32 = 32;
 
 impl Tuning {
     pub const GPU: Tuning = Tuning {
@@ -125,6 +132,7 @@ impl Tuning {
         gemv_max_rows: 1,
         fold_ln: true,
         kv_cache: None,
+        tokens_per_submit: 8,
     };
     pub const CPU: Tuning = Tuning {
         kind: TuningKind::Cpu,
@@ -135,6 +143,10 @@ impl Tuning {
         gemv_max_rows: 1,
         fold_ln: false,
         kv_cache: None,
+        // A round trip costs about a millisecond next to a decode step of hundreds here: batches of 8
+        // measured no faster on lavapipe (gpt2 q8, within the noise), while every token of a batch
+        // past a stop is a whole wasted step. Two batches still stay in flight.
+        tokens_per_submit: 1,
     };
 
     pub fn of_kind(kind: TuningKind) -> Tuning {
@@ -147,7 +159,7 @@ impl Tuning {
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
     /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
-    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) and `GPT2_KV_CACHE` (f32 or f16) then override single
+    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16) and `GPT2_TOKENS_PER_SUBMIT` then override single
     /// fields for benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
@@ -205,6 +217,9 @@ impl Tuning {
                     other => return Err(Error::InvalidArgument(format!("GPT2_KV_CACHE must be `f32` or `f16`, not `{other}`"))),
                 });
             }
+            if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
+                t.tokens_per_submit = k;
+            }
         }
         t.validate()?;
         Ok(t)
@@ -229,6 +244,9 @@ impl Tuning {
         if self.fold_ln && self.gemv_kernel != Kernel::Gemv {
             return Err(Error::InvalidArgument(format!("folding the layer norm into the linear ops needs the gemv kernel, not {}", self.gemv_kernel.name())));
         }
+        if !(1..=MAX_TOKENS_PER_SUBMIT).contains(&self.tokens_per_submit) {
+            return Err(Error::InvalidArgument(format!("tokens per submit must be 1 to {MAX_TOKENS_PER_SUBMIT}, not {}", self.tokens_per_submit)));
+        }
         Ok(())
     }
 
@@ -245,7 +263,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\"}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -253,7 +271,8 @@ impl Tuning {
             self.gemv_rows_per_thread,
             self.gemv_max_rows,
             self.fold_ln,
-            self.kv_cache.map_or("by weights", KvFormat::name)
+            self.kv_cache.map_or("by weights", KvFormat::name),
+            self.tokens_per_submit
         )
     }
 }
@@ -262,7 +281,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (steps of up to {} tokens: {}{}; longer: {})",
+            "{} (steps of up to {} tokens: {}{}; longer: {}; {} decode tokens per submit)",
             self.kind.name(),
             self.gemv_max_rows,
             match self.gemv_kernel {
@@ -273,7 +292,8 @@ impl std::fmt::Display for Tuning {
             match self.matmul_kernel {
                 Kernel::MatmulRows => "matmul_rows, 16 rows x 4 tokens per thread",
                 _ => "tiled matmul",
-            }
+            },
+            self.tokens_per_submit
         )
     }
 }

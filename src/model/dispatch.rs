@@ -1,8 +1,11 @@
 //! The forward pass as a list of dispatches, built once at load: each op has its bind group and its
-//! own slot in one uniform arena. A step writes every op's Params into the arena (one upload), then
-//! records the ops; the kernel table (gpu/kernels.rs) turns each op's Params into its grid.
+//! own slot in one uniform arena, which holds K sets of slots (one per decode step of a submit; the set
+//! is the Params binding's dynamic offset). A batch writes every op's Params of its steps into the arena
+//! (one upload), then records the ops; the kernel table (gpu/kernels.rs) turns each op's Params into its
+//! grid.
 //!
-//!   embed                                                  (one dispatch per wte chunk)
+//!   embed                 (one dispatch per wte chunk; ids from the host, or `embed_fed`: the token the
+//!                          previous step's sampler left on the GPU)
 //!   for each layer:  `layer_ops`
 //!   ln_f (head rows) -> logits (one dispatch per wte chunk) -> sample
 //!
@@ -158,20 +161,23 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, k
 
 /// Every dispatch of the pass, in order.
 pub(super) struct Ops {
+    /// Embedding of the tokens the host wrote into `ids`.
     pub embed: Vec<Op>,
+    /// Embedding of the one token the previous step sampled (sample.wgsl leaves it in `fed`).
+    pub embed_fed: Vec<Op>,
     pub layers: Vec<LayerOps<Op>>,
     /// ln_f, then the logits of each wte chunk.
     pub head: Vec<Op>,
     pub sample: Op,
 }
 
-/// Embedding: one dispatch per wte chunk.
-fn embed_ops<'a>(wt: &'a Weights, a: &'a Activations) -> Vec<OpSpec<'a>> {
+/// Embedding of the token ids in `ids` ([T] u32): one dispatch per wte chunk.
+fn embed_ops<'a>(wt: &'a Weights, a: &'a Activations, ids: &'a wgpu::Buffer) -> Vec<OpSpec<'a>> {
     wt.wte
         .iter()
         .map(|(lo, hi, m)| {
             let kind = OpKind::Embed { lo: *lo, hi: *hi, w: m.packing() };
-            spec(kind, Kernel::Embed, "embed".into(), vec![&a.ids, &m.w, &m.scales, &wt.wpe, &a.x])
+            spec(kind, Kernel::Embed, "embed".into(), vec![ids, &m.w, &m.scales, &wt.wpe, &a.x])
         })
         .collect()
 }
@@ -191,17 +197,20 @@ fn head_ops<'a>(wt: &'a Weights, a: &'a Activations, cfg: &Gpt2Config) -> Vec<Op
 
 impl Ops {
     /// Build every op's bind group over the weights and activations, and the params arena they share.
-    pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations) -> (Ops, ParamsArena) {
-        let embed = embed_ops(wt, a);
+    /// `sets`: how many steps' Params the arena holds (K).
+    pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations, sets: usize) -> (Ops, ParamsArena) {
+        let embed = embed_ops(wt, a, &a.ids);
+        let embed_fed = embed_ops(wt, a, &a.fed);
         let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache], wt.kv)).collect();
         let head = head_ops(wt, a, cfg);
-        let sample = spec(OpKind::Sample, Kernel::Sample, "sample".into(), vec![&a.logits, &a.hist, &a.out]);
+        let sample = spec(OpKind::Sample, Kernel::Sample, "sample".into(), vec![&a.logits, &a.counts, &a.ring, &a.fed, &a.out]);
 
-        let n_slots = embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + 1;
-        let mut arena = ParamsArena::new(gpu, n_slots);
+        let n_slots = 2 * embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + 1;
+        let mut arena = ParamsArena::new(gpu, n_slots, sets);
         let mut bind = |s: OpSpec<'_>| arena.bind(gpu, s);
         let ops = Ops {
             embed: embed.into_iter().map(&mut bind).collect(),
+            embed_fed: embed_fed.into_iter().map(&mut bind).collect(),
             layers: layers.into_iter().map(|l| l.map(&mut bind)).collect(),
             head: head.into_iter().map(&mut bind).collect(),
             sample: bind(sample),
@@ -215,9 +224,15 @@ impl Ops {
         self.embed.iter().chain(self.layers.iter().flatten())
     }
 
-    /// The whole pass of a step, through sampling.
+    /// The whole pass of a step, through sampling (with the host's ids).
     pub fn all(&self) -> impl Iterator<Item = &Op> {
-        self.body().chain(&self.head).chain(std::iter::once(&self.sample))
+        self.step(false)
+    }
+
+    /// The whole pass of a step that embeds the host's ids, or (`fed`) the previous step's token.
+    pub fn step(&self, fed: bool) -> impl Iterator<Item = &Op> {
+        let embed = if fed { &self.embed_fed } else { &self.embed };
+        embed.iter().chain(self.layers.iter().flatten()).chain(&self.head).chain(std::iter::once(&self.sample))
     }
 
     /// Dispatches per layer that a step of `t` tokens records.
@@ -238,7 +253,7 @@ pub(super) struct InspectOps {
 
 impl InspectOps {
     pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations, kv: [&wgpu::Buffer; 2], probs: &wgpu::Buffer) -> (InspectOps, ParamsArena) {
-        let embed = embed_ops(wt, a);
+        let embed = embed_ops(wt, a, &a.ids);
         let layers: Vec<Vec<OpSpec<'_>>> = wt
             .layers
             .iter()
@@ -252,7 +267,7 @@ impl InspectOps {
             .collect();
         let head = head_ops(wt, a, cfg);
         let n_slots = embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len();
-        let mut arena = ParamsArena::new(gpu, n_slots);
+        let mut arena = ParamsArena::new(gpu, n_slots, 1);
         let mut bind = |s: OpSpec<'_>| arena.bind(gpu, s);
         let ops = InspectOps {
             embed: embed.into_iter().map(&mut bind).collect(),
@@ -266,25 +281,29 @@ impl InspectOps {
 /// Bytes of a Params block in the arena: the largest Params struct (MatmulParams, 64) rounded to 16.
 const PARAMS_BYTES: u64 = 64;
 
-/// One uniform buffer with a slot of Params per op (each bind group points at its own slot), and its
-/// host copy, written per step and uploaded in one `write_buffer`.
+/// One uniform buffer with a slot of Params per op, in `sets` copies (set j: decode step j of a batch;
+/// each bind group points at its op's slot of set 0, the dispatch's dynamic offset picks the set), and
+/// its host copy, written per batch and uploaded in one `write_buffer`. One arena serves batches in
+/// flight too: `write_buffer` lands in queue order, after the submits already made.
 pub(super) struct ParamsArena {
     buffer: wgpu::Buffer,
     host: Vec<u8>,
     slot_size: u32,
+    n_slots: u32,
     next: u32,
 }
 
 impl ParamsArena {
-    fn new(gpu: &Gpu, n_slots: usize) -> ParamsArena {
+    fn new(gpu: &Gpu, n_slots: usize, sets: usize) -> ParamsArena {
         let slot_size = PARAMS_BYTES.next_multiple_of(gpu.info.limits.min_uniform_buffer_offset_alignment.max(16) as u64) as u32;
+        let bytes = sets.max(1) * n_slots * slot_size as usize;
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("params"),
-            size: n_slots as u64 * slot_size as u64,
+            size: bytes as u64,
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        ParamsArena { buffer, host: vec![0u8; n_slots * slot_size as usize], slot_size, next: 0 }
+        ParamsArena { buffer, host: vec![0u8; bytes], slot_size, n_slots: n_slots as u32, next: 0 }
     }
 
     /// Give `s` the next slot and its bind group.
@@ -310,19 +329,39 @@ impl ParamsArena {
         self.buffer.size()
     }
 
+    /// Bytes of one set of slots (the dynamic offset of set j is j times this).
+    fn set_bytes(&self) -> usize {
+        self.n_slots as usize * self.slot_size as usize
+    }
+
+    fn at(&self, op: &Op, set: usize) -> usize {
+        set * self.set_bytes() + op.slot as usize * self.slot_size as usize
+    }
+
+    /// Write `op`'s Params of set 0 (a single step).
     pub fn write(&mut self, op: &Op, bytes: &[u8]) {
-        let o = op.slot as usize * self.slot_size as usize;
+        self.write_at(op, 0, bytes)
+    }
+
+    pub fn write_at(&mut self, op: &Op, set: usize, bytes: &[u8]) {
+        let o = self.at(op, set);
         self.host[o..o + bytes.len()].copy_from_slice(bytes);
     }
 
-    /// The Params `op` will read.
-    pub fn params(&self, op: &Op) -> &[u8] {
-        let o = op.slot as usize * self.slot_size as usize;
+    /// The Params `op` will read in set `set`.
+    pub fn params(&self, op: &Op, set: usize) -> &[u8] {
+        let o = self.at(op, set);
         &self.host[o..o + PARAMS_BYTES as usize]
     }
 
+    /// Upload set 0.
     pub fn flush(&self, gpu: &Gpu) {
-        gpu.queue.write_buffer(&self.buffer, 0, &self.host);
+        self.flush_sets(gpu, 1)
+    }
+
+    /// Upload the first `sets` sets.
+    pub fn flush_sets(&self, gpu: &Gpu, sets: usize) {
+        gpu.queue.write_buffer(&self.buffer, 0, &self.host[..sets * self.set_bytes()]);
     }
 }
 
@@ -389,11 +428,16 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
     }
 }
 
-/// Record `op` with the Params its slot holds: the kernel table gives the grid; a Linear op over few
+/// Record `op` with the Params its slot holds in set 0.
+pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
+    record_at(gpu, arena, pass, op, 0)
+}
+
+/// Record `op` with the Params of set `set`: the kernel table gives the grid; a Linear op over few
 /// rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel. A
 /// folded layer norm records nothing on folding steps, and its linear op binds the residual stream.
-pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
-    let params = arena.params(op);
+pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op, set: usize) {
+    let params = arena.params(op, set);
     let (kernel, bind) = match op.kind {
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
@@ -410,5 +454,5 @@ pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePas
         }
         _ => (op.kernel, &op.bind),
     };
-    gpu.dispatch(pass, kernel, bind, params);
+    gpu.dispatch_at(pass, kernel, bind, (set * arena.set_bytes()) as u32, params);
 }

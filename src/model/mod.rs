@@ -5,9 +5,12 @@
 //! Shapes (see config.rs): V vocab, P context, C channels, NH heads, hs = C / NH, F = MLP width,
 //! T = tokens in this step, R = rows the head (ln_f + logits) handles at once.
 //!
-//! A step is one command encoder and one submit (embed, every layer, ln_f, logits, sample), and the
-//! only readback is the sampled token, its probability and its top alternatives.
+//! Generation runs in batches (batch.rs): up to K decode steps (embed, every layer, ln_f, logits,
+//! sample) in one command encoder and one submit, each step embedding the token the step before it
+//! sampled on the GPU; the only readback is, per step, the sampled token, its probability and its top
+//! alternatives. Two batches may be in flight.
 
+mod batch;
 mod dispatch;
 mod inspect;
 mod plan;
@@ -15,15 +18,20 @@ mod upload;
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::gpu::params::*;
+#[cfg(not(target_arch = "wasm32"))]
+use crate::gpu::params::{SampleParams, SAMPLE_NO_FEED};
 use crate::gpu::Gpu;
 use crate::quant::WeightFormat;
 use crate::weights::{check_step, tensor_specs, Role, TensorSource};
+use batch::InFlight;
 use dispatch::{params_of, Frame, Op, Ops, ParamsArena};
 use plan::Activations;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use upload::Weights;
 
+pub use batch::IoCounts;
+pub use crate::sampling::Batch;
 pub use crate::sampling::{Sampled, SamplingParams};
 pub use crate::weights::TensorData;
 pub use crate::weights::Inspection;
@@ -39,13 +47,24 @@ pub struct Model {
     /// it can run; their sizes are read on the host, and an inspection binds them again (model/inspect.rs).
     weights: Weights,
     acts: Activations,
-    hist_host: Vec<u32>,       // host staging for `acts.hist`, reused every step
-    out_read: wgpu::Buffer,    // [SAMPLE_OUT_WORDS] u32, MAP_READ copy of `acts.out`
-    head_rows: u32,            // R
+    counts_host: Vec<u32>,       // [V] host staging for `acts.counts` when the host feeds tokens
+    out_read: [wgpu::Buffer; 2], // [K, SAMPLE_OUT_WORDS] u32 each, MAP_READ copies of `acts.out` (two batches in flight)
+    next_read: usize,            // the out_read buffer of the next batch
+    head_rows: u32,              // R
     ops: Ops,
-    arena: ParamsArena,
-    /// Tokens in the KV cache.
+    arena: ParamsArena,          // K sets of Params
+    /// Tokens in the KV cache after every submitted batch.
     pos: usize,
+    k: usize,     // tokens per submit now
+    k_cap: usize, // the arena's sets (the tuning's tokens_per_submit at load)
+    in_flight: VecDeque<InFlight>,
+    /// `acts.fed` holds the last token sampled, not yet fed: a batch may continue from it.
+    fed_valid: bool,
+    /// `acts.counts`/`ring` hold the penalty window of the tokens fed so far.
+    window_loaded: bool,
+    /// Stream index of the next token to enter the penalty window (see sample.wgsl).
+    win_next: u32,
+    io: IoCounts,
 }
 
 impl Model {
@@ -85,9 +104,9 @@ impl Model {
         self.pos
     }
 
-    /// Forget the context (the next step starts at position 0).
+    /// Forget the context (the next step starts at position 0) and any batch in flight.
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.rollback(0);
     }
 
     /// Bytes of weights a decode step reads: every layer's four matrices and all of wte (the logits),
@@ -117,8 +136,9 @@ impl Model {
             .sum();
         let wte: u64 = w.wte.iter().map(|(_, _, g)| m(g)).sum();
         let a = &self.acts;
-        let acts: u64 = [&a.x, &a.xn, &a.qkv, &a.att, &a.fch, &a.xf, &a.logits, &a.ids, &a.hist, &a.out].iter().map(|b| b.size()).sum();
-        layers + wte + w.wpe.size() + w.ln_f_g.size() + w.ln_f_b.size() + acts + self.out_read.size() + self.arena.bytes()
+        let acts: u64 = [&a.x, &a.xn, &a.qkv, &a.att, &a.fch, &a.xf, &a.logits, &a.ids, &a.fed, &a.counts, &a.ring, &a.out].iter().map(|b| b.size()).sum();
+        let reads: u64 = self.out_read.iter().map(|b| b.size()).sum();
+        layers + wte + w.wpe.size() + w.ln_f_g.size() + w.ln_f_b.size() + acts + reads + self.arena.bytes()
     }
 
     /// Dispatches a decode step (one token) records: (per layer, in all). Under a tuning that folds the
@@ -153,67 +173,17 @@ impl Model {
     }
 
     /// Append `tokens` to the context (a whole prompt at once, or one token) and sample the next token
-    /// on the GPU. `context` is every token now in the window (the repetition penalty looks at it);
-    /// `step` feeds the RNG so a seed reproduces a whole generation.
+    /// on the GPU: a batch of one, collected at once. `context` is the context so far, ending with
+    /// `tokens` (the repetition penalty looks at its last P tokens); `step` feeds the RNG so a seed
+    /// reproduces a whole generation.
     pub async fn step(&mut self, tokens: &[u32], sampling: &SamplingParams, context: &[u32], step: u32) -> Result<Sampled> {
-        sampling.validate()?;
-        self.begin(tokens)?;
-        // The repetition penalty applies once per distinct token of the context window.
-        let mut n_hist = 0;
-        if sampling.repetition_penalty != 1.0 {
-            let window = &context[context.len().saturating_sub(self.config.n_positions)..];
-            // Reuse one host buffer across steps (capacity P after the first), so decoding allocates nothing.
-            let hist = &mut self.hist_host;
-            hist.clear();
-            hist.extend_from_slice(window);
-            hist.sort_unstable();
-            hist.dedup();
-            hist.retain(|&t| (t as usize) < self.config.vocab_size);
-            self.gpu.queue.write_buffer(&self.acts.hist, 0, bytemuck::cast_slice(hist));
-            n_hist = hist.len() as u32;
+        if !self.in_flight.is_empty() {
+            return Err(Error::InvalidArgument("batches are in flight: collect them (or reset) before a single step".into()));
         }
-        let sp = SampleParams {
-            v: self.config.vocab_size as u32,
-            n_hist,
-            top_k: sampling.top_k,
-            greedy: (sampling.temperature == 0.0) as u32,
-            temperature: sampling.temperature.max(1e-6),
-            top_p: sampling.top_p,
-            rep_penalty: sampling.repetition_penalty,
-            seed: (sampling.seed ^ (sampling.seed >> 32)) as u32,
-            step,
-            n_alt: sampling.alternatives,
-            row_off: 0,
-            _pad: 0,
-        };
-        self.arena.write(&self.ops.sample, bytemuck::bytes_of(&sp));
-        self.arena.flush(&self.gpu);
-
-        let mut enc = self.gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("step") });
-        {
-            let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("step"), timestamp_writes: None });
-            for op in self.ops.all() {
-                self.record(&mut pass, op);
-            }
-        }
-        enc.copy_buffer_to_buffer(&self.acts.out, 0, &self.out_read, 0, SAMPLE_OUT_WORDS as u64 * 4);
-        self.gpu.queue.submit([enc.finish()]);
-        self.pos += tokens.len();
-        let bytes = self.gpu.read(&self.out_read, SAMPLE_OUT_WORDS as u64 * 4).await;
-        let bytes = match bytes {
-            Ok(b) => b,
-            Err(e) => {
-                self.pos -= tokens.len();
-                return Err(e);
-            }
-        };
-        let w: &[u32] = bytemuck::cast_slice(&bytes);
-        let n_alt = (w[2] as usize).min(SAMPLE_MAX_ALT);
-        Ok(Sampled {
-            token: w[0],
-            prob: f32::from_bits(w[1]),
-            alternatives: (0..n_alt).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect(),
-        })
+        self.submit(&Batch { tokens: Some(tokens), window: context, n: 1, step0: step, sampling })?;
+        let mut out = Vec::with_capacity(1);
+        self.collect(&mut out).await?;
+        out.pop().ok_or_else(|| Error::Gpu("a batch of one returned no token".into()))
     }
 
     /// Where the time of one step goes: runs a step of `t` tokens (at the current position) op by op,
@@ -222,7 +192,16 @@ impl Model {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn profile_step(&mut self, tokens: &[u32]) -> Result<Vec<(String, usize, f64)>> {
         self.begin(tokens)?;
-        let sp = SampleParams { v: self.config.vocab_size as u32, greedy: 1, temperature: 1.0, top_p: 1.0, rep_penalty: 1.0, ..Default::default() };
+        let sp = SampleParams {
+            v: self.config.vocab_size as u32,
+            greedy: 1,
+            temperature: 1.0,
+            top_p: 1.0,
+            rep_penalty: 1.0,
+            fed: SAMPLE_NO_FEED,
+            window: self.config.n_positions as u32,
+            ..Default::default()
+        };
         self.arena.write(&self.ops.sample, bytemuck::bytes_of(&sp));
         self.arena.flush(&self.gpu);
         let mut out: Vec<(String, usize, f64)> = Vec::new();

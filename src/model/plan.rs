@@ -7,7 +7,7 @@
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 use crate::gpu::params::SAMPLE_OUT_WORDS;
-use crate::gpu::{Gpu, KvFormat};
+use crate::gpu::{Gpu, KvFormat, MAX_TOKENS_PER_SUBMIT};
 use crate::quant::WeightFormat;
 use crate::weights::{stored_format, Role};
 
@@ -87,13 +87,15 @@ pub(super) struct Activations {
     pub fch: wgpu::Buffer,    // [P, F] MLP hidden after GELU
     pub xf: wgpu::Buffer,     // [R, C] ln_f output of the head rows
     pub logits: wgpu::Buffer, // [R, V]
-    pub ids: wgpu::Buffer,    // [P] u32 this step's tokens
-    pub hist: wgpu::Buffer,   // [P] u32 distinct context tokens, for the repetition penalty
-    pub out: wgpu::Buffer,    // [SAMPLE_OUT_WORDS] u32 what sample.wgsl writes
+    pub ids: wgpu::Buffer,    // [P] u32 the tokens the host feeds (a prompt, a re-encoded window)
+    pub fed: wgpu::Buffer,    // [4] u32: [0] the token sample.wgsl chose, which the next decode step embeds
+    pub counts: wgpu::Buffer, // [V] u32 occurrences of each id in the repetition penalty's window
+    pub ring: wgpu::Buffer,   // [P] u32 that window's tokens by stream index % P (see sample.wgsl)
+    pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what sample.wgsl writes, one row per decode step
 }
 
 /// Name and bytes of each activation buffer, in `Activations` order (shared with `buffer_plan`).
-fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 10] {
+fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 12] {
     let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     [
         ("x", p * c * 4),
@@ -104,15 +106,30 @@ fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 10] {
         ("xf", r * c * 4),
         ("logits", r * v * 4),
         ("ids", p * 4),
-        ("hist", p * 4),
-        ("sample_out", SAMPLE_OUT_WORDS as u64 * 4),
+        ("fed", 16),
+        ("counts", v * 4),
+        ("ring", p * 4),
+        ("sample_out", MAX_TOKENS_PER_SUBMIT as u64 * SAMPLE_OUT_WORDS as u64 * 4),
     ]
 }
 
 impl Activations {
     pub fn alloc(gpu: &Gpu, cfg: &Gpt2Config, r: u64) -> Result<Activations> {
-        let [x, xn, qkv, att, fch, xf, logits, ids, hist, out] =
+        let [x, xn, qkv, att, fch, xf, logits, ids, fed, counts, ring, out] =
             activation_sizes(cfg, r).map(|(name, size)| gpu.storage(name, size, wgpu::BufferUsages::empty()));
-        Ok(Activations { x: x?, xn: xn?, qkv: qkv?, att: att?, fch: fch?, xf: xf?, logits: logits?, ids: ids?, hist: hist?, out: out? })
+        Ok(Activations {
+            x: x?,
+            xn: xn?,
+            qkv: qkv?,
+            att: att?,
+            fch: fch?,
+            xf: xf?,
+            logits: logits?,
+            ids: ids?,
+            fed: fed?,
+            counts: counts?,
+            ring: ring?,
+            out: out?,
+        })
     }
 }

@@ -5,6 +5,7 @@
 //! Shapes (see config.rs): V vocab, P context, C channels, F = MLP width.
 
 use super::dispatch::Ops;
+use std::collections::VecDeque;
 use super::plan::{buffer_plan, head_rows, kv_cache_bytes, wte_chunks, Activations};
 use super::Model;
 use crate::config::Gpt2Config;
@@ -162,15 +163,17 @@ impl ModelUploader {
         let weights = assemble(&gpu, &cfg, uploaded, gpu.tuning.kv_format(format))?;
         let r = head_rows(&cfg, max_binding);
         let acts = Activations::alloc(&gpu, &cfg, r)?;
-        let out_read = gpu.readback_buffer("sample_out_read", crate::gpu::params::SAMPLE_OUT_WORDS as u64 * 4)?;
-        let (ops, arena) = Ops::build(&gpu, &cfg, &weights, &acts);
+        let k = gpu.tuning.tokens_per_submit as usize;
+        let out_bytes = k as u64 * crate::gpu::params::SAMPLE_OUT_WORDS as u64 * 4;
+        let out_read = [gpu.readback_buffer("sample_out_read.0", out_bytes)?, gpu.readback_buffer("sample_out_read.1", out_bytes)?];
+        let (ops, arena) = Ops::build(&gpu, &cfg, &weights, &acts, k);
 
         if let Some(e) = scope.pop().await {
             return Err(Error::TooLarge(format!("the GPU ran out of memory while loading the weights ({e})")));
         }
         gpu.check()?;
         Ok(Model {
-            hist_host: Vec::with_capacity(cfg.n_positions),
+            counts_host: vec![0; cfg.vocab_size],
             gpu,
             config: cfg,
             format,
@@ -181,6 +184,14 @@ impl ModelUploader {
             ops,
             arena,
             pos: 0,
+            k,
+            k_cap: k,
+            in_flight: VecDeque::with_capacity(2),
+            next_read: 0,
+            fed_valid: false,
+            window_loaded: false,
+            win_next: 0,
+            io: Default::default(),
         })
     }
 }

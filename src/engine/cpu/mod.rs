@@ -5,6 +5,7 @@
 //! Shapes: T tokens this step, P = n_positions, C = n_embd, NH heads, hs = C / NH, F = n_inner,
 //! V = vocab_size, L = n_layer. Buffers are row-major; the comment beside each gives its shape.
 
+mod batch;
 pub mod kernels;
 pub mod pool;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -69,6 +70,7 @@ pub struct CpuModel {
     v_cache: Vec<Vec<f32>>, // L x [P, C]
     pos: usize,
     s: Scratch,
+    batches: batch::Batches,
 }
 
 /// Builds a `CpuModel` tensor by tensor in `tensor_specs` order, like `model::ModelUploader` does for
@@ -171,6 +173,7 @@ impl CpuUploader {
             pos: 0,
             // The penalty's window holds up to P ids: its room is made here, not while the context grows.
             s: Scratch { hist: Vec::with_capacity(cfg.n_positions), ..Scratch::default() },
+            batches: batch::Batches::new(cfg.n_positions),
             config: cfg,
         })
     }
@@ -216,9 +219,9 @@ impl CpuModel {
         self.pos
     }
 
-    /// Forget the context (the next step starts at position 0).
+    /// Forget the context (the next step starts at position 0) and any batch not yet run.
     pub fn reset(&mut self) {
-        self.pos = 0;
+        self.rollback(0);
     }
 
     /// The SIMD path in use.
