@@ -227,9 +227,15 @@ fn gpu_info(model: &Model) -> serde_json::Value {
     let gpu = model.gpu();
     let a = &gpu.info.adapter;
     let l = &gpu.info.limits;
+    let (per_layer, per_token) = model.dispatch_counts();
     json!({
         "device": "webgpu",
         "gpuBytes": model.gpu_bytes(),
+        // How the kernels are shaped on this adapter (gpu/tuning.rs) and what a decode step records: the
+        // same fields `gpt2 bench --json` prints, for tests/browser/bench.mjs.
+        "tuning": serde_json::from_str::<serde_json::Value>(&gpu.tuning.to_json()).unwrap_or(serde_json::Value::Null),
+        "dispatchesPerLayer": per_layer,
+        "dispatchesPerToken": per_token,
         "adapter": {
             "name": a.name, "vendor": a.vendor, "device": a.device, "deviceType": format!("{:?}", a.device_type),
             "backend": format!("{:?}", a.backend), "driver": a.driver, "driverInfo": a.driver_info,

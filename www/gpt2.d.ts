@@ -197,6 +197,12 @@ export interface ModelInfo {
   limits: DeviceLimits | null;
   /** The CPU engine's SIMD path and threads; absent on WebGPU. */
   cpu?: { simd: string; threads: number };
+  /** WebGPU only: how the kernels are shaped for this adapter ("gpu" for hardware, "cpu" for software
+   *  adapters), as `gpt2 bench --json` prints it. */
+  tuning?: { kind: "gpu" | "cpu"; [field: string]: string | number | boolean };
+  /** WebGPU only: dispatches a decode step records per transformer block, and in all. */
+  dispatchesPerLayer?: number;
+  dispatchesPerToken?: number;
   /** Why "auto" chose the CPU engine, in words (e.g. "this browser does not offer WebGPU"); else null. */
   fallbackReason: string | null;
   /** The worker's WebAssembly memory after loading, in bytes (on the CPU engine it holds the weights). */

@@ -103,9 +103,11 @@ try {
     const cpu = info.device === "cpu";
     return {
       weights: info.quantization, engine: cpu ? "cpu" : "gpu", ...(cpu ? { device: info.deviceName } : { adapter: info.adapter?.name || info.deviceName }),
-      tuning: cpu ? info.cpu.simd : null, threads: cpu ? info.cpu.threads : null, load_s: loadS,
+      tuning: cpu ? info.cpu.simd : info.tuning, threads: cpu ? info.cpu.threads : null, load_s: loadS,
       prompt_tokens: model.lastStart.promptTokens, decode_tokens: n, prefill_tok_s: med(prefill), decode_tok_s: med(decode),
-      dispatches_per_layer: cpu ? 0 : null, dispatches_per_token: cpu ? 0 : null, submits_per_token: cpu ? 0 : null,
+      // Submits and bytes read back per token are counted by the native bench only (the worker does not
+      // report wgpu's counters): null on WebGPU.
+      dispatches_per_layer: cpu ? 0 : info.dispatchesPerLayer, dispatches_per_token: cpu ? 0 : info.dispatchesPerToken, submits_per_token: cpu ? 0 : null,
       readback_bytes_per_token: cpu ? 0 : null, weight_bytes_per_token: weightBytes, wasm_memory_bytes: info.wasmMemoryBytes,
       decode_runs: decode, prefill_runs: prefill, fallback_reason: info.fallbackReason,
     };
