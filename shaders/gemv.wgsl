@@ -22,23 +22,8 @@
 const WG: u32 = 256u;
 const XT: u32 = 1024u; // X values per staged tile: WG vec4s, a whole number of q8/q4 groups of 32
 var<workgroup> xs: array<vec4<f32>, 256>; // XT / 4
-var<workgroup> red: array<f32, WG>; // partial sums, reduced within each row group's `lanes` threads
-
-// The sum of every thread's `v` (called from uniform control flow); ends with a barrier so `red` may be
-// reused at once.
-fn wg_sum(li: u32, v: f32) -> f32 {
-    red[li] = v;
-    workgroupBarrier();
-    for (var s = WG / 2u; s > 0u; s = s / 2u) {
-        if (li < s) {
-            red[li] = red[li] + red[li + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+// Workgroup sums (the layer norm's mean and variance) are common/reduce.wgsl's `wg_sum`; its `red_f`
+// also holds the partial sums reduced within each row group's `lanes` threads below.
 
 // X'[k] of the row at xo: 0 past K, layer-normed (mean, rstd) with ln_g, ln_b under flag 8.
 fn x_in(xo: u32, k: u32, ln: bool, mean: f32, rstd: f32) -> f32 {
@@ -155,15 +140,15 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     if (lanes > 1u) {
         for (var r = 0u; r < rows; r++) {
-            red[li] = acc[r];
+            red_f[li] = acc[r];
             workgroupBarrier();
             for (var s = lanes / 2u; s > 0u; s = s / 2u) {
                 if (lane < s) {
-                    red[li] = red[li] + red[li + s];
+                    red_f[li] = red_f[li] + red_f[li + s];
                 }
                 workgroupBarrier();
             }
-            acc[r] = red[li];
+            acc[r] = red_f[li];
             workgroupBarrier();
         }
     }

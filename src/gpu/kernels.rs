@@ -121,7 +121,7 @@ kernel_table! {
     }
     /// The same for few rows: `lanes` threads per group of `rows` output rows, one row of X per workgroup row.
     Gemv = "gemv" {
-        common: ["weights", "gelu", "linear"],
+        common: ["weights", "gelu", "linear", "reduce"],
         bindings: LINEAR,
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
