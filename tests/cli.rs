@@ -231,12 +231,22 @@ fn a_random_model_with_real_distilgpt2_shapes_matches_the_cpu_reference() {
 #[test]
 fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
     // Under the GPU tuning (8 tokens per submit), 16 decode tokens are two full batches.
-    let (json, _) = ok_env(
-        &["bench", "--device", "gpu", "--json", "--model", s(&tiny_dir()), "--weights", "q8", "--prompt-tokens", "5", "--decode-tokens", "16"],
+    let (out, _) = ok_env(
+        &["bench", "--device", "gpu", "--json", "--profile", "--model", s(&tiny_dir()), "--weights", "q8", "--prompt-tokens", "5", "--decode-tokens", "16"],
         &[("GPT2_TUNING", "gpu")],
     );
+    let (json, profile) = out.split_once('\n').expect("the JSON line, then the profile");
     let o: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
     assert_eq!(o["engine"], "gpu", "{o}");
+    // q8 weights get the f16 KV cache (nothing forces another here).
+    assert_eq!(o["kv_format"], "f16", "{o}");
+    // The GPU tuning folds ln_1 into qkv and ln_2 into fc on decode steps: the profile names them so and
+    // has no layer_norm op of its own (ln_f stays).
+    let labels: Vec<&str> = profile.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    for want in ["qkv+ln_1", "fc+gelu+ln_2", "attention", "proj+residual", "ln_f", "logits", "sample"] {
+        assert!(labels.contains(&want), "{want} missing from the profile:\n{profile}");
+    }
+    assert!(!labels.contains(&"layer_norm") && !labels.contains(&"qkv") && !labels.contains(&"fc+gelu"), "{profile}");
     assert_eq!(o["tuning"]["tokens_per_submit"], 8, "{o}");
     assert_eq!(o["tokens_per_submit"], 8, "{o}");
     // One submit and one readback (of 8 rows of 76 bytes) per 8 decode tokens.
@@ -248,6 +258,24 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
     assert!((decode - bytes * o["decode_tok_s"].as_f64().unwrap() / 1e9).abs() <= 1e-9 * decode.max(1.0), "decode GB/s = weight bytes x tok/s: {o}");
     assert!((ratio - decode / reference).abs() <= 1e-9 * ratio.max(1.0), "{o}");
     assert!(o["tuning"]["gemv_kernel"].is_string() && o["tuning"]["matmul_kernel"].is_string(), "{o}");
+}
+
+#[test]
+fn gpu_bench_profile_under_the_cpu_tuning_keeps_the_layer_norms_apart() {
+    // f32 weights: the f32 KV cache; no fold under the CPU tuning, so ln_1 and ln_2 run as layer_norm ops.
+    let (out, _) = ok_env(
+        &["bench", "--device", "gpu", "--json", "--profile", "--model", s(&tiny_dir()), "--weights", "f32", "--prompt-tokens", "3", "--decode-tokens", "2"],
+        &[("GPT2_TUNING", "cpu")],
+    );
+    let (json, profile) = out.split_once('\n').expect("the JSON line, then the profile");
+    let o: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+    assert_eq!((o["weights"].as_str(), o["kv_format"].as_str()), (Some("f32"), Some("f32")), "{o}");
+    assert_eq!(o["tuning"]["kind"], "cpu", "{o}");
+    let labels: Vec<&str> = profile.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    for want in ["layer_norm", "qkv", "fc+gelu", "ln_f", "logits"] {
+        assert!(labels.contains(&want), "{want} missing from the profile:\n{profile}");
+    }
+    assert!(!labels.iter().any(|l| l.contains("+ln_")), "nothing is folded under the CPU tuning:\n{profile}");
 }
 
 #[test]
@@ -286,6 +314,7 @@ fn the_cpu_engine_runs_logits_generate_bench_and_info_from_the_command_line() {
     for (o, w) in lines.iter().zip(["f32", "q8"]) {
         assert_eq!(o["weights"], w);
         assert_eq!(o["engine"], "cpu");
+        assert_eq!(o["kv_format"], "f32", "the CPU engine's cache is f32: {o}");
         assert_eq!(o["prompt_tokens"], 9);
         assert!(o["device"].as_str().unwrap().starts_with("cpu ("), "{o}");
         for k in ["prefill_tok_s", "decode_tok_s"] {

@@ -232,6 +232,15 @@ impl AnyEngine {
         }
     }
 
+    /// How the KV cache stores keys and values: the GPU engine's format (f16 pairs for q8, q4 and f16
+    /// packages unless forced); the CPU engine keeps f32.
+    pub fn kv_format(&self) -> crate::gpu::KvFormat {
+        match self {
+            AnyEngine::Gpu(m) => m.kv_format(),
+            AnyEngine::Cpu(_) => crate::gpu::KvFormat::F32,
+        }
+    }
+
     /// Submits, readbacks and bytes read back so far (the GPU engine's counters; the CPU engine has
     /// none: all 0).
     pub fn io_counts(&self) -> crate::model::IoCounts {

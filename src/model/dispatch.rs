@@ -68,14 +68,16 @@ impl OpKind {
         OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0: 0, y_stride, rows: Rows::Step, ln: true }
     }
 
-    /// What `gpt2 bench --profile` calls this op.
+    /// What `gpt2 bench --profile` calls this op on a step of `t` tokens: qkv and fc name the layer
+    /// norm they normalize X with on steps where the tuning folds it in (ln_1, ln_2 then record nothing).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn label(&self, kernel: Kernel) -> &'static str {
-        match self {
+    pub fn label(&self, kernel: Kernel, t: u32, tuning: &Tuning) -> &'static str {
+        let folded = |ln: bool| ln && tuning.folds_ln(t);
+        match *self {
             OpKind::Linear { rows: Rows::Head, .. } => "logits",
-            OpKind::Linear { flags, .. } if flags & MM_GELU != 0 => "fc+gelu",
+            OpKind::Linear { flags, ln, .. } if flags & MM_GELU != 0 => if folded(ln) { "fc+gelu+ln_2" } else { "fc+gelu" },
             OpKind::Linear { flags, .. } if flags & MM_ACCUMULATE != 0 => "proj+residual",
-            OpKind::Linear { .. } => "qkv",
+            OpKind::Linear { ln, .. } => if folded(ln) { "qkv+ln_1" } else { "qkv" },
             OpKind::LayerNorm { rows: Rows::Head, .. } => "ln_f",
             _ => kernel.name(),
         }

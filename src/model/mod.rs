@@ -207,7 +207,7 @@ impl Model {
         let mut out: Vec<(String, usize, f64)> = Vec::new();
         self.gpu.wait()?;
         for op in self.ops.all().filter(|op| op.runs(tokens.len() as u32, &self.gpu.tuning)) {
-            let label = op.kind.label(op.kernel);
+            let label = op.kind.label(op.kernel, tokens.len() as u32, &self.gpu.tuning);
             let t0 = std::time::Instant::now();
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             {

@@ -92,6 +92,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 "engine": model.kind(),
                 "tuning": match &model { AnyEngine::Gpu(m) => m.gpu().tuning.to_json().parse::<serde_json::Value>().expect("tuning JSON"), AnyEngine::Cpu(m) => m.simd().name().into() },
                 "threads": match &model { AnyEngine::Gpu(_) => serde_json::Value::Null, AnyEngine::Cpu(m) => m.threads().into() },
+                // The KV cache's format in use ("f16" pairs or "f32"): the tuning's `kv_cache` says only what is forced.
+                "kv_format": model.kv_format().name(),
                 "load_s": load_s,
                 "prompt_tokens": prompt.len(),
                 "decode_tokens": decode_tokens,
