@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
-use gpt2_webgpu::gpu::{Gpu, TuningKind};
+use gpt2_webgpu::gpu::{Gpu, Kernel, TuningKind};
 use gpt2_webgpu::model::Model;
 use gpt2_webgpu::sampling::SamplingParams;
 use gpt2_webgpu::quant::WeightFormat;
@@ -134,6 +134,43 @@ fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_lay
         let want = if kind == TuningKind::Gpu { 5 } else { 7 };
         assert_eq!(per_layer, want, "{}: dispatches per layer", kind.name());
         assert_eq!(total, m.config().n_layer * want + 4, "{}: embed + layers + ln_f + logits + sample", kind.name());
+    }
+}
+
+// Nothing compiles at the first step: a load compiles the pipeline of every kernel a prompt step or a
+// decode step dispatches under its tuning, and only those (on a software adapter each costs up to
+// seconds); the inspection's kernel and the other tuning's linear kernels compile on first use. A fresh
+// device per tuning, so no other test has used its pipelines.
+#[test]
+fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
+    let tok = tokenizer();
+    for kind in [TuningKind::Cpu, TuningKind::Gpu] {
+        let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap());
+        let at_load = gpu.compiled();
+        let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
+        assert!(at_load.contains(&gemv) && at_load.contains(&matmul) && at_load.contains(&Kernel::Sample), "{}: {at_load:?}", kind.name());
+        let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows].into_iter().filter(|k| *k != gemv && *k != matmul);
+        for k in others.chain([Kernel::AttentionProbs]) {
+            assert!(!at_load.contains(&k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());
+        }
+        let mut m = pollster::block_on(Model::load(gpu.clone(), &mut tiny_model(), WeightFormat::F32)).unwrap();
+        // A prompt of several tokens (the matmul kernel), then decode steps in batches, the penalty on.
+        let sampling = SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, repetition_penalty: 1.2, seed: 3, alternatives: 3 };
+        let opts = GenerateOptions { max_new_tokens: 6, sampling, stop_at_eos: false };
+        let mut gen = Generation::new(&tok, m.config(), "Hello there, general", opts).unwrap();
+        let mut n = 0;
+        while pollster::block_on(gen.next(&mut m, &tok)).unwrap().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, 6);
+        let logits = pollster::block_on(m.append_logits(&[1, 2, 3])).unwrap();
+        assert!(logits.iter().all(|x| x.is_finite()));
+        assert_eq!(gpu.compiled(), at_load, "{}: a step compiled a pipeline the load did not", kind.name());
+        // The inspection's kernel compiles when first asked for, and works.
+        let ins = pollster::block_on(m.inspect(&[5, 6, 7], None)).unwrap();
+        assert!(ins.attention.iter().all(|p| p.is_finite() && *p >= 0.0));
+        assert!(gpu.compiled().contains(&Kernel::AttentionProbs), "{}", kind.name());
+        gpu.check().unwrap();
     }
 }
 

@@ -7,13 +7,15 @@ pub mod bench;
 pub mod kernels;
 pub mod params;
 pub mod tuning;
+#[cfg(target_arch = "wasm32")]
+mod warm;
 
 pub use kernels::{Bind, Grid, Kernel};
 pub use tuning::{KvFormat, Tuning, TuningKind, MAX_TOKENS_PER_SUBMIT};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 /// The deadline of one wait for the GPU, in ms; 0 = not set (the environment's or the default).
@@ -105,7 +107,9 @@ pub struct Gpu {
     /// How the model shapes its dispatches on this adapter (tuning.rs).
     pub tuning: Tuning,
     layouts: Vec<(Kernel, wgpu::BindGroupLayout)>,
-    pipelines: Vec<(Kernel, wgpu::ComputePipeline)>,
+    /// One per kernel, in `Kernel::ALL` order: those the tuning's steps dispatch are compiled at load
+    /// (`Tuning::dispatches`), the others (the inspection's, the other tuning's) on first use.
+    pipelines: Vec<OnceLock<wgpu::ComputePipeline>>,
     /// Validation/OOM errors the device reported outside an error scope, surfaced by `check()`.
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -113,7 +117,8 @@ pub struct Gpu {
 
 impl Gpu {
     /// Pick the adapter, request its *real* limits (not the conservative defaults: gpt2's wte alone
-    /// needs more than the default 128 MiB binding on some devices) and build every pipeline.
+    /// needs more than the default 128 MiB binding on some devices) and build every pipeline a step
+    /// dispatches, so nothing is compiled at the first step.
     pub async fn new() -> Result<Gpu> {
         Self::with_tuning(None).await
     }
@@ -166,9 +171,9 @@ impl Gpu {
             });
         }
 
+        let tuning = Tuning::choose(adapter_info.device_type, forced)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut layouts: Vec<(Kernel, wgpu::BindGroupLayout)> = Vec::new();
-        let mut pipelines = Vec::new();
         for &kernel in Kernel::ALL {
             // Kernels with the same signature share one layout object (so matmul's bind groups also fit gemv).
             let kinds = |k: Kernel| k.bindings().iter().map(|b| b.bind).collect::<Vec<_>>();
@@ -199,35 +204,34 @@ impl Gpu {
                     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name()), entries: &entries })
                 }
             };
-            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(kernel.name()),
-                source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
-            });
-            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-                label: Some(kernel.name()),
-                bind_group_layouts: &[Some(&layout)],
-                immediate_size: 0,
-            });
-            let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(kernel.name()),
-                layout: Some(&pipeline_layout),
-                module: &module,
-                entry_point: Some(kernel.name()),
-                compilation_options: Default::default(),
-                cache: None,
-            });
             layouts.push((kernel, layout));
-            pipelines.push((kernel, pipeline));
+        }
+        // Only what a step dispatches under this tuning is compiled now: on a software adapter each
+        // pipeline costs from 0.1 to several seconds (SwiftShader: README, "First token in the browser").
+        let at_load: Vec<Kernel> = Kernel::ALL.iter().copied().filter(|&k| tuning.dispatches(k)).collect();
+        // In the browser they compile side by side first (warm.rs); the creations below then find them done.
+        #[cfg(target_arch = "wasm32")]
+        warm::compile(&device, &at_load).await;
+        let pipelines: Vec<OnceLock<wgpu::ComputePipeline>> = Kernel::ALL.iter().map(|_| OnceLock::new()).collect();
+        for &k in &at_load {
+            let layout = &layouts.iter().find(|(kk, _)| *kk == k).expect("every kernel has a layout").1;
+            let _ = pipelines[k as usize].set(make_pipeline(&device, layout, k));
         }
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
         }
-        let tuning = Tuning::choose(adapter_info.device_type, forced)?;
         Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, tuning, layouts, pipelines, errors, lost })
     }
 
+    /// The kernels whose pipelines exist now (those compiled at load, and any compiled since on first use).
+    pub fn compiled(&self) -> Vec<Kernel> {
+        Kernel::ALL.iter().copied().filter(|&k| self.pipelines[k as usize].get().is_some()).collect()
+    }
+
+    /// `k`'s pipeline, compiled now if the load did not (a kernel the tuning's steps never dispatch: an
+    /// error in it then reaches `check()`, as any other device error does).
     pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
-        &self.pipelines.iter().find(|(kk, _)| *kk == k).expect("every kernel has a pipeline").1
+        self.pipelines[k as usize].get_or_init(|| make_pipeline(&self.device, self.layout(k), k))
     }
 
     pub fn layout(&self, k: Kernel) -> &wgpu::BindGroupLayout {
@@ -447,6 +451,27 @@ impl Gpu {
         }
         Ok(out)
     }
+}
+
+/// The compute pipeline of `kernel` (its WGSL, its entry point) over `layout`.
+fn make_pipeline(device: &wgpu::Device, layout: &wgpu::BindGroupLayout, kernel: Kernel) -> wgpu::ComputePipeline {
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(kernel.name()),
+        source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(kernel.name()),
+        bind_group_layouts: &[Some(layout)],
+        immediate_size: 0,
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(kernel.name()),
+        layout: Some(&pipeline_layout),
+        module: &module,
+        entry_point: Some(kernel.name()),
+        compilation_options: Default::default(),
+        cache: None,
+    })
 }
 
 /// Whole-buffer binding.

@@ -260,6 +260,17 @@ impl Tuning {
         self.fold_ln && t <= self.gemv_max_rows
     }
 
+    /// Whether a model's steps (prompt or decode) can dispatch `k` under this tuning: its pipeline is
+    /// compiled at load (gpu/mod.rs). The other tuning's linear kernels and the inspection's
+    /// attention_probs are not: they compile on first use.
+    pub fn dispatches(&self, k: Kernel) -> bool {
+        match k {
+            Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || k == self.matmul_kernel,
+            Kernel::AttentionProbs => false,
+            _ => true,
+        }
+    }
+
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(

@@ -1,0 +1,67 @@
+//! The browser compiles a load's pipelines side by side. wgpu creates each with the synchronous
+//! `createComputePipeline`, which a browser compiles one after another before the device's next command
+//! (Chromium: in the GPU process; on SwiftShader a kernel takes 0.1 to several seconds). Here every
+//! pipeline is first asked for with `createComputePipelineAsync` from the same WGSL and an equal layout,
+//! all at once, so the browser can compile them on several threads; it keeps each one it built (Dawn
+//! looks pipelines, layouts and shader modules up by content), so wgpu's own creation right after finds
+//! it done. Best effort: a failure here is ignored, and the creation that follows reports it in words.
+
+use super::{Bind, Kernel};
+use js_sys::{Array, Function, Object, Promise, Reflect};
+use wasm_bindgen::{JsCast, JsValue};
+
+/// Compile `kernels` on `device` side by side and wait (at most the GPU wait limit) until all are done.
+pub(super) async fn compile(device: &wgpu::Device, kernels: &[Kernel]) {
+    let Some(d) = device.as_webgpu() else { return };
+    let d: &JsValue = d.as_ref();
+    let pending = Array::new();
+    for &k in kernels {
+        if let Ok(p) = start(d, k) {
+            pending.push(&p);
+        }
+    }
+    let all = Promise::all_settled(&pending);
+    let _ = super::within(wasm_bindgen_futures::JsFuture::from(all), super::wait_limit()).await;
+}
+
+fn set(o: &Object, key: &str, v: impl Into<JsValue>) {
+    let _ = Reflect::set(o, &key.into(), &v.into());
+}
+
+fn call(target: &JsValue, method: &str, arg: &JsValue) -> Result<JsValue, JsValue> {
+    let f: Function = Reflect::get(target, &method.into())?.dyn_into()?;
+    f.call1(target, arg)
+}
+
+/// `createComputePipelineAsync` of `k` with the descriptors wgpu builds in `Gpu::from_adapter`
+/// (backend/webgpu.rs: the same entries, visibility, binding types and dynamic offsets; no constants).
+fn start(d: &JsValue, k: Kernel) -> Result<JsValue, JsValue> {
+    let entries = Array::new();
+    for (i, b) in k.bindings().iter().enumerate() {
+        let buffer = Object::new();
+        set(&buffer, "type", match b.bind {
+            Bind::Uniform => "uniform",
+            Bind::Read => "read-only-storage",
+            Bind::ReadWrite => "storage",
+        });
+        set(&buffer, "hasDynamicOffset", b.bind == Bind::Uniform);
+        let e = Object::new();
+        set(&e, "binding", i as u32);
+        set(&e, "visibility", wgpu::ShaderStages::COMPUTE.bits());
+        set(&e, "buffer", buffer);
+        entries.push(&e);
+    }
+    let bgl = Object::new();
+    set(&bgl, "entries", entries);
+    let pl = Object::new();
+    set(&pl, "bindGroupLayouts", Array::of1(&call(d, "createBindGroupLayout", &bgl)?));
+    let sm = Object::new();
+    set(&sm, "code", k.source());
+    let stage = Object::new();
+    set(&stage, "module", call(d, "createShaderModule", &sm)?);
+    set(&stage, "entryPoint", k.name());
+    let desc = Object::new();
+    set(&desc, "layout", call(d, "createPipelineLayout", &pl)?);
+    set(&desc, "compute", stage);
+    call(d, "createComputePipelineAsync", &desc)
+}
