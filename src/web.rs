@@ -201,6 +201,10 @@ fn model_info(manifest: &Manifest, model: &AnyEngine) -> serde_json::Value {
         "quantization": model.format().name(),
         "packageBytes": manifest.total_bytes,
         "deviceName": model.device_name(),
+        // The KV cache's format in use ("f16" pairs or "f32") and the decode steps one submit holds:
+        // `gpt2 bench --json`'s kv_format and tokens_per_submit.
+        "kvFormat": model.kv_format().name(),
+        "tokensPerSubmit": model.tokens_per_submit(),
         "config": {
             "vocabSize": cfg.vocab_size, "nPositions": cfg.n_positions, "nEmbd": cfg.n_embd,
             "nLayer": cfg.n_layer, "nHead": cfg.n_head, "nInner": cfg.n_inner, "params": cfg.n_params(),
@@ -406,6 +410,20 @@ impl WasmModel {
             set("lens", &js_sys::Float32Array::from(&r.lens[..]))?;
             Ok(out.into())
         })
+    }
+
+    /// What the engine has submitted to the GPU and read back since the load, `{submits, readbacks,
+    /// readbackBytes}` (counted by the engine on every target; all 0 on the CPU engine): the bench divides
+    /// the difference over a generation by its tokens, as `gpt2 bench --json` does. Fails while a step has
+    /// the model (the worker asks between steps).
+    #[wasm_bindgen(js_name = ioCounts)]
+    pub fn io_counts(&self) -> Result<JsValue, JsValue> {
+        let st = self.state.borrow();
+        let Some(m) = st.model.as_ref() else {
+            return Err(js_err("the model is busy (a step is running) or was disposed"));
+        };
+        let io = m.io_counts();
+        Ok(to_js(&json!({ "submits": io.submits, "readbacks": io.readbacks, "readbackBytes": io.readback_bytes })))
     }
 
     /// End the current generation: the next `next()` resolves to null (a step already running finishes).

@@ -177,6 +177,36 @@ export interface DeviceLimits {
   maxComputeWorkgroupsPerDimension: number;
 }
 
+/** `model.counters()`: totals since the load. */
+export interface IoCounters {
+  /** Command buffers submitted (one per batch of up to `info.tokensPerSubmit` decode steps). */
+  submits: number;
+  /** Results mapped back to the host (one per batch). */
+  readbacks: number;
+  readbackBytes: number;
+}
+
+/** `model.info.loadPhases`: where the load's time went, in ms, in the worker. */
+export interface LoadPhases {
+  /** Waiting for the WebAssembly module. */
+  wasmMs: number;
+  /** manifest.json and tokenizer.json, downloaded or from the cache, verified. */
+  filesMs: number;
+  /** The manifest and tokenizer parsed in WebAssembly, then (WebGPU) the adapter asked for. */
+  beginMs: number;
+  /** requestDevice; null on the CPU engine. */
+  deviceMs: number | null;
+  /** The compute pipelines the adapter's tuning uses, compiled; null on the CPU engine. */
+  pipelinesMs: number | null;
+  /** The shards, downloaded or read from the cache, and verified. */
+  shardsMs: number;
+  /** The shards pushed into the engine (checked, the weights uploaded or moved into place). */
+  uploadMs: number;
+  /** The KV cache, activations and the dispatch list. */
+  finishMs: number;
+  totalMs: number;
+}
+
 /** `model.info`: what was loaded and where it runs. */
 export interface ModelInfo {
   /** The model's name from manifest.json (e.g. "gpt2"). */
@@ -200,6 +230,12 @@ export interface ModelInfo {
   /** WebGPU only: how the kernels are shaped for this adapter ("gpu" for hardware, "cpu" for software
    *  adapters), as `gpt2 bench --json` prints it. */
   tuning?: { kind: "gpu" | "cpu"; [field: string]: string | number | boolean };
+  /** The KV cache's format in use: "f16" pairs (q8, q4, f16 weights on WebGPU) or "f32". */
+  kvFormat: "f16" | "f32";
+  /** Decode steps one submit (and one readback) holds; 1 on the CPU engine. */
+  tokensPerSubmit: number;
+  /** Where the load's time went, in ms. */
+  loadPhases: LoadPhases;
   /** WebGPU only: dispatches a decode step records per transformer block, and in all. */
   dispatchesPerLayer?: number;
   dispatchesPerToken?: number;
@@ -279,6 +315,10 @@ export interface GPT2Model {
   /** The worker's WebAssembly memory in bytes (it only grows: this is its peak) and the bytes of the GPU
    * buffers the model holds (0 on the CPU engine). */
   memory(): Promise<{ wasmBytes: number; gpuBytes: number }>;
+  /** What the engine has submitted to the GPU and read back since the load (all 0 on the CPU engine): the
+   * difference over a generation, divided by its tokens, gives `gpt2 bench --json`'s submits_per_token,
+   * readbacks_per_token and readback_bytes_per_token. Answered between two steps of a generation. */
+  counters(): Promise<IoCounters>;
   /** Destroys the GPU device, as a driver reset would: for testing a page's recovery. */
   loseDeviceForTesting(): void;
   /** The deadline of the worker's GPU waits in ms (0: the default, 300 s): for testing a GPU that hangs. */

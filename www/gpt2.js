@@ -195,6 +195,24 @@ class Model {
     });
   }
 
+  /** What the engine has submitted to the GPU and read back since the load (all 0 on the CPU engine):
+   * the difference over a generation, divided by its tokens, is `gpt2 bench --json`'s submits_per_token,
+   * readbacks_per_token and readback_bytes_per_token. Answered between two steps of a generation.
+   * @returns {Promise<{ submits: number, readbacks: number, readbackBytes: number }>} */
+  counters() {
+    if (this.#broken) return Promise.reject(this.#broken);
+    if (!this.#worker) return Promise.reject(new GPT2Error("state", DISPOSED));
+    const id = nextId++;
+    return new Promise((resolve, reject) => {
+      this.#listeners.set(id, (m) => {
+        this.#listeners.delete(id);
+        if (m.type === "counters") resolve({ submits: m.submits, readbacks: m.readbacks, readbackBytes: m.readbackBytes });
+        else reject(new GPT2Error(m.kind || "state", m.message || DISPOSED));
+      });
+      this.#worker.postMessage({ type: "counters", id });
+    });
+  }
+
   /** Sets the deadline of the worker's GPU waits in ms (0: the default, 300 s): for testing what a GPU
    * that never answers does to a generation. */
   setGpuWaitLimitForTesting(ms) {

@@ -8,12 +8,12 @@
 // Messages in:  {type: "load", id, url, device: "auto" | "webgpu" | "cpu", why} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
 //               {type: "inspect", id, input, position} |
 //               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests) |
-//               {type: "memory", id} | {type: "gpu-wait-limit", ms} (the deadline of GPU waits: for tests)
+//               {type: "memory", id} | {type: "counters", id} | {type: "gpu-wait-limit", ms} (the deadline of GPU waits: for tests)
 // Messages out: {type: "progress", id, phase, loaded, total, file} | {type: "loaded", id, info, notices}
 //               {type: "started", id, promptTokens, promptIds, notices} | {type: "piece", id, piece} |
 //               {type: "inspected", id, result}
 //               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message} |
-//               {type: "memory", id, wasmBytes, gpuBytes}
+//               {type: "memory", id, wasmBytes, gpuBytes} | {type: "counters", id, submits, readbacks, readbackBytes}
 
 import init, { WasmModel, checkManifest, setGpuWaitLimit } from "./pkg/gpt2_webgpu.js";
 import { NO_ADAPTER_MESSAGE, chooseDevice } from "./gpt2.js";
@@ -30,11 +30,14 @@ const aborted = new Set();
 // worker can listen for `device.lost` itself and tell the page at once, not only at the next step.
 let device = null;
 let deviceLost = null; // words, once the current device is lost
+let deviceTimes = null; // [asked, got] of the latest requestDevice, performance.now() ms (info.loadPhases)
 const DEVICE_LOST_WORDS = "The GPU device was lost (the driver restarted, the GPU was reset or the browser reclaimed it)";
 if (self.GPUAdapter?.prototype?.requestDevice) {
   const requestDevice = GPUAdapter.prototype.requestDevice;
   GPUAdapter.prototype.requestDevice = async function (...args) {
+    const asked = performance.now();
     const d = await requestDevice.apply(this, args);
+    deviceTimes = [asked, performance.now()];
     device = d;
     deviceLost = null;
     d.lost.then((info) => {
@@ -176,7 +179,10 @@ const wasmBytes = () => wasm?.memory?.buffer?.byteLength ?? 0;
 
 // `device`: "webgpu" or "cpu" as gpt2.js chose it (with `why`, its reason for the CPU), or "auto".
 async function load(id, url, requested = "auto", reason = null) {
+  // Where a load's time goes (info.loadPhases, ms): performance.now() at each phase's end.
+  const at = { start: performance.now() };
   await wasmReady;
+  at.wasm = performance.now();
   const { device, why } = requested === "auto" ? await chooseDevice(requested) : { device: requested, why: reason };
   const controller = new AbortController();
   const ctx = {
@@ -215,6 +221,7 @@ async function load(id, url, requested = "auto", reason = null) {
   ctx.progress("downloading", "manifest.json");
   const tokenizer = await getFile(ctx, manifest.tokenizer.url, manifest.tokenizer);
   if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
+  at.files = performance.now();
   // The shards stream onto the GPU as they arrive, so the model they replace goes first.
   if (model) {
     device = null; // its loss, caused by us, is not reported
@@ -224,16 +231,25 @@ async function load(id, url, requested = "auto", reason = null) {
   }
   // One shard at a time: fetched (or read from the cache) and verified, pushed (checked again, its
   // complete tensors uploaded), dropped. A failure anywhere frees everything uploaded so far.
+  deviceTimes = null;
   const loader = await WasmModel.beginLoad(manifestBytes, tokenizer, device);
+  at.begun = performance.now();
+  let shardsMs = 0, pushMs = 0;
   try {
     for (const s of manifest.shards) {
       if (aborted.has(id)) throw new Failure("aborted", "loading was cancelled");
+      const t = performance.now();
       const bytes = await getFile(ctx, s.url, s);
       ctx.progress("uploading", s.file);
+      const t1 = performance.now();
       loader.pushShard(bytes);
+      shardsMs += t1 - t;
+      pushMs += performance.now() - t1;
     }
     ctx.progress("uploading", "");
+    at.pushed = performance.now();
     model = await loader.finish();
+    at.finished = performance.now();
   } catch (e) {
     // The CPU engine's allocations that fail (memory.grow refused: wasm32's 4 GB, or less where the
     // browser or the machine gives less) end the module with a trap. Say what it means; this worker is
@@ -254,6 +270,20 @@ async function load(id, url, requested = "auto", reason = null) {
   }
   const info = model.info();
   info.wasmMemoryBytes = wasmBytes();
+  const ms = (x) => Math.round(x * 10) / 10;
+  const dev = deviceTimes && deviceTimes[0] >= at.files ? deviceTimes : null; // this load's device (none on the CPU)
+  info.loadPhases = {
+    wasmMs: ms(at.wasm - at.start),
+    filesMs: ms(at.files - at.wasm), // manifest and tokenizer.json: downloaded or from the cache, verified
+    // beginLoad: the manifest and tokenizer parsed in wasm, then (WebGPU) the adapter, the device and every pipeline
+    beginMs: ms((dev ? dev[0] : at.begun) - at.files),
+    deviceMs: dev ? ms(dev[1] - dev[0]) : null,
+    pipelinesMs: dev ? ms(at.begun - dev[1]) : null,
+    shardsMs: ms(shardsMs), // the shards downloaded or read from the cache, and verified
+    uploadMs: ms(pushMs), // the shards pushed into the engine (checked again, the weights uploaded)
+    finishMs: ms(at.finished - at.pushed), // the KV cache, activations and dispatch list
+    totalMs: ms(performance.now() - at.start),
+  };
   info.fallbackReason = why;
   // wgpu's WebGPU backend leaves the adapter's name empty; the browser's GPUAdapterInfo has words.
   if (info.device === "webgpu") try {
@@ -394,6 +424,15 @@ self.onmessage = (ev) => {
       // Not queued: answered between two steps of a generation. WebAssembly memory never shrinks, so
       // its size is the peak so far; the GPU figure is the buffers the model holds.
       wasmReady.then(() => postMessage({ type: "memory", id: m.id, wasmBytes: wasmBytes(), gpuBytes: model ? model.info().gpuBytes : 0 }));
+      break;
+    case "counters":
+      // Not queued behind a generation: the engine's counters since the load, read between two steps.
+      wasmReady
+        .then(() => {
+          if (!model) throw new Failure("state", "no model is loaded");
+          return withGpu(() => model.ioCounts());
+        })
+        .then((c) => postMessage({ type: "counters", id: m.id, ...c }), (e) => fail(m.id, e));
       break;
     case "gpu-wait-limit":
       wasmReady.then(() => setGpuWaitLimit(m.ms));

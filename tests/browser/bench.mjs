@@ -7,9 +7,12 @@
 // --device cpu launches Chromium without --enable-unsafe-webgpu (a browser without WebGPU) and runs the CPU
 // engine (wasm SIMD, one thread); webgpu and auto launch it with the flag (SwiftShader unless the machine
 // has a GPU). --json prints one object with the fields of `gpt2 bench --json` (weights, engine, device or
-// adapter, tuning, threads, load_s, prompt_tokens, decode_tokens, prefill_tok_s, decode_tok_s, dispatches,
-// weight_bytes_per_token) plus wasm_memory_bytes; the GPU engine's per-token counts are not visible from
-// the browser and are null there.
+// adapter, tuning, threads, kv_format, load_s, prompt_tokens, decode_tokens, prefill_tok_s, decode_tok_s,
+// dispatches_per_layer/_token, tokens_per_submit, submits_per_token, readbacks_per_token and
+// readback_bytes_per_token (the engine's counters, model.counters(): a generation of TOKENS minus one of
+// 1, over TOKENS - 1, as gpt2 bench counts them), weight_bytes_per_token) plus wasm_memory_bytes,
+// first_token_s (median of the timed runs), cold_first_token_s and cold_second_token_s (the first
+// generation after the load) and load_phases (the worker's model.info.loadPhases, in ms).
 // Protocol (that of the transformers.js peer bench, /work/shared/peers): the first --prompt-tokens (32)
 // tokens of a fixed text, greedy, TOKENS (16) new tokens; --warmup (3) untimed generations first (V8 tiers
 // the wasm up), then --reps (3) timed ones, medians reported. decode tok/s = (new tokens - 1) / (time of the
@@ -80,20 +83,35 @@ try {
     const t0 = performance.now();
     const model = await load(modelPath, { device });
     const loadS = (performance.now() - t0) / 1000;
-    const run = async () => {
+    const run = async (n = tokens) => {
       const pieces = [];
-      for await (const piece of model.generate(prompt, { maxNewTokens: tokens, temperature: 0, stopAtEos: false })) pieces.push(piece.ms);
+      for await (const piece of model.generate(prompt, { maxNewTokens: n, temperature: 0, stopAtEos: false })) pieces.push(piece.ms);
+      if (pieces.length !== n) throw new Error(`generated ${pieces.length} tokens, not ${n}`);
       return pieces;
     };
-    for (let i = 0; i < warmup; i++) await run();
-    const prefill = [], decode = [];
+    // The engine's submits and readbacks over a generation of n tokens.
+    const counted = async (n) => {
+      const a = await model.counters();
+      await run(n);
+      const b = await model.counters();
+      return { submits: b.submits - a.submits, readbacks: b.readbacks - a.readbacks, readbackBytes: b.readbackBytes - a.readbackBytes };
+    };
+    // The first generation after the load: anything the engine (or the browser) leaves to first use shows here.
+    const cold = await run();
+    for (let i = 1; i < warmup; i++) await run();
+    const prefill = [], decode = [], first = [];
     let n = 0;
     for (let i = 0; i < reps; i++) {
       const ms = await run();
       n = ms.length;
+      first.push(ms[0] / 1000);
       prefill.push(model.lastStart.promptTokens / (ms[0] / 1000));
       decode.push((ms.length - 1) / ((ms[ms.length - 1] - ms[0]) / 1000));
     }
+    // What the decode tokens cost in round trips, as `gpt2 bench` counts it: a generation of 1 + D tokens
+    // minus one of 1 token, over D.
+    const ioOne = await counted(1), ioAll = await counted(tokens);
+    const perDecode = (k) => (ioAll[k] - ioOne[k]) / (tokens - 1);
     const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
     const info = model.info;
     model.dispose();
@@ -103,13 +121,14 @@ try {
     const cpu = info.device === "cpu";
     return {
       weights: info.quantization, engine: cpu ? "cpu" : "gpu", ...(cpu ? { device: info.deviceName } : { adapter: info.adapter?.name || info.deviceName }),
-      tuning: cpu ? info.cpu.simd : info.tuning, threads: cpu ? info.cpu.threads : null, load_s: loadS,
+      tuning: cpu ? info.cpu.simd : info.tuning, threads: cpu ? info.cpu.threads : null, kv_format: info.kvFormat, load_s: loadS,
       prompt_tokens: model.lastStart.promptTokens, decode_tokens: n, prefill_tok_s: med(prefill), decode_tok_s: med(decode),
-      // Submits and bytes read back per token are counted by the native bench only (the worker does not
-      // report wgpu's counters): null on WebGPU.
-      dispatches_per_layer: cpu ? 0 : info.dispatchesPerLayer, dispatches_per_token: cpu ? 0 : info.dispatchesPerToken, submits_per_token: cpu ? 0 : null,
-      readback_bytes_per_token: cpu ? 0 : null, weight_bytes_per_token: weightBytes, wasm_memory_bytes: info.wasmMemoryBytes,
+      // The CPU engine dispatches, submits and reads back nothing: 0 there.
+      dispatches_per_layer: cpu ? 0 : info.dispatchesPerLayer, dispatches_per_token: cpu ? 0 : info.dispatchesPerToken,
+      tokens_per_submit: info.tokensPerSubmit, submits_per_token: perDecode("submits"), readbacks_per_token: perDecode("readbacks"),
+      readback_bytes_per_token: perDecode("readbackBytes"), weight_bytes_per_token: weightBytes, wasm_memory_bytes: info.wasmMemoryBytes,
       decode_runs: decode, prefill_runs: prefill, fallback_reason: info.fallbackReason,
+      first_token_s: med(first), cold_first_token_s: cold[0] / 1000, cold_second_token_s: (cold[1] - cold[0]) / 1000, load_phases: info.loadPhases,
     };
   }, { modelPath, tokens, device, promptTokens, warmup, reps });
   if (json) console.log(JSON.stringify(r));

@@ -436,6 +436,49 @@ try {
     assert(JSON.stringify(r.again) === JSON.stringify(REF.greedy_next_ids.slice(0, REF_N)), `after the bad options: ${r.again}`);
   });
 
+  // The engine's submits and readbacks through the API (model.counters(): what tests/browser/bench.mjs
+  // reports as submits_per_token etc., counted as gpt2 bench --json counts them), asked for between
+  // generations and during one; the KV cache's format, tokens per submit and where the load's time went.
+  await test("api-counters", 180_000, async () => {
+    await ensureApi();
+    const r = await hpage.evaluate(async () => {
+      const m = window.m;
+      const gen = async (n) => {
+        const a = await m.counters();
+        let during = null;
+        let k = 0;
+        for await (const p of m.generate("Hello there", { maxNewTokens: n, stopAtEos: false })) {
+          if (++k === 2) during = await m.counters(); // answered between two steps
+        }
+        const b = await m.counters();
+        return { n: k, a, b, during, submits: b.submits - a.submits, readbacks: b.readbacks - a.readbacks, bytes: b.readbackBytes - a.readbackBytes };
+      };
+      return { one: await gen(1), all: await gen(9), info: m.info };
+    });
+    const { one, all, info } = r;
+    log(`     1 token: ${JSON.stringify({ s: one.submits, r: one.readbacks, b: one.bytes })}, 9 tokens: ${JSON.stringify({ s: all.submits, r: all.readbacks, b: all.bytes })}; ` +
+      `kv ${info.kvFormat}, ${info.tokensPerSubmit} per submit; load ${JSON.stringify(info.loadPhases)}`);
+    assert(one.n === 1 && all.n === 9, `tokens: ${one.n}, ${all.n}`);
+    for (const c of [one.a, one.b, all.b]) {
+      assert(["submits", "readbacks", "readbackBytes"].every((k) => Number.isSafeInteger(c[k]) && c[k] >= 0), `counters: ${JSON.stringify(c)}`);
+    }
+    assert(one.submits >= 1 && one.readbacks >= 1 && one.bytes > 0, `a 1-token generation submits and reads back: ${JSON.stringify(one)}`);
+    assert(all.during && all.during.submits > all.a.submits && all.during.submits <= all.b.submits, `during: ${JSON.stringify(all)}`);
+    const per = (k) => (all[k] - one[k]) / 8;
+    // At most one submit and one readback per decode token (fewer with several tokens per submit), never none.
+    assert(per("submits") > 0 && per("submits") <= 1 && per("readbacks") > 0 && per("readbacks") <= 1, `per token: ${per("submits")}, ${per("readbacks")}`);
+    assert(per("submits") >= 1 / info.tokensPerSubmit - 1e-9, `no more than ${info.tokensPerSubmit} tokens per submit: ${per("submits")}`);
+    // Each readback holds whole rows of the sampler's output (the token, its probability, the alternatives).
+    assert(per("bytes") > 0 && per("bytes") <= 4096, `bytes per token: ${per("bytes")}`);
+    assert(info.kvFormat === "f32" && info.quantization === "f32", `an f32 package keeps the f32 cache: ${info.kvFormat}`);
+    assert(info.tokensPerSubmit === info.tuning.tokens_per_submit, `tokensPerSubmit ${info.tokensPerSubmit} vs the tuning's ${info.tuning.tokens_per_submit}`);
+    const ph = info.loadPhases;
+    for (const k of ["wasmMs", "filesMs", "beginMs", "deviceMs", "pipelinesMs", "shardsMs", "uploadMs", "finishMs", "totalMs"]) {
+      assert(typeof ph[k] === "number" && ph[k] >= 0, `loadPhases.${k}: ${ph[k]}`);
+    }
+    assert(ph.totalMs >= ph.pipelinesMs + ph.uploadMs, `the phases fit in the total: ${JSON.stringify(ph)}`);
+  });
+
   // Defect 1 as first found: the worker refuses a generation (the engine's own error): the iterator
   // rejects with its words, and the next generation works; on the page too.
   await test("engine-error-settles", 180_000, async () => {
@@ -1016,8 +1059,9 @@ await test("cpu-engine-api", 180_000, async () => {
           out.push(pieces);
         }
         const info = m.info;
+        const io = await m.counters();
         m.dispose();
-        return { info, out, loadMs };
+        return { info, out, loadMs, io };
       }, [`models/tiny-gpt2-${quant}/`, reference.cases.slice(0, 3).map((c) => {
         let n = c.greedy_margins.findIndex((x) => x < margin);
         if (n < 0) n = c.greedy_next_ids.length;
@@ -1026,6 +1070,10 @@ await test("cpu-engine-api", 180_000, async () => {
       assert(r.info.device === "cpu" && r.info.cpu.simd === "simd128" && r.info.cpu.threads === 1 && r.info.adapter === null,
         `info: ${JSON.stringify({ device: r.info.device, cpu: r.info.cpu })}`);
       assert(/no GPU adapter/.test(r.info.fallbackReason), `why: ${r.info.fallbackReason}`);
+      // Nothing is submitted or read back on the CPU engine; its cache is f32.
+      assert(r.io.submits === 0 && r.io.readbacks === 0 && r.io.readbackBytes === 0, `counters: ${JSON.stringify(r.io)}`);
+      assert(r.info.kvFormat === "f32" && r.info.tokensPerSubmit === 1 && r.info.loadPhases.deviceMs === null && r.info.loadPhases.uploadMs >= 0,
+        `info: ${JSON.stringify({ kv: r.info.kvFormat, k: r.info.tokensPerSubmit, phases: r.info.loadPhases })}`);
       for (const [i, pieces] of r.out.entries()) {
         const c = reference.cases[i];
         let n = c.greedy_margins.findIndex((x) => x < margin);

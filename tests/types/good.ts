@@ -3,6 +3,7 @@
 import {
   load, isCached, deleteCached, hasWebGPU, GPT2Error, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, CACHE_NAME,
   type GPT2Model, type GenerateOptions, type Piece, type Inspection, type LoadProgress, type GPT2ErrorKind,
+  type IoCounters, type LoadPhases,
 } from "gpt2-webgpu";
 import { GPT2Generate } from "gpt2-webgpu/gpt2-element.js";
 import "gpt2-webgpu/element";
@@ -30,6 +31,9 @@ export async function everything(): Promise<string> {
   const { model: name, quantization, packageBytes, config, adapter, limits } = model.info;
   console.log(name, quantization, packageBytes, config.nLayer * config.nHead, model.info.device, adapter?.name, adapter?.browser?.vendor,
     limits?.maxBufferSize);
+  const io: IoCounters = await model.counters();
+  const phases: LoadPhases = model.info.loadPhases;
+  console.log(io.submits, io.readbacks, io.readbackBytes, model.info.kvFormat, model.info.tokensPerSubmit, phases.totalMs, phases.pipelinesMs ?? 0);
   const ins: Inspection = await model.inspect("Hello world", { position: 1 });
   const byIds: Inspection = await model.inspect([15496, 995]);
   const T = ins.ids.length;
