@@ -121,12 +121,14 @@ pub struct WasmLoader {
 impl WasmLoader {
     /// The next shard (manifest order): checked (size, SHA-256), then every tensor it completes is
     /// uploaded. The bytes are not kept beyond the part of a tensor that continues in the next shard.
+    /// `sha256`: the hex SHA-256 the caller computed over exactly these bytes (the worker's WebCrypto
+    /// check), compared with the manifest's instead of hashing them again in wasm; absent: hashed here.
     #[wasm_bindgen(js_name = pushShard)]
-    pub fn push_shard(&mut self, bytes: Uint8Array) -> Result<(), JsValue> {
+    pub fn push_shard(&mut self, bytes: Uint8Array, sha256: Option<String>) -> Result<(), JsValue> {
         let Some(mut l) = self.inner.take() else { return Err(js_err(SPENT)) };
         let i = l.stream.shards_pushed();
         // Copied from the JS array straight into the stream's buffer (one copy of the shard in wasm memory).
-        l.stream.push_shard_from(i, bytes.length() as usize, |dst| bytes.copy_to(dst)).map_err(js_err)?;
+        l.stream.push_shard_from(i, bytes.length() as usize, sha256.as_deref(), |dst| bytes.copy_to(dst)).map_err(js_err)?;
         while let Some((spec, data)) = l.stream.next_tensor().map_err(js_err)? {
             match &mut l.uploader {
                 Uploader::Gpu(u) => u.push(&spec, data),

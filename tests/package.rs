@@ -254,11 +254,19 @@ fn package_stream_yields_what_package_reads() {
                 assert!(err.contains("shard-000.bin") && err.contains("SHA-256"), "{err}");
                 let err = stream.push_shard(0, &bytes[1..]).unwrap_err().to_string();
                 assert!(err.contains("shard-000.bin"), "{err}");
+                // A digest the caller computed (the browser's WebCrypto check) that is not the manifest's.
+                let err = stream.push_shard_from(0, bytes.len(), Some(&sha256_hex(&bad)), |d| d.copy_from_slice(&bad)).unwrap_err().to_string();
+                assert!(err.contains("shard-000.bin") && err.contains("SHA-256"), "{err}");
             }
             if i + 1 < m.shards.len() {
                 assert!(stream.push_shard(i + 1, &bytes).is_err(), "a shard out of order was accepted");
             }
-            stream.push_shard(i, &bytes).unwrap();
+            if i % 2 == 1 {
+                // With the caller's digest of the very bytes: taken instead of hashing them again.
+                stream.push_shard_from(i, bytes.len(), Some(&sha256_hex(&bytes).to_uppercase()), |d| d.copy_from_slice(&bytes)).unwrap();
+            } else {
+                stream.push_shard(i, &bytes).unwrap();
+            }
             while let Some((spec, data)) = stream.next_tensor().unwrap() {
                 assert_eq!(spec, specs[got]);
                 // Each tensor comes out with the shard that completes it, not later.
