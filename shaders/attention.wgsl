@@ -16,10 +16,21 @@
 // Params, qkv, WG and the query staging: common/attention_head.wgsl.
 // Dispatch: (NH, T) workgroups (y wraps into z past 65535 is not needed: T <= P <= 65535) of 64 threads.
 // A thread scores keys s0 + li + 64 i of a tile, then owns output dimensions d = li + 64 j.
+//
+// Split decode (flash-decoding; Params.block = B > 0, only with T = 1): a decode step has one query,
+// so (NH, 1) workgroups would walk the whole context while a big GPU idles. Instead (NH, NB) workgroups,
+// NB = ceil(n_keys / B): workgroup (h, b) runs the same online softmax over keys [b B, min((b + 1) B,
+// n_keys)) only and writes its partial, unnormalized, to part[b, h, :] = (o[0..hs], m, l):
+//   m = max_s score_s,  l = sum_s e^(score_s - m),  o[d] = sum_s e^(score_s - m) v_s[d]   (s in the block)
+// The attention projection merges them as it stages its input (gemv.wgsl, MM_MERGE; common/merge.wgsl):
+//   out[h hs + d] = sum_b e^(m_b - M) o_b[d] / sum_b e^(m_b - M) l_b,   M = max_b m_b.
+// No block is empty, so every m is a real score. Only the last block (the one holding position pos0)
+// appends this step's K and V to the cache; the others read positions < pos0 only.
 
 @group(0) @binding(2) var<storage, read_write> k_cache: array<u32>; // [P, C] f32 or [P, NH, HW] f16 pairs
 @group(0) @binding(3) var<storage, read_write> v_cache: array<u32>; // the same
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;    // [T, C]
+@group(0) @binding(5) var<storage, read_write> part: array<f32>;   // [NB, NH, hs + 2] (split decode)
 
 const TILE: u32 = 256u;
 
@@ -27,16 +38,23 @@ var<workgroup> sc: array<f32, TILE>;
 @compute @workgroup_size(WG)
 fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let h = wg.x;
-    let t = wg.y;
+    let split = p.block > 0u;
+    let t = select(wg.y, 0u, split);
+    let blk = select(0u, wg.y, split);
     let hs = p.hs;
     let ho = h * hs;
     let n_keys = p.pos0 + t + 1u;
+    // Keys [s_lo, s_hi) of this workgroup: all of them, or block blk.
+    let s_lo = blk * p.block;
+    let s_hi = select(n_keys, min(n_keys, s_lo + p.block), split);
 
     let row = t * 3u * p.C;
     stage_query(t, ho, li);
     let f16 = p.kv == 1u;
     let hw = kv_hw();
-    if (f16) {
+    // Split, only the block holding position pos0 + t appends it.
+    let appends = !split || s_hi == n_keys;
+    if (appends && f16) {
         for (var j = li; j < hw; j += WG) {
             let d = 2u * j;
             let dst = ((p.pos0 + t) * p.NH + h) * hw + j;
@@ -45,7 +63,7 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             k_cache[dst] = kv_pack(qkv[row + p.C + ho + d], k1);
             v_cache[dst] = kv_pack(qkv[row + 2u * p.C + ho + d], v1);
         }
-    } else {
+    } else if (appends) {
         for (var d = li; d < hs; d += WG) {
             let dst = (p.pos0 + t) * p.C + ho + d;
             k_cache[dst] = bitcast<u32>(qkv[row + p.C + ho + d]);
@@ -63,8 +81,8 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     var m = -3.0e38;
     var l = 0.0;
 
-    for (var s0 = 0u; s0 < n_keys; s0 += TILE) {
-        let cnt = min(TILE, n_keys - s0);
+    for (var s0 = s_lo; s0 < s_hi; s0 += TILE) {
+        let cnt = min(TILE, s_hi - s0);
         var tmax = -3.0e38;
         for (var i = li; i < cnt; i += WG) {
             let s = s0 + i;
@@ -131,6 +149,20 @@ fn attention(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         workgroupBarrier(); // sc[] is rewritten by the next tile
     }
 
+    if (split) {
+        let po = (blk * p.NH + h) * (hs + 2u);
+        for (var j = 0u; j < 4u; j++) {
+            let d = li + WG * j;
+            if (d < hs) {
+                part[po + d] = acc[j];
+            }
+        }
+        if (li == 0u) {
+            part[po + hs] = m;
+            part[po + hs + 1u] = l;
+        }
+        return;
+    }
     for (var j = 0u; j < 4u; j++) {
         let d = li + WG * j;
         if (d < hs) {

@@ -17,6 +17,8 @@
 // as layer_norm.wgsl: E[x^2] - E[x]^2 cancels on GPT-2's residual outliers of 1e3+), then stages the
 // normalized X' = (x - mean) * rstd * ln_g + ln_b. The row (K <= a few thousand) is re-read by every
 // workgroup, which a GPU's cache serves; the weights still dominate the bytes.
+// Flag 16 (MM_MERGE) builds X from split decode attention's partials instead (common/merge.wgsl): the
+// attention projection is the merge pass of flash-decoding, so it costs no dispatch.
 // Dispatch: (ceil(N / ((WG / lanes) * rows)), M) workgroups of WG threads.
 
 const WG: u32 = 256u;
@@ -129,11 +131,20 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         rstd = inverseSqrt(wg_sum(li, v) / f32(p.K) + p.ln_eps);
     }
+    // The merge's weights per (block, head) (flag 16; uniform, as above).
+    let merge = (p.flags & 16u) != 0u;
+    if (merge) {
+        merge_weights(li);
+    }
     var acc = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < p.K; k0 += XT) {
         let k = k0 + 4u * li;
-        xs[li] = vec4<f32>(x_in(xo, k, ln, mean, rstd), x_in(xo, k + 1u, ln, mean, rstd),
-                           x_in(xo, k + 2u, ln, mean, rstd), x_in(xo, k + 3u, ln, mean, rstd));
+        if (merge) {
+            xs[li] = vec4<f32>(x_merged(k), x_merged(k + 1u), x_merged(k + 2u), x_merged(k + 3u));
+        } else {
+            xs[li] = vec4<f32>(x_in(xo, k, ln, mean, rstd), x_in(xo, k + 1u, ln, mean, rstd),
+                               x_in(xo, k + 2u, ln, mean, rstd), x_in(xo, k + 3u, ln, mean, rstd));
+        }
         workgroupBarrier();
         acc += tile_dot(n0, nr, k0, min(XT, p.K - k0), lane, lanes);
         workgroupBarrier();

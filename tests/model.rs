@@ -124,6 +124,32 @@ fn kv_cache_decode_equals_rerunning_the_whole_prompt() {
     }
 }
 
+// Under the GPU tuning a decode step splits attention into blocks of B keys (64), one workgroup per
+// (head, block), and the attention projection merges the partials as it stages its input (still 5
+// dispatches per layer). Decode steps at contexts of 151..154 keys (3 blocks, the last partial) against
+// the f64 reference, under both tunings. (The kernel test covers B - 1, B, B + 1, f16 caches and 1e3
+// scores; the sliding-window test decodes at 1,021..1,024 keys: 16 blocks.)
+#[test]
+fn decode_over_several_key_blocks_matches_the_reference() {
+    let ids: Vec<u32> = (0..154u32).map(|i| (i * 7919 + 11) % 50000).collect();
+    let want = gpt2_webgpu::reference::cpu::forward_logits_at(weights(), &ids, &[150, 151, 152, 153]).unwrap();
+    for (kind, mut m) in models() {
+        let cfg = m.config().clone();
+        let b = m.gpu().tuning.attention_block(1, cfg.n_head as u32, cfg.n_positions as u32);
+        if kind == TuningKind::Gpu {
+            assert!(b > 0 && 151u32.div_ceil(b) >= 3, "the GPU tuning splits decode attention here (B = {b})");
+        }
+        let v = cfg.vocab_size;
+        m.reset();
+        pollster::block_on(m.append_logits(&ids[..150])).unwrap();
+        for i in 150..154 {
+            let l = pollster::block_on(m.append_logits(&ids[i..i + 1])).unwrap();
+            let s = assert_close(&format!("{}: decode logits at {i} (B = {b})", kind.name()), &l, &want.logits[(i - 150) * v..(i - 149) * v], 1e-3, 0.0);
+            eprintln!("{}: position {i}: max |dlogit| {:.2e}", kind.name(), s.max_abs);
+        }
+    }
+}
+
 // A decode step records 5 dispatches per layer under the GPU tuning (ln_1 and ln_2 folded into qkv and
 // fc) and 7 under the CPU tuning (separate layer norms: cheaper on CPU adapters), plus embed, ln_f, the
 // logits and the sampler. (That the folded step computes the same logits is the KV-cache test above.)

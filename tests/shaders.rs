@@ -106,4 +106,9 @@ fn grids_cover_the_work_of_each_kernel() {
     assert!(Kernel::MatmulRows.source().contains(&tm), "matmul_rows.wgsl's TM is the grid's MATMUL_ROWS_TOKENS");
     let att = AttentionParams { t: 5, nh: 12, ..Default::default() };
     assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&att)), Grid::Xy(12, 5));
+    // A split decode step: one workgroup per head and block of B keys (pos0 + 1 keys).
+    let split = AttentionParams { t: 1, nh: 12, pos0: 999, block: 64, ..Default::default() };
+    assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&split)), Grid::Xy(12, 16));
+    assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&AttentionParams { pos0: 1024, ..split })), Grid::Xy(12, 17));
+    assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&AttentionParams { pos0: 0, ..split })), Grid::Xy(12, 1));
 }

@@ -17,7 +17,7 @@ struct Params {
     pos0: u32,
     scale: f32,
     kv: u32,
-    _pad0: u32,
+    block: u32, // B keys per workgroup of a split decode step, 0 unsplit (attention.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -16,7 +16,8 @@ struct Params {
     M: u32,
     N: u32,
     K: u32,
-    flags: u32,      // 1: add bias, 2: GELU, 4: accumulate into Y, 8: layer-norm X first (gemv only)
+    flags: u32,      // 1: add bias, 2: GELU, 4: accumulate into Y, 8: layer-norm X first (gemv only),
+                     // 16: merge X from split attention's partials (gemv only, common/merge.wgsl)
     x_row0: u32,
     x_stride: u32,
     y_stride: u32,
@@ -27,8 +28,8 @@ struct Params {
     lanes: u32,      // threads per row group (gemv only; matmul ignores it)
     rows: u32,       // output rows per row group (gemv only)
     ln_eps: f32,     // the layer norm's epsilon (flag 8)
-    _pad0: u32,
-    _pad1: u32,
+    merge_nb: u32,   // flag 16: NB key blocks
+    merge_hs: u32,   // flag 16: head size hs (NH = K / hs)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -120,8 +120,9 @@ kernel_table! {
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(4 * wg[0]), p.m.div_ceil(4 * wg[1])) },
     }
     /// The same for few rows: `lanes` threads per group of `rows` output rows, one row of X per workgroup row.
+    /// Under MM_MERGE X is merged from split decode attention's partials (common/merge.wgsl).
     Gemv = "gemv" {
-        common: ["weights", "gelu", "linear", "reduce"],
+        common: ["weights", "gelu", "linear", "reduce", "merge"],
         bindings: LINEAR,
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
@@ -142,7 +143,8 @@ kernel_table! {
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
     }
     /// Causal attention over the cache and this step's keys, one workgroup per (head, query); it also
-    /// appends the step's keys and values to the cache.
+    /// appends the step's keys and values to the cache. A split decode step (Params.block = B > 0, T = 1)
+    /// runs one workgroup per (head, block of B keys), each writing a partial softmax to `part`.
     Attention = "attention" {
         common: ["reduce", "attention_head"],
         bindings: &[
@@ -151,9 +153,13 @@ kernel_table! {
             write("k_cache", "[P, C] f32 or [P, NH, ceil(hs / 2)] f16 pairs (Params.kv)"),
             write("v_cache", "the same"),
             write("out", "[T, C]"),
+            write("part", "[NB, NH, hs + 2] partials of a split decode step: o[hs] unnormalized, m, l"),
         ],
         workgroup: [64, 1, 1],
-        grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
+        grid: |b, _| {
+            let p: AttentionParams = read_params(b);
+            if p.block > 0 { Grid::Xy(p.nh, (p.pos0 + 1).div_ceil(p.block)) } else { Grid::Xy(p.nh, p.t) }
+        },
     }
     /// The attention probabilities themselves, for inspection only (model/inspect.rs): one workgroup per
     /// (head, query), writing its row of [NH, T, S] (zero above the diagonal). Never on a step's path.

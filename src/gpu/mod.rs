@@ -11,7 +11,7 @@ pub mod tuning;
 mod warm;
 
 pub use kernels::{Bind, Grid, Kernel};
-pub use tuning::{KvFormat, Tuning, TuningKind, MAX_TOKENS_PER_SUBMIT};
+pub use tuning::{KvFormat, Tuning, TuningKind, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};

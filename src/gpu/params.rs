@@ -37,6 +37,10 @@ pub const MM_ACCUMULATE: u32 = 4;
 /// gemv.wgsl only: X's row is layer-normed first (ln_g, ln_b, `ln_eps`), so a decode step needs no
 /// separate layer_norm dispatch before qkv and fc (see Tuning::fold_ln).
 pub const MM_LN: u32 = 8;
+/// gemv.wgsl only: X is not read from a row but merged from split decode attention's partials
+/// (shaders/common/merge.wgsl; `merge_nb` blocks of heads of `merge_hs` dimensions, K = NH * hs), so
+/// the merge of flash-decoding costs no dispatch of its own (see Tuning::attn_block).
+pub const MM_MERGE: u32 = 16;
 
 /// shaders/matmul.wgsl and shaders/gemv.wgsl (same struct)
 #[repr(C)]
@@ -59,7 +63,9 @@ pub struct MatmulParams {
     pub rows: u32,
     /// With MM_LN: the layer norm's epsilon.
     pub ln_eps: f32,
-    pub _pad: [u32; 2],
+    /// With MM_MERGE: NB, the key blocks whose partials X merges, and hs, the head size.
+    pub merge_nb: u32,
+    pub merge_hs: u32,
 }
 
 /// shaders/attention.wgsl
@@ -74,7 +80,14 @@ pub struct AttentionParams {
     pub scale: f32,
     /// The KV cache's format: `KvFormat::code` (0 f32, 1 f16 pairs).
     pub kv: u32,
-    pub _pad: u32,
+    /// B: keys per workgroup of a split decode step (T = 1): workgroup (h, b) writes the partial
+    /// softmax of keys [b B, (b + 1) B) to `part`; 0: one workgroup per (head, query) writes `out`.
+    pub block: u32,
+}
+
+/// Floats per (block, head) partial of split decode attention: o[hs], then m and l.
+pub const fn attention_part_stride(hs: u32) -> u32 {
+    hs + 2
 }
 
 /// shaders/sample.wgsl

@@ -117,7 +117,21 @@ pub struct Tuning {
     /// sampler hands each token to the next step's embedding on the GPU). Generation keeps two such
     /// batches in flight, so the GPU never waits for the host between them.
     pub tokens_per_submit: u32,
+    /// B: keys per workgroup of decode attention split over key blocks (flash-decoding), 0 for one
+    /// workgroup per head. A decode step is a single query, so unsplit attention is only NH workgroups
+    /// (12 for gpt2) walking the whole context, and a big GPU idles at long contexts; split, it is NH x
+    /// ceil(n_keys / B), each writing a partial softmax (max m, sum l, unnormalized o[hs]) that the
+    /// attention projection's gemv merges as it stages its X (MM_MERGE): no dispatch of its own. Needs
+    /// gemv.wgsl; at least `MIN_ATTN_BLOCK`. Only where NH x ceil(P / B) <= `MERGE_MAX` (the merge
+    /// weights live in the gemv workgroup's memory); larger models decode unsplit.
+    pub attn_block: u32,
 }
+
+/// The smallest B (`Tuning::attn_block`): the partials buffer is sized for ceil(P / MIN_ATTN_BLOCK)
+/// blocks at load.
+pub const MIN_ATTN_BLOCK: u32 = 32;
+/// The most (block, head) pairs one merge handles: gemv.wgsl's `merge_w` workgroup array (4 KB).
+pub const MERGE_MAX: u32 = 1024;
 
 /// The most decode steps one submit may hold (the sampler's output buffer has this many rows).
 pub const MAX_TOKENS_PER_SUBMIT: u32 = 32;
@@ -133,6 +147,8 @@ impl Tuning {
         fold_ln: true,
         kv_cache: None,
         tokens_per_submit: 8,
+        // 16 blocks at a 1,000-token context: NH x 16 workgroups (192 for gpt2, 400 for gpt2-xl).
+        attn_block: 64,
     };
     pub const CPU: Tuning = Tuning {
         kind: TuningKind::Cpu,
@@ -147,6 +163,8 @@ impl Tuning {
         // measured no faster on lavapipe (gpt2 q8, within the noise), while every token of a batch
         // past a stop is a whole wasted step. Two batches still stay in flight.
         tokens_per_submit: 1,
+        // gemv_rows has no merge; and two lavapipe cores are already busy with NH workgroups.
+        attn_block: 0,
     };
 
     pub fn of_kind(kind: TuningKind) -> Tuning {
@@ -159,8 +177,8 @@ impl Tuning {
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
     /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
-    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16) and `GPT2_TOKENS_PER_SUBMIT` then override single
-    /// fields for benchmarking.
+    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`
+    /// and `GPT2_ATTN_BLOCK` (0: unsplit) then override single fields for benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
@@ -220,6 +238,12 @@ impl Tuning {
             if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
                 t.tokens_per_submit = k;
             }
+            match num("GPT2_ATTN_BLOCK")? {
+                Some(b) => t.attn_block = b,
+                // Only gemv.wgsl merges: a gemv kernel forced alone takes the split with it.
+                None if t.gemv_kernel != Kernel::Gemv => t.attn_block = 0,
+                None => {}
+            }
         }
         t.validate()?;
         Ok(t)
@@ -243,6 +267,12 @@ impl Tuning {
         }
         if self.fold_ln && self.gemv_kernel != Kernel::Gemv {
             return Err(Error::InvalidArgument(format!("folding the layer norm into the linear ops needs the gemv kernel, not {}", self.gemv_kernel.name())));
+        }
+        if self.attn_block != 0 && self.attn_block < MIN_ATTN_BLOCK {
+            return Err(Error::InvalidArgument(format!("the attention block must be 0 (unsplit) or at least {MIN_ATTN_BLOCK} keys, not {}", self.attn_block)));
+        }
+        if self.attn_block != 0 && self.gemv_kernel != Kernel::Gemv {
+            return Err(Error::InvalidArgument(format!("splitting decode attention needs the gemv kernel (its merge), not {}", self.gemv_kernel.name())));
         }
         if !(1..=MAX_TOKENS_PER_SUBMIT).contains(&self.tokens_per_submit) {
             return Err(Error::InvalidArgument(format!("tokens per submit must be 1 to {MAX_TOKENS_PER_SUBMIT}, not {}", self.tokens_per_submit)));
@@ -271,10 +301,22 @@ impl Tuning {
         }
     }
 
+    /// B for a step of `t` tokens of a model with `nh` heads and a `p`-token context: the tuning's
+    /// `attn_block` on decode steps (t = 1) where the merge's weights fit (NH x ceil(P / B) <= MERGE_MAX),
+    /// else 0 (one workgroup per head and query). The attention op and the projection's merge both ask.
+    pub fn attention_block(&self, t: u32, nh: u32, p: u32) -> u32 {
+        let b = self.attn_block;
+        if t == 1 && b != 0 && nh.saturating_mul(p.div_ceil(b)) <= MERGE_MAX {
+            b
+        } else {
+            0
+        }
+    }
+
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -283,7 +325,8 @@ impl Tuning {
             self.gemv_max_rows,
             self.fold_ln,
             self.kv_cache.map_or("by weights", KvFormat::name),
-            self.tokens_per_submit
+            self.tokens_per_submit,
+            self.attn_block
         )
     }
 }
@@ -292,7 +335,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (steps of up to {} tokens: {}{}; longer: {}; {} decode tokens per submit)",
+            "{} (steps of up to {} tokens: {}{}; longer: {}; {} decode tokens per submit; decode attention {})",
             self.kind.name(),
             self.gemv_max_rows,
             match self.gemv_kernel {
@@ -304,7 +347,8 @@ impl std::fmt::Display for Tuning {
                 Kernel::MatmulRows => "matmul_rows, 16 rows x 4 tokens per thread",
                 _ => "tiled matmul",
             },
-            self.tokens_per_submit
+            self.tokens_per_submit,
+            if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) }
         )
     }
 }

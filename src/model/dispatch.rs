@@ -49,8 +49,11 @@ pub(super) enum OpKind {
     LayerNorm { rows: Rows, folded: bool },
     /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows. `ln`: on
     /// folding steps X is the raw residual stream, layer-normed by the kernel (MM_LN, second bind group).
-    Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows, ln: bool },
-    /// Attention over a KV cache of format `kv`.
+    /// `merge`: on split decode steps X is merged from the attention's partials (MM_MERGE, second bind
+    /// group: X = `part`).
+    Linear { n: u32, k: u32, flags: u32, w: Packing, y_col0: u32, y_stride: u32, rows: Rows, ln: bool, merge: bool },
+    /// Attention over a KV cache of format `kv` (split over key blocks on decode steps where the tuning
+    /// says so: `Tuning::attention_block`).
     Attention { kv: KvFormat },
     /// The attention probabilities of the step's queries (inspection only).
     AttentionProbs,
@@ -60,12 +63,17 @@ pub(super) enum OpKind {
 
 impl OpKind {
     fn linear(m: &GpuMatrix, flags: u32, y_col0: u32, y_stride: u32, rows: Rows) -> OpKind {
-        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0, y_stride, rows, ln: false }
+        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0, y_stride, rows, ln: false, merge: false }
     }
 
     /// A linear op that folds the layer norm before it in on folding steps.
     fn linear_ln(m: &GpuMatrix, flags: u32, y_stride: u32) -> OpKind {
-        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0: 0, y_stride, rows: Rows::Step, ln: true }
+        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0: 0, y_stride, rows: Rows::Step, ln: true, merge: false }
+    }
+
+    /// The attention projection: merges split decode attention's partials as it stages X.
+    fn linear_merge(m: &GpuMatrix, flags: u32, y_stride: u32) -> OpKind {
+        OpKind::Linear { n: m.n, k: m.k, flags, w: m.packing(), y_col0: 0, y_stride, rows: Rows::Step, ln: false, merge: true }
     }
 
     /// What `gpt2 bench --profile` calls this op on a step of `t` tokens: qkv and fc name the layer
@@ -85,17 +93,17 @@ impl OpKind {
 }
 
 /// An op before its bind group exists: the buffers it binds after the params, in binding order (and,
-/// for a linear op that folds a layer norm, those of its folding steps).
+/// for a linear op that folds a layer norm or merges attention partials, those of such steps).
 pub(super) struct OpSpec<'a> {
     kind: OpKind,
     kernel: Kernel,
     label: String,
     buffers: Vec<&'a wgpu::Buffer>,
-    ln_buffers: Option<Vec<&'a wgpu::Buffer>>,
+    alt_buffers: Option<Vec<&'a wgpu::Buffer>>,
 }
 
 fn spec<'a>(kind: OpKind, kernel: Kernel, label: String, buffers: Vec<&'a wgpu::Buffer>) -> OpSpec<'a> {
-    OpSpec { kind, kernel, label, buffers, ln_buffers: None }
+    OpSpec { kind, kernel, label, buffers, alt_buffers: None }
 }
 
 /// One dispatch of the pass.
@@ -104,8 +112,9 @@ pub(super) struct Op {
     /// For Linear ops, matmul; `record` picks the tuning's gemv or matmul kernel (they share one bind group layout).
     pub kernel: Kernel,
     bind: wgpu::BindGroup,
-    /// A linear op with `ln`: its bind group on folding steps (X = the residual stream, not xn).
-    bind_ln: Option<wgpu::BindGroup>,
+    /// A linear op with `ln` or `merge`: its bind group on steps with MM_LN (X = the residual stream, not
+    /// xn) or MM_MERGE (X = the attention partials, not att).
+    bind_alt: Option<wgpu::BindGroup>,
     slot: u32,
 }
 
@@ -126,6 +135,8 @@ pub(super) type LayerOps<T> = [T; 7];
 /// On folding steps (decode under the GPU tuning) ln_1 and ln_2 record nothing: qkv and fc read the
 /// residual stream x and normalize it themselves (gemv.wgsl, MM_LN):
 ///   qkv(+ln_1) -> attention -> attn proj + residual -> fc(+ln_2) + gelu -> mlp proj + residual.
+/// On split decode steps the attention writes per-block partials to `part` and attn proj merges them
+/// as it stages X (MM_MERGE): still one dispatch each.
 /// Every linear op binds some ln_g/ln_b (any buffer but its Y); only qkv and fc use theirs.
 /// `kv` is where the block's keys and values go, in format `kv_format`: the layer's cache for a step,
 /// f32 scratch for an inspection.
@@ -137,19 +148,22 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, k
     let ln = |name: &str, g, b| spec(OpKind::LayerNorm { rows: step, folded: true }, Kernel::LayerNorm, lb(name), vec![&a.x, g, b, &a.xn]);
     // A linear op over xn that reads x and normalizes it itself on folding steps.
     let linear_ln = |kind, name: &str, m: &'a GpuMatrix, bias, y, g, b| OpSpec {
-        ln_buffers: Some(vec![&a.x, &m.w, &m.scales, bias, y, g, b]),
+        alt_buffers: Some(vec![&a.x, &m.w, &m.scales, bias, y, g, b]),
         ..spec(kind, Kernel::Matmul, lb(name), vec![&a.xn, &m.w, &m.scales, bias, y, g, b])
     };
     [
         ln("ln_1", &w.ln_1_g, &w.ln_1_b),
         linear_ln(OpKind::linear_ln(&w.attn, MM_BIAS, 3 * c), "qkv", &w.attn, &w.attn_b, &a.qkv, &w.ln_1_g, &w.ln_1_b),
-        spec(OpKind::Attention { kv: kv_format }, Kernel::Attention, lb("attention"), vec![&a.qkv, k_cache, v_cache, &a.att]),
-        spec(
-            OpKind::linear(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
-            Kernel::Matmul,
-            lb("attn_proj+residual"),
-            vec![&a.att, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b],
-        ),
+        spec(OpKind::Attention { kv: kv_format }, Kernel::Attention, lb("attention"), vec![&a.qkv, k_cache, v_cache, &a.att, &a.part]),
+        OpSpec {
+            alt_buffers: Some(vec![&a.part, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b]),
+            ..spec(
+                OpKind::linear_merge(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, c),
+                Kernel::Matmul,
+                lb("attn_proj+residual"),
+                vec![&a.att, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b],
+            )
+        },
         ln("ln_2", &w.ln_2_g, &w.ln_2_b),
         linear_ln(OpKind::linear_ln(&w.fc, MM_BIAS | MM_GELU, f), "fc+gelu", &w.fc, &w.fc_b, &a.fch, &w.ln_2_g, &w.ln_2_b),
         spec(
@@ -319,11 +333,11 @@ impl ParamsArena {
         })];
         let params = res[0].clone();
         res.extend(s.buffers.iter().map(|b| whole(b)));
-        let bind_ln = s.ln_buffers.map(|bufs| {
+        let bind_alt = s.alt_buffers.map(|bufs| {
             let res: Vec<_> = std::iter::once(params).chain(bufs.iter().map(|b| whole(b))).collect();
-            gpu.bind_group(s.kernel, &format!("{} (layer norm folded)", s.label), &res)
+            gpu.bind_group(s.kernel, &format!("{} (layer norm folded or partials merged)", s.label), &res)
         });
-        Op { kind: s.kind, kernel: s.kernel, bind: gpu.bind_group(s.kernel, &s.label, &res), bind_ln, slot }
+        Op { kind: s.kind, kernel: s.kernel, bind: gpu.bind_group(s.kernel, &s.label, &res), bind_alt, slot }
     }
 
     /// Size of the uniform buffer on the GPU.
@@ -376,6 +390,9 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
         b
     }
     let c = cfg.n_embd as u32;
+    let (nh, hs) = (cfg.n_head as u32, cfg.head_dim() as u32);
+    // B on split decode steps, else 0 (the attention op and the projection's merge agree on it).
+    let split = tuning.attention_block(fr.t, nh, cfg.n_positions as u32);
     let rows = |r: Rows| match r {
         Rows::Step => (fr.t, 0),
         Rows::Head => (fr.head_rows, fr.head_row0),
@@ -395,11 +412,11 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             let (rows, in_row0) = rows(r);
             block(&LayerNormParams { rows, c, in_row0, out_row0: 0, eps: cfg.layer_norm_epsilon, _pad: [0; 3] })
         }
-        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r, ln } => block(&MatmulParams {
+        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r, ln, merge } => block(&MatmulParams {
             m: rows(r).0,
             n,
             k,
-            flags: flags | if ln && tuning.folds_ln(rows(r).0) { MM_LN } else { 0 },
+            flags: flags | if ln && tuning.folds_ln(rows(r).0) { MM_LN } else { 0 } | if merge && split > 0 { MM_MERGE } else { 0 },
             x_row0: 0,
             x_stride: k,
             y_stride,
@@ -410,13 +427,14 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             lanes: tuning.gemv_lanes,
             rows: tuning.gemv_rows_per_thread,
             ln_eps: cfg.layer_norm_epsilon,
-            _pad: [0; 2],
+            merge_nb: if merge && split > 0 { (fr.pos0 + 1).div_ceil(split) } else { 0 },
+            merge_hs: hs,
         }),
         OpKind::Attention { .. } | OpKind::AttentionProbs => block(&AttentionParams {
             t: fr.t,
             c,
-            nh: cfg.n_head as u32,
-            hs: cfg.head_dim() as u32,
+            nh,
+            hs,
             pos0: fr.pos0,
             scale: 1.0 / (cfg.head_dim() as f32).sqrt(),
             // The inspection's probabilities read its own f32 scratch.
@@ -424,7 +442,8 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
                 OpKind::Attention { kv } => kv.code(),
                 _ => KvFormat::F32.code(),
             },
-            _pad: 0,
+            // The inspection's probabilities are never split.
+            block: if matches!(kind, OpKind::Attention { .. }) { split } else { 0 },
         }),
         OpKind::Sample => [0u8; PARAMS_BYTES as usize],
     }
@@ -444,7 +463,7 @@ pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::Compute
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
             let kernel = if p.m <= gpu.tuning.gemv_max_rows { gpu.tuning.gemv_kernel } else { gpu.tuning.matmul_kernel };
-            let bind = if p.flags & MM_LN != 0 { op.bind_ln.as_ref().expect("an MM_LN op has its folding bind group") } else { &op.bind };
+            let bind = if p.flags & (MM_LN | MM_MERGE) != 0 { op.bind_alt.as_ref().expect("an MM_LN or MM_MERGE op has its second bind group") } else { &op.bind };
             (kernel, bind)
         }
         OpKind::LayerNorm { folded: true, .. } => {

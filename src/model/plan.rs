@@ -6,8 +6,8 @@
 
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::gpu::params::SAMPLE_OUT_WORDS;
-use crate::gpu::{Gpu, KvFormat, MAX_TOKENS_PER_SUBMIT};
+use crate::gpu::params::{attention_part_stride, SAMPLE_OUT_WORDS};
+use crate::gpu::{Gpu, KvFormat, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK};
 use crate::quant::WeightFormat;
 use crate::weights::{stored_format, Role};
 
@@ -92,11 +92,15 @@ pub(super) struct Activations {
     pub counts: wgpu::Buffer, // [V] u32 occurrences of each id in the repetition penalty's window
     pub ring: wgpu::Buffer,   // [P] u32 that window's tokens by stream index % P (see sample.wgsl)
     pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what sample.wgsl writes, one row per decode step
+    pub part: wgpu::Buffer,   // [NB, NH, hs + 2] split decode attention's partials (o[hs], m, l per block and head)
 }
 
 /// Name and bytes of each activation buffer, in `Activations` order (shared with `buffer_plan`).
-fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 12] {
+fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 13] {
     let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
+    // The most (block, head) partials any tuning's split makes: blocks of at least MIN_ATTN_BLOCK keys, and
+    // only where they fit the merge (Tuning::attention_block), so no step needs more whatever B is.
+    let parts = (cfg.n_head as u64 * p.div_ceil(MIN_ATTN_BLOCK as u64)).min(MERGE_MAX as u64);
     [
         ("x", p * c * 4),
         ("xn", p * c * 4),
@@ -110,12 +114,13 @@ fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 12] {
         ("counts", v * 4),
         ("ring", p * 4),
         ("sample_out", MAX_TOKENS_PER_SUBMIT as u64 * SAMPLE_OUT_WORDS as u64 * 4),
+        ("attention_part", parts * attention_part_stride(cfg.head_dim() as u32) as u64 * 4),
     ]
 }
 
 impl Activations {
     pub fn alloc(gpu: &Gpu, cfg: &Gpt2Config, r: u64) -> Result<Activations> {
-        let [x, xn, qkv, att, fch, xf, logits, ids, fed, counts, ring, out] =
+        let [x, xn, qkv, att, fch, xf, logits, ids, fed, counts, ring, out, part] =
             activation_sizes(cfg, r).map(|(name, size)| gpu.storage(name, size, wgpu::BufferUsages::empty()));
         Ok(Activations {
             x: x?,
@@ -130,6 +135,7 @@ impl Activations {
             counts: counts?,
             ring: ring?,
             out: out?,
+            part: part?,
         })
     }
 }
