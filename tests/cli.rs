@@ -258,6 +258,10 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
     assert!((decode - bytes * o["decode_tok_s"].as_f64().unwrap() / 1e9).abs() <= 1e-9 * decode.max(1.0), "decode GB/s = weight bytes x tok/s: {o}");
     assert!((ratio - decode / reference).abs() <= 1e-9 * ratio.max(1.0), "{o}");
     assert!(o["tuning"]["gemv_kernel"].is_string() && o["tuning"]["matmul_kernel"].is_string(), "{o}");
+    // Layer norms folded into qkv and fc, and decode attention split over blocks of 64 keys with the merge
+    // in the attention projection: still 5 dispatches per layer.
+    assert_eq!(o["tuning"]["attn_block"], 64, "{o}");
+    assert_eq!(o["dispatches_per_layer"], 5, "{o}");
 }
 
 #[test]
