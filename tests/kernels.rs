@@ -566,19 +566,11 @@ struct Draw {
 /// The sampler on one row; `hist` (distinct ids) is the penalty window, given as the counts the model
 /// keeps (one per id), with nothing fed (the window moving on is tested through the model).
 fn sample(logits: &[f32], hist: &[u32], prm: SampleParams) -> Draw {
-    let g = gpu();
-    let prm = SampleParams { v: logits.len() as u32, fed: SAMPLE_NO_FEED, window: 1, ..prm };
     let mut counts = vec![0u32; logits.len()];
     for &id in hist {
         counts[id as usize] += 1;
     }
-    let out = pollster::block_on(g.run_once(
-        Kernel::Sample,
-        bytemuck::bytes_of(&prm),
-        &[bytes(logits), bytes(&counts), bytes(&[0u32]), bytes(&[0u32; 4]), vec![0u8; SAMPLE_OUT_WORDS * 4]],
-    ))
-    .unwrap();
-    let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[4]);
+    let w = common::gpu_sample_words(logits, &counts, prm, 0);
     let n = w[2] as usize;
     Draw { token: w[0], prob: f32::from_bits(w[1]), alts: (0..n).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect() }
 }

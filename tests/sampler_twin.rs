@@ -1,4 +1,4 @@
-//! The CPU sampler (`sampling::cpu`) against the GPU sampler (`shaders/sample.wgsl`) on the same logits:
+//! The CPU sampler (`sampling::cpu`) against the GPU sampler (`shaders/sample_scan.wgsl` + `sample_pick.wgsl`) on the same logits:
 //! the same token and the same alternatives for many seeds, steps and settings (greedy, temperature,
 //! top-k, top-p, repetition penalty, ties, a full 50257 vocabulary, tiny vocabularies).
 //! Probabilities may differ in the last bits (exp is the platform's on the GPU), so they are compared to
@@ -7,15 +7,14 @@
 mod common;
 
 use common::{gpu, Rng};
-use gpt2_webgpu::gpu::params::{SampleParams, SAMPLE_NO_FEED, SAMPLE_OUT_WORDS};
-use gpt2_webgpu::gpu::Kernel;
+use gpt2_webgpu::gpu::params::SampleParams;
 use gpt2_webgpu::sampling::cpu::{effective_temperature, penalty_set, sample_logits, seed32, SamplerScratch};
 use gpt2_webgpu::sampling::{Sampled, SamplingParams};
 
-/// The GPU kernel on one row, with the parameters exactly as `Model::step` fills them.
-fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sampled {
+/// The GPU sampler on one row, with the parameters exactly as `Model::step` fills them, its first pass
+/// over `groups` workgroups (0: as many as the lanes need).
+fn gpu_sample_groups(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32, groups: u32) -> Sampled {
     let prm = SampleParams {
-        v: logits.len() as u32,
         top_k: s.top_k,
         greedy: (s.temperature == 0.0) as u32,
         temperature: effective_temperature(s.temperature),
@@ -24,26 +23,20 @@ fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sa
         seed: seed32(s.seed),
         step,
         n_alt: s.alternatives,
-        row_off: 0,
-        out_row: 0,
-        fed: SAMPLE_NO_FEED,
-        window: 1,
-        _pad: [0; 3],
+        ..Default::default()
     };
     // The penalty window as the model keeps it: a count per id (`hist` is distinct).
     let mut counts = vec![0u32; logits.len()];
     for &id in hist {
         counts[id as usize] += 1;
     }
-    let out = pollster::block_on(gpu().run_once(
-        Kernel::Sample,
-        bytemuck::bytes_of(&prm),
-        &[bytemuck::cast_slice(logits).to_vec(), bytemuck::cast_slice(&counts).to_vec(), vec![0u8; 4], vec![0u8; 16], vec![0u8; SAMPLE_OUT_WORDS * 4]],
-    ))
-    .unwrap();
-    let w: Vec<u32> = bytemuck::pod_collect_to_vec(&out[4]);
+    let w = common::gpu_sample_words(logits, &counts, prm, groups);
     let n = w[2] as usize;
     Sampled { token: w[0], prob: f32::from_bits(w[1]), alternatives: (0..n).map(|i| (w[3 + 2 * i], f32::from_bits(w[4 + 2 * i]))).collect() }
+}
+
+fn gpu_sample(logits: &[f32], hist: &[u32], s: &SamplingParams, step: u32) -> Sampled {
+    gpu_sample_groups(logits, hist, s, step, 0)
 }
 
 fn close(a: f32, b: f32) -> bool {
@@ -175,6 +168,111 @@ fn a_seeded_generation_gives_the_same_tokens_on_the_gpu_and_the_cpu_engine() {
             }
             (None, None) => break,
             _ => panic!("the generations ended at different steps"),
+        }
+    }
+}
+
+/// `check` that also says which path the sampler took (true: the whole row).
+fn check_path(what: &str, logits: &[f32], context: &[u32], s: &SamplingParams, step: u32) -> bool {
+    check(what, logits, context, s, step);
+    let mut hist = Vec::new();
+    if s.repetition_penalty != 1.0 {
+        penalty_set(context, usize::MAX, logits.len(), &mut hist);
+    }
+    let mut scratch = SamplerScratch::default();
+    sample_logits(logits, &hist, s, seed32(s.seed), step, &mut scratch);
+    scratch.fell_back()
+}
+
+#[test]
+fn the_candidates_decide_where_they_can_and_the_row_walk_takes_over_where_they_cannot() {
+    let mut rng = Rng(77);
+    let v = 50257;
+    let base = SamplingParams { temperature: 1.0, alternatives: 8, seed: 9, ..SamplingParams::default() };
+    let l = rng.vec(v, 3.0);
+    for step in 0..3 {
+        // Decided by the candidates: a small top-k, top-p over a peaked row, top-k = 1.
+        let mut peaked = l.clone();
+        for (j, i) in [5usize, 900, 40000, 50256].into_iter().enumerate() {
+            peaked[i] = 14.0 - j as f32;
+        }
+        for s in [
+            SamplingParams { top_k: 40, ..base.clone() },
+            SamplingParams { top_k: 1, ..base.clone() },
+            SamplingParams { top_p: 0.9, ..base.clone() },
+            SamplingParams { temperature: 0.7, top_k: 50, top_p: 0.95, repetition_penalty: 1.3, ..base.clone() },
+        ] {
+            let s = SamplingParams { seed: 9 + step as u64, ..s };
+            assert!(!check_path("candidates", &peaked, &[5, 77, 40000], &s, step), "{s:?} should be decided by the candidates");
+        }
+        // The row walk: top-k past the 6288 candidates, top-p over a flat row, no cut at all.
+        for (what, row, s) in [
+            ("top-k 8000", &l, SamplingParams { top_k: 8000, ..base.clone() }),
+            ("flat top-p", &vec![0.5f32; v], SamplingParams { top_p: 0.9, ..base.clone() }),
+            ("no cut", &l, base.clone()),
+            ("top-p 0.999 huge temperature", &l, SamplingParams { temperature: 100.0, top_p: 0.999, ..base.clone() }),
+        ] {
+            let s = SamplingParams { seed: 9 + step as u64, ..s };
+            assert!(check_path(what, row, &[1, 2, 3], &s, step), "{what}: {s:?} should walk the row");
+        }
+    }
+}
+
+#[test]
+fn cpu_sampler_matches_on_adversarial_rows() {
+    let mut rng = Rng(123);
+    let base = SamplingParams { temperature: 1.0, alternatives: 8, seed: 31, ..SamplingParams::default() };
+    // Ties exactly at a top-k cut-off, spread over many lanes (the 40th best value is shared by 30 ids).
+    let mut tied = rng.vec(20000, 1.0);
+    for i in 0..30 {
+        tied[i * 613 + 7] = 6.0;
+    }
+    for i in 0..25 {
+        tied[i * 701 + 3] = 7.0;
+    }
+    // A lane holding far more than 16 of the best ids (top-k 40 cannot be decided from it).
+    let mut crowded = rng.vec(10000, 1.0);
+    for v in &mut crowded[1280..1408] {
+        *v += 5.0;
+    }
+    // The arg-max penalised below the runner-up.
+    let mut pen = rng.vec(3000, 1.0);
+    pen[100] = 5.0;
+    pen[2999] = 4.0;
+    for step in 0..4 {
+        let s = |x: SamplingParams| SamplingParams { seed: 31 + step as u64, ..x };
+        check("ties at top-k", &tied, &[], &s(SamplingParams { top_k: 40, ..base.clone() }), step);
+        check("ties at top-k 25", &tied, &[], &s(SamplingParams { top_k: 25, ..base.clone() }), step);
+        check("ties, top-p", &tied, &[], &s(SamplingParams { top_p: 0.5, ..base.clone() }), step);
+        assert!(check_path("crowded lane", &crowded, &[], &s(SamplingParams { top_k: 40, ..base.clone() }), step));
+        check("crowded lane top-p", &crowded, &[], &s(SamplingParams { top_p: 0.6, ..base.clone() }), step);
+        check("tiny temperature", &tied, &[], &s(SamplingParams { temperature: 1e-3, top_k: 40, ..base.clone() }), step);
+        check("tiny temperature, no cut", &tied, &[], &s(SamplingParams { temperature: 1e-4, ..base.clone() }), step);
+        check("huge temperature", &tied, &[], &s(SamplingParams { temperature: 1e4, top_k: 100, top_p: 0.5, ..base.clone() }), step);
+        check("top-p 1, top-k 0", &pen, &[], &s(base.clone()), step);
+        let p = s(SamplingParams { repetition_penalty: 2.0, top_k: 2, ..base.clone() });
+        check("penalised arg-max", &pen, &[100], &p, step);
+        let g = SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() };
+        check("penalised arg-max, greedy", &pen, &[100], &g, step);
+        check("top-k = V - 1", &pen, &[], &s(SamplingParams { top_k: 2999, ..base.clone() }), step);
+    }
+    // The penalty really moved the arg-max.
+    let mut scratch = SamplerScratch::default();
+    let g = SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() };
+    assert_eq!(sample_logits(&pen, &[100], &g, 0, 0, &mut scratch).token, 2999);
+}
+
+#[test]
+fn the_first_pass_gives_the_same_result_over_any_number_of_workgroups() {
+    let mut rng = Rng(4);
+    for v in [50257usize, 8193, 129] {
+        let l = rng.vec(v, 3.0);
+        for s in settings() {
+            let want = gpu_sample_groups(&l, &[], &s, 3, 0);
+            for groups in [1u32, 3, 1000] {
+                let got = gpu_sample_groups(&l, &[], &s, 3, groups);
+                assert_eq!(got, want, "V={v}, {groups} workgroups, {s:?}");
+            }
         }
     }
 }

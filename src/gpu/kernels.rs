@@ -169,12 +169,24 @@ kernel_table! {
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
     }
-    /// Repetition penalty, top-k/top-p and the draw over one row of logits, in one workgroup.
-    Sample = "sample" {
+    /// The sampler's first pass: per lane of 128 ids, the repetition penalty (in place), the lane's
+    /// max, mass and 16 best candidates; one thread per lane, no barriers.
+    SampleScan = "sample_scan" {
+        common: [],
+        bindings: &[params(), write("logits", "[*, V], penalised in place"), read("counts", "[V] u32 window occurrences"),
+                   read("ring", "[P] u32 window tokens"), read("fed", "[4] u32, [0] = the token this step was fed"),
+                   write("lanes", "[NL, 4 + 3 * 16] u32 lane stats, candidates, pick's scratch")],
+        workgroup: [64, 1, 1],
+        grid: |b, _| { let p: SampleParams = read_params(b); Grid::Xy(p.groups.max(1), 1) },
+    }
+    /// The sampler's second pass, one workgroup: top-k/top-p and the draw from the candidates (the
+    /// whole row only where they cannot decide), the out row, the penalty window moved on.
+    SamplePick = "sample_pick" {
         common: ["reduce", "reduce_best"],
-        bindings: &[params(), write("logits", "[*, V], overwritten with probabilities"), write("counts", "[V] u32 window occurrences"),
-                   write("ring", "[P] u32 window tokens"), write("fed", "[4] u32, [0] = the token the next step embeds"),
-                   write("out", "[K, SAMPLE_OUT_WORDS] u32")],
+        bindings: &[params(), write("logits", "[*, V] penalised, overwritten with probabilities on the fallback"),
+                   write("counts", "[V] u32 window occurrences"), write("ring", "[P] u32 window tokens"),
+                   write("fed", "[4] u32, [0] = the token the next step embeds"), write("out", "[K, SAMPLE_OUT_WORDS] u32"),
+                   write("lanes", "[NL, 4 + 3 * 16] u32 (sample_scan's)")],
         workgroup: [256, 1, 1],
         grid: |_, _| Grid::Xy(1, 1),
     }

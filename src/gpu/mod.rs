@@ -408,6 +408,14 @@ impl Gpu {
     /// params (in binding order); the grid comes from the kernel table. For kernel tests and tools: it
     /// allocates, so the model never uses it.
     pub async fn run_once(&self, kernel: Kernel, params: &[u8], buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let all: Vec<usize> = (0..buffers.len()).collect();
+        self.run_chain(&[(kernel, &all)], params, buffers).await
+    }
+
+    /// Several kernels in one pass over shared buffers (the sampler's two passes, in the tests): each
+    /// step binds the Params and then `buffers[i]` for the listed i, in binding order. Returns every
+    /// buffer's contents afterwards.
+    pub async fn run_chain(&self, steps: &[(Kernel, &[usize])], params: &[u8], buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let mut uniform = params.to_vec();
         uniform.resize(uniform.len().next_multiple_of(16).max(16), 0);
         let ubuf = self.device.create_buffer(&wgpu::BufferDescriptor {
@@ -423,18 +431,25 @@ impl Gpu {
             .map(|(i, b)| {
                 let mut data = b.clone();
                 data.resize(data.len().next_multiple_of(4).max(16), 0);
-                self.storage_init(&format!("{}[{i}]", kernel.name()), &data).map(|buf| (buf, data.len() as u64))
+                self.storage_init(&format!("run[{i}]"), &data).map(|buf| (buf, data.len() as u64))
             })
             .collect::<Result<Vec<_>>>()?;
-        let mut res = vec![whole(&ubuf)];
-        res.extend(bufs.iter().map(|(b, _)| whole(b)));
-        let bind = self.bind_group(kernel, kernel.name(), &res);
+        let binds: Vec<wgpu::BindGroup> = steps
+            .iter()
+            .map(|(kernel, which)| {
+                let mut res = vec![whole(&ubuf)];
+                res.extend(which.iter().map(|&i| whole(&bufs[i].0)));
+                self.bind_group(*kernel, kernel.name(), &res)
+            })
+            .collect();
         let total: u64 = bufs.iter().map(|(_, n)| *n).sum();
         let read = self.readback_buffer("run_once", total)?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.dispatch(&mut pass, kernel, &bind, params);
+            for ((kernel, _), bind) in steps.iter().zip(&binds) {
+                self.dispatch(&mut pass, *kernel, bind, params);
+            }
         }
         let mut off = 0;
         for (b, n) in &bufs {

@@ -90,7 +90,7 @@ pub const fn attention_part_stride(hs: u32) -> u32 {
     hs + 2
 }
 
-/// shaders/sample.wgsl
+/// shaders/sample_scan.wgsl and shaders/sample_pick.wgsl (same struct)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SampleParams {
@@ -107,16 +107,29 @@ pub struct SampleParams {
     /// Row of `out` [K, SAMPLE_OUT_WORDS] this step writes (its place in the batch).
     pub out_row: u32,
     /// Where the token this step was fed enters the repetition-penalty window (its index in the stream
-    /// of window tokens, see sample.wgsl), or `SAMPLE_NO_FEED` when the host already counted it.
+    /// of window tokens, see sample_pick.wgsl), or `SAMPLE_NO_FEED` when the host already counted it.
     pub fed: u32,
     /// P: the window's length (the ring of window tokens holds P ids).
     pub window: u32,
-    pub _pad: [u32; 3],
+    /// Workgroups of sample_scan (the tuning's `sample_groups`, at most what the lanes need): they
+    /// share the lanes, so the result does not depend on it.
+    pub groups: u32,
+    pub _pad: [u32; 2],
 }
 
 /// `SampleParams::fed` when the step's token is already in the counts (a prompt or re-encoded window).
 pub const SAMPLE_NO_FEED: u32 = u32::MAX;
 
-/// Words written by sample.wgsl per step: [token, prob, n_alt, (id, prob) x MAX_ALT].
+/// sample_scan's threads per workgroup; each scans whole lanes of `sampling::cpu::LANE` ids.
+pub const SAMPLE_SCAN_THREADS: u32 = 64;
+
+/// Workgroups sample_scan runs for a vocabulary of `v`: `cap` (the tuning's `sample_groups`), or fewer
+/// when the lanes need fewer. Any number gives the same result.
+pub fn sample_scan_groups(v: u32, cap: u32) -> u32 {
+    let lanes = v.div_ceil(crate::sampling::cpu::LANE as u32);
+    lanes.div_ceil(SAMPLE_SCAN_THREADS).clamp(1, cap.max(1))
+}
+
+/// Words written by sample_pick.wgsl per step: [token, prob, n_alt, (id, prob) x MAX_ALT].
 pub const SAMPLE_MAX_ALT: usize = crate::sampling::MAX_ALTERNATIVES;
 pub const SAMPLE_OUT_WORDS: usize = 3 + 2 * SAMPLE_MAX_ALT;

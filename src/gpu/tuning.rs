@@ -125,6 +125,10 @@ pub struct Tuning {
     /// gemv.wgsl; at least `MIN_ATTN_BLOCK`. Only where NH x ceil(P / B) <= `MERGE_MAX` (the merge
     /// weights live in the gemv workgroup's memory); larger models decode unsplit.
     pub attn_block: u32,
+    /// G: the most workgroups the sampler's first pass (sample_scan, 64 threads, one per lane of 128
+    /// ids) spreads over; fewer run when the vocabulary has fewer lanes. The sampled tokens do not
+    /// depend on it.
+    pub sample_groups: u32,
 }
 
 /// The smallest B (`Tuning::attn_block`): the partials buffer is sized for ceil(P / MIN_ATTN_BLOCK)
@@ -132,6 +136,9 @@ pub struct Tuning {
 pub const MIN_ATTN_BLOCK: u32 = 32;
 /// The most (block, head) pairs one merge handles: gemv.wgsl's `merge_w` workgroup array (4 KB).
 pub const MERGE_MAX: u32 = 1024;
+
+/// The most workgroups the sampler's first pass may be given.
+pub const MAX_SAMPLE_GROUPS: u32 = 4096;
 
 /// The most decode steps one submit may hold (the sampler's output buffer has this many rows).
 pub const MAX_TOKENS_PER_SUBMIT: u32 = 32;
@@ -149,6 +156,8 @@ impl Tuning {
         tokens_per_submit: 8,
         // 16 blocks at a 1,000-token context: NH x 16 workgroups (192 for gpt2, 400 for gpt2-xl).
         attn_block: 64,
+        // Every lane its own thread: gpt2's 393 lanes fill 7 workgroups.
+        sample_groups: 256,
     };
     pub const CPU: Tuning = Tuning {
         kind: TuningKind::Cpu,
@@ -165,6 +174,7 @@ impl Tuning {
         tokens_per_submit: 1,
         // gemv_rows has no merge; and two lavapipe cores are already busy with NH workgroups.
         attn_block: 0,
+        sample_groups: 8,
     };
 
     pub fn of_kind(kind: TuningKind) -> Tuning {
@@ -177,8 +187,8 @@ impl Tuning {
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
     /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
-    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`
-    /// and `GPT2_ATTN_BLOCK` (0: unsplit) then override single fields for benchmarking.
+    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
+    /// `GPT2_ATTN_BLOCK` (0: unsplit) and `GPT2_SAMPLE_GROUPS` then override single fields for benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
@@ -238,6 +248,9 @@ impl Tuning {
             if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
                 t.tokens_per_submit = k;
             }
+            if let Some(g) = num("GPT2_SAMPLE_GROUPS")? {
+                t.sample_groups = g;
+            }
             match num("GPT2_ATTN_BLOCK")? {
                 Some(b) => t.attn_block = b,
                 // Only gemv.wgsl merges: a gemv kernel forced alone takes the split with it.
@@ -276,6 +289,9 @@ impl Tuning {
         }
         if !(1..=MAX_TOKENS_PER_SUBMIT).contains(&self.tokens_per_submit) {
             return Err(Error::InvalidArgument(format!("tokens per submit must be 1 to {MAX_TOKENS_PER_SUBMIT}, not {}", self.tokens_per_submit)));
+        }
+        if !(1..=MAX_SAMPLE_GROUPS).contains(&self.sample_groups) {
+            return Err(Error::InvalidArgument(format!("sampler workgroups must be 1 to {MAX_SAMPLE_GROUPS}, not {}", self.sample_groups)));
         }
         Ok(())
     }
@@ -316,7 +332,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"sample_groups\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -326,7 +342,8 @@ impl Tuning {
             self.fold_ln,
             self.kv_cache.map_or("by weights", KvFormat::name),
             self.tokens_per_submit,
-            self.attn_block
+            self.attn_block,
+            self.sample_groups
         )
     }
 }
@@ -335,7 +352,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (steps of up to {} tokens: {}{}; longer: {}; {} decode tokens per submit; decode attention {})",
+            "{} (steps of up to {} tokens: {}{}; longer: {}; {} decode tokens per submit; decode attention {}; sampler over up to {} workgroups)",
             self.kind.name(),
             self.gemv_max_rows,
             match self.gemv_kernel {
@@ -348,7 +365,8 @@ impl std::fmt::Display for Tuning {
                 _ => "tiled matmul",
             },
             self.tokens_per_submit,
-            if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) }
+            if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
+            self.sample_groups
         )
     }
 }

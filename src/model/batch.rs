@@ -2,7 +2,7 @@
 //! sample) into one command encoder and reads back their K sampled tokens at once:
 //!
 //!   step 0: embed `ids` (tokens the host wrote) or `fed` (the previous batch's last token) -> ... -> sample
-//!   step j: embed `fed` (step j-1's token, written there by sample.wgsl)                   -> ... -> sample
+//!   step j: embed `fed` (step j-1's token, written there by sample_pick)                   -> ... -> sample
 //!   then:   copy out [n, SAMPLE_OUT_WORDS] -> out_read[r]; one submit
 //!
 //! Each step has its own set of Params in the arena (positions differ), picked by dynamic offset; a
@@ -11,12 +11,12 @@
 //! so the GPU never waits for the host; they read back into the two `out_read` buffers in turn.
 //!
 //! The repetition penalty's window (the last P tokens of the context) lives on the GPU as `counts` and
-//! `ring` (see sample.wgsl): the host fills them when it feeds tokens, each step moves them on by one.
+//! `ring` (see sample_pick.wgsl): the host fills them when it feeds tokens, each step moves them on by one.
 
 use super::dispatch::{params_of, record_at, Frame};
 use super::Model;
 use crate::error::{Error, Result};
-use crate::gpu::params::{SampleParams, SAMPLE_MAX_ALT, SAMPLE_NO_FEED, SAMPLE_OUT_WORDS};
+use crate::gpu::params::{sample_scan_groups, SampleParams, SAMPLE_MAX_ALT, SAMPLE_NO_FEED, SAMPLE_OUT_WORDS};
 use crate::sampling::{Batch, Sampled};
 use crate::weights::check_step;
 
@@ -119,6 +119,7 @@ impl Model {
             seed: (s.seed ^ (s.seed >> 32)) as u32,
             n_alt: s.alternatives,
             window: p as u32,
+            groups: sample_scan_groups(v as u32, self.gpu.tuning.sample_groups),
             ..Default::default()
         };
         let mut pos = self.pos;
@@ -136,7 +137,9 @@ impl Model {
                 SAMPLE_NO_FEED
             };
             let sp = SampleParams { step: b.step0.wrapping_add(j as u32), out_row: j as u32, fed, ..base };
-            self.arena.write_at(&self.ops.sample, j, bytemuck::bytes_of(&sp));
+            for op in &self.ops.sample {
+                self.arena.write_at(op, j, bytemuck::bytes_of(&sp));
+            }
             pos += t as usize;
         }
         self.arena.flush_sets(&self.gpu, b.n);

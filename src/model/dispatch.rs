@@ -7,7 +7,7 @@
 //!   embed                 (one dispatch per wte chunk; ids from the host, or `embed_fed`: the token the
 //!                          previous step's sampler left on the GPU)
 //!   for each layer:  `layer_ops`
-//!   ln_f (head rows) -> logits (one dispatch per wte chunk) -> sample
+//!   ln_f (head rows) -> logits (one dispatch per wte chunk) -> sample_scan -> sample_pick
 //!
 //! Shapes (see config.rs): V vocab, P context, C channels, NH heads, hs = C / NH, F = MLP width,
 //! T = tokens in this step, R = head rows.
@@ -44,7 +44,7 @@ pub(super) enum Rows {
 pub(super) enum OpKind {
     /// x = wte[ids] + wpe for the tokens in wte rows [lo, hi).
     Embed { lo: u32, hi: u32, w: Packing },
-    /// `folded`: the next op (qkv or fc, `ln: true`) normalizes X itself on steps where the tuning
+    /// `folded`: the next op (qkv, fc or logits, `ln: true`) normalizes X itself on steps where the tuning
     /// folds layer norms (`Tuning::folds_ln`); there this op records nothing.
     LayerNorm { rows: Rows, folded: bool },
     /// Y[:, y_col0..] (+)= act(X W^T + b), W [n, k]; matmul or gemv by the number of rows. `ln`: on
@@ -82,7 +82,7 @@ impl OpKind {
     pub fn label(&self, kernel: Kernel, t: u32, tuning: &Tuning) -> &'static str {
         let folded = |ln: bool| ln && tuning.folds_ln(t);
         match *self {
-            OpKind::Linear { rows: Rows::Head, .. } => "logits",
+            OpKind::Linear { rows: Rows::Head, ln, .. } => if folded(ln) { "logits+ln_f" } else { "logits" },
             OpKind::Linear { flags, ln, .. } if flags & MM_GELU != 0 => if folded(ln) { "fc+gelu+ln_2" } else { "fc+gelu" },
             OpKind::Linear { flags, .. } if flags & MM_ACCUMULATE != 0 => "proj+residual",
             OpKind::Linear { ln, .. } => if folded(ln) { "qkv+ln_1" } else { "qkv" },
@@ -179,12 +179,13 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, k
 pub(super) struct Ops {
     /// Embedding of the tokens the host wrote into `ids`.
     pub embed: Vec<Op>,
-    /// Embedding of the one token the previous step sampled (sample.wgsl leaves it in `fed`).
+    /// Embedding of the one token the previous step sampled (sample_pick.wgsl leaves it in `fed`).
     pub embed_fed: Vec<Op>,
     pub layers: Vec<LayerOps<Op>>,
     /// ln_f, then the logits of each wte chunk.
     pub head: Vec<Op>,
-    pub sample: Op,
+    /// sample_scan, then sample_pick.
+    pub sample: [Op; 2],
 }
 
 /// Embedding of the token ids in `ids` ([T] u32): one dispatch per wte chunk.
@@ -198,15 +199,20 @@ fn embed_ops<'a>(wt: &'a Weights, a: &'a Activations, ids: &'a wgpu::Buffer) -> 
         .collect()
 }
 
-/// The head: ln_f of the head rows, then their logits against each wte chunk.
+/// The head: ln_f of the head rows, then their logits against each wte chunk. On folding steps (decode
+/// under the GPU tuning) ln_f records nothing and every logits GEMV normalizes its row of x itself
+/// (MM_LN), so embed, logits and the sampler's two passes are a decode step's only dispatches outside
+/// the layers.
 fn head_ops<'a>(wt: &'a Weights, a: &'a Activations, cfg: &Gpt2Config) -> Vec<OpSpec<'a>> {
-    let ln_f = OpKind::LayerNorm { rows: Rows::Head, folded: false };
+    let ln_f = OpKind::LayerNorm { rows: Rows::Head, folded: true };
     let mut head = vec![spec(ln_f, Kernel::LayerNorm, "ln_f".into(), vec![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
     for (lo, _hi, m) in &wt.wte {
-        // wte has no bias and the logits no layer norm of their own: bind wpe and ln_f as the unused
-        // buffers (any storage buffer but Y will do).
-        let kind = OpKind::linear(m, 0, *lo, cfg.vocab_size as u32, Rows::Head);
-        head.push(spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b]));
+        // wte has no bias: bind wpe as the unused bias (any storage buffer but Y will do).
+        let kind = OpKind::Linear { n: m.n, k: m.k, flags: 0, w: m.packing(), y_col0: *lo, y_stride: cfg.vocab_size as u32, rows: Rows::Head, ln: true, merge: false };
+        head.push(OpSpec {
+            alt_buffers: Some(vec![&a.x, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b]),
+            ..spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b])
+        });
     }
     head
 }
@@ -219,9 +225,12 @@ impl Ops {
         let embed_fed = embed_ops(wt, a, &a.fed);
         let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache], wt.kv)).collect();
         let head = head_ops(wt, a, cfg);
-        let sample = spec(OpKind::Sample, Kernel::Sample, "sample".into(), vec![&a.logits, &a.counts, &a.ring, &a.fed, &a.out]);
+        let sample = [
+            spec(OpKind::Sample, Kernel::SampleScan, "sample_scan".into(), vec![&a.logits, &a.counts, &a.ring, &a.fed, &a.lanes]),
+            spec(OpKind::Sample, Kernel::SamplePick, "sample_pick".into(), vec![&a.logits, &a.counts, &a.ring, &a.fed, &a.out, &a.lanes]),
+        ];
 
-        let n_slots = 2 * embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + 1;
+        let n_slots = 2 * embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + sample.len();
         let mut arena = ParamsArena::new(gpu, n_slots, sets);
         let mut bind = |s: OpSpec<'_>| arena.bind(gpu, s);
         let ops = Ops {
@@ -229,7 +238,7 @@ impl Ops {
             embed_fed: embed_fed.into_iter().map(&mut bind).collect(),
             layers: layers.into_iter().map(|l| l.map(&mut bind)).collect(),
             head: head.into_iter().map(&mut bind).collect(),
-            sample: bind(sample),
+            sample: sample.map(&mut bind),
         };
         debug_assert_eq!(arena.next as usize, n_slots);
         (ops, arena)
@@ -248,7 +257,7 @@ impl Ops {
     /// The whole pass of a step that embeds the host's ids, or (`fed`) the previous step's token.
     pub fn step(&self, fed: bool) -> impl Iterator<Item = &Op> {
         let embed = if fed { &self.embed_fed } else { &self.embed };
-        embed.iter().chain(self.layers.iter().flatten()).chain(&self.head).chain(std::iter::once(&self.sample))
+        embed.iter().chain(self.layers.iter().flatten()).chain(&self.head).chain(&self.sample)
     }
 
     /// Dispatches per layer that a step of `t` tokens records.
@@ -412,24 +421,29 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
             let (rows, in_row0) = rows(r);
             block(&LayerNormParams { rows, c, in_row0, out_row0: 0, eps: cfg.layer_norm_epsilon, _pad: [0; 3] })
         }
-        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r, ln, merge } => block(&MatmulParams {
-            m: rows(r).0,
-            n,
-            k,
-            flags: flags | if ln && tuning.folds_ln(rows(r).0) { MM_LN } else { 0 } | if merge && split > 0 { MM_MERGE } else { 0 },
-            x_row0: 0,
-            x_stride: k,
-            y_stride,
-            y_col0,
-            w_stride: w.w_stride,
-            wfmt: w.wfmt,
-            s_stride: w.s_stride,
-            lanes: tuning.gemv_lanes,
-            rows: tuning.gemv_rows_per_thread,
-            ln_eps: cfg.layer_norm_epsilon,
-            merge_nb: if merge && split > 0 { (fr.pos0 + 1).div_ceil(split) } else { 0 },
-            merge_hs: hs,
-        }),
+        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r, ln, merge } => {
+            let (m, row0) = rows(r);
+            let fold = ln && tuning.folds_ln(m);
+            block(&MatmulParams {
+                m,
+                n,
+                k,
+                flags: flags | if fold { MM_LN } else { 0 } | if merge && split > 0 { MM_MERGE } else { 0 },
+                // A folded head reads its rows of the residual stream x itself (else xf from row 0).
+                x_row0: if fold { row0 } else { 0 },
+                x_stride: k,
+                y_stride,
+                y_col0,
+                w_stride: w.w_stride,
+                wfmt: w.wfmt,
+                s_stride: w.s_stride,
+                lanes: tuning.gemv_lanes,
+                rows: tuning.gemv_rows_per_thread,
+                ln_eps: cfg.layer_norm_epsilon,
+                merge_nb: if merge && split > 0 { (fr.pos0 + 1).div_ceil(split) } else { 0 },
+                merge_hs: hs,
+            })
+        }
         OpKind::Attention { .. } | OpKind::AttentionProbs => block(&AttentionParams {
             t: fr.t,
             c,
@@ -447,6 +461,11 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
         }),
         OpKind::Sample => [0u8; PARAMS_BYTES as usize],
     }
+}
+
+/// Record a layer norm even where a folding step would skip it (hidden_states reads ln_f's output).
+pub(super) fn record_unfolded(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
+    gpu.dispatch_at(pass, op.kernel, &op.bind, 0, arena.params(op, 0));
 }
 
 /// Record `op` with the Params its slot holds in set 0.

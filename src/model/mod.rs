@@ -19,7 +19,7 @@ mod upload;
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
-use crate::gpu::params::{SampleParams, SAMPLE_NO_FEED};
+use crate::gpu::params::{sample_scan_groups, SampleParams, SAMPLE_NO_FEED};
 use crate::gpu::Gpu;
 use crate::quant::WeightFormat;
 use crate::weights::{check_step, tensor_specs, Role, TensorSource};
@@ -62,7 +62,7 @@ pub struct Model {
     fed_valid: bool,
     /// `acts.counts`/`ring` hold the penalty window of the tokens fed so far.
     window_loaded: bool,
-    /// Stream index of the next token to enter the penalty window (see sample.wgsl).
+    /// Stream index of the next token to enter the penalty window (see sample_pick.wgsl).
     win_next: u32,
     io: IoCounts,
 }
@@ -136,7 +136,7 @@ impl Model {
             .sum();
         let wte: u64 = w.wte.iter().map(|(_, _, g)| m(g)).sum();
         let a = &self.acts;
-        let acts: u64 = [&a.x, &a.xn, &a.qkv, &a.att, &a.fch, &a.xf, &a.logits, &a.ids, &a.fed, &a.counts, &a.ring, &a.out, &a.part].iter().map(|b| b.size()).sum();
+        let acts: u64 = [&a.x, &a.xn, &a.qkv, &a.att, &a.fch, &a.xf, &a.logits, &a.ids, &a.fed, &a.counts, &a.ring, &a.out, &a.part, &a.lanes].iter().map(|b| b.size()).sum();
         let reads: u64 = self.out_read.iter().map(|b| b.size()).sum();
         layers + wte + w.wpe.size() + w.ln_f_g.size() + w.ln_f_b.size() + acts + reads + self.arena.bytes()
     }
@@ -200,9 +200,12 @@ impl Model {
             rep_penalty: 1.0,
             fed: SAMPLE_NO_FEED,
             window: self.config.n_positions as u32,
+            groups: sample_scan_groups(self.config.vocab_size as u32, self.gpu.tuning.sample_groups),
             ..Default::default()
         };
-        self.arena.write(&self.ops.sample, bytemuck::bytes_of(&sp));
+        for op in &self.ops.sample {
+            self.arena.write(op, bytemuck::bytes_of(&sp));
+        }
         self.arena.flush(&self.gpu);
         let mut out: Vec<(String, usize, f64)> = Vec::new();
         self.gpu.wait()?;
@@ -311,7 +314,8 @@ impl Model {
                     self.record(&mut pass, op);
                 }
                 if j == self.config.n_layer {
-                    self.record(&mut pass, &self.ops.head[0]); // ln_f
+                    // ln_f, which a folding tuning would skip for one row
+                    dispatch::record_unfolded(&self.gpu, &self.arena, &mut pass, &self.ops.head[0]);
                 }
             }
             let src = if j == self.config.n_layer { &self.acts.xf } else { &self.acts.x };

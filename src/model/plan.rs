@@ -88,10 +88,11 @@ pub(super) struct Activations {
     pub xf: wgpu::Buffer,     // [R, C] ln_f output of the head rows
     pub logits: wgpu::Buffer, // [R, V]
     pub ids: wgpu::Buffer,    // [P] u32 the tokens the host feeds (a prompt, a re-encoded window)
-    pub fed: wgpu::Buffer,    // [4] u32: [0] the token sample.wgsl chose, which the next decode step embeds
+    pub fed: wgpu::Buffer,    // [4] u32: [0] the token sample_pick.wgsl chose, which the next decode step embeds
     pub counts: wgpu::Buffer, // [V] u32 occurrences of each id in the repetition penalty's window
-    pub ring: wgpu::Buffer,   // [P] u32 that window's tokens by stream index % P (see sample.wgsl)
-    pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what sample.wgsl writes, one row per decode step
+    pub ring: wgpu::Buffer,   // [P] u32 that window's tokens by stream index % P (see sample_pick.wgsl)
+    pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what sample_pick.wgsl writes, one row per decode step
+    pub lanes: wgpu::Buffer,  // [NL, 4 + 3 * 16] u32 the sampler's lanes: stats, candidates, scratch (sample_scan.wgsl)
     pub part: wgpu::Buffer,   // [NB, NH, hs + 2] split decode attention's partials (o[hs], m, l per block and head)
 }
 
@@ -115,12 +116,13 @@ fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 13] {
         ("ring", p * 4),
         ("sample_out", MAX_TOKENS_PER_SUBMIT as u64 * SAMPLE_OUT_WORDS as u64 * 4),
         ("attention_part", parts * attention_part_stride(cfg.head_dim() as u32) as u64 * 4),
+        ("sample_lanes", crate::sampling::cpu::lanes_words(cfg.vocab_size) as u64 * 4),
     ]
 }
 
 impl Activations {
     pub fn alloc(gpu: &Gpu, cfg: &Gpt2Config, r: u64) -> Result<Activations> {
-        let [x, xn, qkv, att, fch, xf, logits, ids, fed, counts, ring, out, part] =
+        let [x, xn, qkv, att, fch, xf, logits, ids, fed, counts, ring, out, part, lanes] =
             activation_sizes(cfg, r).map(|(name, size)| gpu.storage(name, size, wgpu::BufferUsages::empty()));
         Ok(Activations {
             x: x?,
@@ -136,6 +138,7 @@ impl Activations {
             ring: ring?,
             out: out?,
             part: part?,
+            lanes: lanes?,
         })
     }
 }

@@ -367,3 +367,27 @@ pub fn reference() -> &'static Reference {
     static R: OnceLock<Reference> = OnceLock::new();
     R.get_or_init(load_reference)
 }
+
+/// The GPU sampler (sample_scan, then sample_pick) on one row of logits, with the penalty window given
+/// as counts per id and nothing fed (`prm.fed` = SAMPLE_NO_FEED; the window moving on is tested through
+/// the model). `prm.v` and `prm.groups` are set here (`groups` from the argument, 0: all the lanes
+/// need). Returns the out row's words.
+pub fn gpu_sample_words(logits: &[f32], counts: &[u32], prm: gpt2_webgpu::gpu::params::SampleParams, groups: u32) -> Vec<u32> {
+    use gpt2_webgpu::gpu::params::{sample_scan_groups, SAMPLE_NO_FEED, SAMPLE_OUT_WORDS};
+    use gpt2_webgpu::gpu::Kernel;
+    let v = logits.len() as u32;
+    let groups = if groups == 0 { sample_scan_groups(v, u32::MAX) } else { groups };
+    let prm = gpt2_webgpu::gpu::params::SampleParams { v, fed: SAMPLE_NO_FEED, window: 1, groups, ..prm };
+    let lanes = gpt2_webgpu::sampling::cpu::lanes_words(logits.len());
+    // Garbage in the lanes: the first pass must write everything the second reads.
+    let bufs = [
+        bytemuck::cast_slice(logits).to_vec(),
+        bytemuck::cast_slice(counts).to_vec(),
+        vec![0u8; 4],
+        vec![0u8; 16],
+        vec![0u8; SAMPLE_OUT_WORDS * 4],
+        vec![0xa5u8; lanes * 4],
+    ];
+    let out = pollster::block_on(gpu().run_chain(&[(Kernel::SampleScan, &[0, 1, 2, 3, 5]), (Kernel::SamplePick, &[0, 1, 2, 3, 4, 5])], bytemuck::bytes_of(&prm), &bufs)).unwrap();
+    bytemuck::pod_collect_to_vec(&out[4])
+}
