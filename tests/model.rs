@@ -176,7 +176,7 @@ fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
         let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap());
         let at_load = gpu.compiled();
         let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
-        assert!(at_load.contains(&gemv) && at_load.contains(&matmul) && at_load.contains(&Kernel::Sample), "{}: {at_load:?}", kind.name());
+        assert!(at_load.contains(&gemv) && at_load.contains(&matmul) && at_load.contains(&Kernel::SampleScan) && at_load.contains(&Kernel::SamplePick), "{}: {at_load:?}", kind.name());
         let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows].into_iter().filter(|k| *k != gemv && *k != matmul);
         for k in others.chain([Kernel::AttentionProbs]) {
             assert!(!at_load.contains(&k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());

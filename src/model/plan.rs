@@ -97,7 +97,7 @@ pub(super) struct Activations {
 }
 
 /// Name and bytes of each activation buffer, in `Activations` order (shared with `buffer_plan`).
-fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 13] {
+fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 14] {
     let (v, p, c, f) = (cfg.vocab_size as u64, cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     // The most (block, head) partials any tuning's split makes: blocks of at least MIN_ATTN_BLOCK keys, and
     // only where they fit the merge (Tuning::attention_block), so no step needs more whatever B is.
