@@ -14,7 +14,7 @@
 // Rows past N are computed on row N - 1 (valid memory) and never stored. X is 0 past K, and every word
 // read past a row's K (the row's padding, the next row, or the last word where Restrict bounds checks
 // clamp) is a finite weight or zero padding, so it adds exactly 0.
-// Chunks of X, weight unpacking: common/rows.wgsl. Prompts (M > 1) go through matmul_rows.wgsl instead.
+// Chunks of X, the vec4 bindings of X and W, weight unpacking: common/rows.wgsl. Prompts (M > 1) go through matmul_rows.wgsl instead.
 // Dispatch: (ceil(N / (WG * ROWS)), M) workgroups of WG = 8 threads (one 256-bit SIMD vector of lavapipe:
 // a small workgroup keeps a 768-row matrix in 6 workgroups, so both cores of a 2-core machine work).
 
@@ -27,7 +27,7 @@ fn dot_f32(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
     var d = 0.0;
     for (var j = 0u; j < 8u; j++) {
         let q = o + 4u * j;
-        d += dot(bitcast<vec4<f32>>(vec4<u32>(w[q], w[q + 1u], w[q + 2u], w[q + 3u])), xc[j]);
+        d += dot(bitcast<vec4<f32>>(vec4<u32>(w_word(q), w_word(q + 1u), w_word(q + 2u), w_word(q + 3u))), xc[j]);
     }
     return d;
 }
@@ -36,28 +36,30 @@ fn dot_f16(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
     let o = n * p.w_stride + k / 2u;
     var d = 0.0;
     for (var j = 0u; j < 8u; j++) {
-        d += dot(vec4<f32>(unpack2x16float(w[o + 2u * j]), unpack2x16float(w[o + 2u * j + 1u])), xc[j]);
+        d += dot(vec4<f32>(unpack2x16float(w_word(o + 2u * j)), unpack2x16float(w_word(o + 2u * j + 1u))), xc[j]);
     }
     return d;
 }
 
+// q8: a group of 32 weights is two vec4s of words.
 fn dot_q8(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    let o = n * p.w_stride + k / 4u;
-    var d = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-        d += dot(q8x4(w[o + j]), xc[j]);
-    }
-    return d * scale_of(n, k);
+    let o = (n * p.w_stride + k / 4u) / 4u;
+    let a = w[o];
+    let b = w[o + 1u];
+    let d = dot(q8x4(a.x), xc[0]) + dot(q8x4(a.y), xc[1]) + dot(q8x4(a.z), xc[2]) + dot(q8x4(a.w), xc[3])
+          + dot(q8x4(b.x), xc[4]) + dot(q8x4(b.y), xc[5]) + dot(q8x4(b.z), xc[6]) + dot(q8x4(b.w), xc[7]);
+    return d * row_scale(n, k);
 }
 
+// q4: a group of 32 weights is one vec4 of words.
 fn dot_q4(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    let o = n * p.w_stride + k / 8u;
+    let a = w[(n * p.w_stride + k / 8u) / 4u];
     var d = 0.0;
     for (var j = 0u; j < 4u; j++) {
-        let v = q4x8(w[o + j]);
+        let v = q4x8(a[j]);
         d += dot(v[0], xc[2u * j]) + dot(v[1], xc[2u * j + 1u]);
     }
-    return d * scale_of(n, k);
+    return d * row_scale(n, k);
 }
 
 @compute @workgroup_size(WG)

@@ -23,7 +23,7 @@ fn w_f32(n: u32, k: u32) -> array<vec4<f32>, 8> {
     var c: array<vec4<f32>, 8>;
     for (var j = 0u; j < 8u; j++) {
         let q = o + 4u * j;
-        c[j] = bitcast<vec4<f32>>(vec4<u32>(w[q], w[q + 1u], w[q + 2u], w[q + 3u]));
+        c[j] = bitcast<vec4<f32>>(vec4<u32>(w_word(q), w_word(q + 1u), w_word(q + 2u), w_word(q + 3u)));
     }
     return c;
 }
@@ -32,27 +32,28 @@ fn w_f16(n: u32, k: u32) -> array<vec4<f32>, 8> {
     let o = n * p.w_stride + k / 2u;
     var c: array<vec4<f32>, 8>;
     for (var j = 0u; j < 8u; j++) {
-        c[j] = vec4<f32>(unpack2x16float(w[o + 2u * j]), unpack2x16float(w[o + 2u * j + 1u]));
+        c[j] = vec4<f32>(unpack2x16float(w_word(o + 2u * j)), unpack2x16float(w_word(o + 2u * j + 1u)));
     }
     return c;
 }
 
+// q8: a group of 32 weights is two vec4s of words (common/rows.wgsl).
 fn w_q8(n: u32, k: u32) -> array<vec4<f32>, 8> {
-    let o = n * p.w_stride + k / 4u;
-    let s = scale_of(n, k);
-    var c: array<vec4<f32>, 8>;
-    for (var j = 0u; j < 8u; j++) {
-        c[j] = q8x4(w[o + j]) * s;
-    }
-    return c;
+    let o = (n * p.w_stride + k / 4u) / 4u;
+    let s = row_scale(n, k);
+    let a = w[o];
+    let b = w[o + 1u];
+    return array<vec4<f32>, 8>(q8x4(a.x) * s, q8x4(a.y) * s, q8x4(a.z) * s, q8x4(a.w) * s,
+                               q8x4(b.x) * s, q8x4(b.y) * s, q8x4(b.z) * s, q8x4(b.w) * s);
 }
 
+// q4: one vec4 of words.
 fn w_q4(n: u32, k: u32) -> array<vec4<f32>, 8> {
-    let o = n * p.w_stride + k / 8u;
-    let s = scale_of(n, k);
+    let a = w[(n * p.w_stride + k / 8u) / 4u];
+    let s = row_scale(n, k);
     var c: array<vec4<f32>, 8>;
     for (var j = 0u; j < 4u; j++) {
-        let v = q4x8(w[o + j]);
+        let v = q4x8(a[j]);
         c[2u * j] = v[0] * s;
         c[2u * j + 1u] = v[1] * s;
     }

@@ -255,6 +255,8 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
     assert_eq!(o["readback_bytes_per_token"].as_f64(), Some(76.0), "{o}");
     let (reference, decode, ratio) = (o["ref_gemv_q8_gb_s"].as_f64().unwrap(), o["decode_weight_gb_s"].as_f64().unwrap(), o["decode_vs_ref_gemv"].as_f64().unwrap());
     assert!(reference > 0.0 && decode > 0.0, "{o}");
+    // The plain yardstick (gemv_ref.wgsl) and, beside it, the tuning's own gemv kernel over the same matrix.
+    assert!(o["tuning_gemv_q8_gb_s"].as_f64().unwrap() > 0.0, "{o}");
     let bytes = o["weight_bytes_per_token"].as_f64().unwrap();
     assert!((decode - bytes * o["decode_tok_s"].as_f64().unwrap() / 1e9).abs() <= 1e-9 * decode.max(1.0), "decode GB/s = weight bytes x tok/s: {o}");
     assert!((ratio - decode / reference).abs() <= 1e-9 * ratio.max(1.0), "{o}");
@@ -334,6 +336,7 @@ fn the_cpu_engine_runs_logits_generate_bench_and_info_from_the_command_line() {
         assert!(o["weight_bytes_per_token"].as_u64().unwrap() > 0);
         // The yardstick is a GPU kernel: present, and null on the CPU engine.
         assert!(o.get("ref_gemv_q8_gb_s").is_some_and(|v| v.is_null()) && o["decode_vs_ref_gemv"].is_null(), "{o}");
+        assert!(o.get("tuning_gemv_q8_gb_s").is_some_and(|v| v.is_null()), "{o}");
     }
     assert!(lines[0]["weight_bytes_per_token"].as_u64() > lines[1]["weight_bytes_per_token"].as_u64(), "q8 reads fewer bytes than f32");
 

@@ -259,6 +259,20 @@ fn matmul_rows_matches_reference_on_edges_formats_and_epilogues() {
 }
 
 #[test]
+fn gemv_ref_matches_reference_on_q8_edges_and_epilogues() {
+    // gpt2 bench's yardstick (q8 only): 4 rows per thread, 256 per workgroup, X staged 1024 values at a
+    // time. N below, at and past 256 (rows past N are computed on row N - 1 and must not be stored); K = 1,
+    // odd, ragged within a group and past a tile (X is 0 past K, so a row's padding adds 0); M > 1.
+    let mut seed = 1300;
+    for &(m, n, k) in &[(1usize, 1usize, 1usize), (1, 7, 33), (2, 255, 100), (1, 257, 1025), (3, 6, 2051), (1, 40, 3072), (1, 513, 768)] {
+        for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
+            seed += 1;
+            run_linear(Kernel::GemvRef, WeightFormat::Q8, m, n, k, flags, seed, (1, 1));
+        }
+    }
+}
+
+#[test]
 fn gelu_saturates_without_nan_on_huge_inputs() {
     // The fused GELU must not produce NaN where exp overflows (tanh saturates to +-1).
     let g = gpu();

@@ -104,6 +104,11 @@ fn grids_cover_the_work_of_each_kernel() {
     assert!(Kernel::GemvRows.source().contains(&rows), "gemv_rows.wgsl's ROWS is the grid's GEMV_ROWS_PER_THREAD");
     assert!(Kernel::MatmulRows.source().contains(&rows), "matmul_rows.wgsl's ROWS is the grid's GEMV_ROWS_PER_THREAD");
     assert!(Kernel::MatmulRows.source().contains(&tm), "matmul_rows.wgsl's TM is the grid's MATMUL_ROWS_TOKENS");
+    // gemv_ref (the bench's yardstick): 4 rows per thread, 64 threads per workgroup.
+    assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&mm)), Grid::Xy(1, 65));
+    assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&MatmulParams { n: 257, ..mm })), Grid::Xy(2, 65));
+    let rt = format!("const RT: u32 = {}u;", gpt2_webgpu::gpu::kernels::GEMV_REF_ROWS_PER_THREAD);
+    assert!(Kernel::GemvRef.source().contains(&rt), "gemv_ref.wgsl's RT is the grid's GEMV_REF_ROWS_PER_THREAD");
     let att = AttentionParams { t: 5, nh: 12, ..Default::default() };
     assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&att)), Grid::Xy(12, 5));
     // A split decode step: one workgroup per head and block of B keys (pos0 + 1 keys).

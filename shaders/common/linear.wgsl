@@ -1,6 +1,8 @@
-// common/linear.wgsl: what matmul.wgsl and gemv.wgsl share: the Params block (mirrored by
-// gpu::params::MatmulParams), the bindings (one layout, so one bind group serves both kernels and T picks
-// the kernel at step time) and the fused epilogue.
+// common/linear.wgsl: what the linear kernels (matmul, gemv, gemv_rows, matmul_rows) share: the Params
+// block (mirrored by gpu::params::MatmulParams), the bindings (one layout, so one bind group serves every
+// linear kernel and T picks the kernel at step time) and the fused epilogue. X (binding 1) and W
+// (binding 2) are declared by common/linear_scalar.wgsl (f32 values and u32 words: matmul, gemv) or
+// common/rows.wgsl (vec4s of them: the CPU tuning's kernels): same buffers, other element types.
 //
 //   X'        = ln ? LN(X[x_row0 + m, :]) * ln_g + ln_b : X[x_row0 + m, :]   (gemv.wgsl only)
 //   v         = X' . W[n, :] + (bias ? b[n] : 0)                       m < M, n < N, over K
@@ -10,7 +12,7 @@
 // Shapes: X rows of stride x_stride f32; W [N, K] out-major (each row is one output channel, the
 // transpose of Hugging Face's Conv1D [K, N], done once at load) in weight format `wfmt` (see
 // common/weights.wgsl) with w_stride u32 words per row; b [N] f32; Y rows of stride y_stride f32.
-// Needs common/weights.wgsl and common/gelu.wgsl.
+// Needs common/gelu.wgsl, and X and W declared (above).
 
 struct Params {
     M: u32,
@@ -33,8 +35,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;            // [*, x_stride]
-@group(0) @binding(2) var<storage, read> w: array<u32>;            // [N, w_stride] in wfmt
 @group(0) @binding(3) var<storage, read> scales: array<u32>;       // q8/q4 group scales, f16 pairs
 @group(0) @binding(4) var<storage, read> bias: array<f32>;         // [N]
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [M, y_stride]

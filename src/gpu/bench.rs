@@ -1,15 +1,20 @@
-//! The yardstick for `gpt2 bench`: how fast a plain q8 GEMV streams weights on this adapter, measured in
-//! the same process as the model (machines are noisy; only ratios taken in one run mean anything).
-//! Native only: it blocks on the device.
+//! The yardsticks for `gpt2 bench`: how fast a plain q8 GEMV (shaders/gemv_ref.wgsl, shaped by no
+//! tuning) and the tuning's own gemv kernel stream weights on this adapter, measured in the same process
+//! as the model (machines are noisy; only ratios taken in one run mean anything). Native only: it blocks
+//! on the device.
 
 use super::params::MatmulParams;
-use super::{whole, Gpu};
+use super::{whole, Gpu, Kernel};
 use crate::error::{Error, Result};
 
-/// GB/s at which the tuning's gemv kernel alone (gemv.wgsl or gemv_rows.wgsl, shaped by this GPU's
-/// tuning) reads a q8 matrix W [N, K] of about `bytes` bytes (weights + scales), `reps` times in one
-/// submit: the rate a decode step whose only work is streaming its weights could reach. The matrix is random words (the speed does not depend on values).
-pub fn gemv_q8_stream_gb_s(gpu: &Gpu, bytes: u64, k: u32, reps: u32) -> Result<f64> {
+/// GB/s at which `kernel` alone (`Kernel::GemvRef`, the plain yardstick, or the tuning's gemv kernel,
+/// gemv.wgsl or gemv_rows.wgsl, shaped by this GPU's tuning) reads a q8 matrix W [N, K] of about
+/// `bytes` bytes (weights + scales), `reps` times in one submit: the rate a decode step whose only work
+/// is streaming its weights could reach. The matrix is random words (the speed does not depend on values).
+pub fn gemv_q8_stream_gb_s(gpu: &Gpu, kernel: Kernel, bytes: u64, k: u32, reps: u32) -> Result<f64> {
+    if !matches!(kernel, Kernel::GemvRef | Kernel::Gemv | Kernel::GemvRows) {
+        return Err(Error::InvalidArgument(format!("the q8 stream yardstick runs a gemv kernel, not {}", kernel.name())));
+    }
     let fmt = crate::quant::WeightFormat::Q8;
     let (w_stride, s_stride) = (fmt.w_stride(k as usize) as u32, fmt.s_stride(k as usize) as u32);
     let row_bytes = 4 * w_stride as u64 + 2 * s_stride as u64;
@@ -53,7 +58,6 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, bytes: u64, k: u32, reps: u32) -> Result<f
         mapped_at_creation: false,
     });
     gpu.queue.write_buffer(&ubuf, 0, bytemuck::bytes_of(&prm));
-    let kernel = gpu.tuning.gemv_kernel;
     let bind = gpu.bind_group(kernel, "bench.gemv", &[whole(&ubuf), whole(&x), whole(&w), whole(&sc), whole(&bias), whole(&y), whole(&x), whole(&x)]);
     let run = |reps: u32| -> Result<f64> {
         let t0 = std::time::Instant::now();

@@ -114,7 +114,7 @@ kernel_table! {
     }
     /// Tiled Y (+)= act(X W^T + b) for M > 1 rows: a 64x64 tile of Y per workgroup, 4x4 per thread.
     Matmul = "matmul" {
-        common: ["weights", "gelu", "linear"],
+        common: ["weights", "gelu", "linear", "linear_scalar"],
         bindings: LINEAR,
         workgroup: [16, 16, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(4 * wg[0]), p.m.div_ceil(4 * wg[1])) },
@@ -122,7 +122,7 @@ kernel_table! {
     /// The same for few rows: `lanes` threads per group of `rows` output rows, one row of X per workgroup row.
     /// Under MM_MERGE X is merged from split decode attention's partials (common/merge.wgsl).
     Gemv = "gemv" {
-        common: ["weights", "gelu", "linear", "reduce", "merge"],
+        common: ["weights", "gelu", "linear", "linear_scalar", "reduce", "merge"],
         bindings: LINEAR,
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
@@ -130,17 +130,25 @@ kernel_table! {
     /// gemv for CPU adapters (the CPU tuning): one thread owns ROWS = 16 output rows and loads each chunk of X
     /// once for all of them; no workgroup memory, no barriers.
     GemvRows = "gemv_rows" {
-        common: ["weights", "gelu", "linear", "rows"],
+        common: ["gelu", "linear", "rows"],
         bindings: LINEAR,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m) },
     }
     /// Steps of several tokens for CPU adapters (the CPU tuning): one thread owns 16 output rows of 4 tokens.
     MatmulRows = "matmul_rows" {
-        common: ["weights", "gelu", "linear", "rows"],
+        common: ["gelu", "linear", "rows"],
         bindings: LINEAR,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
+    }
+    /// `gpt2 bench`'s yardstick, never on a model's path: a plain q8 GEMV (4 output rows per thread, X staged
+    /// in workgroup memory, one scale per 32 weights), not shaped by any tuning.
+    GemvRef = "gemv_ref" {
+        common: ["weights", "gelu", "linear", "linear_scalar"],
+        bindings: LINEAR,
+        workgroup: [64, 1, 1],
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_REF_ROWS_PER_THREAD), p.m) },
     }
     /// Causal attention over the cache and this step's keys, one workgroup per (head, query); it also
     /// appends the step's keys and values to the cache. A split decode step (Params.block = B > 0, T = 1)
@@ -194,6 +202,8 @@ kernel_table! {
 
 /// Output rows per thread of gemv_rows and matmul_rows (their WGSL `ROWS`).
 pub const GEMV_ROWS_PER_THREAD: u32 = 16;
+/// Output rows per thread of gemv_ref (its WGSL `RT`).
+pub const GEMV_REF_ROWS_PER_THREAD: u32 = 4;
 /// Tokens per thread of matmul_rows (its WGSL `TM`).
 pub const MATMUL_ROWS_TOKENS: u32 = 4;
 

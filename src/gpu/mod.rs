@@ -257,7 +257,9 @@ impl Gpu {
     /// A storage buffer of `size` bytes (at least 16, since zero-sized bindings are invalid), checked
     /// against the binding limit so an oversize model fails with words instead of a validation panic.
     pub fn storage(&self, label: &str, size: u64, extra: wgpu::BufferUsages) -> Result<wgpu::Buffer> {
-        let size = size.max(16).next_multiple_of(4);
+        // Whole 16-byte units: the CPU tuning's kernels bind W and X as arrays of vec4 (common/rows.wgsl),
+        // whose length is the binding's size in whole vec4s.
+        let size = size.max(16).next_multiple_of(16);
         if size > self.max_binding() {
             return Err(Error::TooLarge(format!(
                 "buffer `{label}` needs {size} bytes but this device binds at most {} bytes (max_storage_buffer_binding_size)",

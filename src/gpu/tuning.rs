@@ -13,7 +13,8 @@ pub enum TuningKind {
     Gpu,
     /// CPU adapters (lavapipe, SwiftShader): every workgroup barrier is a context switch and every
     /// storage load a loop over the SIMD lanes, so a thread owns 16 whole rows (of 4 tokens for prompts)
-    /// and loads each chunk of X once for them, without workgroup memory.
+    /// and loads each chunk of X once for them, without workgroup memory, in vec4 loads (one loop over
+    /// the lanes per four values: common/rows.wgsl).
     Cpu,
 }
 

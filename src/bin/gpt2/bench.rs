@@ -6,6 +6,7 @@
 use crate::load::{device, load, Loaded};
 use clap::Args;
 use gpt2_webgpu::engine::{weight_bytes_per_token, AnyEngine, Engine};
+use gpt2_webgpu::gpu::Kernel;
 use gpt2_webgpu::model::IoCounts;
 use gpt2_webgpu::sampling::SamplingParams;
 use gpt2_webgpu::text::generate::{GenerateOptions, Generation};
@@ -76,11 +77,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let readbacks = per_decode(io_all.readbacks, io_one.readbacks);
         let readback = per_decode(io_all.readback_bytes, io_one.readback_bytes);
         let weight_bytes = weight_bytes_per_token(model.config(), model.format());
-        // The yardstick, in this same run: a plain q8 GEMV over a 50 MB matrix (K = C) on this adapter.
-        let ref_gb_s = match &model {
-            AnyEngine::Gpu(m) => Some(gpt2_webgpu::gpu::bench::gemv_q8_stream_gb_s(m.gpu(), 50_000_000, model.config().n_embd as u32, 4)?),
-            AnyEngine::Cpu(_) => None,
+        // The yardsticks, in this same run, over a 50 MB q8 matrix (K = C) on this adapter: a plain q8 GEMV
+        // (gemv_ref.wgsl) and the tuning's own gemv kernel.
+        let stream = |kernel: Option<Kernel>| -> Result<Option<f64>> {
+            match &model {
+                AnyEngine::Gpu(m) => {
+                    let k = kernel.unwrap_or(m.gpu().tuning.gemv_kernel);
+                    Ok(Some(gpt2_webgpu::gpu::bench::gemv_q8_stream_gb_s(m.gpu(), k, 50_000_000, model.config().n_embd as u32, 4)?))
+                }
+                AnyEngine::Cpu(_) => Ok(None),
+            }
         };
+        let ref_gb_s = stream(Some(Kernel::GemvRef))?;
+        let own_gb_s = stream(None)?;
         let decode_gb_s = weight_bytes as f64 * dc / 1e9;
         if json {
             let (device_key, device_name) = match &model {
@@ -111,13 +120,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 // null on the CPU engine (the yardstick is a GPU kernel).
                 "ref_gemv_q8_gb_s": ref_gb_s,
                 "decode_vs_ref_gemv": ref_gb_s.map(|r| decode_gb_s / r),
+                // The tuning's own gemv kernel over the same matrix (how close decode gets to its own kernel).
+                "tuning_gemv_q8_gb_s": own_gb_s,
             });
             o[device_key] = device_name.into();
             println!("{o}");
         } else {
             println!("{:<8} {:>10.2} {:>16.2} {:>16.2} {:>13.2}x  {}", model.format().name(), load_s, pf, dc, dc / b.1, model.device_name());
             if let Some(r) = ref_gb_s {
-                println!("  decode streams its weights at {decode_gb_s:.3} GB/s; a plain q8 GEMV here: {r:.3} GB/s ({:.2}x)", decode_gb_s / r);
+                println!(
+                    "  decode streams its weights at {decode_gb_s:.3} GB/s; a plain q8 GEMV here: {r:.3} GB/s ({:.2}x); the tuning's own gemv: {:.3} GB/s",
+                    decode_gb_s / r,
+                    own_gb_s.unwrap_or(f64::NAN)
+                );
             }
         }
         if profile {
