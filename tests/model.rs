@@ -167,7 +167,7 @@ fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_lay
 
 // Nothing compiles at the first step: a load compiles the pipeline of every kernel a prompt step or a
 // decode step dispatches under its tuning, and only those (on a software adapter each costs up to
-// seconds); the inspection's kernel and the other tuning's linear kernels compile on first use. A fresh
+// seconds); the inspection's kernel, the bench's yardstick (gemv_ref) and the other tuning's linear kernels compile on first use. A fresh
 // device per tuning, so no other test has used its pipelines.
 #[test]
 fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
@@ -178,7 +178,7 @@ fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
         let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
         assert!(at_load.contains(&gemv) && at_load.contains(&matmul) && at_load.contains(&Kernel::SampleScan) && at_load.contains(&Kernel::SamplePick), "{}: {at_load:?}", kind.name());
         let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows].into_iter().filter(|k| *k != gemv && *k != matmul);
-        for k in others.chain([Kernel::AttentionProbs]) {
+        for k in others.chain([Kernel::AttentionProbs, Kernel::GemvRef]) {
             assert!(!at_load.contains(&k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());
         }
         let mut m = pollster::block_on(Model::load(gpu.clone(), &mut tiny_model(), WeightFormat::F32)).unwrap();

@@ -308,12 +308,12 @@ impl Tuning {
     }
 
     /// Whether a model's steps (prompt or decode) can dispatch `k` under this tuning: its pipeline is
-    /// compiled at load (gpu/mod.rs). The other tuning's linear kernels and the inspection's
-    /// attention_probs are not: they compile on first use.
+    /// compiled at load (gpu/mod.rs). The other tuning's linear kernels, the inspection's
+    /// attention_probs and the bench's yardstick gemv_ref are not: they compile on first use.
     pub fn dispatches(&self, k: Kernel) -> bool {
         match k {
             Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || k == self.matmul_kernel,
-            Kernel::AttentionProbs => false,
+            Kernel::AttentionProbs | Kernel::GemvRef => false,
             _ => true,
         }
     }
