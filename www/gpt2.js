@@ -182,17 +182,7 @@ class Model {
    * GPU buffers the model holds (0 on the CPU engine).
    * @returns {Promise<{ wasmBytes: number, gpuBytes: number }>} */
   memory() {
-    if (this.#broken) return Promise.reject(this.#broken);
-    if (!this.#worker) return Promise.reject(new GPT2Error("state", DISPOSED));
-    const id = nextId++;
-    return new Promise((resolve, reject) => {
-      this.#listeners.set(id, (m) => {
-        this.#listeners.delete(id);
-        if (m.type === "memory") resolve({ wasmBytes: m.wasmBytes, gpuBytes: m.gpuBytes });
-        else reject(new GPT2Error(m.kind || "state", m.message || DISPOSED));
-      });
-      this.#worker.postMessage({ type: "memory", id });
-    });
+    return this.#ask("memory", (m) => ({ wasmBytes: m.wasmBytes, gpuBytes: m.gpuBytes }));
   }
 
   /** What the engine has submitted to the GPU and read back since the load (all 0 on the CPU engine):
@@ -200,16 +190,22 @@ class Model {
    * readbacks_per_token and readback_bytes_per_token. Answered between two steps of a generation.
    * @returns {Promise<{ submits: number, readbacks: number, readbackBytes: number }>} */
   counters() {
+    return this.#ask("counters", (m) => ({ submits: m.submits, readbacks: m.readbacks, readbackBytes: m.readbackBytes }));
+  }
+
+  // One question to the worker that it answers with one message of the same `type`: `pick` turns that
+  // answer into the result; any other answer (an error, the worker gone) rejects in words.
+  #ask(type, pick) {
     if (this.#broken) return Promise.reject(this.#broken);
     if (!this.#worker) return Promise.reject(new GPT2Error("state", DISPOSED));
     const id = nextId++;
     return new Promise((resolve, reject) => {
       this.#listeners.set(id, (m) => {
         this.#listeners.delete(id);
-        if (m.type === "counters") resolve({ submits: m.submits, readbacks: m.readbacks, readbackBytes: m.readbackBytes });
+        if (m.type === type) resolve(pick(m));
         else reject(new GPT2Error(m.kind || "state", m.message || DISPOSED));
       });
-      this.#worker.postMessage({ type: "counters", id });
+      this.#worker.postMessage({ type, id });
     });
   }
 
