@@ -241,9 +241,9 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
     // q8 weights get the f16 KV cache (nothing forces another here).
     assert_eq!(o["kv_format"], "f16", "{o}");
     // The GPU tuning folds ln_1 into qkv, ln_2 into fc and ln_f into the logits on decode steps: the
-    // profile names them so and has no layer_norm op of its own; the sampler is two passes.
+    // profile names them so and has no layer_norm op of its own; the sampler is two passes (greedy: sample_scan, sample_best).
     let labels: Vec<&str> = profile.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    for want in ["qkv+ln_1", "fc+gelu+ln_2", "attention", "proj+residual", "logits+ln_f", "sample_scan", "sample_pick"] {
+    for want in ["qkv+ln_1", "fc+gelu+ln_2", "attention", "proj+residual", "logits+ln_f", "sample_scan", "sample_best"] {
         assert!(labels.contains(&want), "{want} missing from the profile:\n{profile}");
     }
     assert!(!labels.contains(&"layer_norm") && !labels.contains(&"qkv") && !labels.contains(&"fc+gelu"), "{profile}");
@@ -265,7 +265,7 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
     // in the attention projection: still 5 dispatches per layer.
     assert_eq!(o["tuning"]["attn_block"], 64, "{o}");
     assert_eq!(o["dispatches_per_layer"], 5, "{o}");
-    // Outside the layers: embed, logits (+ln_f), sample_scan, sample_pick (tiny-gpt2: 2 layers, one wte chunk).
+    // Outside the layers: embed, logits (+ln_f), sample_scan, the second pass (tiny-gpt2: 2 layers, one wte chunk).
     assert_eq!(o["dispatches_per_token"], 2 * 5 + 4, "{o}");
     assert_eq!(o["tuning"]["sample_groups"], 256, "{o}");
 }
@@ -282,7 +282,7 @@ fn gpu_bench_profile_under_the_cpu_tuning_keeps_the_layer_norms_apart() {
     assert_eq!((o["weights"].as_str(), o["kv_format"].as_str()), (Some("f32"), Some("f32")), "{o}");
     assert_eq!(o["tuning"]["kind"], "cpu", "{o}");
     let labels: Vec<&str> = profile.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    for want in ["layer_norm", "qkv", "fc+gelu", "ln_f", "logits", "sample_scan", "sample_pick"] {
+    for want in ["layer_norm", "qkv", "fc+gelu", "ln_f", "logits", "sample_scan", "sample_best"] {
         assert!(labels.contains(&want), "{want} missing from the profile:\n{profile}");
     }
     assert!(!labels.iter().any(|l| l.contains("+ln_")), "nothing is folded under the CPU tuning:\n{profile}");

@@ -161,7 +161,7 @@ fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_lay
         let want = if kind == TuningKind::Gpu { 5 } else { 7 };
         assert_eq!(per_layer, want, "{}: dispatches per layer", kind.name());
         let head = if kind == TuningKind::Gpu { 4 } else { 5 };
-        assert_eq!(total, m.config().n_layer * want + head, "{}: embed + layers + (ln_f) + logits + sample_scan + sample_pick", kind.name());
+        assert_eq!(total, m.config().n_layer * want + head, "{}: embed + layers + (ln_f) + logits + sample_scan + the second pass", kind.name());
     }
 }
 

@@ -1,4 +1,5 @@
-//! The CPU sampler (`sampling::cpu`) against the GPU sampler (`shaders/sample_scan.wgsl` + `sample_pick.wgsl`) on the same logits:
+//! The CPU sampler (`sampling::cpu`) against the GPU sampler (`shaders/sample_scan.wgsl`, then `sample_best.wgsl`,
+//! `sample_draw.wgsl` or `sample_pick.wgsl`) on the same logits:
 //! the same token and the same alternatives for many seeds, steps and settings (greedy, temperature,
 //! top-k, top-p, repetition penalty, ties, a full 50257 vocabulary, tiny vocabularies).
 //! Probabilities may differ in the last bits (exp is the platform's on the GPU), so they are compared to
@@ -191,7 +192,8 @@ fn the_candidates_decide_where_they_can_and_the_row_walk_takes_over_where_they_c
     let base = SamplingParams { temperature: 1.0, alternatives: 8, seed: 9, ..SamplingParams::default() };
     let l = rng.vec(v, 3.0);
     for step in 0..3 {
-        // Decided by the candidates: a small top-k, top-p over a peaked row, top-k = 1.
+        // Decided by the candidates: a small top-k, top-p over a peaked row, top-k = 1; no cut at all
+        // never walks the row (two levels: the lane, then the id).
         let mut peaked = l.clone();
         for (j, i) in [5usize, 900, 40000, 50256].into_iter().enumerate() {
             peaked[i] = 14.0 - j as f32;
@@ -201,15 +203,16 @@ fn the_candidates_decide_where_they_can_and_the_row_walk_takes_over_where_they_c
             SamplingParams { top_k: 1, ..base.clone() },
             SamplingParams { top_p: 0.9, ..base.clone() },
             SamplingParams { temperature: 0.7, top_k: 50, top_p: 0.95, repetition_penalty: 1.3, ..base.clone() },
+            base.clone(),
+            SamplingParams { temperature: 1e-4, ..base.clone() },
         ] {
             let s = SamplingParams { seed: 9 + step as u64, ..s };
             assert!(!check_path("candidates", &peaked, &[5, 77, 40000], &s, step), "{s:?} should be decided by the candidates");
         }
-        // The row walk: top-k past the 6288 candidates, top-p over a flat row, no cut at all.
+        // The row walk: top-k past the 6284 candidates, top-p over a flat row.
         for (what, row, s) in [
             ("top-k 8000", &l, SamplingParams { top_k: 8000, ..base.clone() }),
             ("flat top-p", &vec![0.5f32; v], SamplingParams { top_p: 0.9, ..base.clone() }),
-            ("no cut", &l, base.clone()),
             ("top-p 0.999 huge temperature", &l, SamplingParams { temperature: 100.0, top_p: 0.999, ..base.clone() }),
         ] {
             let s = SamplingParams { seed: 9 + step as u64, ..s };
@@ -230,10 +233,11 @@ fn cpu_sampler_matches_on_adversarial_rows() {
     for i in 0..25 {
         tied[i * 701 + 3] = 7.0;
     }
-    // A lane holding far more than 16 of the best ids (top-k 40 cannot be decided from it).
+    // A lane holding far more than its 4 candidates of the best ids (top-k 40 cannot be decided from
+    // it, nor the alternatives): lane 17's ids 17, 17 + NL, ... (NL = 313 lanes of 32 strided ids).
     let mut crowded = rng.vec(10000, 1.0);
-    for v in &mut crowded[1280..1408] {
-        *v += 5.0;
+    for i in (17..10000).step_by(10000usize.div_ceil(32)) {
+        crowded[i] += 5.0;
     }
     // The arg-max penalised below the runner-up.
     let mut pen = rng.vec(3000, 1.0);
@@ -246,6 +250,8 @@ fn cpu_sampler_matches_on_adversarial_rows() {
         check("ties, top-p", &tied, &[], &s(SamplingParams { top_p: 0.5, ..base.clone() }), step);
         assert!(check_path("crowded lane", &crowded, &[], &s(SamplingParams { top_k: 40, ..base.clone() }), step));
         check("crowded lane top-p", &crowded, &[], &s(SamplingParams { top_p: 0.6, ..base.clone() }), step);
+        check("crowded lane, no cut", &crowded, &[], &s(base.clone()), step);
+        check("crowded lane, greedy (alternatives from the row)", &crowded, &[], &SamplingParams { alternatives: 8, ..SamplingParams::greedy() }, step);
         check("tiny temperature", &tied, &[], &s(SamplingParams { temperature: 1e-3, top_k: 40, ..base.clone() }), step);
         check("tiny temperature, no cut", &tied, &[], &s(SamplingParams { temperature: 1e-4, ..base.clone() }), step);
         check("huge temperature", &tied, &[], &s(SamplingParams { temperature: 1e4, top_k: 100, top_p: 0.5, ..base.clone() }), step);

@@ -177,25 +177,38 @@ kernel_table! {
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
     }
-    /// The sampler's first pass: per lane of 128 ids, the repetition penalty (in place), the lane's
-    /// max, mass and 16 best candidates; one thread per lane, no barriers.
+    /// The sampler's first pass: per lane of 32 strided ids, the repetition penalty (in place), the lane's
+    /// max, mass and 4 best candidates; one thread per lane, no barriers.
     SampleScan = "sample_scan" {
-        common: [],
+        common: ["sample_params"],
         bindings: &[params(), write("logits", "[*, V], penalised in place"), read("counts", "[V] u32 window occurrences"),
                    read("ring", "[P] u32 window tokens"), read("fed", "[4] u32, [0] = the token this step was fed"),
-                   write("lanes", "[NL, 4 + 3 * 16] u32 lane stats, candidates, pick's scratch")],
+                   write("lanes", "[NL, 4 + 3 * 4] u32 lane stats, candidates, the second pass's scratch")],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: SampleParams = read_params(b); Grid::Xy(p.groups.max(1), 1) },
     }
-    /// The sampler's second pass, one workgroup: top-k/top-p and the draw from the candidates (the
-    /// whole row only where they cannot decide), the out row, the penalty window moved on.
+    /// The sampler's second pass when greedy, one workgroup: the arg-max from the lanes', the
+    /// alternatives, the out row, the penalty window moved on.
+    SampleBest = "sample_best" {
+        common: ["sample_params", "sample_second"],
+        bindings: SAMPLE_SECOND,
+        workgroup: [64, 1, 1],
+        grid: |_, _| Grid::Xy(1, 1),
+    }
+    /// The sampler's second pass without top-k and top-p, one workgroup: a two-level draw (the lane by
+    /// its mass, then the id inside it), never the row.
+    SampleDraw = "sample_draw" {
+        common: ["sample_params", "sample_second"],
+        bindings: SAMPLE_SECOND,
+        workgroup: [64, 1, 1],
+        grid: |_, _| Grid::Xy(1, 1),
+    }
+    /// The sampler's second pass with top-k or top-p, one workgroup: the cut-off and the draw from the
+    /// candidates (the whole row only where they cannot decide), the out row, the window moved on.
     SamplePick = "sample_pick" {
-        common: ["reduce", "reduce_best"],
-        bindings: &[params(), write("logits", "[*, V] penalised, overwritten with probabilities on the fallback"),
-                   write("counts", "[V] u32 window occurrences"), write("ring", "[P] u32 window tokens"),
-                   write("fed", "[4] u32, [0] = the token the next step embeds"), write("out", "[K, SAMPLE_OUT_WORDS] u32"),
-                   write("lanes", "[NL, 4 + 3 * 16] u32 (sample_scan's)")],
-        workgroup: [256, 1, 1],
+        common: ["sample_params", "sample_second"],
+        bindings: SAMPLE_SECOND,
+        workgroup: [64, 1, 1],
         grid: |_, _| Grid::Xy(1, 1),
     }
 }
@@ -206,6 +219,18 @@ pub const GEMV_ROWS_PER_THREAD: u32 = 16;
 pub const GEMV_REF_ROWS_PER_THREAD: u32 = 4;
 /// Tokens per thread of matmul_rows (its WGSL `TM`).
 pub const MATMUL_ROWS_TOKENS: u32 = 4;
+
+/// The sampler's three second passes bind the same buffers (one bind group; the model dispatches the
+/// one its settings need, `model::dispatch::sample_kernel`).
+const SAMPLE_SECOND: &[Binding] = &[
+    params(),
+    write("logits", "[*, V] penalised"),
+    write("counts", "[V] u32 window occurrences"),
+    write("ring", "[P] u32 window tokens"),
+    write("fed", "[4] u32, [0] = the token the next step embeds"),
+    write("out", "[K, SAMPLE_OUT_WORDS] u32"),
+    write("lanes", "[NL, 4 + 3 * 4] u32 (sample_scan's)"),
+];
 
 /// matmul, gemv, gemv_rows and matmul_rows bind the same buffers (common/linear.wgsl), so one bind group
 /// serves them all.
@@ -238,6 +263,20 @@ impl Kernel {
 
     pub fn bindings(self) -> &'static [Binding] {
         self.def().bindings
+    }
+
+    /// The sampler's second pass for these settings: sample_best when greedy, sample_draw without top-k
+    /// and top-p, else sample_pick. They bind the same buffers (one bind group serves all three); each
+    /// holds only its own path, because a CPU adapter pays for the code of a path it does not take
+    /// (lavapipe: a greedy step cost 9 ms in a kernel that also held the sampling code, 0.3 ms alone).
+    pub fn sample_second(p: &SampleParams) -> Kernel {
+        if p.greedy != 0 {
+            Kernel::SampleBest
+        } else if (p.top_k == 0 || p.top_k >= p.v) && p.top_p >= 1.0 {
+            Kernel::SampleDraw
+        } else {
+            Kernel::SamplePick
+        }
     }
 
     /// The workgroups of one dispatch whose Params are (at the start of) `params`.

@@ -90,7 +90,7 @@ pub const fn attention_part_stride(hs: u32) -> u32 {
     hs + 2
 }
 
-/// shaders/sample_scan.wgsl and shaders/sample_pick.wgsl (same struct)
+/// shaders/common/sample_params.wgsl (sample_scan, sample_best, sample_draw and sample_pick)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct SampleParams {
@@ -120,7 +120,7 @@ pub struct SampleParams {
 /// `SampleParams::fed` when the step's token is already in the counts (a prompt or re-encoded window).
 pub const SAMPLE_NO_FEED: u32 = u32::MAX;
 
-/// sample_scan's threads per workgroup; each scans whole lanes of `sampling::cpu::LANE` ids.
+/// sample_scan's threads per workgroup; each scans whole lanes of `sampling::cpu::LANE` strided ids.
 pub const SAMPLE_SCAN_THREADS: u32 = 64;
 
 /// Workgroups sample_scan runs for a vocabulary of `v`: `cap` (the tuning's `sample_groups`), or fewer
@@ -130,6 +130,6 @@ pub fn sample_scan_groups(v: u32, cap: u32) -> u32 {
     lanes.div_ceil(SAMPLE_SCAN_THREADS).clamp(1, cap.max(1))
 }
 
-/// Words written by sample_pick.wgsl per step: [token, prob, n_alt, (id, prob) x MAX_ALT].
+/// Words written by the sampler's second pass per step: [token, prob, n_alt, (id, prob) x MAX_ALT].
 pub const SAMPLE_MAX_ALT: usize = crate::sampling::MAX_ALTERNATIVES;
 pub const SAMPLE_OUT_WORDS: usize = 3 + 2 * SAMPLE_MAX_ALT;

@@ -2,7 +2,7 @@
 //! sample) into one command encoder and reads back their K sampled tokens at once:
 //!
 //!   step 0: embed `ids` (tokens the host wrote) or `fed` (the previous batch's last token) -> ... -> sample
-//!   step j: embed `fed` (step j-1's token, written there by sample_pick)                   -> ... -> sample
+//!   step j: embed `fed` (step j-1's token, written there by the sampler)                  -> ... -> sample
 //!   then:   copy out [n, SAMPLE_OUT_WORDS] -> out_read[r]; one submit
 //!
 //! Each step has its own set of Params in the arena (positions differ), picked by dynamic offset; a
@@ -11,7 +11,7 @@
 //! so the GPU never waits for the host; they read back into the two `out_read` buffers in turn.
 //!
 //! The repetition penalty's window (the last P tokens of the context) lives on the GPU as `counts` and
-//! `ring` (see sample_pick.wgsl): the host fills them when it feeds tokens, each step moves them on by one.
+//! `ring` (see common/sample_second.wgsl): the host fills them when it feeds tokens, each step moves them on by one.
 
 use super::dispatch::{params_of, record_at, Frame};
 use super::Model;

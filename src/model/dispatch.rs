@@ -7,7 +7,7 @@
 //!   embed                 (one dispatch per wte chunk; ids from the host, or `embed_fed`: the token the
 //!                          previous step's sampler left on the GPU)
 //!   for each layer:  `layer_ops`
-//!   ln_f (head rows) -> logits (one dispatch per wte chunk) -> sample_scan -> sample_pick
+//!   ln_f (head rows) -> logits (one dispatch per wte chunk) -> sample_scan -> sample_best/draw/pick
 //!
 //! Shapes (see config.rs): V vocab, P context, C channels, NH heads, hs = C / NH, F = MLP width,
 //! T = tokens in this step, R = head rows.
@@ -179,12 +179,12 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, k
 pub(super) struct Ops {
     /// Embedding of the tokens the host wrote into `ids`.
     pub embed: Vec<Op>,
-    /// Embedding of the one token the previous step sampled (sample_pick.wgsl leaves it in `fed`).
+    /// Embedding of the one token the previous step sampled (the sampler's second pass leaves it in `fed`).
     pub embed_fed: Vec<Op>,
     pub layers: Vec<LayerOps<Op>>,
     /// ln_f, then the logits of each wte chunk.
     pub head: Vec<Op>,
-    /// sample_scan, then sample_pick.
+    /// sample_scan, then the second pass (recorded as sample_pick; `sample_kernel` says which one runs).
     pub sample: [Op; 2],
 }
 
@@ -473,6 +473,15 @@ pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePas
     record_at(gpu, arena, pass, op, 0)
 }
 
+/// The kernel an op runs for its Params where that depends on them: the sampler's second pass
+/// (`Kernel::SamplePick` in the op list) runs `Kernel::sample_second`'s choice.
+pub(super) fn sample_kernel(kernel: Kernel, params: &[u8]) -> Kernel {
+    if kernel != Kernel::SamplePick {
+        return kernel;
+    }
+    Kernel::sample_second(&bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<SampleParams>()]))
+}
+
 /// Record `op` with the Params of set `set`: the kernel table gives the grid; a Linear op over few
 /// rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel. A
 /// folded layer norm records nothing on folding steps, and its linear op binds the residual stream.
@@ -492,6 +501,7 @@ pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::Compute
             }
             (op.kernel, &op.bind)
         }
+        OpKind::Sample => (sample_kernel(op.kernel, params), &op.bind),
         _ => (op.kernel, &op.bind),
     };
     gpu.dispatch_at(pass, kernel, bind, (set * arena.set_bytes()) as u32, params);

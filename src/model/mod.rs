@@ -62,7 +62,7 @@ pub struct Model {
     fed_valid: bool,
     /// `acts.counts`/`ring` hold the penalty window of the tokens fed so far.
     window_loaded: bool,
-    /// Stream index of the next token to enter the penalty window (see sample_pick.wgsl).
+    /// Stream index of the next token to enter the penalty window (see common/sample_second.wgsl).
     win_next: u32,
     io: IoCounts,
 }
@@ -210,7 +210,7 @@ impl Model {
         let mut out: Vec<(String, usize, f64)> = Vec::new();
         self.gpu.wait()?;
         for op in self.ops.all().filter(|op| op.runs(tokens.len() as u32, &self.gpu.tuning)) {
-            let label = op.kind.label(op.kernel, tokens.len() as u32, &self.gpu.tuning);
+            let label = op.kind.label(dispatch::sample_kernel(op.kernel, self.arena.params(op, 0)), tokens.len() as u32, &self.gpu.tuning);
             let t0 = std::time::Instant::now();
             let mut enc = self.gpu.device.create_command_encoder(&Default::default());
             {

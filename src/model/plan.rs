@@ -88,11 +88,11 @@ pub(super) struct Activations {
     pub xf: wgpu::Buffer,     // [R, C] ln_f output of the head rows
     pub logits: wgpu::Buffer, // [R, V]
     pub ids: wgpu::Buffer,    // [P] u32 the tokens the host feeds (a prompt, a re-encoded window)
-    pub fed: wgpu::Buffer,    // [4] u32: [0] the token sample_pick.wgsl chose, which the next decode step embeds
+    pub fed: wgpu::Buffer,    // [4] u32: [0] the token the sampler's second pass chose, which the next decode step embeds
     pub counts: wgpu::Buffer, // [V] u32 occurrences of each id in the repetition penalty's window
-    pub ring: wgpu::Buffer,   // [P] u32 that window's tokens by stream index % P (see sample_pick.wgsl)
-    pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what sample_pick.wgsl writes, one row per decode step
-    pub lanes: wgpu::Buffer,  // [NL, 4 + 3 * 16] u32 the sampler's lanes: stats, candidates, scratch (sample_scan.wgsl)
+    pub ring: wgpu::Buffer,   // [P] u32 that window's tokens by stream index % P (see common/sample_second.wgsl)
+    pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what the sampler's second pass writes, one row per decode step
+    pub lanes: wgpu::Buffer,  // [NL, 4 + 3 * 4] u32 the sampler's lanes: stats, candidates, scratch (sample_scan.wgsl)
     pub part: wgpu::Buffer,   // [NB, NH, hs + 2] split decode attention's partials (o[hs], m, l per block and head)
 }
 

@@ -1,39 +1,44 @@
-//! The sampler on the CPU: the exact twin of the GPU's two passes, `shaders/sample_scan.wgsl` and
-//! `shaders/sample_pick.wgsl`, so that a seeded generation picks the same tokens on either engine
-//! whenever their logits agree (bit for bit).
+//! The sampler on the CPU: the exact twin of the GPU's two passes, `shaders/sample_scan.wgsl`, then
+//! `shaders/sample_best.wgsl` (greedy), `sample_draw.wgsl` (no top-k, no top-p) or `sample_pick.wgsl`,
+//! so that a seeded generation picks the same tokens on either engine whenever their logits agree
+//! (bit for bit).
 //!
 //! Float addition is not associative, so this file reproduces the GPU's order of every float sum that
-//! can decide a token: a lane's mass is summed in id order by one thread; sample_pick's sums are a
-//! per-thread sum over its own elements (element j goes to thread j % 256) in increasing j, then a tree
-//! reduction (thread t adds t + s for s = 128, 64, ..., 1); `lanes` + `tree_sum` do the same. Integer
-//! counts, maxima and the arg-max (largest value, lowest index on ties) do not depend on the order.
-//! Nothing depends on how many workgroups sample_scan ran (the tuning's `sample_groups`): a lane is
-//! always one thread's.
+//! can decide a token: a lane's mass is summed in id order by one thread; the second pass's sums run
+//! over VT = 256 virtual threads whatever its workgroup size (element j goes to virtual thread j % 256,
+//! in increasing j, then a tree reduction: t adds t + s for s = 128, 64, ..., 1; shaders/common/
+//! sample_params.wgsl); `vt_sum`, `mass_from` and `tree_sum` do the same. Integer counts, maxima and the arg-max
+//! (largest value, lowest id on ties) do not depend on the order. Nothing depends on how many
+//! workgroups sample_scan ran (the tuning's `sample_groups`): a lane is always one thread's.
 //!
 //! Where the two can still differ: `exp` is the platform's on the GPU and Rust's (correctly rounded to
 //! within 1 ulp) here, so a probability can differ in its last bit. That moves a top-p cut-off or a draw
 //! only when it falls within an ulp of a boundary; greedy decoding never depends on it.
 //!
 //! Algorithm (the derivation is in the shaders' headers):
-//!   scan, per lane of LANE = 128 ids: repetition penalty (l > 0 ? l / r : l * r), the lane's max m_l and
-//!     arg-max, Z_l = sum exp((l' - m_l) / temp), and its CANDIDATES = 16 best (l' desc, id asc)
-//!   pick: m = max m_l, Z = sum Z_l exp((m_l - m) / temp), p_i = exp((l'_i - m) / temp);
-//!     top-k: the largest threshold c on the IEEE bits of p with count(bits >= c) >= k (ties kept);
+//!   scan, per lane of LANE = 32 strided ids (lane l: l, l + NL, l + 2 NL, ...): repetition penalty
+//!     (l > 0 ? l / r : l * r), the lane's max m_l and arg-max, Z_l = sum exp((l' - m_l) / temp), and its
+//!     CANDIDATES = 4 best (l' desc, id asc);
+//!   then m = max m_l, Z = sum Z_l exp((m_l - m) / temp), p_i = exp((l'_i - m) / temp);
+//!   greedy: the arg-max;
+//!   no cut: a two-level draw: the lane by its mass Z_l exp((m_l - m) / temp), then the id in that lane;
+//!   else top-k: the largest threshold c on the IEEE bits of p with count(bits >= c) >= k (ties kept);
 //!     top-p: the largest c with mass(bits >= c) >= top_p * (mass(bits >= top-k cut), or Z);
 //!     both over the candidates, unless the result is not above B (the largest p of a full lane's last
-//!     candidate): then over the whole row (the fallback), as is a draw without any cut;
+//!     candidate): then over the whole row (the fallback);
 //!     the draw: u = pcg(seed ^ pcg(step + 0x9e3779b9)) >> 8 / 2^24 of the kept mass z, walking kept
-//!     elements thread by thread; alternatives: the first n candidates in (l' desc, id asc) order, with
-//!     p / z if kept, else 0.
+//!     elements virtual thread by virtual thread;
+//!   alternatives: the first n in (l' descending, id ascending) order, from the candidates when the
+//!     last one is above every id they left out, else from the row; p / z if kept, else 0.
 
 use super::{Sampled, SamplingParams, MAX_ALTERNATIVES};
 
-/// Threads of sample_pick's workgroup: the order of its float sums follows from it.
+/// Virtual threads of the second pass's float sums (WGSL `VT`): the order of those sums follows from it.
 pub const WG: usize = 256;
-/// Ids one thread of sample_scan scans (its WGSL `L`).
-pub const LANE: usize = 128;
-/// Candidates a lane keeps (its WGSL `M`).
-pub const CANDIDATES: usize = 16;
+/// Ids one thread of sample_scan scans (WGSL `L`), strided: lane l holds l, l + NL, l + 2 NL, ...
+pub const LANE: usize = 32;
+/// Candidates a lane keeps (WGSL `M`).
+pub const CANDIDATES: usize = 4;
 const NONE: u32 = u32::MAX;
 
 /// The GPU kernel's PCG hash (one round of PCG-RXS-M-XS on a 32-bit state).
@@ -128,7 +133,8 @@ fn cut_off(p: &[f32], params: &SamplingParams, v: u32, z_all: f32) -> (u32, u32)
     (thr, kthr)
 }
 
-/// sample_pick's `draw`: the index into `p` of the element drawn, walking kept elements thread by thread.
+/// sample_pick's `draw`: the index into `p` of the element drawn, walking kept elements virtual thread
+/// by virtual thread.
 fn draw(p: &[f32], thr: u32, z: f32, seed: u32, step: u32) -> usize {
     let mut local = [0f32; WG];
     let mut last = [NONE; WG];
@@ -176,8 +182,12 @@ fn draw(p: &[f32], thr: u32, z: f32, seed: u32, step: u32) -> usize {
 /// Scratch space the sampler reuses across steps (so a decode step allocates nothing once warm).
 #[derive(Default, Debug)]
 pub struct SamplerScratch {
-    /// The penalised logits l', then (fallback) p over the row.
+    /// The penalised logits l'.
     row: Vec<f32>,
+    /// p over the row (the fallback).
+    row_p: Vec<f32>,
+    /// The alternatives as (id, l').
+    alts: Vec<(u32, f32)>,
     /// Per lane: max, relative mass, arg-max, elements.
     lane_m: Vec<f32>,
     lane_z: Vec<f32>,
@@ -187,13 +197,14 @@ pub struct SamplerScratch {
     cand_id: Vec<u32>,
     cand_l: Vec<f32>,
     cand_p: Vec<f32>,
-    /// Whether the last call walked the whole row (the fallback) rather than the candidates.
+    /// Whether the last call's cut-off walked the whole row (the fallback) rather than the candidates.
     fell_back: bool,
 }
 
 impl SamplerScratch {
-    /// Whether the last `sample_logits` walked the whole row: a draw without a cut, or a cut-off the
-    /// candidates could not decide (the tests make sure both paths run).
+    /// Whether the last `sample_logits` walked the whole row: a cut-off the candidates could not decide
+    /// (the tests make sure both paths run). A draw without a cut never does (two levels: the lane,
+    /// then the id).
     pub fn fell_back(&self) -> bool {
         self.fell_back
     }
@@ -220,44 +231,119 @@ fn scan(s: &mut SamplerScratch, logits: &[f32], hist: &[u32], r: f32, inv_t: f32
     s.lane_n.clear();
     s.cand_id.clear();
     for ln in 0..nl {
-        let (lo, hi) = (ln * LANE, ((ln + 1) * LANE).min(v));
-        let lane = &s.row[lo..hi];
-        let (mut m, mut am) = (-3.0e38f32, NONE);
-        for (i, &l) in lane.iter().enumerate() {
+        let ids = (ln..v).step_by(nl);
+        let (mut m, mut am, mut n) = (-3.0e38f32, NONE, 0u32);
+        for i in ids.clone() {
+            let l = s.row[i];
             if l > m {
                 m = l;
-                am = (lo + i) as u32;
+                am = i as u32;
             }
+            n += 1;
         }
+        // The candidates bubble down: a new id passes every slot it beats strictly (or an empty one).
         let mut z = 0f32;
-        let (mut cv, mut ci, mut n) = ([0f32; CANDIDATES], [0u32; CANDIDATES], 0usize);
-        for (i, &l) in lane.iter().enumerate() {
+        let (mut cv, mut ci) = ([-3.0e38f32; CANDIDATES], [NONE; CANDIDATES]);
+        for i in ids {
+            let l = s.row[i];
             z += ((l - m) * inv_t).exp();
-            let mut at = n;
-            if n < CANDIDATES {
-                n += 1;
-            } else if l > cv[CANDIDATES - 1] {
-                at = CANDIDATES - 1;
-            } else {
-                continue;
+            if ci[CANDIDATES - 1] == NONE || l > cv[CANDIDATES - 1] {
+                let (mut x, mut xi) = (l, i as u32);
+                for r in 0..CANDIDATES {
+                    if ci[r] == NONE || x > cv[r] {
+                        std::mem::swap(&mut x, &mut cv[r]);
+                        std::mem::swap(&mut xi, &mut ci[r]);
+                    }
+                }
             }
-            while at > 0 && l > cv[at - 1] {
-                cv[at] = cv[at - 1];
-                ci[at] = ci[at - 1];
-                at -= 1;
-            }
-            cv[at] = l;
-            ci[at] = (lo + i) as u32;
         }
         s.lane_m.push(m);
         s.lane_z.push(z);
         s.lane_arg.push(am);
-        s.lane_n.push((hi - lo) as u32);
-        for r in 0..CANDIDATES {
-            s.cand_id.push(if r < n { ci[r] } else { NONE });
-            s.cand_l.push(cv[r]);
+        s.lane_n.push(n);
+        s.cand_id.extend_from_slice(&ci);
+        s.cand_l.extend_from_slice(&cv);
+    }
+}
+
+/// The per-virtual-thread sums of `f` over `n` elements (element j on virtual thread j % WG, in
+/// increasing j), then the tree.
+fn vt_sum(n: usize, mut f: impl FnMut(usize) -> f32) -> f32 {
+    let mut lanes = [0f32; WG];
+    for j in 0..n {
+        lanes[j % WG] += f(j);
+    }
+    tree_sum(&mut lanes)
+}
+
+/// The first `n` ids in (l' descending, id ascending) order among `(id, l')` pairs (NONE past the end).
+fn best_n(pairs: impl Iterator<Item = (u32, f32)> + Clone, n: usize, out: &mut Vec<(u32, f32)>) {
+    out.clear();
+    let (mut prev_v, mut prev_i) = (3.0e38f32, 0u32);
+    for _ in 0..n {
+        let (mut cv, mut ci) = (-3.0e38f32, NONE);
+        for (i, x) in pairs.clone() {
+            let after = x < prev_v || (x == prev_v && i > prev_i);
+            if i != NONE && after && (x > cv || (x == cv && i < ci)) {
+                cv = x;
+                ci = i;
+            }
+        }
+        prev_v = cv;
+        prev_i = ci;
+        out.push((ci, cv));
+    }
+}
+
+/// sample_draw's two-level draw without a cut: the lane by its mass, then the id inside it.
+fn draw_two_level(s: &SamplerScratch, m: f32, inv_t: f32, z_all: f32, seed: u32, step: u32) -> u32 {
+    let nl = s.lane_m.len();
+    let v = s.row.len();
+    let w = |l: usize| s.lane_z[l] * ((s.lane_m[l] - m) * inv_t).exp();
+    let mut local = [0f32; WG];
+    for l in 0..nl {
+        local[l % WG] += w(l);
+    }
+    let goal = uniform(seed, step) * z_all;
+    let (mut acc, mut owner, mut lastnz, mut r) = (0f32, usize::MAX, 0usize, 3.0e38f32);
+    for (t, &x) in local.iter().enumerate() {
+        if x > 0.0 {
+            lastnz = t;
+            if owner == usize::MAX && acc + x > goal {
+                owner = t;
+                r = goal - acc;
+            }
+        }
+        acc += x;
+    }
+    if owner == usize::MAX {
+        owner = lastnz;
+    }
+    let (mut acc, mut lane, mut lastl) = (0f32, usize::MAX, owner);
+    for l in (owner..nl).step_by(WG) {
+        let x = w(l);
+        if x > 0.0 {
+            lastl = l;
+            if acc + x > r {
+                lane = l;
+                r -= acc;
+                break;
+            }
+        }
+        acc += x;
+    }
+    if lane == usize::MAX {
+        lane = lastl;
+        r = 3.0e38;
+    }
+    let mut acc = 0f32;
+    for i in (lane..v).step_by(nl) {
+        acc += ((s.row[i] - m) * inv_t).exp();
+        if acc > r {
+            return i as u32;
         }
     }
+    s.lane_arg[lane]
 }
 
 /// Pick the next token from one row of logits [V] exactly as the GPU's two passes do.
@@ -271,85 +357,70 @@ pub fn sample_logits(logits: &[f32], hist: &[u32], params: &SamplingParams, seed
     let s = scratch;
     let nl = s.lane_m.len();
 
-    // 1. Max and arg-max from the lanes' (the first lane reaching the max: the lowest id).
+    // The head (common/sample_second.wgsl): max and arg-max (lowest id on ties), the total mass, bl.
     let (mut m, mut argmax) = (-3.0e38f32, NONE);
     for (&lm, &la) in s.lane_m.iter().zip(&s.lane_arg) {
-        if lm > m {
+        if lm > m || (lm == m && la < argmax) {
             m = lm;
             argmax = la;
         }
     }
+    let z_all = vt_sum(nl, |l| s.lane_z[l] * ((s.lane_m[l] - m) * inv_t).exp());
+    let bl = (0..nl).filter(|&l| s.lane_n[l] > CANDIDATES as u32).map(|l| s.cand_l[l * CANDIDATES + CANDIDATES - 1]).fold(-3.0e38f32, f32::max);
 
-    // 2. The total mass, lane l on thread l % WG.
-    let mut lanes = [0f32; WG];
-    for ln in 0..nl {
-        lanes[ln % WG] += s.lane_z[ln] * ((s.lane_m[ln] - m) * inv_t).exp();
-    }
-    let z_all = tree_sum(&mut lanes);
-
-    // 3. The candidates' p and the bound B (-1: no lane is full).
-    let mut bound = -1f32;
-    for (j, (&id, &l)) in s.cand_id.iter().zip(&s.cand_l).enumerate() {
-        let x = if id == NONE { -1.0 } else { ((l - m) * inv_t).exp() };
-        s.cand_p.push(x);
-        if j % CANDIDATES == CANDIDATES - 1 && s.lane_n[j / CANDIDATES] > CANDIDATES as u32 {
-            bound = bound.max(x);
-        }
-    }
-
-    // 4. The cut-off and the kept mass, from the candidates where they decide it.
     let k_on = params.top_k > 0 && params.top_k < v;
     let cut = !greedy && (k_on || params.top_p < 1.0);
     let (mut thr, mut z, mut row) = (0u32, z_all, false);
-    let undecided = if cut {
+    s.fell_back = false;
+    let (token, p_tok) = if greedy {
+        (argmax, 1.0f32)
+    } else if !cut {
+        let t = draw_two_level(s, m, inv_t, z_all, seed, step);
+        (t, ((s.row[t as usize] - m) * inv_t).exp())
+    } else {
+        // The candidates' p and the bound B (-1: no lane is full).
+        let mut bound = -1f32;
+        for (j, (&id, &l)) in s.cand_id.iter().zip(&s.cand_l).enumerate() {
+            let x = if id == NONE { -1.0 } else { ((l - m) * inv_t).exp() };
+            s.cand_p.push(x);
+            if j % CANDIDATES == CANDIDATES - 1 && s.lane_n[j / CANDIDATES] > CANDIDATES as u32 {
+                bound = bound.max(x);
+            }
+        }
         let (t, kt) = cut_off(&s.cand_p, params, v, z_all);
         thr = t;
         let bb = bound.to_bits();
-        bound >= 0.0 && !((!k_on || kt > bb) && t > bb)
-    } else {
-        !greedy
-    };
-    s.fell_back = undecided;
-    if undecided {
-        row = true;
-        for x in s.row.iter_mut() {
-            *x = ((*x - m) * inv_t).exp();
+        if bound >= 0.0 && !((!k_on || kt > bb) && t > bb) {
+            // The fallback: p over the row.
+            row = true;
+            s.fell_back = true;
+            s.row_p.clear();
+            s.row_p.extend(s.row.iter().map(|&l| ((l - m) * inv_t).exp()));
+            thr = cut_off(&s.row_p, params, v, z_all).0;
         }
-        if cut {
-            thr = cut_off(&s.row, params, v, z_all).0;
-        }
-    }
-    let p: &[f32] = if row { &s.row } else { &s.cand_p };
-    if cut {
+        let p: &[f32] = if row { &s.row_p } else { &s.cand_p };
         z = mass_from(p, thr);
-    }
-
-    // 5. The draw.
-    let (mut token, mut p_tok) = (argmax, 1.0f32);
-    if !greedy {
         let j = draw(p, thr, z, seed, step);
-        p_tok = p.get(j).copied().unwrap_or(0.0);
-        token = if row { j as u32 } else { s.cand_id.get(j).copied().unwrap_or(NONE) };
-    }
+        let p_tok = p.get(j).copied().unwrap_or(0.0);
+        (if row { j as u32 } else { s.cand_id.get(j).copied().unwrap_or(NONE) }, p_tok)
+    };
 
-    // 6. Alternatives: the first n candidates of the order (l' descending, id ascending).
+    // Alternatives: from the candidates when the last is above every id they left out, else the row.
     let n_alt = (params.alternatives as usize).min(MAX_ALTERNATIVES);
-    let mut alternatives = Vec::with_capacity(n_alt);
-    let (mut prev_v, mut prev_i) = (3.0e38f32, 0u32);
-    for _ in 0..n_alt {
-        let (mut cv, mut ci) = (-3.0e38f32, NONE);
-        for (&i, &x) in s.cand_id.iter().zip(&s.cand_l) {
-            let after = x < prev_v || (x == prev_v && i > prev_i);
-            if i != NONE && after && (x > cv || (x == cv && i < ci)) {
-                cv = x;
-                ci = i;
-            }
-        }
-        prev_v = cv;
-        prev_i = ci;
-        let pa = if ci == NONE { 0.0 } else { ((cv - m) * inv_t).exp() };
-        alternatives.push((ci, if ci != NONE && kept(pa, thr) { pa / z } else { 0.0 }));
+    let mut alts = std::mem::take(&mut s.alts);
+    best_n(s.cand_id.iter().copied().zip(s.cand_l.iter().copied()), n_alt, &mut alts);
+    let decided = n_alt == 0 || bl == -3.0e38 || alts.last().is_some_and(|&(i, x)| i != NONE && x > bl);
+    if !decided {
+        best_n((0..v).zip(s.row.iter().copied()), n_alt, &mut alts);
     }
+    let alternatives = alts
+        .iter()
+        .map(|&(ci, cv)| {
+            let pa = if ci == NONE { 0.0 } else { ((cv - m) * inv_t).exp() };
+            (ci, if ci != NONE && kept(pa, thr) { pa / z } else { 0.0 })
+        })
+        .collect();
+    s.alts = alts;
 
     Sampled { token, prob: p_tok / z, alternatives }
 }

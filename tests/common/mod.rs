@@ -368,7 +368,7 @@ pub fn reference() -> &'static Reference {
     R.get_or_init(load_reference)
 }
 
-/// The GPU sampler (sample_scan, then sample_pick) on one row of logits, with the penalty window given
+/// The GPU sampler (sample_scan, then the second pass its settings take: `Kernel::sample_second`) on one row of logits, with the penalty window given
 /// as counts per id and nothing fed (`prm.fed` = SAMPLE_NO_FEED; the window moving on is tested through
 /// the model). `prm.v` and `prm.groups` are set here (`groups` from the argument, 0: all the lanes
 /// need). Returns the out row's words.
@@ -388,6 +388,6 @@ pub fn gpu_sample_words(logits: &[f32], counts: &[u32], prm: gpt2_webgpu::gpu::p
         vec![0u8; SAMPLE_OUT_WORDS * 4],
         vec![0xa5u8; lanes * 4],
     ];
-    let out = pollster::block_on(gpu().run_chain(&[(Kernel::SampleScan, &[0, 1, 2, 3, 5]), (Kernel::SamplePick, &[0, 1, 2, 3, 4, 5])], bytemuck::bytes_of(&prm), &bufs)).unwrap();
+    let out = pollster::block_on(gpu().run_chain(&[(Kernel::SampleScan, &[0, 1, 2, 3, 5]), (Kernel::sample_second(&prm), &[0, 1, 2, 3, 4, 5])], bytemuck::bytes_of(&prm), &bufs)).unwrap();
     bytemuck::pod_collect_to_vec(&out[4])
 }

@@ -1,0 +1,199 @@
+// common/sample_second.wgsl: what the sampler's two second passes share (sample_best.wgsl when greedy,
+// sample_pick.wgsl when sampling): reductions in the virtual-thread order of common/sample_params.wgsl,
+// the row's max and mass from the lanes, the alternatives, and the out row with the window moved on.
+// The including kernel declares `const WG: u32` (a power of two <= VT) and the bindings p, logits,
+// counts, ring, fed, out, lanes; it calls these from uniform control flow with li =
+// local_invocation_index. Each reduction ends with a barrier, so vs_f / vs_u may be refilled right after.
+//
+// `lanes` (words): stats [NL, 4] = (m_l bits, Z_l bits, arg-max id, ids in the lane), candidates
+// [NL, M, 2] = (id, l' bits), then the second pass's scratch [NL * M] (the candidates' p).
+
+var<workgroup> vs_f: array<f32, VT>;
+var<workgroup> vs_u: array<u32, VT>;
+var<workgroup> alt_i: array<u32, MAX_ALT>;
+var<workgroup> alt_v: array<f32, MAX_ALT>;
+
+var<workgroup> pick: u32;          // the virtual thread that holds the draw
+var<workgroup> pick_r: f32;        // the draw's remaining mass inside it
+var<workgroup> chosen: u32;        // the element drawn
+
+const R_SUM: u32 = 0u;   // f32 sum (vs_f)
+const R_MAX: u32 = 1u;   // f32 max (vs_f)
+const R_COUNT: u32 = 2u; // u32 sum (vs_u)
+const R_BEST: u32 = 3u;  // (value, id) with the larger value, the lower id on ties (vs_f, vs_u)
+
+// Reduce the VT values each thread has written for its virtual threads (li, li + WG, ...): a tree over
+// VT, so a sum adds in the same order whatever WG is. Returns (value bits, id or count).
+fn v_reduce(li: u32, op: u32) -> vec2<u32> {
+    workgroupBarrier();
+    for (var s = VT / 2u; s > 0u; s = s / 2u) {
+        for (var t = li; t < s; t += WG) {
+            let a = vs_f[t];
+            let b = vs_f[t + s];
+            let ai = vs_u[t];
+            let bi = vs_u[t + s];
+            if (op == R_SUM) {
+                vs_f[t] = a + b;
+            } else if (op == R_MAX) {
+                vs_f[t] = max(a, b);
+            } else if (op == R_COUNT) {
+                vs_u[t] = ai + bi;
+            } else if (b > a || (b == a && bi < ai)) {
+                vs_f[t] = b;
+                vs_u[t] = bi;
+            }
+        }
+        workgroupBarrier();
+    }
+    let r = vec2<u32>(bitcast<u32>(vs_f[0]), vs_u[0]);
+    workgroupBarrier();
+    return r;
+}
+
+// The row from the lanes: (m, Z, arg-max id, bl) with m the row's max, the arg-max its lowest id,
+// Z = sum_l Z_l exp((m_l - m) inv_t) (lane l on virtual thread l % VT), and bl the largest l' of a
+// lane's last candidate among lanes holding more than M ids (-3e38: none; every id is a candidate).
+struct Head {
+    m: f32,
+    z: f32,
+    argmax: u32,
+    bl: f32,
+}
+
+fn head(li: u32, inv_t: f32) -> Head {
+    let nl = lanes_of(p.V);
+    for (var t = li; t < VT; t += WG) {
+        var bv = -3.0e38;
+        var bi = NONE;
+        for (var l = t; l < nl; l += VT) {
+            let v = bitcast<f32>(lanes[4u * l]);
+            let i = lanes[4u * l + 2u];
+            if (v > bv || (v == bv && i < bi)) {
+                bv = v;
+                bi = i;
+            }
+        }
+        vs_f[t] = bv;
+        vs_u[t] = bi;
+    }
+    let best = v_reduce(li, R_BEST);
+    var h: Head;
+    h.m = bitcast<f32>(best.x);
+    h.argmax = best.y;
+    for (var t = li; t < VT; t += WG) {
+        var s = 0.0;
+        var b = -3.0e38;
+        for (var l = t; l < nl; l += VT) {
+            s += bitcast<f32>(lanes[4u * l + 1u]) * exp((bitcast<f32>(lanes[4u * l]) - h.m) * inv_t);
+            if (lanes[4u * l + 3u] > M) {
+                b = max(b, bitcast<f32>(lanes[4u * nl + 2u * (M * l + M - 1u) + 1u]));
+            }
+        }
+        vs_f[t] = s;
+        vs_u[t] = bitcast<u32>(b);
+    }
+    h.z = bitcast<f32>(v_reduce(li, R_SUM).x);
+    // The bound's max reuses vs_u's bits: write them back as values.
+    for (var t = li; t < VT; t += WG) {
+        vs_f[t] = bitcast<f32>(vs_u[t]);
+    }
+    // (No barrier needed before: each thread rewrites only its own virtual threads, and v_reduce
+    // ended with one.)
+    h.bl = bitcast<f32>(v_reduce(li, R_MAX).x);
+    return h;
+}
+
+// The first n_alt ids in (l' descending, id ascending) order, each with p / z where kept (p's bits >=
+// thr), else 0, written to out row `b`. From the candidates when they decide it (the last one's l' is
+// above bl: every id above bl is a candidate), else from the whole row.
+fn alternatives(li: u32, h: Head, inv_t: f32, z: f32, thr: u32, b: u32) {
+    let nl = lanes_of(p.V);
+    let c0 = 4u * nl;
+    let n_alt = min(p.n_alt, MAX_ALT);
+    var row = 0u;
+    for (var attempt = 0u; attempt < 2u; attempt++) {
+        let n = select(nl * M, p.V, row != 0u);
+        var prev_v = 3.0e38;
+        var prev_i = 0u;
+        for (var r = 0u; r < n_alt; r++) {
+            for (var t = li; t < VT; t += WG) {
+                var cv = -3.0e38;
+                var ci = NONE;
+                for (var j = t; j < n; j += VT) {
+                    var i = j;
+                    var v = 0.0;
+                    if (row != 0u) {
+                        v = logits[p.row_off + j];
+                    } else {
+                        i = lanes[c0 + 2u * j];
+                        v = bitcast<f32>(lanes[c0 + 2u * j + 1u]);
+                    }
+                    let after = v < prev_v || (v == prev_v && i > prev_i);
+                    if (i != NONE && after && (v > cv || (v == cv && i < ci))) {
+                        cv = v;
+                        ci = i;
+                    }
+                }
+                vs_f[t] = cv;
+                vs_u[t] = ci;
+            }
+            let a = v_reduce(li, R_BEST);
+            prev_v = bitcast<f32>(a.x);
+            prev_i = a.y;
+            if (li == 0u) {
+                alt_i[r] = prev_i;
+                alt_v[r] = prev_v;
+            }
+        }
+        // Decided: no lane left ids out, or the last alternative is above every id left out.
+        if (row != 0u || n_alt == 0u || h.bl == -3.0e38 || (prev_i != NONE && prev_v > h.bl)) {
+            break;
+        }
+        row = 1u;
+    }
+    workgroupBarrier();
+    if (li == 0u) {
+        for (var r = 0u; r < n_alt; r++) {
+            let i = alt_i[r];
+            let pa = select(exp((alt_v[r] - h.m) * inv_t), 0.0, i == NONE);
+            out[b + 3u + 2u * r] = i;
+            out[b + 4u + 2u * r] = bitcast<u32>(select(0.0, pa / z, i != NONE && pa >= 0.0 && bitcast<u32>(pa) >= thr));
+        }
+    }
+}
+
+// Thread 0: the out row and the window moved on by the token this step was fed (p.fed: its stream
+// index f; ring[f % P] leaves the window once f >= P; sample_scan applied the same move on the fly);
+// the chosen token goes to fed[0], where the next step's embed reads it.
+fn finish(li: u32, token: u32, prob: f32, b: u32) {
+    if (li == 0u) {
+        out[b] = token;
+        out[b + 1u] = bitcast<u32>(prob);
+        out[b + 2u] = min(p.n_alt, MAX_ALT);
+        if (p.fed != NONE) {
+            let slot = p.fed % p.window;
+            if (p.fed >= p.window) {
+                let gone = ring[slot];
+                if (gone < p.V) {
+                    counts[gone] -= 1u;
+                }
+            }
+            let t = fed[0];
+            ring[slot] = t;
+            if (t < p.V) {
+                counts[t] += 1u;
+            }
+        }
+        fed[0] = token;
+    }
+}
+
+fn pcg(v: u32) -> u32 {
+    let state = v * 747796405u + 2891336453u;
+    let word = ((state >> ((state >> 28u) + 4u)) ^ state) * 277803737u;
+    return (word >> 22u) ^ word;
+}
+
+fn uniform01() -> f32 {
+    return f32(pcg(p.seed ^ pcg(p.step + 0x9e3779b9u)) >> 8u) / 16777216.0;
+}
