@@ -249,10 +249,10 @@ fn scan(s: &mut SamplerScratch, logits: &[f32], hist: &[u32], r: f32, inv_t: f32
             z += ((l - m) * inv_t).exp();
             if ci[CANDIDATES - 1] == NONE || l > cv[CANDIDATES - 1] {
                 let (mut x, mut xi) = (l, i as u32);
-                for r in 0..CANDIDATES {
-                    if ci[r] == NONE || x > cv[r] {
-                        std::mem::swap(&mut x, &mut cv[r]);
-                        std::mem::swap(&mut xi, &mut ci[r]);
+                for (c, d) in cv.iter_mut().zip(ci.iter_mut()) {
+                    if *d == NONE || x > *c {
+                        std::mem::swap(&mut x, c);
+                        std::mem::swap(&mut xi, d);
                     }
                 }
             }
