@@ -14,10 +14,11 @@ use gpt2_webgpu::Error;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// One loaded tiny model per tuning for the whole file (tests run serially; loading is the slow part).
-/// The GPU tuning (32 lanes per row, tiled matmul for every prompt longer than one token) is forced on
-/// this machine's CPU adapter so that it runs end to end here too.
+/// The GPU tuning (32 lanes per row, tiled matmul for every prompt longer than one token) and the
+/// SwiftShader tuning (every prompt through gemv_rows) are forced on this machine's CPU adapter so that
+/// they run end to end here too.
 fn model_with(kind: TuningKind) -> std::sync::MutexGuard<'static, Model> {
-    static M: [OnceLock<Mutex<Model>>; 2] = [OnceLock::new(), OnceLock::new()];
+    static M: [OnceLock<Mutex<Model>>; 3] = [OnceLock::new(), OnceLock::new(), OnceLock::new()];
     M[kind as usize]
         .get_or_init(|| {
             let gpu = pollster::block_on(Gpu::with_tuning(Some(kind))).expect("a wgpu adapter (lavapipe: apt-get install mesa-vulkan-drivers)");
@@ -36,7 +37,7 @@ fn model() -> std::sync::MutexGuard<'static, Model> {
 
 /// The model under each tuning in turn (each guard is taken when the loop reaches it).
 fn models() -> impl Iterator<Item = (TuningKind, std::sync::MutexGuard<'static, Model>)> {
-    [TuningKind::Cpu, TuningKind::Gpu].into_iter().map(|k| {
+    [TuningKind::Cpu, TuningKind::Gpu, TuningKind::SwiftShader].into_iter().map(|k| {
         eprintln!("-- tuning {}", k.name());
         (k, model_with(k))
     })
@@ -172,10 +173,12 @@ fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_lay
 #[test]
 fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
     let tok = tokenizer();
-    for kind in [TuningKind::Cpu, TuningKind::Gpu] {
+    for kind in [TuningKind::Cpu, TuningKind::Gpu, TuningKind::SwiftShader] {
         let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap());
         let at_load = gpu.compiled();
-        let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
+        // The SwiftShader tuning runs every step through gemv_rows: no matmul kernel is compiled.
+        let gemv = gpu.tuning.gemv_kernel;
+        let matmul = if kind == TuningKind::SwiftShader { gemv } else { gpu.tuning.matmul_kernel };
         assert!(at_load.contains(&gemv) && at_load.contains(&matmul) && at_load.contains(&Kernel::SampleScan) && at_load.contains(&Kernel::SamplePick), "{}: {at_load:?}", kind.name());
         let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows].into_iter().filter(|k| *k != gemv && *k != matmul);
         for k in others.chain([Kernel::AttentionProbs, Kernel::GemvRef]) {

@@ -11,7 +11,7 @@ pub mod tuning;
 mod warm;
 
 pub use kernels::{Bind, Grid, Kernel};
-pub use tuning::{KvFormat, Tuning, TuningKind, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK};
+pub use tuning::{KvFormat, Tuning, TuningKind, EVERY_STEP, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK, SOFTWARE_ADAPTER_WORDS};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -115,6 +115,27 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
 }
 
+/// The words an adapter is known by, for `TuningKind::of_adapter`: natively its name and driver
+/// ("SwiftShader Device (Subzero)", "llvmpipe (LLVM 15.0.6, 256 bits)"); in a browser wgpu's name is only
+/// GPUAdapterInfo.description (empty on Chromium's SwiftShader), so the device's `adapterInfo` (vendor
+/// "google", architecture "swiftshader" there) is read as well.
+fn adapter_words(info: &wgpu::AdapterInfo, device: &wgpu::Device) -> String {
+    #[allow(unused_mut)]
+    let mut words = format!("{} {} {}", info.name, info.driver, info.driver_info);
+    #[cfg(target_arch = "wasm32")]
+    if let Some(d) = device.as_webgpu() {
+        let get = |o: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).unwrap_or(wasm_bindgen::JsValue::UNDEFINED);
+        let a = get(d.as_ref(), "adapterInfo");
+        for k in ["vendor", "architecture", "device", "description"] {
+            words.push(' ');
+            words.push_str(&get(&a, k).as_string().unwrap_or_default());
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    let _ = device;
+    words
+}
+
 impl Gpu {
     /// Pick the adapter, request its *real* limits (not the conservative defaults: gpt2's wte alone
     /// needs more than the default 128 MiB binding on some devices) and build every pipeline a step
@@ -171,7 +192,7 @@ impl Gpu {
             });
         }
 
-        let tuning = Tuning::choose(adapter_info.device_type, forced)?;
+        let tuning = Tuning::choose(adapter_info.device_type, &adapter_words(&adapter_info, &device), forced)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut layouts: Vec<(Kernel, wgpu::BindGroupLayout)> = Vec::new();
         for &kernel in Kernel::ALL {

@@ -1,12 +1,12 @@
 //! How the kernels are shaped for one adapter, as data: one `Tuning` value, chosen once per adapter
 //! (GPUs and CPU adapters such as lavapipe or SwiftShader want opposite shapes), printed by `gpt2 info`
-//! and the bench, and forced with `GPT2_TUNING=gpu|cpu` on any adapter so both shapes run end to end in
-//! the tests here (where the only adapter is a CPU one).
+//! and the bench, and forced with `GPT2_TUNING=gpu|cpu|swiftshader` on any adapter so every shape runs
+//! end to end in the tests here (where the only adapters are CPU ones).
 
 use super::Kernel;
 use crate::error::{Error, Result};
 
-/// The two families of adapters the kernels are shaped for.
+/// The families of adapters the kernels are shaped for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TuningKind {
     /// Discrete and integrated GPUs: many lanes per row, coalesced reads, tiled GEMM for prompts.
@@ -16,13 +16,23 @@ pub enum TuningKind {
     /// and loads each chunk of X once for them, without workgroup memory, in vec4 loads (one loop over
     /// the lanes per four values: common/rows.wgsl).
     Cpu,
+    /// SwiftShader (Chromium's software WebGPU): the CPU tuning's kernels, with prompts through
+    /// gemv_rows too (see `Tuning::SWIFTSHADER`).
+    SwiftShader,
 }
+
+/// Words in an adapter's name, driver or (in a browser) GPUAdapterInfo that mark a software adapter,
+/// the same list as www/gpt2.js's `isSoftwareAdapter`: a browser that does not set
+/// `isFallbackAdapter` (wgpu's WebGPU backend maps only that flag to `DeviceType::Cpu`, every other
+/// adapter to `Other`) would otherwise get the GPU tuning there, measured ~60x slower on SwiftShader.
+pub const SOFTWARE_ADAPTER_WORDS: &[&str] = &["swiftshader", "llvmpipe", "lavapipe", "softpipe", "warp", "basic render"];
 
 impl TuningKind {
     pub fn name(self) -> &'static str {
         match self {
             TuningKind::Gpu => "gpu",
             TuningKind::Cpu => "cpu",
+            TuningKind::SwiftShader => "swiftshader",
         }
     }
 
@@ -30,13 +40,19 @@ impl TuningKind {
         match s.trim().to_ascii_lowercase().as_str() {
             "gpu" => Ok(TuningKind::Gpu),
             "cpu" => Ok(TuningKind::Cpu),
-            other => Err(Error::InvalidArgument(format!("GPT2_TUNING must be `gpu` or `cpu`, not `{other}`"))),
+            "swiftshader" => Ok(TuningKind::SwiftShader),
+            other => Err(Error::InvalidArgument(format!("GPT2_TUNING must be `gpu`, `cpu` or `swiftshader`, not `{other}`"))),
         }
     }
 
-    /// The family an adapter belongs to by its device type.
-    pub fn of_adapter(device_type: wgpu::DeviceType) -> TuningKind {
-        if device_type == wgpu::DeviceType::Cpu {
+    /// The family an adapter belongs to by its device type and its words (`words`: its name and driver,
+    /// and in a browser the GPUAdapterInfo's vendor, architecture and description; any case):
+    /// SwiftShader by name, then CPU adapters (device type Cpu, or a software name), else a GPU.
+    pub fn of_adapter(device_type: wgpu::DeviceType, words: &str) -> TuningKind {
+        let words = words.to_ascii_lowercase();
+        if words.contains("swiftshader") {
+            TuningKind::SwiftShader
+        } else if device_type == wgpu::DeviceType::Cpu || SOFTWARE_ADAPTER_WORDS.iter().any(|w| words.contains(w)) {
             TuningKind::Cpu
         } else {
             TuningKind::Gpu
@@ -103,7 +119,8 @@ pub struct Tuning {
     /// every load of X between them.
     pub gemv_rows_per_thread: u32,
     /// Steps of up to this many tokens use `gemv_kernel` (one pass over W per token); longer ones
-    /// `matmul_kernel`. 1 on both: on CPU adapters matmul_rows reads W once per 4 tokens.
+    /// `matmul_kernel`. 1 on GPUs and lavapipe (there matmul_rows reads W once per 4 tokens);
+    /// `EVERY_STEP` on SwiftShader (`Tuning::SWIFTSHADER`).
     pub gemv_max_rows: u32,
     /// Steps that run `gemv_kernel` fold ln_1 into qkv and ln_2 into fc (gemv.wgsl's MM_LN: every
     /// workgroup normalizes its staged row), 5 dispatches per layer instead of 7. Needs gemv.wgsl. Off
@@ -131,6 +148,9 @@ pub struct Tuning {
     /// depend on it.
     pub sample_groups: u32,
 }
+
+/// `Tuning::gemv_max_rows` for "every step runs the gemv kernel" (the matmul kernel is never dispatched).
+pub const EVERY_STEP: u32 = u32::MAX;
 
 /// The smallest B (`Tuning::attn_block`): the partials buffer is sized for ceil(P / MIN_ATTN_BLOCK)
 /// blocks at load.
@@ -178,19 +198,37 @@ impl Tuning {
         sample_groups: 8,
     };
 
+    /// SwiftShader (Chromium's software WebGPU; Subzero JIT, 4 SIMD lanes of SSE). Measured natively on
+    /// Chromium's own SwiftShader (`VK_ICD_FILENAMES=/usr/lib/chromium/vk_swiftshader_icd.json`), one kernel
+    /// over a gpt2 decode step's q8 matrices, CPU ms (README, "CPU adapters: SwiftShader"): gemv_rows
+    /// ~1,000, gemv.wgsl 1 lane x 4 rows 1,363, 4 x 4 3,787, 8 x 4 5,895, 32 x 1 (the GPU tuning) 64,616:
+    /// every barrier and workgroup-memory reduction is a coroutine switch there, so the CPU tuning's
+    /// decode kernels stay. Prompts differ from lavapipe: matmul_rows (16 rows x 4 tokens per thread)
+    /// keeps 64 accumulators and 4 chunks of X live, which Subzero spills on 16 SSE registers, so it
+    /// cost 1,528 CPU ms per token of an 11-token prompt against 1,031 for gemv_rows run per token, and
+    /// the tiled matmul ran over 10 minutes; hence every prompt goes through gemv_rows.
+    pub const SWIFTSHADER: Tuning = Tuning {
+        kind: TuningKind::SwiftShader,
+        // Every step runs gemv_rows (above), so matmul_rows is not even compiled at load (`dispatches`):
+        // 1.6 s of Subzero there (README, "First token in the browser").
+        gemv_max_rows: EVERY_STEP,
+        ..Tuning::CPU
+    };
+
     pub fn of_kind(kind: TuningKind) -> Tuning {
         match kind {
             TuningKind::Gpu => Tuning::GPU,
             TuningKind::Cpu => Tuning::CPU,
+            TuningKind::SwiftShader => Tuning::SWIFTSHADER,
         }
     }
 
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
-    /// error, not silently ignored), else by the adapter's device type. `GPT2_GEMV_KERNEL` (gemv or
+    /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
     /// `GPT2_ATTN_BLOCK` (0: unsplit) and `GPT2_SAMPLE_GROUPS` then override single fields for benchmarking.
-    pub fn choose(device_type: wgpu::DeviceType, forced: Option<TuningKind>) -> Result<Tuning> {
+    pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
         #[cfg(not(target_arch = "wasm32"))]
@@ -200,7 +238,7 @@ impl Tuning {
             }
         }
         #[allow(unused_mut)]
-        let mut t = Tuning::of_kind(kind.unwrap_or(TuningKind::of_adapter(device_type)));
+        let mut t = Tuning::of_kind(kind.unwrap_or_else(|| TuningKind::of_adapter(device_type, adapter_words)));
         #[cfg(not(target_arch = "wasm32"))]
         {
             let num = |name: &str| -> Result<Option<u32>> {
@@ -312,7 +350,7 @@ impl Tuning {
     /// attention_probs and the bench's yardstick gemv_ref are not: they compile on first use.
     pub fn dispatches(&self, k: Kernel) -> bool {
         match k {
-            Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || k == self.matmul_kernel,
+            Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
             Kernel::AttentionProbs | Kernel::GemvRef => false,
             _ => true,
         }
@@ -353,17 +391,18 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} (steps of up to {} tokens: {}{}; longer: {}; {} decode tokens per submit; decode attention {}; sampler over up to {} workgroups)",
+            "{} ({}: {}{}; {}; {} decode tokens per submit; decode attention {}; sampler over up to {} workgroups)",
             self.kind.name(),
-            self.gemv_max_rows,
+            if self.gemv_max_rows == EVERY_STEP { "every step".to_string() } else { format!("steps of up to {} tokens", self.gemv_max_rows) },
             match self.gemv_kernel {
                 Kernel::GemvRows => format!("gemv_rows, {} rows per thread", super::kernels::GEMV_ROWS_PER_THREAD),
                 _ => format!("gemv, {} lanes x {} rows per thread", self.gemv_lanes, self.gemv_rows_per_thread),
             },
             if self.fold_ln { ", layer norms folded in" } else { "" },
             match self.matmul_kernel {
-                Kernel::MatmulRows => "matmul_rows, 16 rows x 4 tokens per thread",
-                _ => "tiled matmul",
+                _ if self.gemv_max_rows == EVERY_STEP => "no matmul",
+                Kernel::MatmulRows => "longer: matmul_rows, 16 rows x 4 tokens per thread",
+                _ => "longer: tiled matmul",
             },
             self.tokens_per_submit,
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },

@@ -1,0 +1,63 @@
+//! Which tuning an adapter gets (gpu/tuning.rs): by its device type and by its words (name, driver, and in
+//! a browser the GPUAdapterInfo's vendor / architecture / description), and what the SwiftShader preset is.
+//! No GPU needed: `TuningKind::of_adapter` and `Tuning::choose` take the adapter's description.
+
+use gpt2_webgpu::gpu::{Kernel, Tuning, TuningKind, EVERY_STEP};
+use wgpu::DeviceType;
+
+#[test]
+fn software_adapters_get_a_cpu_tuning_whatever_their_device_type_says() {
+    let cases: &[(DeviceType, &str, TuningKind)] = &[
+        // Natively (Vulkan): name, driver, driver info.
+        (DeviceType::Cpu, "SwiftShader Device (Subzero) SwiftShader driver ", TuningKind::SwiftShader),
+        (DeviceType::Cpu, "llvmpipe (LLVM 15.0.6, 256 bits) llvmpipe Mesa 22.3.6", TuningKind::Cpu),
+        (DeviceType::DiscreteGpu, "NVIDIA H200 NVIDIA 550.54", TuningKind::Gpu),
+        (DeviceType::IntegratedGpu, "Intel(R) UHD Graphics 620 (KBL GT2) Intel open-source Mesa driver", TuningKind::Gpu),
+        // In a browser: wgpu's name is the description; the device's adapterInfo adds vendor and
+        // architecture. Chromium marks SwiftShader as a fallback adapter (DeviceType::Cpu) ...
+        (DeviceType::Cpu, "   google swiftshader  ", TuningKind::SwiftShader),
+        // ... a browser that does not is still caught by the words, in any case.
+        (DeviceType::Other, "   Google SwiftShader  ", TuningKind::SwiftShader),
+        (DeviceType::Other, "  mesa llvmpipe ", TuningKind::Cpu),
+        (DeviceType::Other, "Microsoft Basic Render Driver", TuningKind::Cpu),
+        (DeviceType::Other, "microsoft warp", TuningKind::Cpu),
+        // A fallback adapter without words still gets the CPU tuning; an unmarked one without words a GPU's.
+        (DeviceType::Cpu, "", TuningKind::Cpu),
+        (DeviceType::Other, "", TuningKind::Gpu),
+        (DeviceType::Other, "nvidia lovelace  ", TuningKind::Gpu),
+        (DeviceType::Other, "apple metal-3 ", TuningKind::Gpu),
+    ];
+    for &(ty, words, want) in cases {
+        assert_eq!(TuningKind::of_adapter(ty, words), want, "{ty:?} {words:?}");
+    }
+}
+
+#[test]
+fn the_tuning_kind_names_parse_back_and_a_bad_one_is_refused_in_words() {
+    for k in [TuningKind::Gpu, TuningKind::Cpu, TuningKind::SwiftShader] {
+        assert_eq!(TuningKind::parse(k.name()).unwrap(), k);
+        assert_eq!(TuningKind::parse(&format!(" {} ", k.name().to_uppercase())).unwrap(), k);
+    }
+    let e = TuningKind::parse("swift").unwrap_err().to_string();
+    assert!(e.contains("`gpu`, `cpu` or `swiftshader`") && e.contains("swift"), "{e}");
+}
+
+#[test]
+fn the_swiftshader_tuning_is_the_cpu_one_with_every_step_through_gemv_rows() {
+    // `forced` wins over the adapter (and over GPT2_TUNING, which tests do not set).
+    let t = Tuning::choose(DeviceType::DiscreteGpu, "NVIDIA H200", Some(TuningKind::SwiftShader)).unwrap();
+    assert_eq!(t.kind, TuningKind::SwiftShader);
+    assert_eq!((t.gemv_kernel, t.gemv_max_rows), (Kernel::GemvRows, EVERY_STEP));
+    assert_eq!(Tuning { kind: TuningKind::Cpu, gemv_max_rows: Tuning::CPU.gemv_max_rows, ..t }, Tuning::CPU);
+    // A prompt of any length runs gemv_rows, so matmul_rows is not compiled at load; the CPU tuning's is.
+    assert!(t.dispatches(Kernel::GemvRows) && !t.dispatches(Kernel::MatmulRows) && !t.dispatches(Kernel::Matmul));
+    assert!(Tuning::CPU.dispatches(Kernel::MatmulRows) && Tuning::GPU.dispatches(Kernel::Matmul));
+    // gpt2 info and the bench print it.
+    assert!(t.to_json().contains("\"kind\":\"swiftshader\""), "{}", t.to_json());
+    let shown = t.to_string();
+    assert!(shown.starts_with("swiftshader (every step: gemv_rows") && shown.contains("no matmul"), "{shown}");
+    // Chosen by the adapter, not forced.
+    assert_eq!(Tuning::choose(DeviceType::Cpu, "SwiftShader Device (Subzero)", None).unwrap().kind, TuningKind::SwiftShader);
+    assert_eq!(Tuning::choose(DeviceType::Other, "google swiftshader", None).unwrap().kind, TuningKind::SwiftShader);
+    assert_eq!(Tuning::choose(DeviceType::Cpu, "llvmpipe (LLVM 15.0.6, 256 bits)", None).unwrap().kind, TuningKind::Cpu);
+}
