@@ -1,5 +1,6 @@
-// matmul_rows: the CPU tuning's kernel for steps of several tokens (prompts): same math, Params and
-// bindings as matmul/gemv (common/linear.wgsl).
+// matmul_rows: the CPU tuning's kernel for steps of several tokens (prompts): same math and Params as
+// matmul/gemv (common/linear.wgsl), gemv_rows's bindings: W and its scales in textures
+// (common/texels.wgsl), X from storage (its uniform window is gemv_rows's: a prompt's rows do not fit).
 //
 //   v = X[x_row0 + m, :] . W[n, :] (+ b[n]) (GELU) ;  Y[m, y_col0 + n] (+)= v        n < N, m < M
 //
@@ -40,17 +41,17 @@ fn w_f16(n: u32, k: u32) -> array<vec4<f32>, 8> {
 // q8: a group of 32 weights is two vec4s of words (common/rows.wgsl).
 fn w_q8(n: u32, k: u32) -> array<vec4<f32>, 8> {
     let o = (n * p.w_stride + k / 4u) / 4u;
-    let s = row_scale(n, k);
-    let a = w[o];
-    let b = w[o + 1u];
+    let s = scale_of(n, k);
+    let a = w_texel(o);
+    let b = w_texel(o + 1u);
     return array<vec4<f32>, 8>(q8x4(a.x) * s, q8x4(a.y) * s, q8x4(a.z) * s, q8x4(a.w) * s,
                                q8x4(b.x) * s, q8x4(b.y) * s, q8x4(b.z) * s, q8x4(b.w) * s);
 }
 
 // q4: one vec4 of words.
 fn w_q4(n: u32, k: u32) -> array<vec4<f32>, 8> {
-    let a = w[(n * p.w_stride + k / 8u) / 4u];
-    let s = row_scale(n, k);
+    let a = w_texel((n * p.w_stride + k / 8u) / 4u);
+    let s = scale_of(n, k);
     var c: array<vec4<f32>, 8>;
     for (var j = 0u; j < 4u; j++) {
         let v = q4x8(a[j]);

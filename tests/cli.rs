@@ -268,6 +268,9 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
     // Outside the layers: embed, logits (+ln_f), sample_scan, the second pass (tiny-gpt2: 2 layers, one wte chunk).
     assert_eq!(o["dispatches_per_token"], 2 * 5 + 4, "{o}");
     assert_eq!(o["tuning"]["sample_groups"], 256, "{o}");
+    // GPUs read the weights from storage buffers (gemv, matmul, embed).
+    assert_eq!(o["tuning"]["weights_in_textures"], false, "{o}");
+    assert!(labels.contains(&"embed") && !labels.contains(&"embed_tex"), "{profile}");
 }
 
 #[test]
@@ -286,6 +289,9 @@ fn gpu_bench_profile_under_the_cpu_tuning_keeps_the_layer_norms_apart() {
         assert!(labels.contains(&want), "{want} missing from the profile:\n{profile}");
     }
     assert!(!labels.iter().any(|l| l.contains("+ln_")), "nothing is folded under the CPU tuning:\n{profile}");
+    // The weights (wte too: one copy for the embedding and the logits) live in textures there.
+    assert_eq!(o["tuning"]["weights_in_textures"], true, "{o}");
+    assert!(labels.contains(&"embed_tex") && !labels.contains(&"embed"), "{profile}");
 }
 
 #[test]

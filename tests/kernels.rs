@@ -120,12 +120,13 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
         merge_nb: 0,
         merge_hs: 0,
     };
-    let out = pollster::block_on(g.run_once(
-        kernel,
-        bytemuck::bytes_of(&prm),
-        &[bytes(&x), bytes(&packed.words), bytes(&packed.scales), bytes(&bias), bytes(&y0), bytes(&ln_g), bytes(&ln_b)],
-    ))
-    .unwrap();
+    let mut bufs = vec![bytes(&x), bytes(&packed.words), bytes(&packed.scales), bytes(&bias), bytes(&y0), bytes(&ln_g), bytes(&ln_b)];
+    if kernel.bindings().len() == bufs.len() + 2 {
+        // gemv_rows and matmul_rows (W and the scales in textures: run_once makes them) also read X
+        // through its uniform window, where their rows of X lie in its first 64 KB.
+        bufs.push(bytes(&x));
+    }
+    let out = pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &bufs)).unwrap();
     let got = floats(&out[4]);
 
     // Reference: cpu::matmul takes Hugging Face's [K, N].
@@ -235,26 +236,31 @@ fn check_rows_kernel(kernel: Kernel, mut seed: u64, f32_shapes: &[(usize, usize,
 
 #[test]
 fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
-    // The CPU tuning's gemv: 16 rows per thread, 128 per workgroup, X in chunks of 32. N below, at and past
-    // those (rows past N are computed on row N - 1 and must not be stored); K = 1, odd, under one chunk
-    // and ragged past many (words past a row's K must add exactly 0); M > 1 (short prompts run through it).
+    // The CPU tuning's gemv: 16 rows per thread, 128 per workgroup, X in chunks of 32; W and the scales in
+    // textures. N below, at and past those (rows past N are computed on row N - 1 and must not be stored);
+    // K = 1, odd, under one chunk and ragged past many (words past a row's K must add exactly 0); M > 1.
+    // X comes through the uniform window where the rows (from x_row0 = 1) end within its 16384 values,
+    // aligned or not, up to exactly its end (K = 8192), and from storage past it (K = 8200 and 5000 with
+    // M = 2 and 3).
     check_rows_kernel(
         Kernel::GemvRows,
         500,
-        &[(1, 1, 1), (1, 15, 7), (1, 17, 33), (2, 129, 768), (1, 300, 31), (3, 16, 2051), (1, 50, 3072)],
-        &[(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65)],
+        &[(1, 1, 1), (1, 15, 7), (1, 17, 33), (2, 129, 768), (1, 300, 31), (3, 16, 2051), (1, 50, 3072), (1, 40, 8190), (2, 40, 8200)],
+        &[(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65), (1, 9, 8192), (3, 20, 4096), (3, 20, 5000)],
     );
 }
 
 #[test]
 fn matmul_rows_matches_reference_on_edges_formats_and_epilogues() {
-    // The CPU tuning's kernel for prompts: 16 rows x 4 tokens per thread. M below, at and past 4 (tokens past
-    // M are computed on token M - 1 and must not be stored), N past 16 and 128, K = 1, odd and ragged.
+    // The CPU tuning's kernel for prompts: 16 rows x 4 tokens per thread, W and the scales in textures. M
+    // below, at and past 4 (tokens past M are computed on token M - 1 and must not be stored), N past 16
+    // and 128, K = 1, odd and ragged; X through the uniform window and past it from storage
+    // (M x K = 7 x 2051, 32 x 3072, 13 x 2049, from x_row0 = 1).
     check_rows_kernel(
         Kernel::MatmulRows,
         900,
         &[(2, 1, 1), (3, 15, 7), (4, 17, 33), (5, 129, 768), (9, 20, 31), (7, 16, 2051), (32, 50, 3072)],
-        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65)],
+        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65), (13, 20, 2049)],
     );
 }
 
@@ -523,6 +529,13 @@ fn split_decode_attention_with_the_merge_in_the_projection_matches_reference() {
 
 #[test]
 fn embed_adds_positions_and_respects_chunks_in_every_format() {
+    // embed reads wte from storage, embed_tex (the CPU tuning) from textures.
+    for kernel in [Kernel::Embed, Kernel::EmbedTex] {
+        embed_matches(kernel);
+    }
+}
+
+fn embed_matches(kernel: Kernel) {
     let g = gpu();
     let mut rng = Rng(11);
     let (v, c, p, t, pos0) = (300usize, 64usize, 40usize, 7usize, 9usize);
@@ -547,7 +560,7 @@ fn embed_adds_positions_and_respects_chunks_in_every_format() {
                 s_stride: chunk.s_stride() as u32,
             };
             let out = pollster::block_on(g.run_once(
-                Kernel::Embed,
+                kernel,
                 bytemuck::bytes_of(&prm),
                 &[bytes(&ids), bytes(&chunk.words), bytes(&chunk.scales), bytes(&wpe), bytes(&x)],
             ))
@@ -565,7 +578,7 @@ fn embed_adds_positions_and_respects_chunks_in_every_format() {
         }
         let want: Vec<f64> =
             (0..t * c).map(|i| used[ids[i / c] as usize * c + i % c] as f64 + wpe[(pos0 + i / c) * c + i % c] as f64).collect();
-        assert_close(&format!("embed {fmt:?}"), &x, &want, 1e-6, 1e-6);
+        assert_close(&format!("{} {fmt:?}", kernel.name()), &x, &want, 1e-6, 1e-6);
     }
 }
 

@@ -3,6 +3,7 @@
 //! entry point, bindings and workgroup size must be the WGSL's, and every .wgsl file under shaders/ must
 //! be used by some kernel.
 
+use gpt2_webgpu::gpu::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
 use gpt2_webgpu::gpu::{Bind, Kernel};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -42,10 +43,30 @@ fn every_kernel_validates_as_assembled_and_matches_its_table_row() {
             .filter_map(|(_, v)| {
                 let b = v.binding.as_ref()?;
                 assert_eq!(b.group, 0, "{name}: everything binds in group 0");
+                let ty = &module.types[v.ty].inner;
                 let bind = match v.space {
-                    naga::AddressSpace::Uniform => Bind::Uniform,
+                    // The Params block is a struct; X's uniform window an array of vec4 of X_WINDOW_BYTES.
+                    naga::AddressSpace::Uniform => match ty {
+                        naga::TypeInner::Struct { .. } => Bind::Uniform,
+                        naga::TypeInner::Array { size: naga::ArraySize::Constant(n), stride: 16, .. } => {
+                            assert_eq!(n.get() as u64 * 16, X_WINDOW_BYTES, "{name}: the uniform window is X_WINDOW_BYTES");
+                            Bind::Window
+                        }
+                        other => panic!("{name}: uniform of {other:?}"),
+                    },
                     naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Bind::ReadWrite,
                     naga::AddressSpace::Storage { .. } => Bind::Read,
+                    // A texture of u32 words read with textureLoad: how many words a texel holds is the
+                    // uploader's (the WGSL type is the same for rgba32uint and r32uint), so the table's is kept.
+                    naga::AddressSpace::Handle => match ty {
+                        naga::TypeInner::Image { dim: naga::ImageDimension::D2, arrayed: false, class: naga::ImageClass::Sampled { kind: naga::ScalarKind::Uint, multi: false } } => {
+                            match d.bindings.get(b.binding as usize).map(|t| t.bind) {
+                                Some(t @ Bind::Texels { words: 1 | 4 }) => t,
+                                other => panic!("{name}: binding {} is a texture of u32 in the WGSL, {other:?} in the table", b.binding),
+                            }
+                        }
+                        other => panic!("{name}: a handle of {other:?}"),
+                    },
                     other => panic!("{name}: binding in {other:?}"),
                 };
                 Some((b.binding, v.name.clone().unwrap_or_default(), bind))
@@ -99,6 +120,16 @@ fn grids_cover_the_work_of_each_kernel() {
     // matmul_rows: 16 rows x 4 tokens per thread.
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 17));
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { m: 4, ..mm })), Grid::Xy(2, 1));
+    // The texture layout and the uniform window: the WGSL's constants are the host's.
+    let shift = format!("const TEX_SHIFT: u32 = {}u;", TEXTURE_WIDTH.trailing_zeros());
+    let window = format!("const X_WINDOW: u32 = {}u;", X_WINDOW_BYTES / 16);
+    assert!(TEXTURE_WIDTH.is_power_of_two());
+    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::EmbedTex] {
+        assert!(k.source().contains(&shift), "{}: common/texels.wgsl's TEX_SHIFT is log2(TEXTURE_WIDTH)", k.name());
+    }
+    for k in [Kernel::GemvRows, Kernel::MatmulRows] {
+        assert!(k.source().contains(&window), "{}: common/rows.wgsl's X_WINDOW is X_WINDOW_BYTES / 16", k.name());
+    }
     let rows = format!("const ROWS: u32 = {}u;", gpt2_webgpu::gpu::kernels::GEMV_ROWS_PER_THREAD);
     let tm = format!("const TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_TOKENS);
     assert!(Kernel::GemvRows.source().contains(&rows), "gemv_rows.wgsl's ROWS is the grid's GEMV_ROWS_PER_THREAD");

@@ -1,8 +1,9 @@
 // common/linear.wgsl: what the linear kernels (matmul, gemv, gemv_rows, matmul_rows) share: the Params
 // block (mirrored by gpu::params::MatmulParams), the bindings (one layout, so one bind group serves every
 // linear kernel and T picks the kernel at step time) and the fused epilogue. X (binding 1) and W
-// (binding 2) are declared by common/linear_scalar.wgsl (f32 values and u32 words: matmul, gemv) or
-// common/rows.wgsl (vec4s of them: the CPU tuning's kernels): same buffers, other element types.
+// (binding 2) and the scales (binding 3) are declared by common/linear_scalar.wgsl (storage buffers of f32
+// values and u32 words: matmul, gemv) or common/texels.wgsl and common/rows.wgsl (W and the scales in
+// textures, X as vec4s and a uniform window: the CPU tuning's kernels, whose bind group layout is its own).
 //
 //   X'        = ln ? LN(X[x_row0 + m, :]) * ln_g + ln_b : X[x_row0 + m, :]   (gemv.wgsl only)
 //   v         = X' . W[n, :] + (bias ? b[n] : 0)                       m < M, n < N, over K
@@ -35,7 +36,6 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(3) var<storage, read> scales: array<u32>;       // q8/q4 group scales, f16 pairs
 @group(0) @binding(4) var<storage, read> bias: array<f32>;         // [N]
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;      // [M, y_stride]
 @group(0) @binding(6) var<storage, read> ln_g: array<f32>;         // [K] (flag 8; any buffer otherwise)

@@ -4,7 +4,7 @@
 //! on the device.
 
 use super::params::MatmulParams;
-use super::{whole, Gpu, Kernel};
+use super::{whole, Bind, Gpu, Kernel};
 use crate::error::{Error, Result};
 
 /// GB/s at which `kernel` alone (`Kernel::GemvRef`, the plain yardstick, or the tuning's gemv kernel,
@@ -28,10 +28,22 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, kernel: Kernel, bytes: u64, k: u32, reps: 
         })
         .collect();
     let scales = vec![0x2000_2000u32; (n as usize * s_stride as usize).div_ceil(2)];
-    let w = gpu.storage_init("bench.w", bytemuck::cast_slice(&words))?;
+    // W and the scales where `kernel` reads them: textures (gemv_rows) or storage buffers.
+    let textures = matches!(kernel.bindings()[2].bind, Bind::Texels { .. });
+    let (w, sc) = if textures {
+        (Err(gpu.texels_init("bench.w", &words, 4)?), Err(gpu.texels_init("bench.scales", &scales, 1)?))
+    } else {
+        (Ok(gpu.storage_init("bench.w", bytemuck::cast_slice(&words))?), Ok(gpu.storage_init("bench.scales", bytemuck::cast_slice(&scales))?))
+    };
     drop(words);
-    let sc = gpu.storage_init("bench.scales", bytemuck::cast_slice(&scales))?;
-    let x = gpu.storage_init("bench.x", bytemuck::cast_slice(&vec![0.01f32; k as usize]))?;
+    fn res(s: &Result<wgpu::Buffer, super::Texels>) -> wgpu::BindingResource<'_> {
+        match s {
+            Ok(b) => whole(b),
+            Err(t) => wgpu::BindingResource::TextureView(&t.view),
+        }
+    }
+    let x = gpu.window_buffer("bench.x", k as u64 * 4)?;
+    gpu.queue.write_buffer(&x, 0, bytemuck::cast_slice(&vec![0.01f32; k as usize]));
     let bias = gpu.storage("bench.bias", n as u64 * 4, wgpu::BufferUsages::empty())?;
     let y = gpu.storage("bench.y", n as u64 * 4, wgpu::BufferUsages::empty())?;
     let t = &gpu.tuning;
@@ -58,7 +70,11 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, kernel: Kernel, bytes: u64, k: u32, reps: 
         mapped_at_creation: false,
     });
     gpu.queue.write_buffer(&ubuf, 0, bytemuck::bytes_of(&prm));
-    let bind = gpu.bind_group(kernel, "bench.gemv", &[whole(&ubuf), whole(&x), whole(&w), whole(&sc), whole(&bias), whole(&y), whole(&x), whole(&x)]);
+    let mut bound = vec![whole(&ubuf), whole(&x), res(&w), res(&sc), whole(&bias), whole(&y), whole(&x), whole(&x)];
+    if textures {
+        bound.push(super::window(&x)); // gemv_rows reads X through its uniform window
+    }
+    let bind = gpu.bind_group(kernel, "bench.gemv", &bound);
     let run = |reps: u32| -> Result<f64> {
         let t0 = std::time::Instant::now();
         let mut enc = gpu.device.create_command_encoder(&Default::default());

@@ -12,13 +12,27 @@
 
 use super::params::*;
 
-/// How a kernel binds one buffer.
+/// How a kernel binds one resource.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bind {
+    /// The Params block (a uniform with a dynamic offset: the arena's set).
     Uniform,
     Read,
     ReadWrite,
+    /// A `texture_2d<u32>` read with textureLoad, holding `words` u32 words per texel (4: rgba32uint, 1:
+    /// r32uint), laid out by `Gpu::texture_init` (TEXTURE_WIDTH texels per texture row). Weights and their
+    /// scales under the CPU tuning (common/texels.wgsl).
+    Texels { words: u32 },
+    /// The first X_WINDOW_BYTES of a storage buffer (bound as `Read` too), read as a uniform: on lavapipe a
+    /// uniform load that every lane makes at the same address is one load (common/rows.wgsl).
+    Window,
 }
+
+/// Texels per texture row of a weight texture (common/texels.wgsl's TEX_SHIFT = log2 of it).
+pub const TEXTURE_WIDTH: u32 = 4096;
+/// Bytes of the uniform window onto X (common/rows.wgsl's X_WINDOW vec4s): WebGPU guarantees uniform
+/// bindings of 64 KB.
+pub const X_WINDOW_BYTES: u64 = 65536;
 
 /// One binding of group 0: how it is bound, its WGSL name, and what it holds (shapes as in config.rs).
 #[derive(Clone, Copy, Debug)]
@@ -36,6 +50,9 @@ const fn read(name: &'static str, holds: &'static str) -> Binding {
 }
 const fn write(name: &'static str, holds: &'static str) -> Binding {
     Binding { bind: Bind::ReadWrite, name, holds }
+}
+const fn texels(name: &'static str, words: u32, holds: &'static str) -> Binding {
+    Binding { bind: Bind::Texels { words }, name, holds }
 }
 
 /// Workgroups to dispatch.
@@ -105,6 +122,14 @@ kernel_table! {
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: EmbedParams = read_params(b); Grid::Line((p.t * p.c).div_ceil(wg[0])) },
     }
+    /// embed with wte in textures (the CPU tuning: Tuning::weights_in_textures), so the tied wte has one copy.
+    EmbedTex = "embed_tex" {
+        common: ["texels"],
+        bindings: &[params(), read("ids", "[T] u32"), texels("w", 4, "wte rows [lo, hi) x C, packed"), texels("scales", 1, "their q8/q4 scales"),
+                   read("wpe", "[P, C]"), write("x", "[T, C]")],
+        workgroup: [256, 1, 1],
+        grid: |b, wg| { let p: EmbedParams = read_params(b); Grid::Line((p.t * p.c).div_ceil(wg[0])) },
+    }
     /// Layer norm of `rows` rows, one workgroup per row.
     LayerNorm = "layer_norm" {
         common: ["reduce"],
@@ -128,17 +153,19 @@ kernel_table! {
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
     }
     /// gemv for CPU adapters (the CPU tuning): one thread owns ROWS = 16 output rows and loads each chunk of X
-    /// once for all of them; no workgroup memory, no barriers.
+    /// once for all of them; no workgroup memory, no barriers; W and its scales in textures, X through a
+    /// uniform window where it fits.
     GemvRows = "gemv_rows" {
-        common: ["gelu", "linear", "rows"],
-        bindings: LINEAR,
+        common: ["gelu", "linear", "texels", "rows"],
+        bindings: LINEAR_TEXELS,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m) },
     }
-    /// Steps of several tokens for CPU adapters (the CPU tuning): one thread owns 16 output rows of 4 tokens.
+    /// Steps of several tokens for CPU adapters (the CPU tuning): one thread owns 16 output rows of 4 tokens;
+    /// gemv_rows's bindings.
     MatmulRows = "matmul_rows" {
-        common: ["gelu", "linear", "rows"],
-        bindings: LINEAR,
+        common: ["gelu", "linear", "texels", "rows"],
+        bindings: LINEAR_TEXELS,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
     }
@@ -232,8 +259,7 @@ const SAMPLE_SECOND: &[Binding] = &[
     write("lanes", "[NL, 4 + 3 * 4] u32 (sample_scan's)"),
 ];
 
-/// matmul, gemv, gemv_rows and matmul_rows bind the same buffers (common/linear.wgsl), so one bind group
-/// serves them all.
+/// matmul and gemv bind the same buffers (common/linear.wgsl), so one bind group serves both.
 const LINEAR: &[Binding] = &[
     params(),
     read("x", "[*, x_stride]"),
@@ -243,6 +269,20 @@ const LINEAR: &[Binding] = &[
     write("y", "[M, y_stride]"),
     read("ln_g", "[K] layer-norm gain (MM_LN, gemv only)"),
     read("ln_b", "[K] layer-norm bias (MM_LN, gemv only)"),
+];
+
+/// gemv_rows and matmul_rows (the CPU tuning) bind LINEAR's buffers in the same order, but W and the
+/// scales as textures, and X once more through its uniform window: one bind group serves both.
+const LINEAR_TEXELS: &[Binding] = &[
+    params(),
+    read("x", "[*, x_stride]"),
+    texels("w", 4, "[N, w_stride] packed"),
+    texels("scales", 1, "q8/q4 group scales"),
+    read("bias", "[N]"),
+    write("y", "[M, y_stride]"),
+    read("ln_g", "unused (any buffer)"),
+    read("ln_b", "unused (any buffer)"),
+    Binding { bind: Bind::Window, name: "xu", holds: "x's first X_WINDOW_BYTES, as a uniform" },
 ];
 
 impl Kernel {

@@ -6,12 +6,14 @@
 pub mod bench;
 pub mod kernels;
 pub mod params;
+pub mod texels;
 pub mod tuning;
 #[cfg(target_arch = "wasm32")]
 mod warm;
 
 pub use kernels::{Bind, Grid, Kernel};
 pub use tuning::{KvFormat, Tuning, TuningKind, EVERY_STEP, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK, SOFTWARE_ADAPTER_WORDS};
+pub use texels::{window, Texels};
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -205,22 +207,7 @@ impl Gpu {
                         .bindings()
                         .iter()
                         .enumerate()
-                        .map(|(i, b)| wgpu::BindGroupLayoutEntry {
-                            binding: i as u32,
-                            visibility: wgpu::ShaderStages::COMPUTE,
-                            ty: wgpu::BindingType::Buffer {
-                                ty: match b.bind {
-                                    Bind::Uniform => wgpu::BufferBindingType::Uniform,
-                                    Bind::Read => wgpu::BufferBindingType::Storage { read_only: true },
-                                    Bind::ReadWrite => wgpu::BufferBindingType::Storage { read_only: false },
-                                },
-                                // The Params binding takes a dynamic offset: the model keeps K sets of every op's Params
-                                // (one per decode step of a submit) in one arena and picks the set per dispatch.
-                                has_dynamic_offset: b.bind == Bind::Uniform,
-                                min_binding_size: None,
-                            },
-                            count: None,
-                        })
+                        .map(|(i, b)| wgpu::BindGroupLayoutEntry { binding: i as u32, visibility: wgpu::ShaderStages::COMPUTE, ty: binding_type(b.bind), count: None })
                         .collect();
                     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(kernel.name()), entries: &entries })
                 }
@@ -428,7 +415,9 @@ impl Gpu {
 
 impl Gpu {
     /// Run one kernel once on fresh buffers and return the final contents of every binding after the
-    /// params (in binding order); the grid comes from the kernel table. For kernel tests and tools: it
+    /// params (in binding order); the grid comes from the kernel table. A `Bind::Texels` binding gets a
+    /// texture of the bytes' words (and gives them back unchanged), a `Bind::Window` one the uniform
+    /// window of its own buffer. For kernel tests and tools: it
     /// allocates, so the model never uses it.
     pub async fn run_once(&self, kernel: Kernel, params: &[u8], buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let all: Vec<usize> = (0..buffers.len()).collect();
@@ -448,24 +437,48 @@ impl Gpu {
             mapped_at_creation: false,
         });
         self.queue.write_buffer(&ubuf, 0, &uniform);
-        let bufs = buffers
+        // Each buffer as the first step that binds it binds it: a texture of its words, a storage buffer
+        // also readable through its uniform window, or a plain storage buffer.
+        let kind_of = |i: usize| steps.iter().find_map(|(k, which)| which.iter().position(|&j| j == i).map(|at| k.bindings()[at + 1].bind));
+        enum Res {
+            Buf(wgpu::Buffer, u64),
+            Tex(Texels),
+        }
+        let res = buffers
             .iter()
             .enumerate()
             .map(|(i, b)| {
                 let mut data = b.clone();
                 data.resize(data.len().next_multiple_of(4).max(16), 0);
-                self.storage_init(&format!("run[{i}]"), &data).map(|buf| (buf, data.len() as u64))
+                let label = format!("run[{i}]");
+                Ok(match kind_of(i) {
+                    Some(Bind::Texels { words }) => Res::Tex(self.texels_init(&label, bytemuck::cast_slice(&data), words)?),
+                    Some(Bind::Window) => {
+                        let buf = self.window_buffer(&label, data.len() as u64)?;
+                        self.queue.write_buffer(&buf, 0, &data);
+                        Res::Buf(buf, data.len() as u64)
+                    }
+                    _ => Res::Buf(self.storage_init(&label, &data)?, data.len() as u64),
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let binds: Vec<wgpu::BindGroup> = steps
             .iter()
             .map(|(kernel, which)| {
-                let mut res = vec![whole(&ubuf)];
-                res.extend(which.iter().map(|&i| whole(&bufs[i].0)));
-                self.bind_group(*kernel, kernel.name(), &res)
+                let mut bound = vec![whole(&ubuf)];
+                bound.extend(which.iter().enumerate().map(|(at, &i)| match (&res[i], kernel.bindings()[at + 1].bind) {
+                    (Res::Tex(t), _) => wgpu::BindingResource::TextureView(&t.view),
+                    (Res::Buf(b, _), Bind::Window) => window(b),
+                    (Res::Buf(b, _), _) => whole(b),
+                }));
+                self.bind_group(*kernel, kernel.name(), &bound)
             })
             .collect();
-        let total: u64 = bufs.iter().map(|(_, n)| *n).sum();
+        let bufs: Vec<(Option<&wgpu::Buffer>, u64)> = res.iter().map(|r| match r {
+            Res::Buf(b, n) => (Some(b), *n),
+            Res::Tex(_) => (None, 0),
+        }).collect();
+        let total: u64 = bufs.iter().map(|(_, n)| *n).sum::<u64>().max(4);
         let read = self.readback_buffer("run_once", total)?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
@@ -476,18 +489,43 @@ impl Gpu {
         }
         let mut off = 0;
         for (b, n) in &bufs {
-            enc.copy_buffer_to_buffer(b, 0, &read, off, *n);
-            off += n;
+            if let Some(b) = b {
+                enc.copy_buffer_to_buffer(b, 0, &read, off, *n);
+                off += n;
+            }
         }
         self.queue.submit([enc.finish()]);
         let all = self.read(&read, total).await?;
+        // Textures are read-only: their contents come back as they went in.
         let mut out = Vec::new();
         let mut off = 0;
-        for ((_, n), orig) in bufs.iter().zip(buffers) {
-            out.push(all[off..off + orig.len()].to_vec());
-            off += *n as usize;
+        for ((b, n), orig) in bufs.iter().zip(buffers) {
+            if b.is_some() {
+                out.push(all[off..off + orig.len()].to_vec());
+                off += *n as usize;
+            } else {
+                out.push(orig.clone());
+            }
         }
         Ok(out)
+    }
+}
+
+/// How a binding of kind `bind` appears in a bind group layout (warm.rs describes the same to the browser).
+fn binding_type(bind: Bind) -> wgpu::BindingType {
+    let buffer = |ty, has_dynamic_offset| wgpu::BindingType::Buffer { ty, has_dynamic_offset, min_binding_size: None };
+    match bind {
+        // The Params binding takes a dynamic offset: the model keeps K sets of every op's Params (one per
+        // decode step of a submit) in one arena and picks the set per dispatch.
+        Bind::Uniform => buffer(wgpu::BufferBindingType::Uniform, true),
+        Bind::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }, false),
+        Bind::ReadWrite => buffer(wgpu::BufferBindingType::Storage { read_only: false }, false),
+        Bind::Window => buffer(wgpu::BufferBindingType::Uniform, false),
+        Bind::Texels { .. } => wgpu::BindingType::Texture {
+            sample_type: wgpu::TextureSampleType::Uint,
+            view_dimension: wgpu::TextureViewDimension::D2,
+            multisampled: false,
+        },
     }
 }
 

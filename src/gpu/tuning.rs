@@ -147,6 +147,13 @@ pub struct Tuning {
     /// ids) spreads over; fewer run when the vocabulary has fewer lanes. The sampled tokens do not
     /// depend on it.
     pub sample_groups: u32,
+    /// Every weight matrix (wte too) and its q8/q4 scales live in textures, read with textureLoad
+    /// (gpu/texels.rs; the kernels gemv_rows, matmul_rows and embed_tex), instead of storage buffers
+    /// (gemv, matmul, embed). On lavapipe a storage load is a scalar loop over the SIMD lanes and a
+    /// texel fetch is not: gpt2's decode matrices stream at 1.0-1.1 GB of q8 per CPU-second from a
+    /// texture against 0.43-0.45 from storage (README, "CPU adapters"). Follows the kernels: the rows
+    /// kernels read only textures, gemv and matmul only storage.
+    pub weights_in_textures: bool,
 }
 
 /// `Tuning::gemv_max_rows` for "every step runs the gemv kernel" (the matmul kernel is never dispatched).
@@ -179,6 +186,8 @@ impl Tuning {
         attn_block: 64,
         // Every lane its own thread: gpt2's 393 lanes fill 7 workgroups.
         sample_groups: 256,
+        // A GPU's storage loads are cheap and coalesced; gemv and matmul read storage buffers.
+        weights_in_textures: false,
     };
     pub const CPU: Tuning = Tuning {
         kind: TuningKind::Cpu,
@@ -196,6 +205,8 @@ impl Tuning {
         // gemv_rows has no merge; and two lavapipe cores are already busy with NH workgroups.
         attn_block: 0,
         sample_groups: 8,
+        // gemv_rows and matmul_rows read W and the scales as texels (see the field).
+        weights_in_textures: true,
     };
 
     /// SwiftShader (Chromium's software WebGPU; Subzero JIT, 4 SIMD lanes of SSE). Measured natively on
@@ -227,7 +238,9 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
-    /// `GPT2_ATTN_BLOCK` (0: unsplit) and `GPT2_SAMPLE_GROUPS` then override single fields for benchmarking.
+    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_SAMPLE_GROUPS` and `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
+    /// textures exactly where the kernels are gemv_rows and matmul_rows) then override single fields for
+    /// benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
@@ -290,6 +303,13 @@ impl Tuning {
             if let Some(g) = num("GPT2_SAMPLE_GROUPS")? {
                 t.sample_groups = g;
             }
+            match num("GPT2_WEIGHTS_IN_TEXTURES")? {
+                Some(0) => t.weights_in_textures = false,
+                Some(1) => t.weights_in_textures = true,
+                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_WEIGHTS_IN_TEXTURES must be 0 or 1, not {f}"))),
+                // Kernels forced alone take their weights' home with them.
+                None => t.weights_in_textures = t.gemv_kernel == Kernel::GemvRows,
+            }
             match num("GPT2_ATTN_BLOCK")? {
                 Some(b) => t.attn_block = b,
                 // Only gemv.wgsl merges: a gemv kernel forced alone takes the split with it.
@@ -326,6 +346,15 @@ impl Tuning {
         if self.attn_block != 0 && self.gemv_kernel != Kernel::Gemv {
             return Err(Error::InvalidArgument(format!("splitting decode attention needs the gemv kernel (its merge), not {}", self.gemv_kernel.name())));
         }
+        let rows_kernels = [self.gemv_kernel == Kernel::GemvRows, self.matmul_kernel == Kernel::MatmulRows];
+        if rows_kernels != [self.weights_in_textures; 2] {
+            return Err(Error::InvalidArgument(format!(
+                "gemv_rows and matmul_rows read the weights from textures, gemv and matmul from storage buffers: {} and {} cannot run with the weights in {}",
+                self.gemv_kernel.name(),
+                self.matmul_kernel.name(),
+                if self.weights_in_textures { "textures" } else { "storage buffers" }
+            )));
+        }
         if !(1..=MAX_TOKENS_PER_SUBMIT).contains(&self.tokens_per_submit) {
             return Err(Error::InvalidArgument(format!("tokens per submit must be 1 to {MAX_TOKENS_PER_SUBMIT}, not {}", self.tokens_per_submit)));
         }
@@ -352,6 +381,8 @@ impl Tuning {
         match k {
             Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
             Kernel::AttentionProbs | Kernel::GemvRef => false,
+            Kernel::Embed => !self.weights_in_textures,
+            Kernel::EmbedTex => self.weights_in_textures,
             _ => true,
         }
     }
@@ -368,10 +399,32 @@ impl Tuning {
         }
     }
 
+    /// The kernel of a linear op over `m` rows of X: the gemv kernel for steps of up to `gemv_max_rows`
+    /// rows, the matmul kernel for longer ones. (gemv_rows reads X through its uniform window where its
+    /// rows lie there, else from storage: common/rows.wgsl.)
+    pub fn linear_kernel(&self, m: u32) -> Kernel {
+        if m <= self.gemv_max_rows {
+            self.gemv_kernel
+        } else {
+            self.matmul_kernel
+        }
+    }
+
+    /// The kernel an op declared as `k` runs as (and builds its bind group for) under this tuning: with the
+    /// weights in textures, embed is embed_tex and a linear op binds gemv_rows's layout (which matmul_rows
+    /// shares); otherwise `k`.
+    pub fn kernel_for(&self, k: Kernel) -> Kernel {
+        match k {
+            Kernel::Embed if self.weights_in_textures => Kernel::EmbedTex,
+            Kernel::Matmul | Kernel::Gemv if self.weights_in_textures => Kernel::GemvRows,
+            _ => k,
+        }
+    }
+
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"sample_groups\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"sample_groups\":{},\"weights_in_textures\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -382,7 +435,8 @@ impl Tuning {
             self.kv_cache.map_or("by weights", KvFormat::name),
             self.tokens_per_submit,
             self.attn_block,
-            self.sample_groups
+            self.sample_groups,
+            self.weights_in_textures
         )
     }
 }
@@ -391,7 +445,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}: {}{}; {}; {} decode tokens per submit; decode attention {}; sampler over up to {} workgroups)",
+            "{} ({}: {}{}; {}; weights in {}; {} decode tokens per submit; decode attention {}; sampler over up to {} workgroups)",
             self.kind.name(),
             if self.gemv_max_rows == EVERY_STEP { "every step".to_string() } else { format!("steps of up to {} tokens", self.gemv_max_rows) },
             match self.gemv_kernel {
@@ -404,6 +458,7 @@ impl std::fmt::Display for Tuning {
                 Kernel::MatmulRows => "longer: matmul_rows, 16 rows x 4 tokens per thread",
                 _ => "longer: tiled matmul",
             },
+            if self.weights_in_textures { "textures" } else { "storage buffers" },
             self.tokens_per_submit,
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
             self.sample_groups

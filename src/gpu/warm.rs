@@ -34,21 +34,32 @@ fn call(target: &JsValue, method: &str, arg: &JsValue) -> Result<JsValue, JsValu
 }
 
 /// `createComputePipelineAsync` of `k` with the descriptors wgpu builds in `Gpu::from_adapter`
-/// (backend/webgpu.rs: the same entries, visibility, binding types and dynamic offsets; no constants).
+/// (gpu::binding_type, through backend/webgpu.rs: the same entries, visibility, binding types, texture
+/// sample types and dynamic offsets; no constants).
 fn start(d: &JsValue, k: Kernel) -> Result<JsValue, JsValue> {
     let entries = Array::new();
     for (i, b) in k.bindings().iter().enumerate() {
-        let buffer = Object::new();
-        set(&buffer, "type", match b.bind {
-            Bind::Uniform => "uniform",
-            Bind::Read => "read-only-storage",
-            Bind::ReadWrite => "storage",
-        });
-        set(&buffer, "hasDynamicOffset", b.bind == Bind::Uniform);
         let e = Object::new();
         set(&e, "binding", i as u32);
         set(&e, "visibility", wgpu::ShaderStages::COMPUTE.bits());
-        set(&e, "buffer", buffer);
+        if let Bind::Texels { .. } = b.bind {
+            // gpu::binding_type: a 2D texture of unsigned integers, not multisampled.
+            let texture = Object::new();
+            set(&texture, "sampleType", "uint");
+            set(&texture, "viewDimension", "2d");
+            set(&texture, "multisampled", false);
+            set(&e, "texture", texture);
+        } else {
+            let buffer = Object::new();
+            set(&buffer, "type", match b.bind {
+                Bind::Uniform | Bind::Window => "uniform",
+                Bind::Read => "read-only-storage",
+                _ => "storage",
+            });
+            // Only the Params binding takes a dynamic offset (the window is always X's first 64 KB).
+            set(&buffer, "hasDynamicOffset", b.bind == Bind::Uniform);
+            set(&e, "buffer", buffer);
+        }
         entries.push(&e);
     }
     let bgl = Object::new();

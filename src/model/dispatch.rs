@@ -16,10 +16,10 @@
 //! where it runs in the pass (`layer_ops` for a per-layer op).
 
 use super::plan::Activations;
-use super::upload::{GpuMatrix, Layer, Packing, Weights};
+use super::upload::{GpuMatrix, Layer, Packing, Store, Weights};
 use crate::config::Gpt2Config;
 use crate::gpu::params::*;
-use crate::gpu::{whole, Gpu, Kernel, KvFormat, Tuning};
+use crate::gpu::{whole, window, Bind, Gpu, Kernel, KvFormat, Tuning};
 
 /// Which rows a step works on: the T tokens of the step at positions pos0.., and the rows the head
 /// (ln_f + logits) turns into logits.
@@ -92,17 +92,41 @@ impl OpKind {
     }
 }
 
-/// An op before its bind group exists: the buffers it binds after the params, in binding order (and,
-/// for a linear op that folds a layer norm or merges attention partials, those of such steps).
+/// What an op binds: a buffer, or a weight matrix's words or scales (a buffer or a texture: upload.rs).
+#[derive(Clone, Copy)]
+pub(super) enum Res<'a> {
+    Buf(&'a wgpu::Buffer),
+    Weights(&'a Store),
+}
+
+impl<'a> From<&'a wgpu::Buffer> for Res<'a> {
+    fn from(b: &'a wgpu::Buffer) -> Self {
+        Res::Buf(b)
+    }
+}
+
+impl<'a> From<&'a Store> for Res<'a> {
+    fn from(s: &'a Store) -> Self {
+        Res::Weights(s)
+    }
+}
+
+/// `vec![a, b, ..]` of anything that is a `Res`.
+macro_rules! res {
+    ($($r:expr),* $(,)?) => { vec![$(Res::from($r)),*] };
+}
+
+/// An op before its bind group exists: what it binds after the params, in binding order (and, for a
+/// linear op that folds a layer norm or merges attention partials, what it binds on such steps).
 pub(super) struct OpSpec<'a> {
     kind: OpKind,
     kernel: Kernel,
     label: String,
-    buffers: Vec<&'a wgpu::Buffer>,
-    alt_buffers: Option<Vec<&'a wgpu::Buffer>>,
+    buffers: Vec<Res<'a>>,
+    alt_buffers: Option<Vec<Res<'a>>>,
 }
 
-fn spec<'a>(kind: OpKind, kernel: Kernel, label: String, buffers: Vec<&'a wgpu::Buffer>) -> OpSpec<'a> {
+fn spec<'a>(kind: OpKind, kernel: Kernel, label: String, buffers: Vec<Res<'a>>) -> OpSpec<'a> {
     OpSpec { kind, kernel, label, buffers, alt_buffers: None }
 }
 
@@ -145,23 +169,23 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, k
     let (c, f) = (cfg.n_embd as u32, cfg.n_inner as u32);
     let lb = |s: &str| format!("h.{l}.{s}");
     let step = Rows::Step;
-    let ln = |name: &str, g, b| spec(OpKind::LayerNorm { rows: step, folded: true }, Kernel::LayerNorm, lb(name), vec![&a.x, g, b, &a.xn]);
+    let ln = |name: &str, g, b| spec(OpKind::LayerNorm { rows: step, folded: true }, Kernel::LayerNorm, lb(name), res![&a.x, g, b, &a.xn]);
     // A linear op over xn that reads x and normalizes it itself on folding steps.
-    let linear_ln = |kind, name: &str, m: &'a GpuMatrix, bias, y, g, b| OpSpec {
-        alt_buffers: Some(vec![&a.x, &m.w, &m.scales, bias, y, g, b]),
-        ..spec(kind, Kernel::Matmul, lb(name), vec![&a.xn, &m.w, &m.scales, bias, y, g, b])
+    let linear_ln = |kind, name: &str, m: &'a GpuMatrix, bias: &'a wgpu::Buffer, y: &'a wgpu::Buffer, g: &'a wgpu::Buffer, b: &'a wgpu::Buffer| OpSpec {
+        alt_buffers: Some(res![&a.x, &m.w, &m.scales, bias, y, g, b]),
+        ..spec(kind, Kernel::Matmul, lb(name), res![&a.xn, &m.w, &m.scales, bias, y, g, b])
     };
     [
         ln("ln_1", &w.ln_1_g, &w.ln_1_b),
         linear_ln(OpKind::linear_ln(&w.attn, MM_BIAS, 3 * c), "qkv", &w.attn, &w.attn_b, &a.qkv, &w.ln_1_g, &w.ln_1_b),
-        spec(OpKind::Attention { kv: kv_format }, Kernel::Attention, lb("attention"), vec![&a.qkv, k_cache, v_cache, &a.att, &a.part]),
+        spec(OpKind::Attention { kv: kv_format }, Kernel::Attention, lb("attention"), res![&a.qkv, k_cache, v_cache, &a.att, &a.part]),
         OpSpec {
-            alt_buffers: Some(vec![&a.part, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b]),
+            alt_buffers: Some(res![&a.part, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b]),
             ..spec(
                 OpKind::linear_merge(&w.attn_proj, MM_BIAS | MM_ACCUMULATE, c),
                 Kernel::Matmul,
                 lb("attn_proj+residual"),
-                vec![&a.att, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b],
+                res![&a.att, &w.attn_proj.w, &w.attn_proj.scales, &w.attn_proj_b, &a.x, &w.ln_1_g, &w.ln_1_b],
             )
         },
         ln("ln_2", &w.ln_2_g, &w.ln_2_b),
@@ -170,7 +194,7 @@ fn layer_ops<'a>(l: usize, w: &'a Layer, a: &'a Activations, cfg: &Gpt2Config, k
             OpKind::linear(&w.mlp_proj, MM_BIAS | MM_ACCUMULATE, 0, c, step),
             Kernel::Matmul,
             lb("mlp_proj+residual"),
-            vec![&a.fch, &w.mlp_proj.w, &w.mlp_proj.scales, &w.mlp_proj_b, &a.x, &w.ln_2_g, &w.ln_2_b],
+            res![&a.fch, &w.mlp_proj.w, &w.mlp_proj.scales, &w.mlp_proj_b, &a.x, &w.ln_2_g, &w.ln_2_b],
         ),
     ]
 }
@@ -194,7 +218,7 @@ fn embed_ops<'a>(wt: &'a Weights, a: &'a Activations, ids: &'a wgpu::Buffer) -> 
         .iter()
         .map(|(lo, hi, m)| {
             let kind = OpKind::Embed { lo: *lo, hi: *hi, w: m.packing() };
-            spec(kind, Kernel::Embed, "embed".into(), vec![ids, &m.w, &m.scales, &wt.wpe, &a.x])
+            spec(kind, Kernel::Embed, "embed".into(), res![ids, &m.w, &m.scales, &wt.wpe, &a.x])
         })
         .collect()
 }
@@ -205,13 +229,13 @@ fn embed_ops<'a>(wt: &'a Weights, a: &'a Activations, ids: &'a wgpu::Buffer) -> 
 /// the layers.
 fn head_ops<'a>(wt: &'a Weights, a: &'a Activations, cfg: &Gpt2Config) -> Vec<OpSpec<'a>> {
     let ln_f = OpKind::LayerNorm { rows: Rows::Head, folded: true };
-    let mut head = vec![spec(ln_f, Kernel::LayerNorm, "ln_f".into(), vec![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
+    let mut head = vec![spec(ln_f, Kernel::LayerNorm, "ln_f".into(), res![&a.x, &wt.ln_f_g, &wt.ln_f_b, &a.xf])];
     for (lo, _hi, m) in &wt.wte {
         // wte has no bias: bind wpe as the unused bias (any storage buffer but Y will do).
         let kind = OpKind::Linear { n: m.n, k: m.k, flags: 0, w: m.packing(), y_col0: *lo, y_stride: cfg.vocab_size as u32, rows: Rows::Head, ln: true, merge: false };
         head.push(OpSpec {
-            alt_buffers: Some(vec![&a.x, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b]),
-            ..spec(kind, Kernel::Matmul, "logits".into(), vec![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b])
+            alt_buffers: Some(res![&a.x, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b]),
+            ..spec(kind, Kernel::Matmul, "logits".into(), res![&a.xf, &m.w, &m.scales, &wt.wpe, &a.logits, &wt.ln_f_g, &wt.ln_f_b])
         });
     }
     head
@@ -226,8 +250,8 @@ impl Ops {
         let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache], wt.kv)).collect();
         let head = head_ops(wt, a, cfg);
         let sample = [
-            spec(OpKind::Sample, Kernel::SampleScan, "sample_scan".into(), vec![&a.logits, &a.counts, &a.ring, &a.fed, &a.lanes]),
-            spec(OpKind::Sample, Kernel::SamplePick, "sample_pick".into(), vec![&a.logits, &a.counts, &a.ring, &a.fed, &a.out, &a.lanes]),
+            spec(OpKind::Sample, Kernel::SampleScan, "sample_scan".into(), res![&a.logits, &a.counts, &a.ring, &a.fed, &a.lanes]),
+            spec(OpKind::Sample, Kernel::SamplePick, "sample_pick".into(), res![&a.logits, &a.counts, &a.ring, &a.fed, &a.out, &a.lanes]),
         ];
 
         let n_slots = 2 * embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + sample.len();
@@ -286,7 +310,7 @@ impl InspectOps {
             .map(|(l, w)| {
                 let mut ops: Vec<_> = layer_ops(l, w, a, cfg, kv, KvFormat::F32).into();
                 let at = ops.iter().position(|o| matches!(o.kind, OpKind::Attention { .. })).expect("a block has an attention op") + 1;
-                ops.insert(at, spec(OpKind::AttentionProbs, Kernel::AttentionProbs, format!("h.{l}.attention_probs"), vec![&a.qkv, kv[0], probs]));
+                ops.insert(at, spec(OpKind::AttentionProbs, Kernel::AttentionProbs, format!("h.{l}.attention_probs"), res![&a.qkv, kv[0], probs]));
                 ops
             })
             .collect();
@@ -331,22 +355,36 @@ impl ParamsArena {
         ParamsArena { buffer, host: vec![0u8; bytes], slot_size, n_slots: n_slots as u32, next: 0 }
     }
 
-    /// Give `s` the next slot and its bind group.
+    /// Give `s` the next slot and its bind group, for the kernel it runs as under the tuning
+    /// (`Tuning::kernel_for`: with the weights in textures, gemv_rows's layout, whose last binding is the
+    /// uniform window onto the X it binds first).
     fn bind(&mut self, gpu: &Gpu, s: OpSpec<'_>) -> Op {
         let slot = self.next;
         self.next += 1;
-        let mut res = vec![wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+        let kernel = gpu.tuning.kernel_for(s.kernel);
+        let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
             buffer: &self.buffer,
             offset: slot as u64 * self.slot_size as u64,
             size: wgpu::BufferSize::new(PARAMS_BYTES),
-        })];
-        let params = res[0].clone();
-        res.extend(s.buffers.iter().map(|b| whole(b)));
-        let bind_alt = s.alt_buffers.map(|bufs| {
-            let res: Vec<_> = std::iter::once(params).chain(bufs.iter().map(|b| whole(b))).collect();
-            gpu.bind_group(s.kernel, &format!("{} (layer norm folded or partials merged)", s.label), &res)
         });
-        Op { kind: s.kind, kernel: s.kernel, bind: gpu.bind_group(s.kernel, &s.label, &res), bind_alt, slot }
+        fn resources<'b>(params: &wgpu::BindingResource<'b>, kernel: Kernel, bufs: &[Res<'b>]) -> Vec<wgpu::BindingResource<'b>> {
+            let mut res = vec![params.clone()];
+            res.extend(bufs.iter().map(|r| match *r {
+                Res::Buf(b) => whole(b),
+                Res::Weights(w) => w.binding(),
+            }));
+            if kernel.bindings().last().map(|b| b.bind) == Some(Bind::Window) {
+                let Res::Buf(x) = bufs[0] else { unreachable!("a linear op binds X first") };
+                res.push(window(x));
+            }
+            res
+        }
+        // Only gemv.wgsl folds or merges (Tuning::validate): the rows kernels never need the second group.
+        let bind_alt = s
+            .alt_buffers
+            .filter(|_| !gpu.tuning.weights_in_textures)
+            .map(|bufs| gpu.bind_group(kernel, &format!("{} (layer norm folded or partials merged)", s.label), &resources(&params, kernel, &bufs)));
+        Op { kind: s.kind, kernel, bind: gpu.bind_group(kernel, &s.label, &resources(&params, kernel, &s.buffers)), bind_alt, slot }
     }
 
     /// Size of the uniform buffer on the GPU.
@@ -490,7 +528,7 @@ pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::Compute
     let (kernel, bind) = match op.kind {
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
-            let kernel = if p.m <= gpu.tuning.gemv_max_rows { gpu.tuning.gemv_kernel } else { gpu.tuning.matmul_kernel };
+            let kernel = gpu.tuning.linear_kernel(p.m);
             let bind = if p.flags & (MM_LN | MM_MERGE) != 0 { op.bind_alt.as_ref().expect("an MM_LN or MM_MERGE op has its second bind group") } else { &op.bind };
             (kernel, bind)
         }

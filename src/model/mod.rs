@@ -35,7 +35,7 @@ pub use crate::sampling::Batch;
 pub use crate::sampling::{Sampled, SamplingParams};
 pub use crate::weights::TensorData;
 pub use crate::weights::Inspection;
-pub use plan::{buffer_plan, wte_chunks};
+pub use plan::{buffer_plan, buffer_plan_within, wte_chunks, wte_chunks_within, WeightLimits};
 pub use upload::ModelUploader;
 
 /// A GPT-2 model on one GPU, with its context (the KV cache) and the dispatches of a step.
@@ -112,7 +112,7 @@ impl Model {
     /// Bytes of weights a decode step reads: every layer's four matrices and all of wte (the logits),
     /// with their scales. The bench divides by this to see how close a step streams to the adapter's rate.
     pub fn weight_bytes_per_token(&self) -> u64 {
-        let m = |g: &upload::GpuMatrix| g.w.size() + g.scales.size();
+        let m = |g: &upload::GpuMatrix| g.bytes();
         let layers: u64 = self.weights.layers.iter().map(|l| m(&l.attn) + m(&l.attn_proj) + m(&l.fc) + m(&l.mlp_proj)).sum();
         layers + self.weights.wte.iter().map(|(_, _, g)| m(g)).sum::<u64>()
     }
@@ -121,7 +121,7 @@ impl Model {
     /// what it costs the GPU for as long as it lives. Read from the buffers themselves, so it is what
     /// was allocated, not what a plan says. (An inspection's scratch lives only during `inspect`.)
     pub fn gpu_bytes(&self) -> u64 {
-        let m = |g: &upload::GpuMatrix| g.w.size() + g.scales.size();
+        let m = |g: &upload::GpuMatrix| g.allocated();
         let w = &self.weights;
         let layers: u64 = w
             .layers

@@ -7,6 +7,8 @@
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 use crate::gpu::params::{attention_part_stride, SAMPLE_OUT_WORDS};
+use crate::gpu::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
+use crate::gpu::texels::texture_rows;
 use crate::gpu::{Gpu, KvFormat, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK};
 use crate::quant::WeightFormat;
 use crate::weights::{stored_format, Role};
@@ -17,11 +19,45 @@ const MAX_HEAD_ROWS: u64 = 64;
 
 /// wte row chunks [lo, hi) such that each chunk's weights and scales fit one storage binding.
 pub fn wte_chunks(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> Result<Vec<(usize, usize)>> {
+    wte_chunks_within(cfg, format, WeightLimits::buffers(max_binding))
+}
+
+/// The most bytes one matrix's words, and one matrix's scales, may take: a storage binding each, or
+/// (`Tuning::weights_in_textures`) one texture each (gpu/texels.rs: `Gpu::texture_words`).
+#[derive(Clone, Copy, Debug)]
+pub struct WeightLimits {
+    pub words: u64,
+    pub scales: u64,
+    /// Whether they are textures (for the words of an error).
+    pub textures: bool,
+}
+
+impl WeightLimits {
+    pub fn buffers(max_binding: u64) -> WeightLimits {
+        WeightLimits { words: max_binding, scales: max_binding, textures: false }
+    }
+
+    /// The limits of `gpu` under its tuning.
+    pub fn of(gpu: &Gpu) -> WeightLimits {
+        if gpu.tuning.weights_in_textures {
+            WeightLimits { words: gpu.texture_words(4) * 4, scales: gpu.texture_words(1) * 4, textures: true }
+        } else {
+            WeightLimits::buffers(gpu.max_binding())
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        if self.textures { "texture (max_texture_dimension_2d)" } else { "binding" }
+    }
+}
+
+/// wte row chunks [lo, hi) such that each chunk's weights and scales fit `limits`.
+pub fn wte_chunks_within(cfg: &Gpt2Config, format: WeightFormat, limits: WeightLimits) -> Result<Vec<(usize, usize)>> {
     let row = format.row_bytes(cfg.n_embd) as u64;
     let srow = (format.s_stride(cfg.n_embd) as u64 * 2).max(1);
-    let rows = (max_binding / row).min(max_binding / srow) as usize;
+    let rows = (limits.words / row).min(limits.scales / srow) as usize;
     if rows == 0 {
-        return Err(Error::TooLarge(format!("one row of wte ({row} bytes) exceeds the {max_binding}-byte binding limit")));
+        return Err(Error::TooLarge(format!("one row of wte ({row} bytes) exceeds the {}-byte {} limit", limits.words, limits.what())));
     }
     let mut out = Vec::new();
     let mut lo = 0;
@@ -41,21 +77,38 @@ pub(super) fn head_rows(cfg: &Gpt2Config, max_binding: u64) -> u64 {
 /// Every GPU buffer a model of this config needs, with its size in bytes: what `Model::load` will
 /// allocate (the KV cache in the format of `format`'s packages: `KvFormat::for_weights`). Lets tests and the converter check limits for gpt2-xl without a GPU or the time to load it.
 pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> Result<Vec<(String, u64)>> {
+    buffer_plan_within(cfg, format, max_binding, WeightLimits::buffers(max_binding))
+}
+
+/// `buffer_plan` with the weight matrices (words and scales) checked against `weights` (textures under
+/// the CPU tuning) and every other buffer against `max_binding`.
+pub fn buffer_plan_within(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64, weights: WeightLimits) -> Result<Vec<(String, u64)>> {
     let (p, c, f) = (cfg.n_positions as u64, cfg.n_embd as u64, cfg.n_inner as u64);
     let mut out = Vec::new();
     let wf = stored_format(Role::Embedding, format);
-    for (i, (lo, hi)) in wte_chunks(cfg, wf, max_binding)?.into_iter().enumerate() {
+    // The weight entries, checked against `weights` at the end.
+    let mut matrices = Vec::new();
+    // What `bytes` of words cost where they live: in a texture, whole texture rows of 4 words (W) or 1
+    // word (scales) per texel (gpu/texels.rs).
+    let alloc = |bytes: u64, words_per_texel: u32| {
+        if weights.textures {
+            texture_rows(bytes / 4, words_per_texel) * TEXTURE_WIDTH as u64 * words_per_texel as u64 * 4
+        } else {
+            bytes
+        }
+    };
+    for (i, (lo, hi)) in wte_chunks_within(cfg, wf, weights)?.into_iter().enumerate() {
         let rows = (hi - lo) as u64;
-        out.push((format!("wte[{i}]"), rows * wf.row_bytes(cfg.n_embd) as u64));
-        out.push((format!("wte[{i}].scales"), (rows * wf.s_stride(cfg.n_embd) as u64).div_ceil(2) * 4));
+        matrices.push((format!("wte[{i}]"), alloc(rows * wf.row_bytes(cfg.n_embd) as u64, 4), weights.words));
+        matrices.push((format!("wte[{i}].scales"), alloc(scale_bytes(rows * wf.s_stride(cfg.n_embd) as u64), 1), weights.scales));
     }
     out.push(("wpe".into(), p * c * 4));
-    let mat = |n: u64, k: usize| (n * format.row_bytes(k) as u64, (n * format.s_stride(k) as u64).div_ceil(2) * 4);
+    let mat = |n: u64, k: usize| (alloc(n * format.row_bytes(k) as u64, 4), alloc(scale_bytes(n * format.s_stride(k) as u64), 1));
     for l in 0..cfg.n_layer {
         for (name, n, k) in [("attn.c_attn", 3 * c, cfg.n_embd), ("attn.c_proj", c, cfg.n_embd), ("mlp.c_fc", f, cfg.n_embd), ("mlp.c_proj", c, cfg.n_inner)] {
             let (w, s) = mat(n, k);
-            out.push((format!("h.{l}.{name}.weight"), w));
-            out.push((format!("h.{l}.{name}.scales"), s));
+            matrices.push((format!("h.{l}.{name}.weight"), w, weights.words));
+            matrices.push((format!("h.{l}.{name}.scales"), s, weights.scales));
         }
         for (name, n) in [("ln_1", 2 * c), ("c_attn.bias", 3 * c), ("c_proj.bias", c), ("ln_2", 2 * c), ("c_fc.bias", f), ("mlp.c_proj.bias", c)] {
             out.push((format!("h.{l}.{name}"), n * 4));
@@ -70,7 +123,20 @@ pub fn buffer_plan(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> 
             return Err(Error::TooLarge(format!("buffer `{name}` needs {size} bytes, more than one binding may hold ({max_binding})")));
         }
     }
-    Ok(out)
+    for (name, size, max) in &matrices {
+        if size > max {
+            return Err(Error::TooLarge(format!("`{name}` needs {size} bytes, more than one {} may hold ({max})", weights.what())));
+        }
+    }
+    let mut all: Vec<(String, u64)> = matrices.into_iter().map(|(name, size, _)| (name, size)).collect();
+    all.append(&mut out);
+    Ok(all)
+}
+
+/// Bytes of `entries` f16 scales as uploaded: f16 pairs, at least one 16-byte unit (a placeholder for
+/// f32 and f16 matrices, which have none: Gpu::storage's minimum).
+fn scale_bytes(entries: u64) -> u64 {
+    (entries.div_ceil(2) * 4).max(16)
 }
 
 /// One layer's K or V cache: [P, C] f32, or [P, NH, ceil(hs / 2)] f16 pairs.
@@ -102,13 +168,15 @@ fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 14] {
     // The most (block, head) partials any tuning's split makes: blocks of at least MIN_ATTN_BLOCK keys, and
     // only where they fit the merge (Tuning::attention_block), so no step needs more whatever B is.
     let parts = (cfg.n_head as u64 * p.div_ceil(MIN_ATTN_BLOCK as u64)).min(MERGE_MAX as u64);
+    // The X of a linear op is also read through its first 64 KB as a uniform (common/rows.wgsl): at least that.
+    let xw = |bytes: u64| bytes.max(X_WINDOW_BYTES);
     [
-        ("x", p * c * 4),
-        ("xn", p * c * 4),
+        ("x", xw(p * c * 4)),
+        ("xn", xw(p * c * 4)),
         ("qkv", p * 3 * c * 4),
-        ("att", p * c * 4),
-        ("fch", p * f * 4),
-        ("xf", r * c * 4),
+        ("att", xw(p * c * 4)),
+        ("fch", xw(p * f * 4)),
+        ("xf", xw(r * c * 4)),
         ("logits", r * v * 4),
         ("ids", p * 4),
         ("fed", 16),
@@ -122,8 +190,11 @@ fn activation_sizes(cfg: &Gpt2Config, r: u64) -> [(&'static str, u64); 14] {
 
 impl Activations {
     pub fn alloc(gpu: &Gpu, cfg: &Gpt2Config, r: u64) -> Result<Activations> {
-        let [x, xn, qkv, att, fch, xf, logits, ids, fed, counts, ring, out, part, lanes] =
-            activation_sizes(cfg, r).map(|(name, size)| gpu.storage(name, size, wgpu::BufferUsages::empty()));
+        let [x, xn, qkv, att, fch, xf, logits, ids, fed, counts, ring, out, part, lanes] = activation_sizes(cfg, r).map(|(name, size)| {
+            // The X of a linear op: also readable through its uniform window (common/rows.wgsl).
+            let uniform = if ["x", "xn", "att", "fch", "xf"].contains(&name) { wgpu::BufferUsages::UNIFORM } else { wgpu::BufferUsages::empty() };
+            gpu.storage(name, size, uniform)
+        });
         Ok(Activations {
             x: x?,
             xn: xn?,

@@ -6,11 +6,11 @@
 
 use super::dispatch::Ops;
 use std::collections::VecDeque;
-use super::plan::{buffer_plan, head_rows, kv_cache_bytes, wte_chunks, Activations};
+use super::plan::{buffer_plan_within, head_rows, kv_cache_bytes, wte_chunks_within, Activations, WeightLimits};
 use super::Model;
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, KvFormat};
+use crate::gpu::{whole, Gpu, KvFormat, Texels};
 use crate::quant::{PackedMatrix, WeightFormat};
 use crate::weights::{check_next, tensor_specs, Role, TensorData, TensorSpec};
 use std::sync::Arc;
@@ -23,10 +23,53 @@ pub(super) struct Packing {
     pub s_stride: u32,
 }
 
+/// Where a weight matrix's words (or its scales) live: a storage buffer (gemv, matmul, embed) or a
+/// texture (the CPU tuning: `Tuning::weights_in_textures`, gpu/texels.rs).
+pub(super) enum Store {
+    Buffer(wgpu::Buffer),
+    Texels(Texels),
+}
+
+impl Store {
+    /// `words` in a texture of `words_per_texel` where the tuning keeps weights in textures, else in a
+    /// storage buffer.
+    fn upload(gpu: &Gpu, label: &str, words: &[u32], words_per_texel: u32) -> Result<Store> {
+        if gpu.tuning.weights_in_textures {
+            Ok(Store::Texels(gpu.texels_init(label, words, words_per_texel)?))
+        } else {
+            Ok(Store::Buffer(gpu.storage_init(label, bytemuck::cast_slice(words))?))
+        }
+    }
+
+    /// How a bind group binds it.
+    pub fn binding(&self) -> wgpu::BindingResource<'_> {
+        match self {
+            Store::Buffer(b) => whole(b),
+            Store::Texels(t) => wgpu::BindingResource::TextureView(&t.view),
+        }
+    }
+
+    /// Bytes of the data it holds (a buffer's size; a texture's data, without the padding of its last row).
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Store::Buffer(b) => b.size(),
+            Store::Texels(t) => t.bytes,
+        }
+    }
+
+    /// Bytes allocated on the GPU (a texture's whole rows).
+    pub fn allocated(&self) -> u64 {
+        match self {
+            Store::Buffer(b) => b.size(),
+            Store::Texels(t) => t.allocated,
+        }
+    }
+}
+
 /// A weight matrix on the GPU: W [N, K] out-major in `format` (see quant.rs).
 pub(super) struct GpuMatrix {
-    pub w: wgpu::Buffer,      // [N, w_stride] u32 words
-    pub scales: wgpu::Buffer, // [N, s_stride] f16 pairs (q8/q4; a 16-byte placeholder otherwise)
+    pub w: Store,      // [N, w_stride] u32 words (4 per texel in a texture)
+    pub scales: Store, // [N, s_stride] f16 pairs (q8/q4; a 16-byte placeholder otherwise; 1 word per texel)
     pub n: u32,
     pub k: u32,
     format: WeightFormat,
@@ -35,8 +78,8 @@ pub(super) struct GpuMatrix {
 impl GpuMatrix {
     fn upload(gpu: &Gpu, label: &str, m: &PackedMatrix) -> Result<Self> {
         Ok(GpuMatrix {
-            w: gpu.storage_init(label, bytemuck::cast_slice(&m.words))?,
-            scales: gpu.storage_init(&format!("{label}.scales"), bytemuck::cast_slice(&m.scales))?,
+            w: Store::upload(gpu, label, &m.words, 4)?,
+            scales: Store::upload(gpu, &format!("{label}.scales"), &m.scales, 1)?,
             n: m.n as u32,
             k: m.k as u32,
             format: m.format,
@@ -46,6 +89,16 @@ impl GpuMatrix {
     pub fn packing(&self) -> Packing {
         let k = self.k as usize;
         Packing { w_stride: self.format.w_stride(k) as u32, wfmt: self.format.code(), s_stride: self.format.s_stride(k) as u32 }
+    }
+
+    /// Bytes of its words and scales (what a step reads).
+    pub fn bytes(&self) -> u64 {
+        self.w.bytes() + self.scales.bytes()
+    }
+
+    /// Bytes the GPU allocated for them.
+    pub fn allocated(&self) -> u64 {
+        self.w.allocated() + self.scales.allocated()
     }
 }
 
@@ -109,7 +162,7 @@ impl ModelUploader {
             return Err(Error::BadConfig(format!("head size {} is larger than the 256 the attention kernel supports", cfg.head_dim())));
         }
         let max_binding = gpu.max_binding();
-        buffer_plan(&cfg, format, max_binding)?;
+        buffer_plan_within(&cfg, format, max_binding, WeightLimits::of(&gpu))?;
         let scope = gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let specs = tensor_specs(&cfg);
         Ok(ModelUploader { uploaded: Vec::with_capacity(specs.len()), gpu, config: cfg, format, max_binding, specs, scope })
@@ -136,7 +189,7 @@ impl ModelUploader {
             (Role::Embedding, TensorData::Matrix(m)) => {
                 let mut wte = Vec::new();
                 // Chunk by the format wte really has (a q4 model stores it as q8).
-                for (lo, hi) in wte_chunks(&self.config, m.format, self.max_binding)? {
+                for (lo, hi) in wte_chunks_within(&self.config, m.format, WeightLimits::of(gpu))? {
                     let label = format!("wte[{lo}..{hi})");
                     let g = if lo == 0 && hi == self.config.vocab_size {
                         GpuMatrix::upload(gpu, &label, &m)? // one chunk: no copy

@@ -1,0 +1,109 @@
+//! Weights in textures (the CPU tuning: `Tuning::weights_in_textures`). On lavapipe every storage-buffer
+//! load is a scalar loop over the SIMD lanes, a texel fetch one gather (README, "CPU adapters"), so
+//! gemv_rows, matmul_rows and embed_tex read W and its scales with textureLoad (shaders/common/texels.wgsl).
+//!
+//! Layout: a matrix's u32 words in row-major order, `words` per texel (4: rgba32uint for W, 1: r32uint
+//! for the f16 pairs of scales), TEXTURE_WIDTH texels per texture row: word i is in texel t = i / words
+//! at (t % TEXTURE_WIDTH, t / TEXTURE_WIDTH). The height is the adapter's `max_texture_dimension_2d` at
+//! most (8192 by default: 512 MB of rgba32uint), checked before anything is created.
+
+use super::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// A matrix's words in a texture.
+pub struct Texels {
+    pub texture: wgpu::Texture,
+    pub view: wgpu::TextureView,
+    /// The data's bytes (not the texture's padded size).
+    pub bytes: u64,
+    /// The texture's bytes: whole rows of TEXTURE_WIDTH texels.
+    pub allocated: u64,
+}
+
+fn format_of(words_per_texel: u32) -> wgpu::TextureFormat {
+    match words_per_texel {
+        1 => wgpu::TextureFormat::R32Uint,
+        4 => wgpu::TextureFormat::Rgba32Uint,
+        w => unreachable!("weight textures hold 1 or 4 words per texel, not {w}"),
+    }
+}
+
+/// Texture rows that `words` words take at `words_per_texel` (at least one: an empty matrix still binds).
+pub fn texture_rows(words: u64, words_per_texel: u32) -> u64 {
+    words.div_ceil(words_per_texel as u64).div_ceil(TEXTURE_WIDTH as u64).max(1)
+}
+
+impl Gpu {
+    /// The most u32 words one weight texture of `words_per_texel` holds on this device.
+    pub fn texture_words(&self, words_per_texel: u32) -> u64 {
+        self.info.limits.max_texture_dimension_2d as u64 * TEXTURE_WIDTH as u64 * words_per_texel as u64
+    }
+
+    /// A texture holding `words` (see the module comment), checked against the adapter's 2D limit so
+    /// an oversize matrix fails with words instead of a validation error. Written straight from `words`
+    /// (whole texture rows, then the last row's texels, then a last partial texel padded with zeros):
+    /// the host makes no copy of the matrix.
+    pub fn texels_init(&self, label: &str, words: &[u32], words_per_texel: u32) -> Result<Texels> {
+        let n = words.len() as u64;
+        let max = self.texture_words(words_per_texel);
+        if n > max {
+            return Err(Error::TooLarge(format!(
+                "`{label}` has {} bytes but one texture of this device holds at most {} bytes ({TEXTURE_WIDTH} x {} texels of {} bytes: max_texture_dimension_2d)",
+                n * 4,
+                max * 4,
+                self.info.limits.max_texture_dimension_2d,
+                words_per_texel * 4
+            )));
+        }
+        let height = texture_rows(n, words_per_texel) as u32;
+        let texture = self.device.create_texture(&wgpu::TextureDescriptor {
+            label: Some(label),
+            size: wgpu::Extent3d { width: TEXTURE_WIDTH, height, depth_or_array_layers: 1 },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: format_of(words_per_texel),
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        });
+        let wpt = words_per_texel as usize;
+        let row_words = TEXTURE_WIDTH as usize * wpt;
+        let at = |x: u32, y: u32| wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d { x, y, z: 0 }, aspect: wgpu::TextureAspect::All };
+        let full_rows = words.len() / row_words;
+        if full_rows > 0 {
+            let layout = wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(row_words as u32 * 4), rows_per_image: Some(full_rows as u32) };
+            let size = wgpu::Extent3d { width: TEXTURE_WIDTH, height: full_rows as u32, depth_or_array_layers: 1 };
+            self.queue.write_texture(at(0, 0), bytemuck::cast_slice(&words[..full_rows * row_words]), layout, size);
+        }
+        let tail = &words[full_rows * row_words..];
+        let whole = tail.len() / wpt;
+        let one_row = |width: u32| (wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: None, rows_per_image: None }, wgpu::Extent3d { width, height: 1, depth_or_array_layers: 1 });
+        if whole > 0 {
+            let (layout, size) = one_row(whole as u32);
+            self.queue.write_texture(at(0, full_rows as u32), bytemuck::cast_slice(&tail[..whole * wpt]), layout, size);
+        }
+        if tail.len() > whole * wpt {
+            let mut last = [0u32; 4];
+            last[..tail.len() - whole * wpt].copy_from_slice(&tail[whole * wpt..]);
+            let (layout, size) = one_row(1);
+            self.queue.write_texture(at(whole as u32, full_rows as u32), bytemuck::cast_slice(&last[..wpt]), layout, size);
+        }
+        let view = texture.create_view(&Default::default());
+        Ok(Texels { texture, view, bytes: n * 4, allocated: height as u64 * TEXTURE_WIDTH as u64 * words_per_texel as u64 * 4 })
+    }
+}
+
+/// `buf`'s uniform window (a `Bind::Window` binding): its first X_WINDOW_BYTES. The buffer must be
+/// at least that big and have UNIFORM usage (`Gpu::window_buffer`).
+pub fn window(buf: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
+    wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: wgpu::BufferSize::new(X_WINDOW_BYTES) })
+}
+
+impl Gpu {
+    /// A storage buffer that a linear kernel may also read as X through its uniform window: at least
+    /// X_WINDOW_BYTES, with UNIFORM usage.
+    pub fn window_buffer(&self, label: &str, size: u64) -> Result<wgpu::Buffer> {
+        self.storage(label, size.max(X_WINDOW_BYTES), wgpu::BufferUsages::UNIFORM)
+    }
+}
