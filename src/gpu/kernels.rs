@@ -153,8 +153,8 @@ kernel_table! {
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] / p.lanes.max(1) * p.rows.max(1)), p.m) },
     }
     /// gemv for CPU adapters (the CPU tuning): one thread owns ROWS = 16 output rows and loads each chunk of X
-    /// once for all of them; no workgroup memory, no barriers; W and its scales in textures, X through a
-    /// uniform window where it fits.
+    /// once for all of them; no workgroup memory, no barriers; W and its scales in textures, X through its
+    /// uniform window only (the host runs it where the rows of X lie there: Tuning::linear_kernel).
     GemvRows = "gemv_rows" {
         common: ["gelu", "linear", "texels", "rows"],
         bindings: LINEAR_TEXELS,

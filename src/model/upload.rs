@@ -27,7 +27,7 @@ pub(super) struct Packing {
 /// texture (the CPU tuning: `Tuning::weights_in_textures`, gpu/texels.rs).
 pub(super) enum Store {
     Buffer(wgpu::Buffer),
-    Texels(Texels),
+    Texels(Box<Texels>),
 }
 
 impl Store {
@@ -35,7 +35,7 @@ impl Store {
     /// storage buffer.
     fn upload(gpu: &Gpu, label: &str, words: &[u32], words_per_texel: u32) -> Result<Store> {
         if gpu.tuning.weights_in_textures {
-            Ok(Store::Texels(gpu.texels_init(label, words, words_per_texel)?))
+            Ok(Store::Texels(Box::new(gpu.texels_init(label, words, words_per_texel)?)))
         } else {
             Ok(Store::Buffer(gpu.storage_init(label, bytemuck::cast_slice(words))?))
         }
