@@ -118,14 +118,15 @@ pub fn buffer_plan_within(cfg: &Gpt2Config, format: WeightFormat, max_binding: u
         out.push((format!("h.{l}.v_cache"), kv));
     }
     out.extend(activation_sizes(cfg, head_rows(cfg, max_binding)).into_iter().map(|(name, size)| (name.to_string(), size)));
-    for (name, size) in &out {
-        if *size > max_binding {
-            return Err(Error::TooLarge(format!("buffer `{name}` needs {size} bytes, more than one binding may hold ({max_binding})")));
-        }
-    }
+    // The weights first (the largest buffers, and the ones a smaller format or another adapter changes).
     for (name, size, max) in &matrices {
         if size > max {
             return Err(Error::TooLarge(format!("`{name}` needs {size} bytes, more than one {} may hold ({max})", weights.what())));
+        }
+    }
+    for (name, size) in &out {
+        if *size > max_binding {
+            return Err(Error::TooLarge(format!("buffer `{name}` needs {size} bytes, more than one binding may hold ({max_binding})")));
         }
     }
     let mut all: Vec<(String, u64)> = matrices.into_iter().map(|(name, size, _)| (name, size)).collect();
