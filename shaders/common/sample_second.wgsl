@@ -45,7 +45,10 @@ fn v_reduce(li: u32, op: u32) -> vec2<u32> {
         }
         workgroupBarrier();
     }
-    let r = vec2<u32>(bitcast<u32>(vs_f[0]), vs_u[0]);
+    // workgroupUniformLoad, not a plain read: the result steers loops and branches that hold barriers
+    // (alternatives' `break`), and WGSL's uniformity analysis only counts a workgroup value as uniform
+    // when it is read this way (Chromium's Tint refuses the shader otherwise; naga does not check).
+    let r = vec2<u32>(bitcast<u32>(workgroupUniformLoad(&vs_f[0])), workgroupUniformLoad(&vs_u[0]));
     workgroupBarrier();
     return r;
 }
