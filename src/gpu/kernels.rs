@@ -116,7 +116,7 @@ macro_rules! kernel_table {
 kernel_table! {
     /// Token + position embedding for the tokens that fall in one wte chunk.
     Embed = "embed" {
-        common: ["weights"],
+        common: ["weights", "embed_body"],
         bindings: &[params(), read("ids", "[T] u32"), read("w", "wte rows [lo, hi) x C, packed"), read("scales", "their q8/q4 scales"),
                    read("wpe", "[P, C]"), write("x", "[T, C]")],
         workgroup: [256, 1, 1],
@@ -124,7 +124,7 @@ kernel_table! {
     }
     /// embed with wte in textures (the CPU tuning: Tuning::weights_in_textures), so the tied wte has one copy.
     EmbedTex = "embed_tex" {
-        common: ["texels"],
+        common: ["texels", "embed_body"],
         bindings: &[params(), read("ids", "[T] u32"), texels("w", 4, "wte rows [lo, hi) x C, packed"), texels("scales", 1, "their q8/q4 scales"),
                    read("wpe", "[P, C]"), write("x", "[T, C]")],
         workgroup: [256, 1, 1],

@@ -4,7 +4,7 @@
 
 use bytemuck::{Pod, Zeroable};
 
-/// shaders/embed.wgsl
+/// shaders/common/embed_body.wgsl (embed and embed_tex)
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
 pub struct EmbedParams {
