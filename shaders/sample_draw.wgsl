@@ -5,20 +5,11 @@
 // sample_pick's draw; then the id, walking that lane's L ids alone. O(NL + L) instead of O(V).
 // The token's probability is exp((l' - m) / temp) / Z; the alternatives as in sample_best.wgsl.
 //
-// Shapes: logits [*, V] f32 (row at element offset row_off, penalised), counts [V] u32, ring [P] u32,
-// fed [4] u32, out [K, OUT_WORDS] u32 (this step writes row out_row), lanes as in sample_scan.wgsl.
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // [*, V]
-@group(0) @binding(2) var<storage, read_write> counts: array<u32>;  // [V]
-@group(0) @binding(3) var<storage, read_write> ring: array<u32>;    // [P]
-@group(0) @binding(4) var<storage, read_write> fed: array<u32>;     // [4]
-@group(0) @binding(5) var<storage, read_write> out: array<u32>;     // [K, OUT_WORDS]
-@group(0) @binding(6) var<storage, read_write> lanes: array<u32>;   // see sample_scan.wgsl
+// Shapes and bindings: common/sample_second.wgsl.
 
 const WG: u32 = 64u;
 
-// The draw without a cut: the lane by its mass w_l (virtual thread by virtual thread, as `draw`), then
+// The draw without a cut: the lane by its mass w_l (virtual thread by virtual thread: draw_owner), then
 // the id inside that lane in id order. Returns the token.
 fn draw_two_level(li: u32, h: Head, inv_t: f32) -> u32 {
     let nl = lanes_of(p.V);
@@ -31,27 +22,11 @@ fn draw_two_level(li: u32, h: Head, inv_t: f32) -> u32 {
     }
     workgroupBarrier();
     if (li == 0u) {
-        let goal = uniform01() * h.z;
-        var acc = 0.0;
-        var owner = NONE;
-        var lastnz = 0u;
-        var r = 3.0e38;
-        for (var t = 0u; t < VT; t++) {
-            let s = vs_f[t];
-            if (s > 0.0) {
-                lastnz = t;
-                if (owner == NONE && acc + s > goal) {
-                    owner = t;
-                    r = goal - acc;
-                }
-            }
-            acc += s;
-        }
-        if (owner == NONE) {
-            owner = lastnz;
-        }
+        let o = draw_owner(h.z);
+        let owner = o.t;
+        var r = o.r;
         // The lane inside the owner's share.
-        acc = 0.0;
+        var acc = 0.0;
         var lane = NONE;
         var lastl = owner;
         for (var l = owner; l < nl; l += VT) {

@@ -20,20 +20,11 @@
 // (top-k past the candidates, top-p over a flat distribution) the fallback runs the same searches and
 // the draw over all V ids.
 // The draw walks the kept elements in a fixed order: virtual thread by virtual thread (virtual thread
-// t owns elements t, t + VT, ... of the candidates or of the row), a valid order for inverse-CDF
-// sampling, the same whatever the workgroup size.
+// t owns elements t, t + VT, ... of the candidates or of the row; common/sample_second.wgsl's
+// draw_owner), a valid order for inverse-CDF sampling, the same whatever the workgroup size.
 //
-// Shapes: logits [*, V] f32 (row at element offset row_off: l', read only here),
-// counts [V] u32, ring [P] u32, fed [4] u32, out [K, OUT_WORDS] u32 (this step writes row out_row),
-// lanes as in sample_scan.wgsl, with the candidates' p written to its scratch [NL * M].
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // [*, V]
-@group(0) @binding(2) var<storage, read_write> counts: array<u32>;  // [V]
-@group(0) @binding(3) var<storage, read_write> ring: array<u32>;    // [P]
-@group(0) @binding(4) var<storage, read_write> fed: array<u32>;     // [4]
-@group(0) @binding(5) var<storage, read_write> out: array<u32>;     // [K, OUT_WORDS]
-@group(0) @binding(6) var<storage, read_write> lanes: array<u32>;   // see sample_scan.wgsl
+// Shapes and bindings: common/sample_second.wgsl (logits holds l', read only here; the candidates' p go
+// to the scratch of `lanes`).
 
 const WG: u32 = 64u;
 // Where the searches look: the candidates' p (scratch in `lanes`), or p over the whole row.
@@ -127,26 +118,9 @@ fn draw(li: u32, src: u32, thr: u32, z: f32) -> u32 {
     }
     workgroupBarrier();
     if (li == 0u) {
-        let goal = uniform01() * z;
-        var acc = 0.0;
-        var owner = NONE;
-        var lastnz = 0u;
-        for (var t = 0u; t < VT; t++) {
-            let s = vs_f[t];
-            if (s > 0.0) {
-                lastnz = t;
-                if (owner == NONE && acc + s > goal) {
-                    owner = t;
-                    pick_r = goal - acc;
-                }
-            }
-            acc += s;
-        }
-        if (owner == NONE) { // rounding put the draw past the end: take the last kept element
-            owner = lastnz;
-            pick_r = 3.0e38;
-        }
-        pick = owner;
+        let o = draw_owner(z);
+        pick = o.t;
+        pick_r = o.r;
     }
     workgroupBarrier();
     let owner = pick;

@@ -1,12 +1,24 @@
-// common/sample_second.wgsl: what the sampler's two second passes share (sample_best.wgsl when greedy,
-// sample_pick.wgsl when sampling): reductions in the virtual-thread order of common/sample_params.wgsl,
-// the row's max and mass from the lanes, the alternatives, and the out row with the window moved on.
-// The including kernel declares `const WG: u32` (a power of two <= VT) and the bindings p, logits,
-// counts, ring, fed, out, lanes; it calls these from uniform control flow with li =
-// local_invocation_index. Each reduction ends with a barrier, so vs_f / vs_u may be refilled right after.
+// common/sample_second.wgsl: what the sampler's three second passes share (sample_best.wgsl when greedy,
+// sample_draw.wgsl when sampling without a cut-off, sample_pick.wgsl with one): reductions in the
+// virtual-thread order of common/sample_params.wgsl, the row's max and mass from the lanes, the first
+// level of a draw, the alternatives, and the out row with the window moved on.
+// The three bind the same buffers (one bind group serves whichever the step dispatches), declared here.
+// The including kernel declares `const WG: u32` (a power of two <= VT); it calls these from uniform
+// control flow with li = local_invocation_index (except `draw_owner`, thread 0's alone). Each reduction
+// ends with a barrier, so vs_f / vs_u may be refilled right after.
 //
+// Shapes: logits [*, V] f32 (row at element offset row_off, penalised), counts [V] u32, ring [P] u32,
+// fed [4] u32, out [K, OUT_WORDS] u32 (this step writes row out_row).
 // `lanes` (words): stats [NL, 4] = (m_l bits, Z_l bits, arg-max id, ids in the lane), candidates
 // [NL, M, 2] = (id, l' bits), then the second pass's scratch [NL * M] (the candidates' p).
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // [*, V]
+@group(0) @binding(2) var<storage, read_write> counts: array<u32>;  // [V]
+@group(0) @binding(3) var<storage, read_write> ring: array<u32>;    // [P]
+@group(0) @binding(4) var<storage, read_write> fed: array<u32>;     // [4]
+@group(0) @binding(5) var<storage, read_write> out: array<u32>;     // [K, OUT_WORDS]
+@group(0) @binding(6) var<storage, read_write> lanes: array<u32>;   // see sample_scan.wgsl
 
 var<workgroup> vs_f: array<f32, VT>;
 var<workgroup> vs_u: array<u32, VT>;
@@ -189,6 +201,39 @@ fn finish(li: u32, token: u32, prob: f32, b: u32) {
         }
         fed[0] = token;
     }
+}
+
+// Which virtual thread holds the draw, for `draw_owner`: t, and the draw's remaining mass r inside it.
+struct Owner {
+    t: u32,
+    r: f32,
+}
+
+// Thread 0 only, after every thread has written its virtual threads' masses to vs_f and a barrier: the
+// draw u * z walked virtual thread by virtual thread (a valid order for inverse-CDF sampling, the same
+// whatever WG is): the first virtual thread whose running mass passes it, and the remainder inside it.
+// Where rounding puts the draw past the end, the last virtual thread with mass and r = 3e38 (its last
+// element with mass).
+fn draw_owner(z: f32) -> Owner {
+    let goal = uniform01() * z;
+    var acc = 0.0;
+    var o = Owner(NONE, 3.0e38);
+    var lastnz = 0u;
+    for (var t = 0u; t < VT; t++) {
+        let s = vs_f[t];
+        if (s > 0.0) {
+            lastnz = t;
+            if (o.t == NONE && acc + s > goal) {
+                o.t = t;
+                o.r = goal - acc;
+            }
+        }
+        acc += s;
+    }
+    if (o.t == NONE) {
+        o.t = lastnz;
+    }
+    return o;
 }
 
 fn pcg(v: u32) -> u32 {
