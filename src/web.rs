@@ -21,7 +21,7 @@ use crate::engine::cpu::CpuUploader;
 use crate::engine::{AnyEngine, Device, Engine};
 use crate::error::Error;
 use crate::text::generate::{GenerateOptions, Generation};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Kernel, TuningKind};
 use crate::model::{Model, ModelUploader};
 use crate::sampling::SamplingParams;
 use crate::package::{verify_file, Manifest, PackageStream, MANIFEST_FILE};
@@ -276,18 +276,30 @@ impl WasmModel {
     /// browser's adapter info, and prefers the CPU engine to a software adapter), so it passes webgpu or cpu.
     /// On the CPU engine the model's size is checked first against what wasm32 can address (4 GiB): a
     /// model too big is refused in words before any shard is downloaded.
+    /// `tuning`: "gpu", "cpu" or "swiftshader" forces the kernels' shapes on WebGPU whatever the adapter
+    /// (gpu/tuning.rs, as GPT2_TUNING does natively; absent: by the adapter). It shapes GPU kernels only,
+    /// so with the "cpu" device it is refused; with "auto" it applies where a GPU is used.
     #[wasm_bindgen(js_name = beginLoad)]
-    pub async fn begin_load(manifest_json: Uint8Array, tokenizer_json: Uint8Array, device: Option<String>) -> Result<WasmLoader, JsValue> {
+    pub async fn begin_load(
+        manifest_json: Uint8Array,
+        tokenizer_json: Uint8Array,
+        device: Option<String>,
+        tuning: Option<String>,
+    ) -> Result<WasmLoader, JsValue> {
         let device = Device::parse(device.as_deref().unwrap_or("auto")).map_err(js_err)?;
+        let tuning = tuning.as_deref().map(|t| TuningKind::parse_setting("tuning", t)).transpose().map_err(js_err)?;
+        if tuning.is_some() && device == Device::Cpu {
+            return Err(js_err(Error::InvalidArgument("tuning shapes the WebGPU kernels: the CPU engine has none to shape".into())));
+        }
         let valid = Manifest::parse(&manifest_json.to_vec(), MANIFEST_FILE).map_err(js_err)?;
         let tokenizer_json = tokenizer_json.to_vec();
         verify_file(&valid.manifest.tokenizer, &tokenizer_json, &valid.manifest.tokenizer.file).map_err(js_err)?;
         let tok = Tokenizer::from_bytes(&tokenizer_json).map_err(js_err)?;
         let gpu = match device {
             Device::Cpu => None,
-            Device::Gpu => Some(Gpu::new().await.map_err(js_err)?),
+            Device::Gpu => Some(Gpu::with_tuning(tuning).await.map_err(js_err)?),
             // In a browser any adapter WebGPU offers is used: the browser chose it.
-            Device::Auto => Gpu::new().await.ok(),
+            Device::Auto => Gpu::with_tuning(tuning).await.ok(),
         };
         if gpu.is_none() {
             check_wasm_memory(&valid).map_err(js_err)?;
@@ -480,4 +492,30 @@ pub fn check_manifest(manifest_json: Uint8Array) -> Result<JsValue, JsValue> {
 #[wasm_bindgen(js_name = encodeWith)]
 pub fn encode_with(tokenizer_json: Uint8Array, text: &str) -> Result<Vec<u32>, JsValue> {
     Tokenizer::from_bytes(&tokenizer_json.to_vec()).map_err(js_err)?.encode(text).map_err(js_err)
+}
+
+/// Every kernel of the table (gpu/kernels.rs), as this build hands it to the browser: `[{name, entryPoint,
+/// parts, source, layout, variants}]`. `source` is the WGSL assembled at compile time (its common parts and
+/// its own file), `layout` the bind group layout entries the load asks for (warm.rs, as wgpu builds them),
+/// `variants` the pipeline-overridable constants of each pipeline the kernel compiles to (`{}`: the WGSL's
+/// defaults; `make_pipeline` passes none today, so every kernel has that one). Every kernel is listed, also
+/// those no tuning of this adapter compiles: tests/browser's kernels-compile test runs each through the
+/// browser's own WGSL compiler, which checks what naga does not (Chromium's Tint: uniformity).
+#[wasm_bindgen(js_name = kernelSources)]
+pub fn kernel_sources() -> js_sys::Array {
+    Kernel::ALL
+        .iter()
+        .map(|&k| {
+            let o = to_js(&json!({
+                "name": k.name(),
+                "entryPoint": k.name(),
+                "parts": k.def().parts,
+                "source": k.source(),
+                "workgroup": k.def().workgroup,
+                "variants": [{}],
+            }));
+            let _ = js_sys::Reflect::set(&o, &"layout".into(), &crate::gpu::warm::layout_entries(k));
+            o
+        })
+        .collect()
 }

@@ -55,6 +55,8 @@ export declare const NO_WEBGPU_MESSAGE: string;
 export declare const NO_ADAPTER_MESSAGE: string;
 /** The Cache API cache that holds verified package files. */
 export declare const CACHE_NAME: string;
+/** The values of the load option `tuning`: the kernel tunings (src/gpu/tuning.rs). */
+export declare const TUNINGS: readonly ["gpu", "cpu", "swiftshader"];
 
 /** Whether this browser exposes `navigator.gpu`. */
 export declare function hasWebGPU(): boolean;
@@ -87,6 +89,11 @@ export interface LoadOptions {
    * the CPU engine, with no error; a software adapter such as SwiftShader counts as none), "webgpu" (an
    * error of kind "no-webgpu" without one) or "cpu" (wasm SIMD in the worker, one thread). */
   device?: "auto" | "webgpu" | "cpu";
+  /** Force the shapes of the WebGPU kernels whatever the adapter (for tests and measurements, as
+   * GPT2_TUNING does natively): "gpu" (GPUs), "cpu" (CPU adapters) or "swiftshader". Absent: chosen by
+   * the adapter (`info.tuning` reports it). Another value rejects with kind "invalid-option" (`option`
+   * "tuning"), as does any value with device "cpu"; where "auto" runs the CPU engine it is not used. */
+  tuning?: "gpu" | "cpu" | "swiftshader";
 }
 
 export interface GenerateOptions {
@@ -228,8 +235,9 @@ export interface ModelInfo {
   /** The CPU engine's SIMD path and threads; absent on WebGPU. */
   cpu?: { simd: string; threads: number };
   /** WebGPU only: how the kernels are shaped for this adapter ("gpu" for hardware, "cpu" for software
-   *  adapters), as `gpt2 bench --json` prints it. */
-  tuning?: { kind: "gpu" | "cpu"; [field: string]: string | number | boolean };
+   *  adapters, "swiftshader" for Chromium's; or as the load option `tuning` forced it), as `gpt2 bench
+   *  --json` prints it. */
+  tuning?: { kind: "gpu" | "cpu" | "swiftshader"; [field: string]: string | number | boolean };
   /** The KV cache's format in use: "f16" pairs (q8, q4, f16 weights on WebGPU) or "f32". */
   kvFormat: "f16" | "f32";
   /** Decode steps one submit (and one readback) holds; 1 on the CPU engine. */

@@ -370,6 +370,11 @@ function packageBase(url) {
   return u.href;
 }
 
+/** The kernel tunings `load`'s `tuning` option takes (src/gpu/tuning.rs `TuningKind`): "gpu" (many lanes
+ * per row, tiled matmul, split attention), "cpu" (16 rows per thread, weights in textures) and
+ * "swiftshader" (the CPU tuning with prompts through its gemv too). */
+export const TUNINGS = ["gpu", "cpu", "swiftshader"];
+
 /** Download (or take from the cache), verify and upload the model package at `url` (a folder with
  * manifest.json). `device`: "auto" (the default) runs on WebGPU when the browser offers a hardware GPU
  * adapter, else on the CPU engine (WebAssembly SIMD in the worker, one thread) with no error: no WebGPU,
@@ -377,14 +382,27 @@ function packageBase(url) {
  * `model.info.device` says which ran ("webgpu" or "cpu"; `info.fallbackReason` says why auto chose the
  * CPU). "webgpu" rejects with kind "no-webgpu" where there is none; "cpu" always runs on the CPU. `onProgress({phase, loaded, total, file})`, phase: "downloading", "verifying",
  * "cache" or "uploading". Aborting `signal` rejects at once (kind "aborted"), cancels the downloads
- * and ends the worker; files already verified stay cached, nothing else is.
+ * and ends the worker; files already verified stay cached, nothing else is. `tuning` forces the shapes of
+ * the WebGPU kernels whatever the adapter (one of TUNINGS; absent: chosen by the adapter, as `info.tuning`
+ * reports): for tests and measurements, as GPT2_TUNING natively. Refused with device "cpu"; where "auto"
+ * runs the CPU engine it has nothing to shape.
  * @param {string | URL} url the package folder, relative to the page
  * @param {import("./gpt2.d.ts").LoadOptions} [options]
  * @returns {Promise<import("./gpt2.d.ts").GPT2Model>} */
-export async function load(url, { onProgress, signal, onDeviceLost, device = "auto" } = {}) {
+export async function load(url, { onProgress, signal, onDeviceLost, device = "auto", tuning } = {}) {
   if (!["auto", "webgpu", "cpu"].includes(device)) {
     const e = new GPT2Error("invalid-option", `device must be "auto", "webgpu" or "cpu", not ${JSON.stringify(device)}.`);
     e.option = "device";
+    throw e;
+  }
+  if (tuning !== undefined && !TUNINGS.includes(tuning)) {
+    const e = new GPT2Error("invalid-option", `tuning must be one of ${TUNINGS.map((t) => JSON.stringify(t)).join(", ")} (or absent: chosen by the adapter), not ${JSON.stringify(tuning)}.`);
+    e.option = "tuning";
+    throw e;
+  }
+  if (tuning !== undefined && device === "cpu") {
+    const e = new GPT2Error("invalid-option", `tuning shapes the WebGPU kernels: it cannot be given with device "cpu".`);
+    e.option = "tuning";
     throw e;
   }
   // The engine is picked here, where the visitor's browser is (chooseDevice: no WebGPU, no adapter or a
@@ -422,7 +440,7 @@ export async function load(url, { onProgress, signal, onDeviceLost, device = "au
           }
         } else if (m.type === "loaded") resolve(m);
       };
-      worker.postMessage({ type: "load", id, url: abs, device: engine, why });
+      worker.postMessage({ type: "load", id, url: abs, device: engine, why, tuning });
     });
     worker.onerror = null;
     return new Model(worker, r.info, r.notices, abs, onDeviceLost);

@@ -5,7 +5,7 @@
 // (wasm SIMD, this worker's one thread) through the wasm module shard by shard (one shard in memory at a
 // time) and runs the generation loop, one message per token.
 //
-// Messages in:  {type: "load", id, url, device: "auto" | "webgpu" | "cpu", why} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
+// Messages in:  {type: "load", id, url, device: "auto" | "webgpu" | "cpu", why, tuning} | {type: "generate", id, prompt, opts} | {type: "stop", id} |
 //               {type: "inspect", id, input, position} |
 //               {type: "abort", id} | {type: "dispose"} | {type: "lose-device"} (destroys the GPU device: for tests) |
 //               {type: "memory", id} | {type: "counters", id} | {type: "gpu-wait-limit", ms} (the deadline of GPU waits: for tests)
@@ -185,7 +185,8 @@ function checkedManifest(bytes, base) {
 const wasmBytes = () => wasm?.memory?.buffer?.byteLength ?? 0;
 
 // `device`: "webgpu" or "cpu" as gpt2.js chose it (with `why`, its reason for the CPU), or "auto".
-async function load(id, url, requested = "auto", reason = null) {
+// `tuning`: the kernels' shapes forced on WebGPU ("gpu", "cpu", "swiftshader"; undefined: by the adapter).
+async function load(id, url, requested = "auto", reason = null, tuning = undefined) {
   // Where a load's time goes (info.loadPhases, ms): performance.now() at each phase's end.
   const at = { start: performance.now() };
   await wasmReady;
@@ -239,7 +240,9 @@ async function load(id, url, requested = "auto", reason = null) {
   // One shard at a time: fetched (or read from the cache) and verified, pushed (checked again, its
   // complete tensors uploaded), dropped. A failure anywhere frees everything uploaded so far.
   deviceTimes = null;
-  const loader = await WasmModel.beginLoad(manifestBytes, tokenizer, device);
+  // A tuning shapes GPU kernels only: where the CPU engine runs it has nothing to shape (gpt2.js refuses
+  // it with device "cpu"; here "auto" chose the CPU).
+  const loader = await WasmModel.beginLoad(manifestBytes, tokenizer, device, device === "cpu" ? undefined : tuning);
   at.begun = performance.now();
   let shardsMs = 0, pushMs = 0;
   try {
@@ -418,7 +421,7 @@ self.onmessage = (ev) => {
       aborted.add(m.id);
       break;
     case "load":
-      queue = queue.then(() => load(m.id, m.url, m.device, m.why).then((r) => postMessage({ type: "loaded", id: m.id, ...r }), (e) => fail(m.id, e)));
+      queue = queue.then(() => load(m.id, m.url, m.device, m.why, m.tuning).then((r) => postMessage({ type: "loaded", id: m.id, ...r }), (e) => fail(m.id, e)));
       break;
     case "generate":
       queue = queue.then(() => generate(m.id, m.prompt, m.opts).catch((e) => fail(m.id, e)));

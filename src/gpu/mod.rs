@@ -9,7 +9,7 @@ pub mod params;
 pub mod texels;
 pub mod tuning;
 #[cfg(target_arch = "wasm32")]
-mod warm;
+pub(crate) mod warm;
 
 pub use kernels::{Bind, Grid, Kernel};
 pub use tuning::{KvFormat, Tuning, TuningKind, EVERY_STEP, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK, SOFTWARE_ADAPTER_WORDS};

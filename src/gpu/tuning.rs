@@ -36,12 +36,19 @@ impl TuningKind {
         }
     }
 
+    /// `GPT2_TUNING`'s value.
     pub fn parse(s: &str) -> Result<TuningKind> {
+        Self::parse_setting("GPT2_TUNING", s)
+    }
+
+    /// A tuning's name (any case) given as `setting` (named in the error: GPT2_TUNING natively, the load
+    /// option `tuning` in a browser).
+    pub fn parse_setting(setting: &str, s: &str) -> Result<TuningKind> {
         match s.trim().to_ascii_lowercase().as_str() {
             "gpu" => Ok(TuningKind::Gpu),
             "cpu" => Ok(TuningKind::Cpu),
             "swiftshader" => Ok(TuningKind::SwiftShader),
-            other => Err(Error::InvalidArgument(format!("GPT2_TUNING must be `gpu`, `cpu` or `swiftshader`, not `{other}`"))),
+            other => Err(Error::InvalidArgument(format!("{setting} must be `gpu`, `cpu` or `swiftshader`, not `{other}`"))),
         }
     }
 

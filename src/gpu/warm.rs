@@ -33,10 +33,11 @@ fn call(target: &JsValue, method: &str, arg: &JsValue) -> Result<JsValue, JsValu
     f.call1(target, arg)
 }
 
-/// `createComputePipelineAsync` of `k` with the descriptors wgpu builds in `Gpu::from_adapter`
+/// The bind group layout entries of `k` as the descriptors wgpu builds in `Gpu::from_adapter`
 /// (gpu::binding_type, through backend/webgpu.rs: the same entries, visibility, binding types, texture
-/// sample types and dynamic offsets; no constants).
-fn start(d: &JsValue, k: Kernel) -> Result<JsValue, JsValue> {
+/// sample types and dynamic offsets), as plain JS objects. Also what `kernelSources()` (web.rs) hands
+/// tests/browser's kernels-compile test, so it compiles against the very layouts used here.
+pub(crate) fn layout_entries(k: Kernel) -> Array {
     let entries = Array::new();
     for (i, b) in k.bindings().iter().enumerate() {
         let e = Object::new();
@@ -62,8 +63,13 @@ fn start(d: &JsValue, k: Kernel) -> Result<JsValue, JsValue> {
         }
         entries.push(&e);
     }
+    entries
+}
+
+/// `createComputePipelineAsync` of `k` over `layout_entries(k)` (no constants, as `make_pipeline`).
+fn start(d: &JsValue, k: Kernel) -> Result<JsValue, JsValue> {
     let bgl = Object::new();
-    set(&bgl, "entries", entries);
+    set(&bgl, "entries", layout_entries(k));
     let pl = Object::new();
     set(&pl, "bindGroupLayouts", Array::of1(&call(d, "createBindGroupLayout", &bgl)?));
     let sm = Object::new();

@@ -1471,6 +1471,112 @@ try {
   await ictx.close().catch(() => {});
 }
 
+// ---- every kernel through the browser's WGSL compiler, and the GPU tuning run in the browser -----------
+// naga (what wgpu validates with natively, so what every native test sees) does not implement WGSL's
+// uniformity analysis; Chromium's Tint does, and refuses kernels naga accepts. And the tests above run
+// under the tuning SwiftShader gets (the CPU kernels), so the GPU tuning's kernels would otherwise never
+// meet Tint.
+const tctx = await launch(true);
+const tpage = tctx.pages()[0] || (await tctx.newPage());
+tpage.on("console", (m) => consoleLines.push(`[${m.type()}] ${m.text()}`));
+tpage.on("pageerror", (e) => consoleLines.push(`[pageerror] ${e.message}`));
+try {
+  // Every kernel of the table (src/gpu/kernels.rs), as the crate assembled it at compile time, listed by
+  // the wasm build itself (kernelSources(): name, entry point, WGSL, the bind group layout the load asks
+  // for, the override constants of each pipeline): its shader module must compile without errors and its
+  // compute pipeline must build, each wait with its own deadline (a runaway compile on SwiftShader hangs
+  // silently). A refusal names the kernel and gives the browser's words.
+  await test("kernels-compile", 240_000, async () => {
+    await tpage.goto(`${base}/?nosw`, { timeout: 30_000 });
+    await waitState(tpage, ["idle", "error"], 30_000);
+    const r = await tpage.evaluate(async (waitMs) => {
+      const within = (p, what) => {
+        let timer;
+        return Promise.race([p, new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`${what}: no answer after ${waitMs} ms`)), waitMs)))])
+          .finally(() => clearTimeout(timer));
+      };
+      const { default: init, kernelSources } = await import("./pkg/gpt2_webgpu.js");
+      await within(init(), "the wasm module");
+      const kernels = kernelSources();
+      const adapter = await within(navigator.gpu.requestAdapter(), "requestAdapter");
+      if (!adapter) return { fatal: "no WebGPU adapter" };
+      // The adapter's own limits, as the crate asks for them (gpu::Gpu::from_adapter): a kernel is
+      // compiled against what the load would have.
+      const requiredLimits = {};
+      for (const k in adapter.limits) if (typeof adapter.limits[k] === "number") requiredLimits[k] = adapter.limits[k];
+      const device = await within(adapter.requestDevice({ requiredLimits }), "requestDevice");
+      let lost = null;
+      device.lost.then((i) => (lost = `${i.reason}: ${i.message}`));
+      const out = [];
+      for (const k of kernels) {
+        for (const [v, constants] of k.variants.entries()) {
+          const row = { name: k.name, variant: v, constants, parts: k.parts, errors: [], notes: [], ms: 0 };
+          out.push(row);
+          const t0 = performance.now();
+          try {
+            device.pushErrorScope("validation");
+            const module = device.createShaderModule({ code: k.source, label: k.name });
+            const info = await within(module.getCompilationInfo(), `${k.name}: getCompilationInfo`);
+            // Errors, and Tint's notes (for a uniformity error: where the non-uniform value comes from).
+            for (const m of info.messages) (m.type === "error" ? row.errors : row.notes).push({ line: m.lineNum, col: m.linePos, text: m.message });
+            const bgl = device.createBindGroupLayout({ label: k.name, entries: k.layout });
+            const layout = device.createPipelineLayout({ label: k.name, bindGroupLayouts: [bgl] });
+            try {
+              await within(device.createComputePipelineAsync({ label: k.name, layout, compute: { module, entryPoint: k.entryPoint, constants } }),
+                `${k.name}: createComputePipelineAsync`);
+            } catch (e) {
+              row.errors.push({ text: `pipeline: ${e.message}` });
+            }
+            const scoped = await within(device.popErrorScope(), `${k.name}: popErrorScope`);
+            // The scope repeats a module's own errors; alone it says what else failed (the layout).
+            if (scoped && !row.errors.length) row.errors.push({ text: `validation: ${scoped.message}` });
+          } catch (e) {
+            row.errors.push({ text: String(e.message || e) });
+          }
+          row.ms = Math.round(performance.now() - t0);
+          if (lost) { row.errors.push({ text: `the device was lost: ${lost}` }); break; }
+        }
+      }
+      device.destroy();
+      return { out, adapter: [adapter.info?.vendor, adapter.info?.architecture].join(" ") };
+    }, 60_000);
+    assert(!r.fatal, r.fatal);
+    // The list is the crate's whole table: one kernel per shaders/*.wgsl (tests/shaders.rs: every file is
+    // a kernel), each ending with its own file as it is on disk now (else www/pkg is older than shaders/).
+    const files = fs.readdirSync(path.join(root, "shaders")).filter((f) => f.endsWith(".wgsl")).map((f) => f.slice(0, -5)).sort();
+    const names = [...new Set(r.out.map((x) => x.name))].sort();
+    assert(JSON.stringify(names) === JSON.stringify(files), `kernelSources() lists ${names.join(", ")}; shaders/ holds ${files.join(", ")}`);
+    const srcs = Object.fromEntries(await tpage.evaluate(async () =>
+      (await import("./pkg/gpt2_webgpu.js")).kernelSources().map((k) => [k.name, { source: k.source, parts: k.parts }])));
+    // Where each part starts in a kernel's source (line numbers in the browser's words are the source's).
+    const starts = {};
+    for (const [name, { source, parts }] of Object.entries(srcs)) {
+      starts[name] = parts.map((part) => {
+        const at = source.indexOf(fs.readFileSync(path.join(root, "shaders", part), "utf8"));
+        assert(at >= 0, `${name}: www/pkg holds another ${part} than shaders/ does: run ./build.sh`);
+        return { part, line: source.slice(0, at).split("\n").length };
+      });
+      assert(source.endsWith(fs.readFileSync(path.join(root, "shaders", `${name}.wgsl`), "utf8")), `${name}: its own file comes last`);
+    }
+    const where = (name, m) => {
+      if (!m.line) return m.text;
+      const p = starts[name].filter((s) => s.line <= m.line).pop();
+      const text = srcs[name].source.split("\n")[m.line - 1]?.trim();
+      return `${p.part}:${m.line - p.line + 1}:${m.col}: ${m.text}\n        | ${text}`;
+    };
+    const refused = r.out.filter((x) => x.errors.length);
+    const label = (x) => `${x.name}${Object.keys(x.constants).length ? " " + JSON.stringify(x.constants) : ""}`;
+    for (const x of r.out) log(`     ${x.errors.length ? "REFUSED" : "ok"} ${label(x)} (${x.ms} ms${x.notes.length ? `, ${x.notes.length} notes` : ""})`);
+    metrics.kernelsCompiled = r.out.length - refused.length;
+    assert(refused.length === 0, `the browser (${r.adapter}) refuses ${refused.length} of ${r.out.length} kernels:\n` +
+      refused.map((x) => `  ${label(x)} (${x.parts.join(" + ")}):\n` +
+        [...x.errors, ...x.notes.map((n) => ({ ...n, text: `note: ${n.text}` }))].map((e) => `    ${where(x.name, e)}`).join("\n")).join("\n"));
+  });
+
+} finally {
+  await tctx.close().catch(() => {});
+}
+
 server.close();
 for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true });
 if (Object.keys(metrics).length) log(`metrics: ${JSON.stringify(metrics)}`);

@@ -1,7 +1,7 @@
 // Uses every option and every part of the API as a user of the npm package would. Must type-check with
 // `tsc --noEmit --strict` (run.mjs).
 import {
-  load, isCached, deleteCached, hasWebGPU, GPT2Error, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, CACHE_NAME,
+  load, isCached, deleteCached, hasWebGPU, GPT2Error, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, CACHE_NAME, TUNINGS,
   type GPT2Model, type GenerateOptions, type Piece, type Inspection, type LoadProgress, type GPT2ErrorKind,
   type IoCounters, type LoadPhases,
 } from "gpt2-webgpu";
@@ -46,7 +46,7 @@ export async function everything(): Promise<string> {
   model.dispose();
   console.log(await isCached("models/gpt2-q8/"), await deleteCached(new URL("https://example.com/m/")));
   try {
-    await load("nowhere/");
+    await load("nowhere/", { device: "webgpu", tuning: TUNINGS[0] });
   } catch (e) {
     if (e instanceof GPT2Error) {
       const k: GPT2ErrorKind = e.kind;

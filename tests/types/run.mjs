@@ -43,6 +43,7 @@ const expect = {
   "error-kind.ts": [/TS2367/, /device-gone/],
   "element-import.ts": [/TS2305|TS2614/, /load/],
   "inspect-option.ts": [/TS2561|TS2353/, /positon/],
+  "tuning-option.ts": [/TS2322|TS2769/, /fast/],
 };
 const opts = ["--noEmit", "--strict", "--target", "ES2022", "--lib", "ES2022,DOM,DOM.Iterable", "--module", "NodeNext",
   "--moduleResolution", "NodeNext", "--exactOptionalPropertyTypes"];
