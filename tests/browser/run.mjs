@@ -1573,6 +1573,93 @@ try {
         [...x.errors, ...x.notes.map((n) => ({ ...n, text: `note: ${n.text}` }))].map((e) => `    ${where(x.name, e)}`).join("\n")).join("\n"));
   });
 
+  // The GPU tuning forced on SwiftShader (load option `tuning`, as GPT2_TUNING natively), so its own kernels
+  // run through Tint and SwiftShader, not only compile: the tiled matmul for the prompt, gemv with the layer
+  // norms folded in and split decode attention merged into the projection, weights in storage buffers,
+  // sample_scan over its 256 workgroups. (The sampler's second passes run under every tuning: the tests
+  // above draw and cut off.) Against the fixtures: greedy tokens, the first token's probability and its
+  // alternatives', and (inspect: a prompt pass with attention_probs) attention and logits. f32, then q8
+  // (its unpacking in gemv and matmul, the f16 KV cache). Sized for SwiftShader, where every GPU-tuned step
+  // costs ~10-40 s (gemv's 32 lanes per row over the 50257 rows of the logits: a workgroup barrier per row
+  // group is a coroutine switch there): 2 tokens per greedy case, one inspection.
+  await test("gpu-tuning", 600_000, async () => {
+    await tpage.goto(`${base}/?nosw`, { timeout: 30_000 });
+    await waitState(tpage, ["idle", "error"], 30_000);
+    const bad = await tpage.evaluate(async () => {
+      const { load } = await import("./gpt2.js");
+      const out = [];
+      for (const opts of [{ device: "webgpu", tuning: "fast" }, { device: "webgpu", tuning: "GPU" }, { device: "cpu", tuning: "gpu" }]) {
+        try { await load("models/tiny-gpt2-f32/", opts); out.push({ opts, loaded: true }); } catch (e) { out.push({ opts, kind: e.kind, option: e.option, message: e.message }); }
+      }
+      return out;
+    });
+    for (const b of bad) {
+      assert(!b.loaded && b.kind === "invalid-option" && b.option === "tuning" && /^tuning /.test(b.message), `refused in words: ${JSON.stringify(b)}`);
+    }
+    assert(/"gpu", "cpu", "swiftshader"/.test(bad[0].message) && /"fast"/.test(bad[0].message), bad[0].message);
+    log(`     ${bad[0].message} | ${bad[2].message}`);
+
+    const c = reference.cases[0];
+    const p = softmax(refTensors[`${c.name}.logits_last`].data);
+    for (const [quant, margin] of [["f32", 1e-2], ["q8", 0.5]]) {
+      // Tokens whose reference margin exceeds the format's bound must be the reference's (f32: both of
+      // case0's; q8: none of the fixture's first tokens clear its 0.5, so only the probabilities are held).
+      let exact = c.greedy_margins.findIndex((x) => x < margin);
+      exact = Math.min(exact < 0 ? c.greedy_next_ids.length : exact, 2);
+      const n = 2;
+      // One step per evaluate, each timed and logged, so a slow or stuck kernel shows where it is.
+      let last = Date.now();
+      const step = async (what, fn, arg) => {
+        const v = await tpage.evaluate(fn, arg);
+        log(`       ${quant} ${what}: ${((Date.now() - last) / 1000).toFixed(1)} s`);
+        last = Date.now();
+        return v;
+      };
+      const info = await step("load", async (url) => {
+        const { load } = await import("./gpt2.js");
+        window.tm = await load(url, { device: "webgpu", tuning: "gpu" });
+        return window.tm.info;
+      }, `models/tiny-gpt2-${quant}/`);
+      const t = info.tuning;
+      assert(info.device === "webgpu" && t && t.kind === "gpu" && t.gemv_kernel === "gemv" && t.matmul_kernel === "matmul" &&
+        t.fold_ln === true && t.attn_block > 0 && t.weights_in_textures === false, `the GPU tuning: ${JSON.stringify(t)}`);
+      assert(info.kvFormat === (quant === "f32" ? "f32" : "f16"), `${quant}: the ${info.kvFormat} cache`);
+      const pieces = await step(`greedy, ${n} tokens`, async ([text, n]) => {
+        const ps = [];
+        for await (const x of window.tm.generate(text, { maxNewTokens: n, stopAtEos: false })) ps.push({ tokenId: x.tokenId, prob: x.prob, alternatives: x.alternatives });
+        return ps;
+      }, [c.text, n]);
+      const ids = pieces.map((x) => x.tokenId);
+      assert(ids.length === n, `${quant}: ${ids.length} tokens`);
+      assert(JSON.stringify(ids.slice(0, exact)) === JSON.stringify(c.greedy_next_ids.slice(0, exact)), `${quant} ${c.name}: ${ids} vs ${c.greedy_next_ids.slice(0, n)}`);
+      // The arg-max of logits within margin / 2 of the reference's: a token the reference puts within margin of its best.
+      const pmax = Math.max(...p);
+      assert(p[ids[0]] >= pmax * Math.exp(-margin), `${quant}: greedy picked ${ids[0]}, p ${p[ids[0]]} against the reference's best ${pmax}`);
+      assert(pieces[0].alternatives.length === 5, `5 alternatives: ${pieces[0].alternatives.length}`);
+      for (const a of [pieces[0], ...pieces[0].alternatives]) {
+        const id = a.tokenId;
+        // q8's logits are within 0.25 of the reference (tests/quality.rs): log-probabilities within 0.5.
+        const ok = quant === "f32" ? Math.abs(a.prob - p[id]) <= 1e-6 + 1e-2 * p[id] : Math.abs(Math.log(a.prob) - Math.log(p[id])) <= 0.5;
+        assert(ok, `${quant} ${c.name} p(${id}) ${a.prob} vs ${p[id]}`);
+      }
+      if (quant === "f32") {
+        const x = await step(`inspect, ${c.ids.length} tokens`, async (ids) => {
+          const x = await window.tm.inspect(ids);
+          return { layers: x.layers, attention: [...x.attention], lens: [...x.lens] };
+        }, c.ids);
+        let worstA = 0;
+        for (let l = 0; l < x.layers; l++) {
+          const want = attnFixture[`${c.name}.attn.${l}`].data;
+          worstA = Math.max(worstA, maxDiff(x.attention.slice(l * want.length, (l + 1) * want.length), want));
+        }
+        const dl = maxDiff(x.lens, attnFixture[`${c.name}.lens`].data);
+        assert(worstA <= 1e-4 && dl <= 1e-3, `${c.name} under the GPU tuning: attention max |diff| ${worstA} (1e-4), lens ${dl} (1e-3)`);
+        log(`     ${c.name} inspected: attention max |diff| ${worstA.toExponential(2)} (1e-4), logit lens ${dl.toExponential(2)} (1e-3)`);
+      }
+      await tpage.evaluate(() => window.tm.dispose());
+      log(`     ${quant}: tuning ${t.kind}, kv ${info.kvFormat}, greedy ${JSON.stringify(ids)} (= reference on ${exact}), first-token probabilities within bounds`);
+    }
+  });
 } finally {
   await tctx.close().catch(() => {});
 }
