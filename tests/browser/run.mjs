@@ -1607,10 +1607,14 @@ try {
       let exact = c.greedy_margins.findIndex((x) => x < margin);
       exact = Math.min(exact < 0 ? c.greedy_next_ids.length : exact, 2);
       const n = 2;
-      // One step per evaluate, each timed and logged, so a slow or stuck kernel shows where it is.
+      // One step per evaluate, each timed, logged and given its own deadline, so a slow or stuck kernel
+      // shows where it is.
       let last = Date.now();
-      const step = async (what, fn, arg) => {
-        const v = await tpage.evaluate(fn, arg);
+      const step = async (what, fn, arg, limitS = 240) => {
+        let timer;
+        const v = await Promise.race([tpage.evaluate(fn, arg),
+          new Promise((_, rej) => (timer = setTimeout(() => rej(new Error(`${quant} ${what}: no answer after ${limitS} s`)), limitS * 1000)))])
+          .finally(() => clearTimeout(timer));
         log(`       ${quant} ${what}: ${((Date.now() - last) / 1000).toFixed(1)} s`);
         last = Date.now();
         return v;
@@ -1619,7 +1623,7 @@ try {
         const { load } = await import("./gpt2.js");
         window.tm = await load(url, { device: "webgpu", tuning: "gpu" });
         return window.tm.info;
-      }, `models/tiny-gpt2-${quant}/`);
+      }, `models/tiny-gpt2-${quant}/`, 120);
       const t = info.tuning;
       assert(info.device === "webgpu" && t && t.kind === "gpu" && t.gemv_kernel === "gemv" && t.matmul_kernel === "matmul" &&
         t.fold_ln === true && t.attn_block > 0 && t.weights_in_textures === false, `the GPU tuning: ${JSON.stringify(t)}`);
