@@ -5,7 +5,7 @@
 //     out[t, h*hs + d] = sum_s a[s] * v_s[d]
 //
 // Shapes: qkv [T, 3C] f32 (q | k | v), k_cache / v_cache words holding positions < pos0 ([P, C] f32 or
-// [P, NH, ceil(hs / 2)] f16 pairs: common/attention_head.wgsl), out [T, C] f32. C = NH * hs, hs <= 256.
+// [P, NH, ceil(hs / 2)] f16 pairs: common/attention_params.wgsl), out [T, C] f32. C = NH * hs, hs <= 256.
 // With an f16 cache only the past is rounded: this step's keys and values come from qkv in f32.
 // The step's own keys and values (positions pos0 .. pos0 + T) are read from qkv, never from the cache,
 // and workgroup (h, t) copies head h of row t into the cache for the steps after this one: appending to
@@ -13,7 +13,7 @@
 // The scores are never materialised as [NH, T, T] (104 MB for gpt2-xl at T = 1024): keys are visited in
 // tiles of 256 with an online softmax (running max m and sum l; earlier partial sums are rescaled by
 // exp(m_old - m_new) whenever the max grows), so memory is O(tile) and any context length works.
-// Params, qkv, WG and the query staging: common/attention_head.wgsl.
+// Params and the cache formats: common/attention_params.wgsl; qkv, WG and the query staging: common/attention_head.wgsl.
 // Dispatch: (NH, T) workgroups (y wraps into z past 65535 is not needed: T <= P <= 65535) of 64 threads.
 // A thread scores keys s0 + li + 64 i of a tile, then owns output dimensions d = li + 64 j.
 //

@@ -10,7 +10,7 @@
 // Shapes: qkv [T, 3C] f32 (queries are the first C columns), k_cache [P, C] f32 words (already holding this
 // step's keys: the block's attention runs first and appends them; an inspection's scratch cache is always
 // f32, Params.kv = 0), probs [NH, T, S] f32. C = NH * hs, hs <= 256.
-// Params, qkv, WG and the query staging: common/attention_head.wgsl.
+// Params and the cache formats: common/attention_params.wgsl; qkv, WG and the query staging: common/attention_head.wgsl.
 // Dispatch: (NH, T) workgroups of 64 threads.
 
 @group(0) @binding(2) var<storage, read> k_cache: array<u32>;      // [P, C] f32 bits

@@ -9,7 +9,7 @@ mod common;
 use common::{gpu, Rng};
 use gpt2_webgpu::reference::cpu;
 use gpt2_webgpu::gpu::params::*;
-use gpt2_webgpu::gpu::{Kernel, KvFormat};
+use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
 
 fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
@@ -317,7 +317,9 @@ fn kv_words(vals: &[f32], p: usize, nh: usize, hs: usize, kv: KvFormat) -> (Vec<
     }
 }
 
-fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, kv: KvFormat) {
+/// One attention dispatch of `kernel` (attention, attention_rows) against the f64 reference; `kernel` None:
+/// the CPU tuning's choice for these Params (attention_rows where it fits, else attention's fallback).
+fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, kv: KvFormat, kernel: Option<Kernel>) {
     let g = gpu();
     let mut rng = Rng(seed);
     let c = nh * hs;
@@ -351,16 +353,17 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
         kv: kv.code(),
         block: 0,
     };
+    let kernel = kernel.unwrap_or_else(|| Tuning::CPU.attention_kernel_for(&prm));
     let (kc, _) = kv_words(&k_cache, p, nh, hs, kv);
     let (vc, _) = kv_words(&v_cache, p, nh, hs, kv);
-    let out = pollster::block_on(g.run_once(Kernel::Attention, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&kc), bytes(&vc), vec![0u8; t * c * 4], vec![0u8; 16]])).unwrap();
+    let out = pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&kc), bytes(&vc), vec![0u8; t * c * 4], vec![0u8; 16]])).unwrap();
     // What the cache must hold afterwards: the past untouched, this step's K and V appended.
     let (mut kw, mut vw) = (k_cache.clone(), v_cache.clone());
     for r in 0..t {
         kw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + c..r * 3 * c + 2 * c]);
         vw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + 2 * c..r * 3 * c + 3 * c]);
     }
-    let label = format!("attention kv={} T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}", kv.name());
+    let label = format!("{} kv={} T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}", kernel.name(), kv.name());
     let (kw_words, k_held) = kv_words(&kw, p, nh, hs, kv);
     let (vw_words, v_held) = kv_words(&vw, p, nh, hs, kv);
     let words = |b: &[u8]| bytemuck::pod_collect_to_vec::<u8, u32>(b);
@@ -379,14 +382,56 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
 #[test]
 fn attention_matches_reference_across_tiles_heads_and_positions() {
     for kv in [KvFormat::F32, KvFormat::F16] {
-        run_attention(1, 0, 1, 1, 1.0, 1, kv); // a single key
-        run_attention(1, 7, 2, 7, 1.0, 2, kv); // decode, odd head size (f16: a padded word per head)
-        run_attention(5, 0, 3, 64, 1.0, 3, kv); // prefill
-        run_attention(1, 600, 2, 64, 1.0, 4, kv); // decode over three key tiles
-        run_attention(300, 0, 2, 64, 1.0, 5, kv); // prefill crossing the 256-key tile
-        run_attention(3, 256, 1, 200, 1.0, 6, kv); // exactly one tile of past, hs > 64 (4 dims per thread)
-        run_attention(9, 260, 2, 64, 30.0, 7, kv); // very peaked scores: online softmax rescaling
-        run_attention(2, 5, 3, 1, 1.0, 8, kv); // hs = 1: every head's word half empty
+        let k = Some(Kernel::Attention);
+        run_attention(1, 0, 1, 1, 1.0, 1, kv, k); // a single key
+        run_attention(1, 7, 2, 7, 1.0, 2, kv, k); // decode, odd head size (f16: a padded word per head)
+        run_attention(5, 0, 3, 64, 1.0, 3, kv, k); // prefill
+        run_attention(1, 600, 2, 64, 1.0, 4, kv, k); // decode over three key tiles
+        run_attention(300, 0, 2, 64, 1.0, 5, kv, k); // prefill crossing the 256-key tile
+        run_attention(3, 256, 1, 200, 1.0, 6, kv, k); // exactly one tile of past, hs > 64 (4 dims per thread)
+        run_attention(9, 260, 2, 64, 30.0, 7, kv, k); // very peaked scores: online softmax rescaling
+        run_attention(2, 5, 3, 1, 1.0, 8, kv, k); // hs = 1: every head's word half empty
+    }
+}
+
+// attention_rows (the CPU tunings' attention: one thread per (head, query)) on the same kinds of case,
+// and the CPU tuning's choice, which falls back to attention where attention_rows does not take the shape.
+#[test]
+fn attention_rows_matches_reference_and_falls_back_where_it_does_not_fit() {
+    for kv in [KvFormat::F32, KvFormat::F16] {
+        let k = Some(Kernel::AttentionRows);
+        run_attention(1, 0, 1, 64, 1.0, 21, kv, k); // a single key
+        run_attention(1, 7, 2, 64, 1.0, 22, kv, k); // decode
+        run_attention(5, 0, 3, 64, 1.0, 23, kv, k); // prefill, NH T = 15: a partial last workgroup
+        run_attention(7, 3, 5, 64, 1.0, 24, kv, k); // odd T with a past, an odd number of heads
+        run_attention(1, 600, 2, 64, 1.0, 25, kv, k); // a 600-key decode
+        run_attention(300, 0, 2, 64, 1.0, 26, kv, k); // a 300-token prefill
+        run_attention(9, 260, 2, 64, 30.0, 27, kv, k); // very peaked scores: the online softmax rescales
+        run_attention(9, 40, 3, 64, 300.0, 28, kv, k); // outlier queries: scores in the thousands
+        run_attention(4, 9, 3, 8, 1.0, 29, kv, k); // hs = 8: two vec4s per head (one of f16 words)
+        run_attention(3, 11, 2, 40, 1.0, 30, kv, k); // hs = 40: 10 of the 16 registers
+    }
+    // hs = 4, 12, 36 take the f32 cache (whole vec4s) but not f16 pairs (hs / 2 words not whole vec4s).
+    for hs in [4, 12, 36] {
+        run_attention(3, 5, 2, hs, 1.0, 31, KvFormat::F32, Some(Kernel::AttentionRows));
+    }
+    // What the CPU tuning picks: odd, unaligned and too large heads, and split steps, run attention.
+    let fits = |hs: u32, kv: KvFormat, block: u32| {
+        let p = AttentionParams { t: 1, c: 2 * hs, nh: 2, hs, pos0: 3, scale: 1.0, kv: kv.code(), block };
+        Tuning::CPU.attention_kernel_for(&p) == Kernel::AttentionRows
+    };
+    assert!(fits(64, KvFormat::F32, 0) && fits(64, KvFormat::F16, 0) && fits(8, KvFormat::F16, 0) && fits(4, KvFormat::F32, 0));
+    assert!(!fits(4, KvFormat::F16, 0) && !fits(12, KvFormat::F16, 0) && !fits(7, KvFormat::F32, 0) && !fits(1, KvFormat::F32, 0));
+    assert!(!fits(68, KvFormat::F32, 0) && !fits(128, KvFormat::F16, 0) && !fits(200, KvFormat::F32, 0));
+    assert!(!fits(64, KvFormat::F32, 64), "a split decode step writes partials: attention's");
+    let gpu_picks = AttentionParams { t: 1, c: 128, nh: 2, hs: 64, pos0: 3, scale: 1.0, kv: 0, block: 0 };
+    assert_eq!(Tuning::GPU.attention_kernel_for(&gpu_picks), Kernel::Attention);
+    for kv in [KvFormat::F32, KvFormat::F16] {
+        run_attention(1, 7, 2, 7, 1.0, 32, kv, None); // odd head size
+        run_attention(2, 5, 3, 1, 1.0, 33, kv, None); // hs = 1
+        run_attention(3, 256, 1, 200, 1.0, 34, kv, None); // hs > 64
+        run_attention(5, 4, 2, 12, 1.0, 35, kv, None); // f32: attention_rows; f16: attention
+        run_attention(6, 2, 2, 64, 1.0, 36, kv, None); // attention_rows
     }
 }
 

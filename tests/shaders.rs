@@ -147,4 +147,11 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&split)), Grid::Xy(12, 16));
     assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&AttentionParams { pos0: 1024, ..split })), Grid::Xy(12, 17));
     assert_eq!(Kernel::Attention.grid(bytemuck::bytes_of(&AttentionParams { pos0: 0, ..split })), Grid::Xy(12, 1));
+    // attention_rows: one thread per (head, query), 8 threads per workgroup, in a line; its registers hold
+    // ATTENTION_ROWS_MAX_HS dimensions.
+    assert_eq!(Kernel::AttentionRows.grid(bytemuck::bytes_of(&att)), Grid::Line(8));
+    assert_eq!(Kernel::AttentionRows.grid(bytemuck::bytes_of(&AttentionParams { t: 1, ..att })), Grid::Line(2));
+    assert_eq!(Kernel::AttentionRows.grid(bytemuck::bytes_of(&AttentionParams { t: 2, nh: 4, ..att })), Grid::Line(1));
+    let hs4 = format!("const HS4: u32 = {}u;", gpt2_webgpu::gpu::kernels::ATTENTION_ROWS_MAX_HS / 4);
+    assert!(Kernel::AttentionRows.source().contains(&hs4), "attention_rows.wgsl's HS4 is ATTENTION_ROWS_MAX_HS / 4");
 }

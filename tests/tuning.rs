@@ -61,3 +61,26 @@ fn the_swiftshader_tuning_is_the_cpu_one_with_every_step_through_gemv_rows() {
     assert_eq!(Tuning::choose(DeviceType::Other, "google swiftshader", None).unwrap().kind, TuningKind::SwiftShader);
     assert_eq!(Tuning::choose(DeviceType::Cpu, "llvmpipe (LLVM 15.0.6, 256 bits)", None).unwrap().kind, TuningKind::Cpu);
 }
+
+#[test]
+fn cpu_adapters_run_attention_rows_and_gpus_attention() {
+    // The CPU and SwiftShader tunings' attention is attention_rows (one thread per (head, query)); the GPU
+    // tuning keeps attention (and its split decode). Only the tuning's own is compiled at load.
+    for t in [Tuning::CPU, Tuning::SWIFTSHADER] {
+        assert_eq!((t.attention_kernel, t.attn_block), (Kernel::AttentionRows, 0), "{}", t.kind.name());
+        assert!(t.dispatches(Kernel::AttentionRows) && !t.dispatches(Kernel::Attention), "{}", t.kind.name());
+        assert!(t.to_json().contains("\"attention_kernel\":\"attention_rows\""), "{}", t.to_json());
+        assert!(t.to_string().contains("attention attention_rows"), "{t}");
+    }
+    assert_eq!(Tuning::GPU.attention_kernel, Kernel::Attention);
+    assert!(Tuning::GPU.dispatches(Kernel::Attention) && !Tuning::GPU.dispatches(Kernel::AttentionRows));
+    assert!(Tuning::GPU.to_json().contains("\"attention_kernel\":\"attention\""), "{}", Tuning::GPU.to_json());
+    // attention_rows writes no partials: a split decode with it is refused in words, as is a kernel that
+    // is not an attention kernel.
+    let split = Tuning { attention_kernel: Kernel::AttentionRows, ..Tuning::GPU };
+    let e = split.validate().unwrap_err().to_string();
+    assert!(e.contains("splitting decode attention needs the attention kernel") && e.contains("attention_rows"), "{e}");
+    assert!(Tuning { attn_block: 0, ..split }.validate().is_ok());
+    let e = Tuning { attention_kernel: Kernel::Gemv, ..Tuning::CPU }.validate().unwrap_err().to_string();
+    assert!(e.contains("the attention kernel must be attention or attention_rows, not gemv"), "{e}");
+}

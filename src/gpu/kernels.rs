@@ -181,25 +181,27 @@ kernel_table! {
     /// appends the step's keys and values to the cache. A split decode step (Params.block = B > 0, T = 1)
     /// runs one workgroup per (head, block of B keys), each writing a partial softmax to `part`.
     Attention = "attention" {
-        common: ["reduce", "attention_head"],
-        bindings: &[
-            params(),
-            read("qkv", "[T, 3C]"),
-            write("k_cache", "[P, C] f32 or [P, NH, ceil(hs / 2)] f16 pairs (Params.kv)"),
-            write("v_cache", "the same"),
-            write("out", "[T, C]"),
-            write("part", "[NB, NH, hs + 2] partials of a split decode step: o[hs] unnormalized, m, l"),
-        ],
+        common: ["reduce", "attention_params", "attention_head"],
+        bindings: ATTENTION,
         workgroup: [64, 1, 1],
         grid: |b, _| {
             let p: AttentionParams = read_params(b);
             if p.block > 0 { Grid::Xy(p.nh, (p.pos0 + 1).div_ceil(p.block)) } else { Grid::Xy(p.nh, p.t) }
         },
     }
+    /// attention's unsplit contract for CPU adapters (Tuning::attention_kernel): one thread per (head, query)
+    /// holding its query and 64 accumulators in registers, keys and values in vec4 loads, no workgroup
+    /// memory, no barriers. Only where `attention_rows_fits` (the host runs attention otherwise).
+    AttentionRows = "attention_rows" {
+        common: ["attention_params"],
+        bindings: ATTENTION,
+        workgroup: [8, 1, 1],
+        grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line((p.nh * p.t).div_ceil(wg[0])) },
+    }
     /// The attention probabilities themselves, for inspection only (model/inspect.rs): one workgroup per
     /// (head, query), writing its row of [NH, T, S] (zero above the diagonal). Never on a step's path.
     AttentionProbs = "attention_probs" {
-        common: ["reduce", "attention_head"],
+        common: ["reduce", "attention_params", "attention_head"],
         bindings: &[params(), read("qkv", "[T, 3C]"), read("k_cache", "[P, C] f32"), write("probs", "[NH, T, S], S = pos0 + T")],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: AttentionParams = read_params(b); Grid::Xy(p.nh, p.t) },
@@ -246,6 +248,28 @@ pub const GEMV_ROWS_PER_THREAD: u32 = 16;
 pub const GEMV_REF_ROWS_PER_THREAD: u32 = 4;
 /// Tokens per thread of matmul_rows (its WGSL `TM`).
 pub const MATMUL_ROWS_TOKENS: u32 = 4;
+
+/// attention and attention_rows bind the same buffers (one bind group serves both).
+const ATTENTION: &[Binding] = &[
+    params(),
+    read("qkv", "[T, 3C]"),
+    write("k_cache", "[P, C] f32 or [P, NH, ceil(hs / 2)] f16 pairs (Params.kv)"),
+    write("v_cache", "the same"),
+    write("out", "[T, C]"),
+    write("part", "[NB, NH, hs + 2] partials of a split decode step: o[hs] unnormalized, m, l"),
+];
+
+/// The largest head size attention_rows holds in registers (its WGSL `HS4` vec4s).
+pub const ATTENTION_ROWS_MAX_HS: u32 = 64;
+
+/// Whether attention_rows computes a dispatch with these Params: unsplit (split decode steps write
+/// partials, which only attention does), hs <= ATTENTION_ROWS_MAX_HS, and each head's rows on whole vec4s
+/// (hs % 4 == 0 with the f32 cache, hs % 8 == 0 with f16 pairs: hs / 2 words per head). Every GPT-2 size
+/// (hs = 64) fits; the host runs attention for any other shape.
+pub fn attention_rows_fits(p: &AttentionParams) -> bool {
+    let align = if p.kv == super::KvFormat::F16.code() { 8 } else { 4 };
+    p.block == 0 && p.hs > 0 && p.hs <= ATTENTION_ROWS_MAX_HS && p.hs.is_multiple_of(align)
+}
 
 /// The sampler's three second passes bind the same buffers (one bind group; the model dispatches the
 /// one its settings need, `model::dispatch::sample_kernel`).

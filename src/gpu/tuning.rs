@@ -150,6 +150,12 @@ pub struct Tuning {
     /// gemv.wgsl; at least `MIN_ATTN_BLOCK`. Only where NH x ceil(P / B) <= `MERGE_MAX` (the merge
     /// weights live in the gemv workgroup's memory); larger models decode unsplit.
     pub attn_block: u32,
+    /// The kernel of unsplit attention: `Kernel::Attention` (a workgroup of 64 threads per (head, query),
+    /// keys in tiles through workgroup memory: GPUs) or `Kernel::AttentionRows` (one thread per (head,
+    /// query), its query and accumulators in registers, vec4 loads, no barriers: CPU adapters, where every
+    /// load is a loop over the SIMD lanes and every barrier a switch of every invocation). Split decode
+    /// steps and shapes attention_rows does not take (`kernels::attention_rows_fits`) run attention.
+    pub attention_kernel: Kernel,
     /// G: the most workgroups the sampler's first pass (sample_scan, 64 threads, one per lane of 128
     /// ids) spreads over; fewer run when the vocabulary has fewer lanes. The sampled tokens do not
     /// depend on it.
@@ -191,6 +197,7 @@ impl Tuning {
         tokens_per_submit: 8,
         // 16 blocks at a 1,000-token context: NH x 16 workgroups (192 for gpt2, 400 for gpt2-xl).
         attn_block: 64,
+        attention_kernel: Kernel::Attention,
         // Every lane its own thread: gpt2's 393 lanes fill 7 workgroups.
         sample_groups: 256,
         // A GPU's storage loads are cheap and coalesced; gemv and matmul read storage buffers.
@@ -211,6 +218,7 @@ impl Tuning {
         tokens_per_submit: 1,
         // gemv_rows has no merge; and two lavapipe cores are already busy with NH workgroups.
         attn_block: 0,
+        attention_kernel: Kernel::AttentionRows,
         sample_groups: 8,
         // gemv_rows and matmul_rows read W and the scales as texels (see the field).
         weights_in_textures: true,
@@ -245,7 +253,7 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
-    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_SAMPLE_GROUPS` and `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
+    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_SAMPLE_GROUPS` and `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
     /// textures exactly where the kernels are gemv_rows and matmul_rows) then override single fields for
     /// benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
@@ -304,6 +312,13 @@ impl Tuning {
                     other => return Err(Error::InvalidArgument(format!("GPT2_KV_CACHE must be `f32` or `f16`, not `{other}`"))),
                 });
             }
+            if let Ok(v) = std::env::var("GPT2_ATTENTION_KERNEL") {
+                t.attention_kernel = match v.trim() {
+                    "attention" => Kernel::Attention,
+                    "attention_rows" => Kernel::AttentionRows,
+                    other => return Err(Error::InvalidArgument(format!("GPT2_ATTENTION_KERNEL must be `attention` or `attention_rows`, not `{other}`"))),
+                };
+            }
             if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
                 t.tokens_per_submit = k;
             }
@@ -319,8 +334,9 @@ impl Tuning {
             }
             match num("GPT2_ATTN_BLOCK")? {
                 Some(b) => t.attn_block = b,
-                // Only gemv.wgsl merges: a gemv kernel forced alone takes the split with it.
-                None if t.gemv_kernel != Kernel::Gemv => t.attn_block = 0,
+                // Only gemv.wgsl merges, and only attention.wgsl splits: a gemv kernel or attention_rows
+                // forced alone takes the split with it.
+                None if t.gemv_kernel != Kernel::Gemv || t.attention_kernel != Kernel::Attention => t.attn_block = 0,
                 None => {}
             }
         }
@@ -352,6 +368,12 @@ impl Tuning {
         }
         if self.attn_block != 0 && self.gemv_kernel != Kernel::Gemv {
             return Err(Error::InvalidArgument(format!("splitting decode attention needs the gemv kernel (its merge), not {}", self.gemv_kernel.name())));
+        }
+        if !matches!(self.attention_kernel, Kernel::Attention | Kernel::AttentionRows) {
+            return Err(Error::InvalidArgument(format!("the attention kernel must be attention or attention_rows, not {}", self.attention_kernel.name())));
+        }
+        if self.attn_block != 0 && self.attention_kernel != Kernel::Attention {
+            return Err(Error::InvalidArgument(format!("splitting decode attention needs the attention kernel (its partials), not {}", self.attention_kernel.name())));
         }
         let rows_kernels = [self.gemv_kernel == Kernel::GemvRows, self.matmul_kernel == Kernel::MatmulRows];
         if rows_kernels != [self.weights_in_textures; 2] {
@@ -388,6 +410,9 @@ impl Tuning {
         match k {
             Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
             Kernel::AttentionProbs | Kernel::GemvRef => false,
+            // attention_rows's tunings run attention only for shapes it does not take (no GPT-2 size):
+            // it compiles on first use there.
+            Kernel::Attention | Kernel::AttentionRows => k == self.attention_kernel,
             Kernel::Embed => !self.weights_in_textures,
             Kernel::EmbedTex => self.weights_in_textures,
             _ => true,
@@ -403,6 +428,17 @@ impl Tuning {
             b
         } else {
             0
+        }
+    }
+
+    /// The kernel an attention dispatch with Params `p` runs: the tuning's `attention_kernel` where it
+    /// takes them, else attention (split decode steps, and shapes attention_rows does not hold:
+    /// `kernels::attention_rows_fits`).
+    pub fn attention_kernel_for(&self, p: &super::params::AttentionParams) -> Kernel {
+        if self.attention_kernel == Kernel::AttentionRows && super::kernels::attention_rows_fits(p) {
+            Kernel::AttentionRows
+        } else {
+            Kernel::Attention
         }
     }
 
@@ -431,7 +467,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"sample_groups\":{},\"weights_in_textures\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"sample_groups\":{},\"weights_in_textures\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -442,6 +478,7 @@ impl Tuning {
             self.kv_cache.map_or("by weights", KvFormat::name),
             self.tokens_per_submit,
             self.attn_block,
+            self.attention_kernel.name(),
             self.sample_groups,
             self.weights_in_textures
         )
@@ -452,7 +489,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}: {}{}; {}; weights in {}; {} decode tokens per submit; decode attention {}; sampler over up to {} workgroups)",
+            "{} ({}: {}{}; {}; weights in {}; {} decode tokens per submit; attention {}, decode {}; sampler over up to {} workgroups)",
             self.kind.name(),
             if self.gemv_max_rows == EVERY_STEP { "every step".to_string() } else { format!("steps of up to {} tokens", self.gemv_max_rows) },
             match self.gemv_kernel {
@@ -467,6 +504,7 @@ impl std::fmt::Display for Tuning {
             },
             if self.weights_in_textures { "textures" } else { "storage buffers" },
             self.tokens_per_submit,
+            self.attention_kernel.name(),
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
             self.sample_groups
         )

@@ -540,6 +540,8 @@ pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::Compute
             (op.kernel, &op.bind)
         }
         OpKind::Sample => (sample_kernel(op.kernel, params), &op.bind),
+        // Both attention kernels bind the same buffers: the op's one bind group serves either.
+        OpKind::Attention { .. } => (gpu.tuning.attention_kernel_for(&bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<AttentionParams>()])), &op.bind),
         _ => (op.kernel, &op.bind),
     };
     gpu.dispatch_at(pass, kernel, bind, (set * arena.set_bytes()) as u32, params);
