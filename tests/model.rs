@@ -166,6 +166,47 @@ fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_lay
     }
 }
 
+// The CPU tunings' attention_rows holds heads of hs <= 64 on whole vec4s; any other head runs attention
+// per dispatch. Two small random models under the CPU tuning, a prompt then single tokens through the KV
+// cache, against the f64 reference: hs = 12 (attention_rows, f32 cache) and hs = 6 (attention's fallback).
+#[test]
+fn heads_attention_rows_does_not_hold_fall_back_to_attention_and_match_the_reference() {
+    use gpt2_webgpu::gpu::params::AttentionParams;
+    use gpt2_webgpu::io::hf::HfModel;
+    use gpt2_webgpu::io::random::write_random_model;
+    use gpt2_webgpu::io::safetensors::Dtype;
+    use gpt2_webgpu::weights::Gpt2Weights;
+    let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(TuningKind::Cpu))).unwrap());
+    for (n_head, want_kernel) in [(2, Kernel::AttentionRows), (4, Kernel::Attention)] {
+        let cfg = gpt2_webgpu::Gpt2Config {
+            vocab_size: 70,
+            n_positions: 16,
+            n_embd: 24,
+            n_layer: 2,
+            n_head,
+            n_inner: 32,
+            layer_norm_epsilon: 1e-5,
+            bos_token_id: 69,
+            eos_token_id: 69,
+        };
+        let hs = (cfg.n_embd / n_head) as u32;
+        let prm = AttentionParams { t: 1, c: 24, nh: n_head as u32, hs, pos0: 3, scale: 1.0, kv: 0, block: 0 };
+        assert_eq!(gpu.tuning.attention_kernel_for(&prm), want_kernel, "hs = {hs}");
+        let dir = TempDir::new(&format!("attention-rows-{n_head}"));
+        write_random_model(&cfg, Dtype::F32, dir.path(), b"{}", 13).unwrap();
+        let w = Gpt2Weights::load(&mut HfModel::open(dir.path()).unwrap()).unwrap();
+        let ids = [3u32, 68, 0, 41, 7, 12];
+        let want = gpt2_webgpu::reference::cpu::forward(&w, &ids).unwrap().logits;
+        let mut m = pollster::block_on(Model::load(gpu.clone(), &mut HfModel::open(dir.path()).unwrap(), WeightFormat::F32)).unwrap();
+        let mut got = pollster::block_on(m.append_logits(&ids[..3])).unwrap();
+        for &id in &ids[3..] {
+            got.extend(pollster::block_on(m.append_logits(&[id])).unwrap());
+        }
+        assert_close(&format!("hs = {hs}: logits"), &got, &want, 1e-4, 1e-3);
+        gpu.check().unwrap();
+    }
+}
+
 // Nothing compiles at the first step: a load compiles the pipeline of every kernel a prompt step or a
 // decode step dispatches under its tuning, and only those (on a software adapter each costs up to
 // seconds); the inspection's kernel, the bench's yardstick (gemv_ref) and the other tuning's linear kernels compile on first use. A fresh
