@@ -295,6 +295,34 @@ fn gpu_bench_profile_under_the_cpu_tuning_keeps_the_layer_norms_apart() {
 }
 
 #[test]
+fn gpu_bench_samples_with_the_settings_given_and_profiles_the_pass_they_pick() {
+    // The page's default settings: top-k and top-p run the cut-off pass (sample_pick); temperature alone
+    // the two-level draw (sample_draw). The JSON says what was measured.
+    let dir = tiny_dir();
+    for (args, pass, other) in [
+        (&["--temperature", "0.8", "--top-k", "40", "--top-p", "0.95", "--repetition-penalty", "1.1", "--seed", "7"][..], "sample_pick", "sample_best"),
+        (&["--temperature", "1"][..], "sample_draw", "sample_pick"),
+    ] {
+        let mut all = vec!["bench", "--device", "gpu", "--json", "--profile", "--model", s(&dir), "--weights", "f32", "--prompt-tokens", "3", "--decode-tokens", "2"];
+        all.extend_from_slice(args);
+        let (out, _) = ok_env(&all, &[("GPT2_TUNING", "cpu")]);
+        let (json, profile) = out.split_once('\n').expect("the JSON line, then the profile");
+        let o: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
+        let temperature = args[1].parse::<f64>().unwrap();
+        assert!((o["sampling"]["temperature"].as_f64().unwrap() - temperature).abs() < 1e-6, "{o}");
+        if pass == "sample_pick" {
+            assert_eq!((o["sampling"]["top_k"].as_u64(), o["sampling"]["seed"].as_u64()), (Some(40), Some(7)), "{o}");
+        }
+        assert!(o["decode_tok_s"].as_f64().unwrap() > 0.0, "{o}");
+        let labels: Vec<&str> = profile.lines().filter_map(|l| l.split_whitespace().next()).collect();
+        assert!(labels.contains(&pass) && !labels.contains(&other), "{pass} expected in the profile:\n{profile}");
+    }
+    // Settings the generator refuses are refused before anything loads, in words.
+    let err = fails(&["bench", "--device", "gpu", "--model", s(&dir), "--temperature", "0.8", "--top-p", "0"]);
+    assert!(err.contains("top_p"), "{err}");
+}
+
+#[test]
 fn plan_lists_every_size_and_everything_fits_128_mib() {
     let (out, _) = ok(&["plan"]);
     for name in ["gpt2 ", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"] {

@@ -17,7 +17,7 @@ use super::dispatch::{params_of, record_at, Frame};
 use super::Model;
 use crate::error::{Error, Result};
 use crate::gpu::params::{sample_scan_groups, SampleParams, SAMPLE_MAX_ALT, SAMPLE_NO_FEED, SAMPLE_OUT_WORDS};
-use crate::sampling::{Batch, Sampled};
+use crate::sampling::{Batch, Sampled, SamplingParams};
 use crate::weights::check_step;
 
 /// A submitted batch whose tokens have not been read back yet.
@@ -60,6 +60,25 @@ impl Model {
         self.io
     }
 
+    /// The sampler's Params for settings `s`, as every step of a batch starts from them (the step, its
+    /// out row and `fed` are the step's own).
+    pub(super) fn sample_params(&self, s: &SamplingParams) -> SampleParams {
+        let v = self.config.vocab_size as u32;
+        SampleParams {
+            v,
+            top_k: s.top_k,
+            greedy: (s.temperature == 0.0) as u32,
+            temperature: s.temperature.max(1e-6),
+            top_p: s.top_p,
+            rep_penalty: s.repetition_penalty,
+            seed: (s.seed ^ (s.seed >> 32)) as u32,
+            n_alt: s.alternatives,
+            window: self.config.n_positions as u32,
+            groups: sample_scan_groups(v, self.gpu.tuning.sample_groups),
+            ..Default::default()
+        }
+    }
+
     /// Record and submit `b` without waiting; `collect` returns its tokens. At most two batches may be
     /// in flight. The KV position moves past every token the batch feeds (its last sampled token is
     /// fed by the next batch).
@@ -71,7 +90,7 @@ impl Model {
         if self.in_flight.len() >= 2 {
             return Err(Error::InvalidArgument("two batches are already in flight: collect one first".into()));
         }
-        let (p, v) = (self.config.n_positions, self.config.vocab_size);
+        let p = self.config.n_positions;
         let penalty = b.sampling.repetition_penalty != 1.0;
         let t0 = match b.tokens {
             Some(tokens) => {
@@ -108,20 +127,7 @@ impl Model {
             }
         }
 
-        let s = b.sampling;
-        let base = SampleParams {
-            v: v as u32,
-            top_k: s.top_k,
-            greedy: (s.temperature == 0.0) as u32,
-            temperature: s.temperature.max(1e-6),
-            top_p: s.top_p,
-            rep_penalty: s.repetition_penalty,
-            seed: (s.seed ^ (s.seed >> 32)) as u32,
-            n_alt: s.alternatives,
-            window: p as u32,
-            groups: sample_scan_groups(v as u32, self.gpu.tuning.sample_groups),
-            ..Default::default()
-        };
+        let base = self.sample_params(b.sampling);
         let mut pos = self.pos;
         for j in 0..b.n {
             let from_host = j == 0 && b.tokens.is_some();

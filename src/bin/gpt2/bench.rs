@@ -37,10 +37,25 @@ pub struct BenchArgs {
     /// One JSON object per format and line instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// The sampling every step uses (prefill, decode, --profile), as `gpt2 generate` takes it; the
+    /// default is greedy. The page's default ("balanced") is --temperature 0.8 --top-k 40 --top-p 0.95
+    /// --repetition-penalty 1.1.
+    #[arg(long, default_value_t = 0.0)]
+    pub temperature: f32,
+    #[arg(long, default_value_t = 0)]
+    pub top_k: u32,
+    #[arg(long, default_value_t = 1.0)]
+    pub top_p: f32,
+    #[arg(long, default_value_t = 1.0)]
+    pub repetition_penalty: f32,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { model: dir, weights, prompt_tokens, decode_tokens, profile, device: dev, json } = args;
+    let BenchArgs { model: dir, weights, prompt_tokens, decode_tokens, profile, device: dev, json, temperature, top_k, top_p, repetition_penalty, seed } = args;
+    let sampling = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, alternatives: 0 };
+    sampling.validate()?;
     let dev = device(&dev)?;
     let mut base: Option<(f64, f64)> = None;
     if !json {
@@ -55,18 +70,19 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let load_s = t0.elapsed().as_secs_f64();
         let p = model.config().n_positions;
         let prompt: Vec<u32> = (0..prompt_tokens.clamp(1, p - decode_tokens.min(p - 1)) as u32).map(|i| (i * 7919 + 11) % 50000).collect();
-        let greedy = SamplingParams::greedy();
         // Warm-up (drivers compile pipelines lazily, the CPU engine sizes its buffers), then the run.
         model.reset();
-        let first = pollster::block_on(model.step(&prompt, &greedy, &prompt, 0))?;
-        pollster::block_on(model.step(&[first.token], &greedy, &prompt, 1))?;
+        let first = pollster::block_on(model.step(&prompt, &sampling, &prompt, 0))?;
+        let mut context = prompt.clone();
+        context.push(first.token);
+        pollster::block_on(model.step(&[first.token], &sampling, &context, 1))?;
         model.reset();
         let t1 = Instant::now();
-        let first = pollster::block_on(model.step(&prompt, &greedy, &prompt, 0))?.token;
+        let first = pollster::block_on(model.step(&prompt, &sampling, &prompt, 0))?.token;
         let prefill = t1.elapsed().as_secs_f64();
         // Decode: 1 + D tokens minus 1 token through the generation loop (both from the prompt).
-        let (t_one, io_one) = generate(&mut model, &tok, &prompt, 1)?;
-        let (t_all, io_all) = generate(&mut model, &tok, &prompt, 1 + decode_tokens)?;
+        let (t_one, io_one) = generate(&mut model, &tok, &prompt, 1, &sampling)?;
+        let (t_all, io_all) = generate(&mut model, &tok, &prompt, 1 + decode_tokens, &sampling)?;
         let decode = (t_all - t_one).max(1e-9);
         let (pf, dc) = (prompt.len() as f64 / prefill, decode_tokens as f64 / decode);
         let b = *base.get_or_insert((pf, dc));
@@ -103,6 +119,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 "threads": match &model { AnyEngine::Gpu(_) => serde_json::Value::Null, AnyEngine::Cpu(m) => m.threads().into() },
                 // The KV cache's format in use ("f16" pairs or "f32"): the tuning's `kv_cache` says only what is forced.
                 "kv_format": model.kv_format().name(),
+                "sampling": serde_json::json!({ "temperature": temperature, "top_k": top_k, "top_p": top_p, "repetition_penalty": repetition_penalty, "seed": seed }),
                 "load_s": load_s,
                 "prompt_tokens": prompt.len(),
                 "decode_tokens": decode_tokens,
@@ -139,7 +156,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             match &mut model {
                 AnyEngine::Gpu(m) => {
                     println!("  dispatches per decode token: {per_layer} per layer, {per_token} in all; submits per token {submits:.3}, readbacks {readbacks:.3}, bytes read back {readback:.1}");
-                    for (label, n, secs) in m.profile_step(&[first])? {
+                    for (label, n, secs) in m.profile_step(&[first], &sampling)? {
                         println!("  {label:>14} x{n:<4} {:9.3} ms", secs * 1e3);
                     }
                 }
@@ -150,10 +167,10 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// Generate `n` tokens greedily after `prompt` (no stop at <|endoftext|>) through `Generation`; returns
-/// the seconds it took and the engine's submits and readbacks in that time.
-fn generate(model: &mut AnyEngine, tok: &Tokenizer, prompt: &[u32], n: usize) -> Result<(f64, IoCounts)> {
-    let opts = GenerateOptions { max_new_tokens: n, sampling: SamplingParams::greedy(), stop_at_eos: false };
+/// Generate `n` tokens with `sampling` after `prompt` (no stop at <|endoftext|>) through `Generation`;
+/// returns the seconds it took and the engine's submits and readbacks in that time.
+fn generate(model: &mut AnyEngine, tok: &Tokenizer, prompt: &[u32], n: usize, sampling: &SamplingParams) -> Result<(f64, IoCounts)> {
+    let opts = GenerateOptions { max_new_tokens: n, sampling: sampling.clone(), stop_at_eos: false };
     let io0 = model.io_counts();
     let t = Instant::now();
     let mut gen = Generation::from_ids(tok, model.config(), prompt.to_vec(), opts)?;
