@@ -80,10 +80,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let t1 = Instant::now();
         let first = pollster::block_on(model.step(&prompt, &sampling, &prompt, 0))?.token;
         let prefill = t1.elapsed().as_secs_f64();
-        // Decode: 1 + D tokens minus 1 token through the generation loop (both from the prompt).
-        let (t_one, io_one) = generate(&mut model, &tok, &prompt, 1, &sampling)?;
-        let (t_all, io_all) = generate(&mut model, &tok, &prompt, 1 + decode_tokens, &sampling)?;
-        let decode = (t_all - t_one).max(1e-9);
+        // Decode: from the first token to the last of one generation of 1 + D tokens (so the prompt's
+        // step, whose time varies far more than a decode step's, is not in it). Its round trips: that
+        // generation's counts minus a 1-token generation's (batches run ahead of the tokens handed out,
+        // so counts taken at the first token would miss the ones already in flight).
+        let (_, io_one) = generate(&mut model, &tok, &prompt, 1, &sampling)?;
+        let (decode, io_all) = generate(&mut model, &tok, &prompt, 1 + decode_tokens, &sampling)?;
+        let decode = decode.max(1e-9);
         let (pf, dc) = (prompt.len() as f64 / prefill, decode_tokens as f64 / decode);
         let b = *base.get_or_insert((pf, dc));
         let (per_layer, per_token) = model.step_counts();
@@ -159,6 +162,13 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                     for (label, n, secs) in m.profile_step(&[first], &sampling)? {
                         println!("  {label:>14} x{n:<4} {:9.3} ms", secs * 1e3);
                     }
+                    // The prompt's step too (prefill runs other kernels: the tuning's matmul, attention over
+                    // T queries), from an empty cache as the measured prefill ran.
+                    m.reset();
+                    println!("  prompt step of {} tokens, ms per dispatch kind (all tokens):", prompt.len());
+                    for (label, n, secs) in m.profile_step(&prompt, &sampling)? {
+                        println!("  {label:>14} x{n:<4} {:9.3} ms", secs * 1e3);
+                    }
                 }
                 AnyEngine::Cpu(_) => eprintln!("[--profile shows the GPU engine's dispatches; the CPU engine has none]"),
             }
@@ -168,19 +178,22 @@ pub fn bench(args: BenchArgs) -> Result<()> {
 }
 
 /// Generate `n` tokens with `sampling` after `prompt` (no stop at <|endoftext|>) through `Generation`;
-/// returns the seconds it took and the engine's submits and readbacks in that time.
+/// returns the seconds from the first token to the last, and the engine's submits and readbacks in the
+/// whole run.
 fn generate(model: &mut AnyEngine, tok: &Tokenizer, prompt: &[u32], n: usize, sampling: &SamplingParams) -> Result<(f64, IoCounts)> {
     let opts = GenerateOptions { max_new_tokens: n, sampling: sampling.clone(), stop_at_eos: false };
-    let io0 = model.io_counts();
-    let t = Instant::now();
     let mut gen = Generation::from_ids(tok, model.config(), prompt.to_vec(), opts)?;
+    let io0 = model.io_counts();
+    let mut first: Option<Instant> = None;
     let mut got = 0;
     while pollster::block_on(gen.next(model, tok))?.is_some() {
         got += 1;
+        first.get_or_insert_with(Instant::now);
     }
     if got != n {
         return Err(Error::InvalidArgument(format!("the bench generated {got} tokens, not {n}")));
     }
-    let (dt, io) = (t.elapsed().as_secs_f64(), model.io_counts());
-    Ok((dt, IoCounts { submits: io.submits - io0.submits, readbacks: io.readbacks - io0.readbacks, readback_bytes: io.readback_bytes - io0.readback_bytes }))
+    let t_first = first.expect("n >= 1 tokens were generated");
+    let io = model.io_counts();
+    Ok((t_first.elapsed().as_secs_f64(), IoCounts { submits: io.submits - io0.submits, readbacks: io.readbacks - io0.readbacks, readback_bytes: io.readback_bytes - io0.readback_bytes }))
 }
