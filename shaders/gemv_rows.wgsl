@@ -1,7 +1,7 @@
 // gemv_rows: gemv shaped for CPU adapters (lavapipe, SwiftShader): same math and Params as gemv/matmul
 // (common/linear.wgsl), picked by the CPU tuning (gpu/tuning.rs); W and its scales in textures
-// (common/texels.wgsl), X through its uniform window where M rows of X from x_row0 lie in its 64 KB
-// (every decode step), else from storage (common/rows.wgsl).
+// (common/texels.wgsl), X through its uniform window where the dispatch's rows of X lie in its 64 KB (every
+// decode step), else from storage (a pipeline constant: common/rows.wgsl).
 //
 //   v = X[x_row0 + m, :] . W[n, :] (+ b[n]) (GELU) ;  Y[m, y_col0 + n] (+)= v        n < N, m < M
 //
@@ -82,7 +82,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     switch p.wfmt {
         case 2u: {
             for (var k = 0u; k < p.K; k += 32u) {
-                let xc = x_read(xo, k);
+                let xc = x_chunk(xo, k);
                 a0 += vec4<f32>(dot_q8(row(n0, 0u), k, xc), dot_q8(row(n0, 1u), k, xc), dot_q8(row(n0, 2u), k, xc), dot_q8(row(n0, 3u), k, xc));
                 a1 += vec4<f32>(dot_q8(row(n0, 4u), k, xc), dot_q8(row(n0, 5u), k, xc), dot_q8(row(n0, 6u), k, xc), dot_q8(row(n0, 7u), k, xc));
                 a2 += vec4<f32>(dot_q8(row(n0, 8u), k, xc), dot_q8(row(n0, 9u), k, xc), dot_q8(row(n0, 10u), k, xc), dot_q8(row(n0, 11u), k, xc));
@@ -91,7 +91,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         }
         case 3u: {
             for (var k = 0u; k < p.K; k += 32u) {
-                let xc = x_read(xo, k);
+                let xc = x_chunk(xo, k);
                 a0 += vec4<f32>(dot_q4(row(n0, 0u), k, xc), dot_q4(row(n0, 1u), k, xc), dot_q4(row(n0, 2u), k, xc), dot_q4(row(n0, 3u), k, xc));
                 a1 += vec4<f32>(dot_q4(row(n0, 4u), k, xc), dot_q4(row(n0, 5u), k, xc), dot_q4(row(n0, 6u), k, xc), dot_q4(row(n0, 7u), k, xc));
                 a2 += vec4<f32>(dot_q4(row(n0, 8u), k, xc), dot_q4(row(n0, 9u), k, xc), dot_q4(row(n0, 10u), k, xc), dot_q4(row(n0, 11u), k, xc));
@@ -100,7 +100,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         }
         case 1u: {
             for (var k = 0u; k < p.K; k += 32u) {
-                let xc = x_read(xo, k);
+                let xc = x_chunk(xo, k);
                 a0 += vec4<f32>(dot_f16(row(n0, 0u), k, xc), dot_f16(row(n0, 1u), k, xc), dot_f16(row(n0, 2u), k, xc), dot_f16(row(n0, 3u), k, xc));
                 a1 += vec4<f32>(dot_f16(row(n0, 4u), k, xc), dot_f16(row(n0, 5u), k, xc), dot_f16(row(n0, 6u), k, xc), dot_f16(row(n0, 7u), k, xc));
                 a2 += vec4<f32>(dot_f16(row(n0, 8u), k, xc), dot_f16(row(n0, 9u), k, xc), dot_f16(row(n0, 10u), k, xc), dot_f16(row(n0, 11u), k, xc));
@@ -109,7 +109,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         }
         default: {
             for (var k = 0u; k < p.K; k += 32u) {
-                let xc = x_read(xo, k);
+                let xc = x_chunk(xo, k);
                 a0 += vec4<f32>(dot_f32(row(n0, 0u), k, xc), dot_f32(row(n0, 1u), k, xc), dot_f32(row(n0, 2u), k, xc), dot_f32(row(n0, 3u), k, xc));
                 a1 += vec4<f32>(dot_f32(row(n0, 4u), k, xc), dot_f32(row(n0, 5u), k, xc), dot_f32(row(n0, 6u), k, xc), dot_f32(row(n0, 7u), k, xc));
                 a2 += vec4<f32>(dot_f32(row(n0, 8u), k, xc), dot_f32(row(n0, 9u), k, xc), dot_f32(row(n0, 10u), k, xc), dot_f32(row(n0, 11u), k, xc));

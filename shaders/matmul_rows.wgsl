@@ -1,6 +1,7 @@
 // matmul_rows: the CPU tuning's kernel for steps of several tokens (prompts): same math and Params as
 // matmul/gemv (common/linear.wgsl), gemv_rows's bindings: W and its scales in textures
-// (common/texels.wgsl), X from storage (its uniform window is gemv_rows's: a prompt's rows do not fit).
+// (common/texels.wgsl), X from its uniform window where the prompt's rows fit in it, else from storage
+// (pipeline constants: common/rows.wgsl).
 //
 //   v = X[x_row0 + m, :] . W[n, :] (+ b[n]) (GELU) ;  Y[m, y_col0 + n] (+)= v        n < N, m < M
 //

@@ -497,8 +497,8 @@ pub fn encode_with(tokenizer_json: Uint8Array, text: &str) -> Result<Vec<u32>, J
 /// Every kernel of the table (gpu/kernels.rs), as this build hands it to the browser: `[{name, entryPoint,
 /// parts, source, layout, variants}]`. `source` is the WGSL assembled at compile time (its common parts and
 /// its own file), `layout` the bind group layout entries the load asks for (warm.rs, as wgpu builds them),
-/// `variants` the pipeline-overridable constants of each pipeline the kernel compiles to (`{}`: the WGSL's
-/// defaults; `make_pipeline` passes none today, so every kernel has that one). Every kernel is listed, also
+/// `variants` the pipeline-overridable constants of each pipeline the kernel compiles to (`Kernel::variants`,
+/// as warm.rs passes them; `{}`: the WGSL's defaults, the first of every kernel). Every kernel is listed, also
 /// those no tuning of this adapter compiles: tests/browser's kernels-compile test runs each through the
 /// browser's own WGSL compiler, which checks what naga does not (Chromium's Tint: uniformity).
 #[wasm_bindgen(js_name = kernelSources)]
@@ -512,9 +512,10 @@ pub fn kernel_sources() -> js_sys::Array {
                 "parts": k.def().parts,
                 "source": k.source(),
                 "workgroup": k.def().workgroup,
-                "variants": [{}],
             }));
             let _ = js_sys::Reflect::set(&o, &"layout".into(), &crate::gpu::warm::layout_entries(k));
+            let variants: js_sys::Array = (0..k.variants().len()).map(|v| JsValue::from(crate::gpu::warm::constants(k, v).unwrap_or_default())).collect();
+            let _ = js_sys::Reflect::set(&o, &"variants".into(), &variants);
             o
         })
         .collect()

@@ -218,6 +218,14 @@ fn gemv_with_the_layer_norm_folded_in_matches_reference_on_outliers_and_ragged_r
 /// `kernel` against the reference: every epilogue in f32 over `f32_shapes` (M, N, K), then f16, q8 and q4
 /// over `quant_shapes` with the bias + accumulate and bias + GELU epilogues; a new seed per case.
 fn check_rows_kernel(kernel: Kernel, mut seed: u64, f32_shapes: &[(usize, usize, usize)], quant_shapes: &[(usize, usize, usize)]) {
+    // Every pipeline variant (common/rows.wgsl's X_ALIGNED x X_IN_WINDOW) in both lists: rows of X
+    // (x_stride = K) on vec4s and not, lying in the uniform window and past it (run_linear's x_row0 = 1).
+    for shapes in [f32_shapes, quant_shapes] {
+        let mut seen: Vec<usize> = shapes.iter().map(|&(m, _, k)| kernel.variant(bytemuck::bytes_of(&MatmulParams { m: m as u32, x_row0: 1, x_stride: k as u32, ..Default::default() }))).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), kernel.variants().len(), "{}: the shapes reach variants {seen:?} only", kernel.name());
+    }
     for &(m, n, k) in f32_shapes {
         for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
             seed += 1;
@@ -240,13 +248,13 @@ fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
     // textures. N below, at and past those (rows past N are computed on row N - 1 and must not be stored);
     // K = 1, odd, under one chunk and ragged past many (words past a row's K must add exactly 0); M > 1.
     // X comes through the uniform window where the rows (from x_row0 = 1) end within its 16384 values,
-    // aligned or not, up to exactly its end (K = 8192), and from storage past it (K = 8200 and 5000 with
-    // M = 2 and 3).
+    // aligned or not, up to exactly its end (K = 8192), and from storage past it, aligned or not (K = 8200
+    // and 8191 with M = 2, 5000 and 4099 with M = 3).
     check_rows_kernel(
         Kernel::GemvRows,
         500,
-        &[(1, 1, 1), (1, 15, 7), (1, 17, 33), (2, 129, 768), (1, 300, 31), (3, 16, 2051), (1, 50, 3072), (1, 40, 8190), (2, 40, 8200)],
-        &[(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65), (1, 9, 8192), (3, 20, 4096), (3, 20, 5000)],
+        &[(1, 1, 1), (1, 15, 7), (1, 17, 33), (2, 129, 768), (1, 300, 31), (3, 16, 2051), (1, 50, 3072), (1, 40, 8190), (2, 40, 8200), (2, 24, 8191)],
+        &[(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65), (1, 9, 8192), (3, 20, 4096), (3, 20, 5000), (3, 20, 4099)],
     );
 }
 
@@ -255,12 +263,12 @@ fn matmul_rows_matches_reference_on_edges_formats_and_epilogues() {
     // The CPU tuning's kernel for prompts: 16 rows x 4 tokens per thread, W and the scales in textures. M
     // below, at and past 4 (tokens past M are computed on token M - 1 and must not be stored), N past 16
     // and 128, K = 1, odd and ragged; X through the uniform window and past it from storage
-    // (M x K = 7 x 2051, 32 x 3072, 13 x 2049, from x_row0 = 1).
+    // (M x K = 7 x 2051, 32 x 3072, 13 x 2049, 9 x 2048, from x_row0 = 1).
     check_rows_kernel(
         Kernel::MatmulRows,
         900,
         &[(2, 1, 1), (3, 15, 7), (4, 17, 33), (5, 129, 768), (9, 20, 31), (7, 16, 2051), (32, 50, 3072)],
-        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65), (13, 20, 2049)],
+        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65), (13, 20, 2049), (9, 20, 2048)],
     );
 }
 

@@ -166,6 +166,51 @@ fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_lay
     }
 }
 
+// A model whose rows of X do not start on vec4s (C = 6, F = 22: every linear op's x_stride is odd
+// or 2 mod 4) runs the CPU tuning's kernels in their X_ALIGNED = false variant (common/rows.wgsl); the
+// load compiles it, no step does, and the logits match the f64 reference under both tunings.
+#[test]
+fn unaligned_rows_of_x_compile_at_load_and_match_the_reference() {
+    use gpt2_webgpu::io::hf::HfModel;
+    use gpt2_webgpu::io::random::write_random_model;
+    use gpt2_webgpu::io::safetensors::Dtype;
+    use gpt2_webgpu::weights::Gpt2Weights;
+    let cfg = gpt2_webgpu::Gpt2Config {
+        vocab_size: 70,
+        n_positions: 16,
+        n_embd: 6,
+        n_layer: 2,
+        n_head: 2,
+        n_inner: 22,
+        layer_norm_epsilon: 1e-5,
+        bos_token_id: 69,
+        eos_token_id: 69,
+    };
+    let dir = TempDir::new("unaligned");
+    write_random_model(&cfg, Dtype::F32, dir.path(), b"{}", 11).unwrap();
+    let w = Gpt2Weights::load(&mut HfModel::open(dir.path()).unwrap()).unwrap();
+    let ids = [3u32, 68, 0, 41, 7];
+    let want = gpt2_webgpu::reference::cpu::forward(&w, &ids).unwrap().logits;
+    for kind in [TuningKind::Cpu, TuningKind::Gpu] {
+        let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap());
+        let mut m = pollster::block_on(Model::load(gpu.clone(), &mut HfModel::open(dir.path()).unwrap(), WeightFormat::F32)).unwrap();
+        let at_load = gpu.compiled();
+        if kind == TuningKind::Cpu {
+            let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
+            let unaligned = |k: Kernel| at_load.iter().any(|&(kk, v)| kk == k && k.variants()[v].contains(&("X_ALIGNED", 0.0)));
+            assert!(unaligned(gemv) && unaligned(matmul), "{at_load:?}");
+        }
+        // A prompt (the matmul kernel), then single tokens (gemv).
+        let mut got = pollster::block_on(m.append_logits(&ids[..3])).unwrap();
+        for &id in &ids[3..] {
+            got.extend(pollster::block_on(m.append_logits(&[id])).unwrap());
+        }
+        assert_close(&format!("{}: logits", kind.name()), &got, &want, 1e-4, 1e-3);
+        assert_eq!(gpu.compiled(), at_load, "{}: a step compiled a pipeline the load did not", kind.name());
+        gpu.check().unwrap();
+    }
+}
+
 // The CPU tunings' attention_rows holds heads of hs <= 64 on whole vec4s; any other head runs attention
 // per dispatch. Two small random models under the CPU tuning, a prompt then single tokens through the KV
 // cache, against the f64 reference: hs = 12 (attention_rows, f32 cache) and hs = 6 (attention's fallback).
@@ -198,11 +243,15 @@ fn heads_attention_rows_does_not_hold_fall_back_to_attention_and_match_the_refer
         let ids = [3u32, 68, 0, 41, 7, 12];
         let want = gpt2_webgpu::reference::cpu::forward(&w, &ids).unwrap().logits;
         let mut m = pollster::block_on(Model::load(gpu.clone(), &mut HfModel::open(dir.path()).unwrap(), WeightFormat::F32)).unwrap();
+        // The load compiles the attention kernel these heads need (Ops::prepare); no step compiles.
+        let at_load = gpu.compiled();
+        assert!(at_load.contains(&(want_kernel, 0)), "hs = {hs}: {at_load:?}");
         let mut got = pollster::block_on(m.append_logits(&ids[..3])).unwrap();
         for &id in &ids[3..] {
             got.extend(pollster::block_on(m.append_logits(&[id])).unwrap());
         }
         assert_close(&format!("hs = {hs}: logits"), &got, &want, 1e-4, 1e-3);
+        assert_eq!(gpu.compiled(), at_load, "hs = {hs}: a step compiled a pipeline the load did not");
         gpu.check().unwrap();
     }
 }
@@ -220,12 +269,16 @@ fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
         // The SwiftShader tuning runs every step through gemv_rows: no matmul kernel is compiled.
         let gemv = gpu.tuning.gemv_kernel;
         let matmul = if kind == TuningKind::SwiftShader { gemv } else { gpu.tuning.matmul_kernel };
-        assert!(at_load.contains(&gemv) && at_load.contains(&matmul) && at_load.contains(&Kernel::SampleScan) && at_load.contains(&Kernel::SamplePick), "{}: {at_load:?}", kind.name());
+        let loaded = |k: Kernel| at_load.iter().any(|&(kk, _)| kk == k);
+        assert!(loaded(gemv) && loaded(matmul) && loaded(Kernel::SampleScan) && loaded(Kernel::SamplePick), "{}: {at_load:?}", kind.name());
         let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows].into_iter().filter(|k| *k != gemv && *k != matmul);
         for k in others.chain([Kernel::AttentionProbs, Kernel::GemvRef]) {
-            assert!(!at_load.contains(&k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());
+            assert!(!loaded(k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());
         }
         let mut m = pollster::block_on(Model::load(gpu.clone(), &mut tiny_model(), WeightFormat::F32)).unwrap();
+        // The load compiled what its shapes need beyond the device's defaults (for tiny-gpt2: the rows
+        // kernels' X_IN_WINDOW = false variants, for prompts whose rows pass the uniform window).
+        let at_load = gpu.compiled();
         // A prompt of several tokens (the matmul kernel), then decode steps in batches, the penalty on.
         let sampling = SamplingParams { temperature: 0.9, top_k: 40, top_p: 0.95, repetition_penalty: 1.2, seed: 3, alternatives: 3 };
         let opts = GenerateOptions { max_new_tokens: 6, sampling, stop_at_eos: false };
@@ -241,7 +294,7 @@ fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
         // The inspection's kernel compiles when first asked for, and works.
         let ins = pollster::block_on(m.inspect(&[5, 6, 7], None)).unwrap();
         assert!(ins.attention.iter().all(|p| p.is_finite() && *p >= 0.0));
-        assert!(gpu.compiled().contains(&Kernel::AttentionProbs), "{}", kind.name());
+        assert!(gpu.compiled().contains(&(Kernel::AttentionProbs, 0)), "{}", kind.name());
         gpu.check().unwrap();
     }
 }

@@ -14,68 +14,52 @@
 // storage load loops over the lanes. Measured over gpt2's decode matrices (q8, W and scales in textures,
 // GB of W per CPU-second): X from storage 0.98, from an rgba32float texture 1.92, from a uniform 2.75.
 // A uniform binding holds at most 64 KB (WebGPU's guaranteed maxUniformBufferBindingSize), so `xu` is
-// the first X_WINDOW vec4s of X's buffer: gemv_rows reads X there where the dispatch's rows of X lie in
-// it (every decode step: M = 1 from row 0), from `x` otherwise (the SwiftShader tuning's prompts run
-// through gemv_rows too); matmul_rows always from `x`. (The choice is per chunk, uniform across the
-// dispatch; the window alone measured 1.21 against 0.97 GB per CPU-second with the choice, at load 7-8.)
+// the first X_WINDOW vec4s of X's buffer: a dispatch whose rows of X lie in it (every decode step: M = 1
+// from row 0; short prompts) reads X there, others from `x`.
+// Both choices below are pipeline constants, not run-time tests: the kernel table compiles a pipeline per
+// combination and picks one per dispatch from its Params (gpu/kernels.rs `rows_variant`). Run-time
+// tests cost: an `if` between the aligned and unaligned loops cost matmul_rows ~20% on lavapipe (probe
+// at M = 32, CPU ms per token: 187 without vec4 loads, 218-224 with the `if`, 170 aligned only; a shift
+// picked by `select` at run time 206), and choosing the window per chunk cost gemv_rows ~20% (1.21
+// against 0.97 GB per CPU-second for the window alone, at load 7-8).
 
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;      // [*, x_stride] f32, four per element
 @group(0) @binding(8) var<uniform> xu: array<vec4<f32>, X_WINDOW>; // the first 64 KB of x's buffer
 
 const X_WINDOW: u32 = 4096u; // vec4s in the uniform window (gpu::kernels::X_WINDOW_BYTES / 16)
 
-// Whether this dispatch's rows of X lie in the uniform window (uniform across the dispatch).
-fn x_in_window() -> bool {
-    return (p.x_row0 + p.M) * p.x_stride <= 4u * X_WINDOW;
-}
+// Whether every row of X this pipeline reads starts on a vec4 (x_stride % 4 == 0: every row of a GPT-2
+// model, since C, 3C and 4C are multiples of 4; tests' and tiny models' rows need not).
+override X_ALIGNED: bool = true;
+// Whether this pipeline's dispatches read X from the uniform window `xu` ((x_row0 + M) * x_stride <=
+// 4 X_WINDOW: all their rows lie in it) or from `x`.
+override X_IN_WINDOW: bool = true;
 
-// X[xo + k .. xo + k + 32), 0 past K: from the window where the dispatch's rows lie in it, else x_chunk.
-fn x_read(xo: u32, k: u32) -> array<vec4<f32>, 8> {
-    if (x_in_window()) {
-        return x_chunk_window(xo, k);
+// vec4 i of X's buffer, from the window or from storage. Past the window (only values past K, which
+// x_chunk masks, lie there) the index is clamped.
+fn x_vec(i: u32) -> vec4<f32> {
+    if (X_IN_WINDOW) {
+        return xu[min(i, X_WINDOW - 1u)];
     }
-    return x_chunk(xo, k);
+    return x[i];
 }
 
-// X[xo + k .. xo + k + 32), 0 past K, from the uniform window (x_in_window()): eight vec4 loads where the row
-// starts on a vec4, single values otherwise. Indices past the window (a chunk's values past K, whose
-// row ends within it) are clamped and their values masked.
-fn x_chunk_window(xo: u32, k: u32) -> array<vec4<f32>, 8> {
-    var c: array<vec4<f32>, 8>;
-    if ((xo & 3u) == 0u) {
-        let b = (xo + k) / 4u;
-        for (var j = 0u; j < 8u; j++) {
-            let kk = k + 4u * j;
-            c[j] = select(vec4<f32>(0.0), xu[min(b + j, X_WINDOW - 1u)], vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.K));
-        }
-    } else {
-        for (var j = 0u; j < 8u; j++) {
-            let kk = k + 4u * j;
-            let i = min(xo + kk, 4u * X_WINDOW - 4u);
-            c[j] = vec4<f32>(select(0.0, xu[i / 4u][i % 4u], kk < p.K), select(0.0, xu[(i + 1u) / 4u][(i + 1u) % 4u], kk + 1u < p.K),
-                             select(0.0, xu[(i + 2u) / 4u][(i + 2u) % 4u], kk + 2u < p.K), select(0.0, xu[(i + 3u) / 4u][(i + 3u) % 4u], kk + 3u < p.K));
-        }
-    }
-    return c;
-}
-
-// X[xo + k .. xo + k + 32), 0 past K, from storage (matmul_rows): eight vec4 loads where the row starts
-// on a vec4 (every row of the model: C, 3C and 4C are multiples of 4), single values otherwise.
+// X[xo + k .. xo + k + 32), 0 past K, in nine vec4 loads whatever xo's alignment: the four values of
+// chunk j start s = xo % 4 values into vec4 b + j and run into b + j + 1. Where X_ALIGNED, s is the
+// constant 0 and the shifts fold away (the ninth load is then unused and dropped).
+// The ninth vec4 (b + 8) may lie past X's end (WGSL then reads a value of the buffer or 0): only values
+// past K come from it then, and those are masked to 0.
 fn x_chunk(xo: u32, k: u32) -> array<vec4<f32>, 8> {
     var c: array<vec4<f32>, 8>;
-    if ((xo & 3u) == 0u) {
-        let b = (xo + k) / 4u;
-        for (var j = 0u; j < 8u; j++) {
-            let kk = k + 4u * j;
-            c[j] = select(vec4<f32>(0.0), x[b + j], vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.K));
-        }
-    } else {
-        for (var j = 0u; j < 8u; j++) {
-            let kk = k + 4u * j;
-            let i = xo + kk;
-            c[j] = vec4<f32>(select(0.0, x[i / 4u][i % 4u], kk < p.K), select(0.0, x[(i + 1u) / 4u][(i + 1u) % 4u], kk + 1u < p.K),
-                             select(0.0, x[(i + 2u) / 4u][(i + 2u) % 4u], kk + 2u < p.K), select(0.0, x[(i + 3u) / 4u][(i + 3u) % 4u], kk + 3u < p.K));
-        }
+    let s = select(xo & 3u, 0u, X_ALIGNED);
+    let b = (xo + k) / 4u;
+    var lo = x_vec(b);
+    for (var j = 0u; j < 8u; j++) {
+        let hi = x_vec(b + j + 1u);
+        let v = select(select(select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u), vec4<f32>(lo.zw, hi.xy), s == 2u), vec4<f32>(lo.w, hi.xyz), s == 3u);
+        let kk = k + 4u * j;
+        c[j] = select(vec4<f32>(0.0), v, vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.K));
+        lo = hi;
     }
     return c;
 }

@@ -8,6 +8,10 @@
 //! kernel exactly as assembled here, checks the bindings and workgroup size below against the WGSL,
 //! and that every .wgsl file is used.
 //!
+//! A row may also name sets of pipeline-overridable constants (WGSL `override`), one pipeline each, and
+//! the function that picks the set a dispatch needs from its Params: a shape known per dispatch then
+//! costs nothing inside the kernel's loops (rows.wgsl's X_ALIGNED).
+//!
 //! To add a kernel: write `shaders/<name>.wgsl` (and its Params in params.rs), add a row below.
 
 use super::params::*;
@@ -77,6 +81,24 @@ pub struct KernelDef {
     /// The grid for one dispatch, from the bytes of its Params (the kernel's own struct) and the
     /// workgroup size above.
     pub grid: fn(params: &[u8], workgroup: [u32; 3]) -> Grid,
+    /// The pipeline-constant sets this kernel compiles with, one pipeline each; the first is empty (the
+    /// WGSL's defaults), and a kernel without `override`s has only that one.
+    pub variants: &'static [&'static [(&'static str, f64)]],
+    /// Which of `variants` a dispatch with these Params needs.
+    pub pick: fn(params: &[u8]) -> usize,
+}
+
+/// The WGSL's own constants: the one variant of most kernels.
+const DEFAULTS: &[&[(&str, f64)]] = &[&[]];
+
+/// A row's `variants`/`pick`, or the defaults where it names none.
+macro_rules! or_default {
+    (, $default:expr) => {
+        $default
+    };
+    ($given:expr, $default:expr) => {
+        $given
+    };
 }
 
 /// A kernel's Params from the start of a (possibly longer, possibly unaligned) parameter block.
@@ -89,7 +111,8 @@ macro_rules! kernel_table {
         common: [$($part:literal),* $(,)?],
         bindings: $bindings:expr,
         workgroup: $wg:expr,
-        grid: $grid:expr $(,)?
+        grid: $grid:expr,
+        $(variants: $variants:expr, pick: $pick:expr,)?
     } )*) => {
         /// Every kernel, in table order (see `Kernel::def`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -109,6 +132,8 @@ macro_rules! kernel_table {
             bindings: $bindings,
             workgroup: $wg,
             grid: $grid,
+            variants: or_default!($($variants)?, DEFAULTS),
+            pick: or_default!($($pick)?, |_| 0),
         }),*];
     };
 }
@@ -160,6 +185,8 @@ kernel_table! {
         bindings: LINEAR_TEXELS,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m) },
+        variants: ROWS_VARIANTS,
+        pick: rows_variant,
     }
     /// Steps of several tokens for CPU adapters (the CPU tuning): one thread owns 16 output rows of 4 tokens;
     /// gemv_rows's bindings.
@@ -168,6 +195,8 @@ kernel_table! {
         bindings: LINEAR_TEXELS,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
+        variants: ROWS_VARIANTS,
+        pick: rows_variant,
     }
     /// `gpt2 bench`'s yardstick, never on a model's path: a plain q8 GEMV (4 output rows per thread, X staged
     /// in workgroup memory, one scale per 32 weights), not shaped by any tuning.
@@ -240,6 +269,19 @@ kernel_table! {
         workgroup: [64, 1, 1],
         grid: |_, _| Grid::Xy(1, 1),
     }
+}
+
+/// gemv_rows and matmul_rows (common/rows.wgsl): X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW
+/// (the dispatch's rows of X lie in the uniform window), the WGSL's defaults (both true) first.
+const ROWS_VARIANTS: &[&[(&str, f64)]] = &[&[], &[("X_IN_WINDOW", 0.0)], &[("X_ALIGNED", 0.0)], &[("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)]];
+
+/// Rows of X start on a vec4 wherever x_stride is a multiple of 4 (x_row0 only moves by whole rows);
+/// they lie in the window where rows x_row0 .. x_row0 + M end within its X_WINDOW_BYTES.
+fn rows_variant(params: &[u8]) -> usize {
+    let p: MatmulParams = read_params(params);
+    let unaligned = !p.x_stride.is_multiple_of(4);
+    let outside = (p.x_row0 as u64 + p.m as u64) * p.x_stride as u64 * 4 > X_WINDOW_BYTES;
+    2 * usize::from(unaligned) + usize::from(outside)
 }
 
 /// Output rows per thread of gemv_rows and matmul_rows (their WGSL `ROWS`).
@@ -341,6 +383,16 @@ impl Kernel {
         } else {
             Kernel::SamplePick
         }
+    }
+
+    /// The pipeline-constant sets this kernel compiles with (`KernelDef::variants`).
+    pub fn variants(self) -> &'static [&'static [(&'static str, f64)]] {
+        self.def().variants
+    }
+
+    /// Which variant a dispatch whose Params are (at the start of) `params` needs.
+    pub fn variant(self, params: &[u8]) -> usize {
+        (self.def().pick)(params)
     }
 
     /// The workgroups of one dispatch whose Params are (at the start of) `params`.

@@ -111,7 +111,8 @@ pub struct Gpu {
     layouts: Vec<(Kernel, wgpu::BindGroupLayout)>,
     /// One per kernel, in `Kernel::ALL` order: those the tuning's steps dispatch are compiled at load
     /// (`Tuning::dispatches`), the others (the inspection's, the other tuning's) on first use.
-    pipelines: Vec<OnceLock<wgpu::ComputePipeline>>,
+    /// [kernel][variant] (`Kernel::variants`): built at load, or on first use.
+    pipelines: Vec<Vec<OnceLock<wgpu::ComputePipeline>>>,
     /// Validation/OOM errors the device reported outside an error scope, surfaced by `check()`.
     errors: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
@@ -219,11 +220,13 @@ impl Gpu {
         let at_load: Vec<Kernel> = Kernel::ALL.iter().copied().filter(|&k| tuning.dispatches(k)).collect();
         // In the browser they compile side by side first (warm.rs); the creations below then find them done.
         #[cfg(target_arch = "wasm32")]
-        warm::compile(&device, &at_load).await;
-        let pipelines: Vec<OnceLock<wgpu::ComputePipeline>> = Kernel::ALL.iter().map(|_| OnceLock::new()).collect();
+        warm::compile(&device, &at_load.iter().map(|&k| (k, 0)).collect::<Vec<_>>()).await;
+        let pipelines: Vec<Vec<OnceLock<wgpu::ComputePipeline>>> = Kernel::ALL.iter().map(|k| k.variants().iter().map(|_| OnceLock::new()).collect()).collect();
+        // The WGSL's defaults: what the model's shapes need (a model whose shapes need another variant
+        // compiles it as it loads: `prepare`).
         for &k in &at_load {
             let layout = &layouts.iter().find(|(kk, _)| *kk == k).expect("every kernel has a layout").1;
-            let _ = pipelines[k as usize].set(make_pipeline(&device, layout, k));
+            let _ = pipelines[k as usize][0].set(make_pipeline(&device, layout, k, 0));
         }
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
@@ -231,15 +234,32 @@ impl Gpu {
         Ok(Gpu { device, queue, info: GpuInfo { adapter: adapter_info, limits, features }, tuning, layouts, pipelines, errors, lost })
     }
 
-    /// The kernels whose pipelines exist now (those compiled at load, and any compiled since on first use).
-    pub fn compiled(&self) -> Vec<Kernel> {
-        Kernel::ALL.iter().copied().filter(|&k| self.pipelines[k as usize].get().is_some()).collect()
+    /// The (kernel, variant) pipelines that exist now (those compiled at load, and any compiled since on
+    /// first use or by `prepare`).
+    pub fn compiled(&self) -> Vec<(Kernel, usize)> {
+        Kernel::ALL
+            .iter()
+            .flat_map(|&k| (0..k.variants().len()).map(move |v| (k, v)))
+            .filter(|&(k, v)| self.pipelines[k as usize][v].get().is_some())
+            .collect()
     }
 
-    /// `k`'s pipeline, compiled now if the load did not (a kernel the tuning's steps never dispatch: an
-    /// error in it then reaches `check()`, as any other device error does).
-    pub fn pipeline(&self, k: Kernel) -> &wgpu::ComputePipeline {
-        self.pipelines[k as usize].get_or_init(|| make_pipeline(&self.device, self.layout(k), k))
+    /// Variant `v` of `k`'s pipeline, compiled now if nothing did yet (a kernel the tuning's steps never
+    /// dispatch: an error in it then reaches `check()`, as any other device error does).
+    pub fn pipeline(&self, k: Kernel, v: usize) -> &wgpu::ComputePipeline {
+        self.pipelines[k as usize][v].get_or_init(|| make_pipeline(&self.device, self.layout(k), k, v))
+    }
+
+    /// Compile now the (kernel, variant) pipelines in `needs` that do not exist yet (a model's load calls
+    /// it with what its steps dispatch, so that no step compiles); in the browser side by side first, as
+    /// the device's own load does (warm.rs).
+    pub async fn prepare(&self, needs: &[(Kernel, usize)]) {
+        let missing: Vec<(Kernel, usize)> = needs.iter().copied().filter(|&(k, v)| self.pipelines[k as usize][v].get().is_none()).collect();
+        #[cfg(target_arch = "wasm32")]
+        warm::compile(&self.device, &missing).await;
+        for (k, v) in missing {
+            self.pipeline(k, v);
+        }
     }
 
     pub fn layout(&self, k: Kernel) -> &wgpu::BindGroupLayout {
@@ -407,7 +427,7 @@ impl Gpu {
     /// `dispatch` with the Params binding at `offset` bytes past where `bind` points (its dynamic offset).
     pub fn dispatch_at(&self, pass: &mut wgpu::ComputePass<'_>, kernel: Kernel, bind: &wgpu::BindGroup, offset: u32, params: &[u8]) {
         let (x, y) = self.workgroups(kernel.grid(params));
-        pass.set_pipeline(self.pipeline(kernel));
+        pass.set_pipeline(self.pipeline(kernel, kernel.variant(params)));
         pass.set_bind_group(0, bind, &[offset]);
         pass.dispatch_workgroups(x, y, 1);
     }
@@ -530,7 +550,7 @@ fn binding_type(bind: Bind) -> wgpu::BindingType {
 }
 
 /// The compute pipeline of `kernel` (its WGSL, its entry point) over `layout`.
-fn make_pipeline(device: &wgpu::Device, layout: &wgpu::BindGroupLayout, kernel: Kernel) -> wgpu::ComputePipeline {
+fn make_pipeline(device: &wgpu::Device, layout: &wgpu::BindGroupLayout, kernel: Kernel, variant: usize) -> wgpu::ComputePipeline {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name()),
         source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
@@ -545,7 +565,7 @@ fn make_pipeline(device: &wgpu::Device, layout: &wgpu::BindGroupLayout, kernel: 
         layout: Some(&pipeline_layout),
         module: &module,
         entry_point: Some(kernel.name()),
-        compilation_options: Default::default(),
+        compilation_options: wgpu::PipelineCompilationOptions { constants: kernel.variants()[variant], ..Default::default() },
         cache: None,
     })
 }

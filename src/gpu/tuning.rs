@@ -411,7 +411,7 @@ impl Tuning {
             Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
             Kernel::AttentionProbs | Kernel::GemvRef => false,
             // attention_rows's tunings run attention only for shapes it does not take (no GPT-2 size):
-            // it compiles on first use there.
+            // a model whose heads need it has it compiled at load by `Ops::prepare`.
             Kernel::Attention | Kernel::AttentionRows => k == self.attention_kernel,
             Kernel::Embed => !self.weights_in_textures,
             Kernel::EmbedTex => self.weights_in_textures,

@@ -10,13 +10,14 @@ use super::{Bind, Kernel};
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-/// Compile `kernels` on `device` side by side and wait (at most the GPU wait limit) until all are done.
-pub(super) async fn compile(device: &wgpu::Device, kernels: &[Kernel]) {
+/// Compile `kernels` (each a kernel and its variant: `Kernel::variants`) on `device` side by side and
+/// wait (at most the GPU wait limit) until all are done.
+pub(super) async fn compile(device: &wgpu::Device, kernels: &[(Kernel, usize)]) {
     let Some(d) = device.as_webgpu() else { return };
     let d: &JsValue = d.as_ref();
     let pending = Array::new();
-    for &k in kernels {
-        if let Ok(p) = start(d, k) {
+    for &(k, v) in kernels {
+        if let Ok(p) = start(d, k, v) {
             pending.push(&p);
         }
     }
@@ -66,8 +67,9 @@ pub(crate) fn layout_entries(k: Kernel) -> Array {
     entries
 }
 
-/// `createComputePipelineAsync` of `k` over `layout_entries(k)` (no constants, as `make_pipeline`).
-fn start(d: &JsValue, k: Kernel) -> Result<JsValue, JsValue> {
+/// `createComputePipelineAsync` of variant `v` of `k` as `make_pipeline` asks for it: `layout_entries(k)`,
+/// the same WGSL and entry point, and the variant's constants (which wgpu passes only where there are any).
+fn start(d: &JsValue, k: Kernel, v: usize) -> Result<JsValue, JsValue> {
     let bgl = Object::new();
     set(&bgl, "entries", layout_entries(k));
     let pl = Object::new();
@@ -77,8 +79,24 @@ fn start(d: &JsValue, k: Kernel) -> Result<JsValue, JsValue> {
     let stage = Object::new();
     set(&stage, "module", call(d, "createShaderModule", &sm)?);
     set(&stage, "entryPoint", k.name());
+    if let Some(c) = constants(k, v) {
+        set(&stage, "constants", c);
+    }
     let desc = Object::new();
     set(&desc, "layout", call(d, "createPipelineLayout", &pl)?);
     set(&desc, "compute", stage);
     call(d, "createComputePipelineAsync", &desc)
+}
+
+/// Variant `v`'s pipeline-overridable constants as a JS record (name -> value), None for the WGSL's own.
+/// Also what `kernelSources()` (web.rs) lists for each variant.
+pub(crate) fn constants(k: Kernel, v: usize) -> Option<Object> {
+    let given = k.variants()[v];
+    (!given.is_empty()).then(|| {
+        let c = Object::new();
+        for &(name, value) in given {
+            set(&c, name, value);
+        }
+        c
+    })
 }

@@ -520,29 +520,56 @@ pub(super) fn sample_kernel(kernel: Kernel, params: &[u8]) -> Kernel {
     Kernel::sample_second(&bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<SampleParams>()]))
 }
 
-/// Record `op` with the Params of set `set`: the kernel table gives the grid; a Linear op over few
-/// rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel. A
-/// folded layer norm records nothing on folding steps, and its linear op binds the residual stream.
+/// Record `op` with the Params of set `set`: the kernel table gives the grid.
 pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op, set: usize) {
     let params = arena.params(op, set);
-    let (kernel, bind) = match op.kind {
+    if let Some((kernel, bind)) = runs_as(gpu, op, params) {
+        gpu.dispatch_at(pass, kernel, bind, (set * arena.set_bytes()) as u32, params);
+    }
+}
+
+/// The kernel and bind group `op` runs as with `params`, or None where it records nothing: a Linear op
+/// over few rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel;
+/// a folded layer norm records nothing on folding steps, and its linear op binds the residual stream.
+fn runs_as<'o>(gpu: &Gpu, op: &'o Op, params: &[u8]) -> Option<(Kernel, &'o wgpu::BindGroup)> {
+    match op.kind {
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);
             let kernel = gpu.tuning.linear_kernel(p.m);
             let bind = if p.flags & (MM_LN | MM_MERGE) != 0 { op.bind_alt.as_ref().expect("an MM_LN or MM_MERGE op has its second bind group") } else { &op.bind };
-            (kernel, bind)
+            Some((kernel, bind))
         }
         OpKind::LayerNorm { folded: true, .. } => {
             let p: LayerNormParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<LayerNormParams>()]);
-            if gpu.tuning.folds_ln(p.rows) {
-                return;
-            }
-            (op.kernel, &op.bind)
+            (!gpu.tuning.folds_ln(p.rows)).then_some((op.kernel, &op.bind))
         }
-        OpKind::Sample => (sample_kernel(op.kernel, params), &op.bind),
+        OpKind::Sample => Some((sample_kernel(op.kernel, params), &op.bind)),
         // Both attention kernels bind the same buffers: the op's one bind group serves either.
-        OpKind::Attention { .. } => (gpu.tuning.attention_kernel_for(&bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<AttentionParams>()])), &op.bind),
-        _ => (op.kernel, &op.bind),
-    };
-    gpu.dispatch_at(pass, kernel, bind, (set * arena.set_bytes()) as u32, params);
+        OpKind::Attention { .. } => Some((gpu.tuning.attention_kernel_for(&bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<AttentionParams>()])), &op.bind)),
+        _ => Some((op.kernel, &op.bind)),
+    }
+}
+
+impl Ops {
+    /// Compile every pipeline variant the steps of this model dispatch: a decode step, the shortest
+    /// prompt the matmul kernel takes and the longest prompt (which between them reach the variants of
+    /// any other step's shapes: common/rows.wgsl's X_IN_WINDOW and X_ALIGNED). The device compiled its
+    /// kernels' defaults; the others are compiled here, at load, so that no step compiles.
+    pub async fn prepare(&self, gpu: &Gpu, cfg: &Gpt2Config) {
+        let p = cfg.n_positions as u32;
+        let mut needs: Vec<(Kernel, usize)> = Vec::new();
+        for t in [1, gpu.tuning.gemv_max_rows.saturating_add(1).min(p), p] {
+            let fr = Frame { t, pos0: 0, head_row0: t - 1, head_rows: 1 };
+            for op in self.step(false).chain(&self.embed_fed) {
+                let params = params_of(&op.kind, fr, cfg, &gpu.tuning);
+                if let Some((kernel, _)) = runs_as(gpu, op, &params) {
+                    let need = (kernel, kernel.variant(&params));
+                    if !needs.contains(&need) {
+                        needs.push(need);
+                    }
+                }
+            }
+        }
+        gpu.prepare(&needs).await;
+    }
 }
