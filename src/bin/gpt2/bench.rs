@@ -1,8 +1,9 @@
 //! `gpt2 bench`: prefill and decode speed of one or more weight formats in one process, on the device
 //! asked for. Prefill is one step over the prompt (`Engine::step`: the forward pass and the sampler);
 //! decode runs through the real generation loop (`Generation`: batches of K tokens per submit, two in
-//! flight), timed as the difference between generating 1 + D tokens and generating 1.
+//! flight), timed from the first token to the last of a generation of 1 + D tokens.
 
+use crate::generate::SamplingArgs;
 use crate::load::{device, load, Loaded};
 use clap::Args;
 use gpt2_webgpu::engine::{weight_bytes_per_token, AnyEngine, Engine};
@@ -37,25 +38,15 @@ pub struct BenchArgs {
     /// One JSON object per format and line instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// The sampling every step uses (prefill, decode, --profile), as `gpt2 generate` takes it; the
-    /// default is greedy. The page's default ("balanced") is --temperature 0.8 --top-k 40 --top-p 0.95
-    /// --repetition-penalty 1.1.
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
-    #[arg(long, default_value_t = 0)]
-    pub top_k: u32,
-    #[arg(long, default_value_t = 1.0)]
-    pub top_p: f32,
-    #[arg(long, default_value_t = 1.0)]
-    pub repetition_penalty: f32,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    // The sampling every step uses (prefill, decode, --profile); the default is greedy. The page's
+    // default ("balanced") is --temperature 0.8 --top-k 40 --top-p 0.95 --repetition-penalty 1.1.
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
 }
 
 pub fn bench(args: BenchArgs) -> Result<()> {
-    let BenchArgs { model: dir, weights, prompt_tokens, decode_tokens, profile, device: dev, json, temperature, top_k, top_p, repetition_penalty, seed } = args;
-    let sampling = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, alternatives: 0 };
-    sampling.validate()?;
+    let BenchArgs { model: dir, weights, prompt_tokens, decode_tokens, profile, device: dev, json, sampling } = args;
+    let sampling = sampling.params()?;
     let dev = device(&dev)?;
     let mut base: Option<(f64, f64)> = None;
     if !json {
@@ -122,7 +113,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
                 "threads": match &model { AnyEngine::Gpu(_) => serde_json::Value::Null, AnyEngine::Cpu(m) => m.threads().into() },
                 // The KV cache's format in use ("f16" pairs or "f32"): the tuning's `kv_cache` says only what is forced.
                 "kv_format": model.kv_format().name(),
-                "sampling": serde_json::json!({ "temperature": temperature, "top_k": top_k, "top_p": top_p, "repetition_penalty": repetition_penalty, "seed": seed }),
+                "sampling": serde_json::json!({ "temperature": sampling.temperature, "top_k": sampling.top_k, "top_p": sampling.top_p, "repetition_penalty": sampling.repetition_penalty, "seed": sampling.seed }),
                 "load_s": load_s,
                 "prompt_tokens": prompt.len(),
                 "decode_tokens": decode_tokens,

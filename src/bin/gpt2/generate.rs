@@ -10,16 +10,9 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
-/// Generate text, streamed to stdout; speed on stderr.
-#[derive(Args)]
-pub struct GenerateArgs {
-    /// A Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json).
-    #[arg(long)]
-    pub model: PathBuf,
-    #[arg(long, default_value = "")]
-    pub prompt: String,
-    #[arg(long, default_value_t = 50)]
-    pub max_new_tokens: usize,
+/// The sampling settings, as `gpt2 generate` and `gpt2 bench` take them (the JS API's names and defaults).
+#[derive(Args, Clone, Copy)]
+pub struct SamplingArgs {
     /// 0 = greedy (the default, as in the JS API); above 0 samples.
     #[arg(long, default_value_t = 0.0)]
     pub temperature: f32,
@@ -34,6 +27,30 @@ pub struct GenerateArgs {
     /// the same text here and in the browser.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+impl SamplingArgs {
+    /// The settings as the engine takes them, checked (a bad value is an error in words).
+    pub fn params(&self) -> Result<SamplingParams> {
+        let SamplingArgs { temperature, top_k, top_p, repetition_penalty, seed } = *self;
+        let sampling = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, alternatives: 0 };
+        sampling.validate()?;
+        Ok(sampling)
+    }
+}
+
+/// Generate text, streamed to stdout; speed on stderr.
+#[derive(Args)]
+pub struct GenerateArgs {
+    /// A Hugging Face GPT-2 folder (config.json, model.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value = "")]
+    pub prompt: String,
+    #[arg(long, default_value_t = 50)]
+    pub max_new_tokens: usize,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// Weight format when loading a Hugging Face folder: f32 (default), f16, q8 or q4.
     /// A package is already quantized and loads as stored.
     #[arg(long)]
@@ -47,9 +64,9 @@ pub struct GenerateArgs {
 }
 
 pub fn generate(args: GenerateArgs) -> Result<()> {
-    let GenerateArgs { model, prompt, max_new_tokens, temperature, top_k, top_p, repetition_penalty, seed, weights, ignore_eos, device: dev } = args;
-    let sampling = SamplingParams { temperature, top_k, top_p, repetition_penalty, seed, alternatives: 0 };
-    sampling.validate()?;
+    let GenerateArgs { model, prompt, max_new_tokens, sampling, weights, ignore_eos, device: dev } = args;
+    let sampling = sampling.params()?;
+    let seed = sampling.seed;
     let Loaded { mut model, tok } = load(&model, weights.as_deref(), device(&dev)?)?;
     let opts = GenerateOptions { max_new_tokens, sampling, stop_at_eos: !ignore_eos };
     let mut gen = Generation::new(&tok, model.config(), &prompt, opts)?;
