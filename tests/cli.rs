@@ -235,9 +235,16 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
         &["bench", "--device", "gpu", "--json", "--profile", "--model", s(&tiny_dir()), "--weights", "q8", "--prompt-tokens", "5", "--decode-tokens", "16"],
         &[("GPT2_TUNING", "gpu")],
     );
-    let (json, profile) = out.split_once('\n').expect("the JSON line, then the profile");
+    let (json, profiles) = out.split_once('\n').expect("the JSON line, then the profile");
     let o: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON object");
     assert_eq!(o["engine"], "gpu", "{o}");
+    // The decode step's profile, then the prompt step's (5 tokens: the matmul kernel, layer norms of
+    // their own, the logits of the last row only).
+    let (profile, prompt) = profiles.split_once("prompt step of 5 tokens").expect("the prompt step's profile after the decode step's");
+    let prompt_labels: Vec<&str> = prompt.lines().filter_map(|l| l.split_whitespace().next()).collect();
+    for want in ["layer_norm", "qkv", "attention", "fc+gelu", "logits", "sample_scan", "sample_best"] {
+        assert!(prompt_labels.contains(&want), "{want} missing from the prompt's profile:\n{prompt}");
+    }
     // q8 weights get the f16 KV cache (nothing forces another here).
     assert_eq!(o["kv_format"], "f16", "{o}");
     // The GPU tuning folds ln_1 into qkv, ln_2 into fc and ln_f into the logits on decode steps: the

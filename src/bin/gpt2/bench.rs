@@ -29,7 +29,7 @@ pub struct BenchArgs {
     pub prompt_tokens: usize,
     #[arg(long, default_value_t = 16)]
     pub decode_tokens: usize,
-    /// Also print where a decode step's time goes, op by op (GPU engine).
+    /// Also print where a decode step's time goes, op by op, then the prompt's step (GPU engine).
     #[arg(long)]
     pub profile: bool,
     /// auto (a real GPU if there is one, else the CPU engine), gpu or cpu.
