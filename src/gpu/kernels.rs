@@ -179,7 +179,7 @@ kernel_table! {
     }
     /// gemv for CPU adapters (the CPU tuning): one thread owns ROWS = 16 output rows and loads each chunk of X
     /// once for all of them; no workgroup memory, no barriers; W and its scales in textures, X through its
-    /// uniform window only (the host runs it where the rows of X lie there: Tuning::linear_kernel).
+    /// uniform window where the dispatch's rows lie there, else from storage (a pipeline variant each).
     GemvRows = "gemv_rows" {
         common: ["gelu", "linear", "texels", "rows"],
         bindings: LINEAR_TEXELS,
