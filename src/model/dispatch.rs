@@ -513,7 +513,7 @@ pub(super) fn record(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePas
 
 /// The kernel an op runs for its Params where that depends on them: the sampler's second pass
 /// (`Kernel::SamplePick` in the op list) runs `Kernel::sample_second`'s choice.
-pub(super) fn sample_kernel(kernel: Kernel, params: &[u8]) -> Kernel {
+fn sample_kernel(kernel: Kernel, params: &[u8]) -> Kernel {
     if kernel != Kernel::SamplePick {
         return kernel;
     }
@@ -531,7 +531,7 @@ pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::Compute
 /// The kernel and bind group `op` runs as with `params`, or None where it records nothing: a Linear op
 /// over few rows runs as the tuning's gemv kernel (one pass over W per row), more as its matmul kernel;
 /// a folded layer norm records nothing on folding steps, and its linear op binds the residual stream.
-fn runs_as<'o>(gpu: &Gpu, op: &'o Op, params: &[u8]) -> Option<(Kernel, &'o wgpu::BindGroup)> {
+pub(super) fn runs_as<'o>(gpu: &Gpu, op: &'o Op, params: &[u8]) -> Option<(Kernel, &'o wgpu::BindGroup)> {
     match op.kind {
         OpKind::Linear { .. } => {
             let p: MatmulParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<MatmulParams>()]);

@@ -225,7 +225,9 @@ impl Model {
         }
         let mut out: Vec<(String, usize, f64)> = Vec::new();
         for (op, &dt) in ops.iter().zip(&best) {
-            let label = op.kind.label(dispatch::sample_kernel(op.kernel, self.arena.params(op, 0)), tokens.len() as u32, &self.gpu.tuning);
+            // Named by the kernel the op ran as (the sampler's second pass, attention or attention_rows).
+            let ran = dispatch::runs_as(&self.gpu, op, self.arena.params(op, 0)).map_or(op.kernel, |(k, _)| k);
+            let label = op.kind.label(ran, tokens.len() as u32, &self.gpu.tuning);
             match out.iter_mut().find(|(l, _, _)| *l == label) {
                 Some(e) => {
                     e.1 += 1;
