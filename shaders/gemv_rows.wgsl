@@ -15,55 +15,74 @@
 // about 0.5 for a kernel that only loads W's words, when all were storage loads. With W and the scales
 // as texel fetches and X as uniform loads (one per chunk and thread, the address shared by the lanes),
 // 0.94-0.99 against 0.35-0.36 for the storage version in the same session (machine at load 7-8).
-// Rows past N are computed on row N - 1 (valid memory) and never stored. X is 0 past K, and every word
-// read past a row's K (the row's padding, the next row, or the last word where Restrict bounds checks
-// clamp) is a finite weight or zero padding, so it adds exactly 0.
+// W and its scales are tiled for this thread layout (common/texels.wgsl): the 8 threads' i-th rows lie
+// side by side. Rows past N read the last tile's zero rows and are never stored. X is 0 past K, and
+// the padding of a row's last chunk is zero, so it adds exactly 0.
 // Chunks of X, weight unpacking: common/rows.wgsl. Prompts (M > 1) go through matmul_rows.wgsl instead.
 // Dispatch: (ceil(N / (WG * ROWS)), M) workgroups of WG = 8 threads (one 256-bit SIMD vector of lavapipe:
 // a small workgroup keeps a 768-row matrix in 6 workgroups, so both cores of a 2-core machine work).
 
-const WG: u32 = 8u;
-const ROWS: u32 = 16u;
+// The tile's shape (common/texels.wgsl) is this thread layout.
+const WG: u32 = TILE_LANES;
+const ROWS: u32 = TILE_RUN;
 
-// W[n, k .. k + 32) . xc, one function per format (the format switch stays outside the loops).
-fn dot_f32(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    let o = n * p.w_stride + k;
+// Chunk . xc for the chunk whose first tiled word is w (chunk_word), one function per format (the
+// format switch stays outside the loops); q8/q4 before their scale.
+fn dot_f32(w: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    let t = w / 4u;
     var d = 0.0;
     for (var j = 0u; j < 8u; j++) {
-        let q = o + 4u * j;
-        d += dot(bitcast<vec4<f32>>(vec4<u32>(w_word(q), w_word(q + 1u), w_word(q + 2u), w_word(q + 3u))), xc[j]);
+        d += dot(bitcast<vec4<f32>>(w_texel(t + j)), xc[j]);
     }
     return d;
 }
 
-fn dot_f16(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    let o = n * p.w_stride + k / 2u;
+fn dot_f16(w: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    let t = w / 4u;
     var d = 0.0;
-    for (var j = 0u; j < 8u; j++) {
-        d += dot(vec4<f32>(unpack2x16float(w_word(o + 2u * j)), unpack2x16float(w_word(o + 2u * j + 1u))), xc[j]);
+    for (var j = 0u; j < 4u; j++) {
+        let a = w_texel(t + j);
+        d += dot(vec4<f32>(unpack2x16float(a.x), unpack2x16float(a.y)), xc[2u * j])
+           + dot(vec4<f32>(unpack2x16float(a.z), unpack2x16float(a.w)), xc[2u * j + 1u]);
     }
     return d;
 }
 
-// q8: a group of 32 weights is two vec4s of words.
-fn dot_q8(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    let o = (n * p.w_stride + k / 4u) / 4u;
-    let a = w_texel(o);
-    let b = w_texel(o + 1u);
-    let d = dot(q8x4(a.x), xc[0]) + dot(q8x4(a.y), xc[1]) + dot(q8x4(a.z), xc[2]) + dot(q8x4(a.w), xc[3])
-          + dot(q8x4(b.x), xc[4]) + dot(q8x4(b.y), xc[5]) + dot(q8x4(b.z), xc[6]) + dot(q8x4(b.w), xc[7]);
-    return d * scale_of(n, k);
+// q8: a chunk is two texels.
+fn dot_q8(w: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    let a = w_texel(w / 4u);
+    let b = w_texel(w / 4u + 1u);
+    return dot(q8x4(a.x), xc[0]) + dot(q8x4(a.y), xc[1]) + dot(q8x4(a.z), xc[2]) + dot(q8x4(a.w), xc[3])
+         + dot(q8x4(b.x), xc[4]) + dot(q8x4(b.y), xc[5]) + dot(q8x4(b.z), xc[6]) + dot(q8x4(b.w), xc[7]);
 }
 
-// q4: a group of 32 weights is one vec4 of words.
-fn dot_q4(n: u32, k: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    let a = w_texel((n * p.w_stride + k / 8u) / 4u);
+// q4: a chunk is one texel.
+fn dot_q4(w: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    let a = w_texel(w / 4u);
     var d = 0.0;
     for (var j = 0u; j < 4u; j++) {
         let v = q4x8(a[j]);
         d += dot(v[0], xc[2u * j]) + dot(v[1], xc[2u * j + 1u]);
     }
-    return d * scale_of(n, k);
+    return d;
+}
+
+// Row i of the thread's run, given its first row's chunk at word w and scale element e: the rows of a
+// run are TILE_LANES chunks (and scales) apart.
+fn q8_row(w: u32, e: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    return dot_q8(w + i * TILE_LANES * 8u, xc) * scale_at(e + i * TILE_LANES);
+}
+
+fn q4_row(w: u32, e: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    return dot_q4(w + i * TILE_LANES * 4u, xc) * scale_at(e + i * TILE_LANES);
+}
+
+fn f16_row(w: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    return dot_f16(w + i * TILE_LANES * 16u, xc);
+}
+
+fn f32_row(w: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    return dot_f32(w + i * TILE_LANES * 32u, xc);
 }
 
 @compute @workgroup_size(WG)
@@ -83,37 +102,43 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         case 2u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunk(xo, k);
-                a0 += vec4<f32>(dot_q8(row(n0, 0u), k, xc), dot_q8(row(n0, 1u), k, xc), dot_q8(row(n0, 2u), k, xc), dot_q8(row(n0, 3u), k, xc));
-                a1 += vec4<f32>(dot_q8(row(n0, 4u), k, xc), dot_q8(row(n0, 5u), k, xc), dot_q8(row(n0, 6u), k, xc), dot_q8(row(n0, 7u), k, xc));
-                a2 += vec4<f32>(dot_q8(row(n0, 8u), k, xc), dot_q8(row(n0, 9u), k, xc), dot_q8(row(n0, 10u), k, xc), dot_q8(row(n0, 11u), k, xc));
-                a3 += vec4<f32>(dot_q8(row(n0, 12u), k, xc), dot_q8(row(n0, 13u), k, xc), dot_q8(row(n0, 14u), k, xc), dot_q8(row(n0, 15u), k, xc));
+                let w = chunk_word(n0, k / 32u, 8u);
+                let e = scale_elem(n0, k / 32u);
+                a0 += vec4<f32>(q8_row(w, e, 0u, xc), q8_row(w, e, 1u, xc), q8_row(w, e, 2u, xc), q8_row(w, e, 3u, xc));
+                a1 += vec4<f32>(q8_row(w, e, 4u, xc), q8_row(w, e, 5u, xc), q8_row(w, e, 6u, xc), q8_row(w, e, 7u, xc));
+                a2 += vec4<f32>(q8_row(w, e, 8u, xc), q8_row(w, e, 9u, xc), q8_row(w, e, 10u, xc), q8_row(w, e, 11u, xc));
+                a3 += vec4<f32>(q8_row(w, e, 12u, xc), q8_row(w, e, 13u, xc), q8_row(w, e, 14u, xc), q8_row(w, e, 15u, xc));
             }
         }
         case 3u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunk(xo, k);
-                a0 += vec4<f32>(dot_q4(row(n0, 0u), k, xc), dot_q4(row(n0, 1u), k, xc), dot_q4(row(n0, 2u), k, xc), dot_q4(row(n0, 3u), k, xc));
-                a1 += vec4<f32>(dot_q4(row(n0, 4u), k, xc), dot_q4(row(n0, 5u), k, xc), dot_q4(row(n0, 6u), k, xc), dot_q4(row(n0, 7u), k, xc));
-                a2 += vec4<f32>(dot_q4(row(n0, 8u), k, xc), dot_q4(row(n0, 9u), k, xc), dot_q4(row(n0, 10u), k, xc), dot_q4(row(n0, 11u), k, xc));
-                a3 += vec4<f32>(dot_q4(row(n0, 12u), k, xc), dot_q4(row(n0, 13u), k, xc), dot_q4(row(n0, 14u), k, xc), dot_q4(row(n0, 15u), k, xc));
+                let w = chunk_word(n0, k / 32u, 4u);
+                let e = scale_elem(n0, k / 32u);
+                a0 += vec4<f32>(q4_row(w, e, 0u, xc), q4_row(w, e, 1u, xc), q4_row(w, e, 2u, xc), q4_row(w, e, 3u, xc));
+                a1 += vec4<f32>(q4_row(w, e, 4u, xc), q4_row(w, e, 5u, xc), q4_row(w, e, 6u, xc), q4_row(w, e, 7u, xc));
+                a2 += vec4<f32>(q4_row(w, e, 8u, xc), q4_row(w, e, 9u, xc), q4_row(w, e, 10u, xc), q4_row(w, e, 11u, xc));
+                a3 += vec4<f32>(q4_row(w, e, 12u, xc), q4_row(w, e, 13u, xc), q4_row(w, e, 14u, xc), q4_row(w, e, 15u, xc));
             }
         }
         case 1u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunk(xo, k);
-                a0 += vec4<f32>(dot_f16(row(n0, 0u), k, xc), dot_f16(row(n0, 1u), k, xc), dot_f16(row(n0, 2u), k, xc), dot_f16(row(n0, 3u), k, xc));
-                a1 += vec4<f32>(dot_f16(row(n0, 4u), k, xc), dot_f16(row(n0, 5u), k, xc), dot_f16(row(n0, 6u), k, xc), dot_f16(row(n0, 7u), k, xc));
-                a2 += vec4<f32>(dot_f16(row(n0, 8u), k, xc), dot_f16(row(n0, 9u), k, xc), dot_f16(row(n0, 10u), k, xc), dot_f16(row(n0, 11u), k, xc));
-                a3 += vec4<f32>(dot_f16(row(n0, 12u), k, xc), dot_f16(row(n0, 13u), k, xc), dot_f16(row(n0, 14u), k, xc), dot_f16(row(n0, 15u), k, xc));
+                let w = chunk_word(n0, k / 32u, 16u);
+                a0 += vec4<f32>(f16_row(w, 0u, xc), f16_row(w, 1u, xc), f16_row(w, 2u, xc), f16_row(w, 3u, xc));
+                a1 += vec4<f32>(f16_row(w, 4u, xc), f16_row(w, 5u, xc), f16_row(w, 6u, xc), f16_row(w, 7u, xc));
+                a2 += vec4<f32>(f16_row(w, 8u, xc), f16_row(w, 9u, xc), f16_row(w, 10u, xc), f16_row(w, 11u, xc));
+                a3 += vec4<f32>(f16_row(w, 12u, xc), f16_row(w, 13u, xc), f16_row(w, 14u, xc), f16_row(w, 15u, xc));
             }
         }
         default: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunk(xo, k);
-                a0 += vec4<f32>(dot_f32(row(n0, 0u), k, xc), dot_f32(row(n0, 1u), k, xc), dot_f32(row(n0, 2u), k, xc), dot_f32(row(n0, 3u), k, xc));
-                a1 += vec4<f32>(dot_f32(row(n0, 4u), k, xc), dot_f32(row(n0, 5u), k, xc), dot_f32(row(n0, 6u), k, xc), dot_f32(row(n0, 7u), k, xc));
-                a2 += vec4<f32>(dot_f32(row(n0, 8u), k, xc), dot_f32(row(n0, 9u), k, xc), dot_f32(row(n0, 10u), k, xc), dot_f32(row(n0, 11u), k, xc));
-                a3 += vec4<f32>(dot_f32(row(n0, 12u), k, xc), dot_f32(row(n0, 13u), k, xc), dot_f32(row(n0, 14u), k, xc), dot_f32(row(n0, 15u), k, xc));
+                let w = chunk_word(n0, k / 32u, 32u);
+                a0 += vec4<f32>(f32_row(w, 0u, xc), f32_row(w, 1u, xc), f32_row(w, 2u, xc), f32_row(w, 3u, xc));
+                a1 += vec4<f32>(f32_row(w, 4u, xc), f32_row(w, 5u, xc), f32_row(w, 6u, xc), f32_row(w, 7u, xc));
+                a2 += vec4<f32>(f32_row(w, 8u, xc), f32_row(w, 9u, xc), f32_row(w, 10u, xc), f32_row(w, 11u, xc));
+                a3 += vec4<f32>(f32_row(w, 12u, xc), f32_row(w, 13u, xc), f32_row(w, 14u, xc), f32_row(w, 15u, xc));
             }
         }
     }

@@ -10,48 +10,50 @@
 // where loads are what costs (common/rows.wgsl), this halves the time per token of a 32-token prompt
 // against gemv_rows (measured: q8 gpt2 matrices, 0.012 -> 0.023-0.025 GB of W per CPU-second at M = 32;
 // 8 tokens per thread were no faster). The tiled matmul's barriers cost more still on CPU adapters.
-// Tokens past M are computed on token M - 1 and never stored; rows past N likewise on row N - 1.
-// X is 0 past K, and words read past a row's K add exactly 0 (see gemv_rows.wgsl).
+// Tokens past M are computed on token M - 1 and never stored; rows past N read the last tile's zero
+// rows and are never stored. X is 0 past K, and a row's last chunk is zero-padded (see gemv_rows.wgsl).
 // Dispatch: (ceil(N / (WG * ROWS)), ceil(M / TM)) workgroups of WG = 8 threads.
 
-const WG: u32 = 8u;
-const ROWS: u32 = 16u;
+// The tile's shape (common/texels.wgsl) is this thread layout.
+const WG: u32 = TILE_LANES;
+const ROWS: u32 = TILE_RUN;
 const TM: u32 = 4u;
 
 // W[n, k .. k + 32) as f32 (q8/q4 with their scale applied), one function per format: the format switch
-// stays outside the loops.
+// stays outside the loops. The chunk's texels: common/texels.wgsl (chunk_word).
 fn w_f32(n: u32, k: u32) -> array<vec4<f32>, 8> {
-    let o = n * p.w_stride + k;
+    let t = chunk_word(n, k / 32u, 32u) / 4u;
     var c: array<vec4<f32>, 8>;
     for (var j = 0u; j < 8u; j++) {
-        let q = o + 4u * j;
-        c[j] = bitcast<vec4<f32>>(vec4<u32>(w_word(q), w_word(q + 1u), w_word(q + 2u), w_word(q + 3u)));
+        c[j] = bitcast<vec4<f32>>(w_texel(t + j));
     }
     return c;
 }
 
 fn w_f16(n: u32, k: u32) -> array<vec4<f32>, 8> {
-    let o = n * p.w_stride + k / 2u;
+    let t = chunk_word(n, k / 32u, 16u) / 4u;
     var c: array<vec4<f32>, 8>;
-    for (var j = 0u; j < 8u; j++) {
-        c[j] = vec4<f32>(unpack2x16float(w_word(o + 2u * j)), unpack2x16float(w_word(o + 2u * j + 1u)));
+    for (var j = 0u; j < 4u; j++) {
+        let a = w_texel(t + j);
+        c[2u * j] = vec4<f32>(unpack2x16float(a.x), unpack2x16float(a.y));
+        c[2u * j + 1u] = vec4<f32>(unpack2x16float(a.z), unpack2x16float(a.w));
     }
     return c;
 }
 
-// q8: a group of 32 weights is two vec4s of words (common/rows.wgsl).
+// q8: a chunk is two texels.
 fn w_q8(n: u32, k: u32) -> array<vec4<f32>, 8> {
-    let o = (n * p.w_stride + k / 4u) / 4u;
+    let t = chunk_word(n, k / 32u, 8u) / 4u;
     let s = scale_of(n, k);
-    let a = w_texel(o);
-    let b = w_texel(o + 1u);
+    let a = w_texel(t);
+    let b = w_texel(t + 1u);
     return array<vec4<f32>, 8>(q8x4(a.x) * s, q8x4(a.y) * s, q8x4(a.z) * s, q8x4(a.w) * s,
                                q8x4(b.x) * s, q8x4(b.y) * s, q8x4(b.z) * s, q8x4(b.w) * s);
 }
 
-// q4: one vec4 of words.
+// q4: one texel.
 fn w_q4(n: u32, k: u32) -> array<vec4<f32>, 8> {
-    let a = w_texel((n * p.w_stride + k / 8u) / 4u);
+    let a = w_texel(chunk_word(n, k / 32u, 4u) / 4u);
     let s = scale_of(n, k);
     var c: array<vec4<f32>, 8>;
     for (var j = 0u; j < 4u; j++) {
@@ -94,7 +96,7 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
                 for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_q8(row(n0, i), k);
+                    let wc = w_q8(n0 + i, k);
                     for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
                 }
             }
@@ -103,7 +105,7 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
                 for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_q4(row(n0, i), k);
+                    let wc = w_q4(n0 + i, k);
                     for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
                 }
             }
@@ -112,7 +114,7 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
                 for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_f16(row(n0, i), k);
+                    let wc = w_f16(n0 + i, k);
                     for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
                 }
             }
@@ -121,7 +123,7 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
                 for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_f32(row(n0, i), k);
+                    let wc = w_f32(n0 + i, k);
                     for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
                 }
             }

@@ -9,11 +9,23 @@ mod common;
 use common::{gpu, Rng};
 use gpt2_webgpu::reference::cpu;
 use gpt2_webgpu::gpu::params::*;
+use gpt2_webgpu::gpu::kernels::Bind;
+use gpt2_webgpu::gpu::texels::tile;
 use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
 
 fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
     bytemuck::cast_slice(v).to_vec()
+}
+/// W's words and scales as `kernel` binds them: in the textures' tiled order where it reads textures
+/// (gemv_rows, matmul_rows, embed_tex: gpu/texels.rs `tile`), else as packed.
+fn weight_bytes(kernel: Kernel, m: &PackedMatrix) -> (Vec<u8>, Vec<u8>) {
+    if matches!(kernel.bindings()[2].bind, Bind::Texels { .. }) {
+        let (w, s) = tile(m);
+        (bytes(&w), bytes(&s))
+    } else {
+        (bytes(&m.words), bytes(&m.scales))
+    }
 }
 fn floats(b: &[u8]) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(b)
@@ -120,9 +132,10 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
         merge_nb: 0,
         merge_hs: 0,
     };
-    let mut bufs = vec![bytes(&x), bytes(&packed.words), bytes(&packed.scales), bytes(&bias), bytes(&y0), bytes(&ln_g), bytes(&ln_b)];
+    let (w, scales) = weight_bytes(kernel, &packed);
+    let mut bufs = vec![bytes(&x), w, scales, bytes(&bias), bytes(&y0), bytes(&ln_g), bytes(&ln_b)];
     if kernel.bindings().len() == bufs.len() + 2 {
-        // gemv_rows and matmul_rows (W and the scales in textures: run_once makes them) also read X
+        // gemv_rows and matmul_rows (W and the scales tiled in textures: run_once makes them) also read X
         // through its uniform window, where their rows of X lie in its first 64 KB.
         bufs.push(bytes(&x));
     }
@@ -244,8 +257,9 @@ fn check_rows_kernel(kernel: Kernel, mut seed: u64, f32_shapes: &[(usize, usize,
 
 #[test]
 fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
-    // The CPU tuning's gemv: 16 rows per thread, 128 per workgroup, X in chunks of 32; W and the scales in
-    // textures. N below, at and past those (rows past N are computed on row N - 1 and must not be stored);
+    // The CPU tuning's gemv: 16 rows per thread, 128 per workgroup, X in chunks of 32; W and the scales
+    // tiled in textures (128-row tiles). N below, at and past those (rows past N read the last tile's
+    // zero rows and must not be stored); several tiles (N = 129, 131, 300);
     // K = 1, odd, under one chunk and ragged past many (words past a row's K must add exactly 0); M > 1.
     // X comes through the uniform window where the rows (from x_row0 = 1) end within its 16384 values,
     // aligned or not, up to exactly its end (K = 8192), and from storage past it, aligned or not (K = 8200
@@ -612,10 +626,11 @@ fn embed_matches(kernel: Kernel) {
                 wfmt: fmt.code(),
                 s_stride: chunk.s_stride() as u32,
             };
+            let (w, scales) = weight_bytes(kernel, &chunk);
             let out = pollster::block_on(g.run_once(
                 kernel,
                 bytemuck::bytes_of(&prm),
-                &[bytes(&ids), bytes(&chunk.words), bytes(&chunk.scales), bytes(&wpe), bytes(&x)],
+                &[bytes(&ids), w, scales, bytes(&wpe), bytes(&x)],
             ))
             .unwrap();
             let after = floats(&out[4]);

@@ -130,10 +130,17 @@ fn grids_cover_the_work_of_each_kernel() {
     for k in [Kernel::GemvRows, Kernel::MatmulRows] {
         assert!(k.source().contains(&window), "{}: common/rows.wgsl's X_WINDOW is X_WINDOW_BYTES / 16", k.name());
     }
-    let rows = format!("const ROWS: u32 = {}u;", gpt2_webgpu::gpu::kernels::GEMV_ROWS_PER_THREAD);
+    // The weight tiles are shaped by the rows kernels' thread layout: WG = TILE_LANES threads of ROWS =
+    // TILE_RUN rows each (common/texels.wgsl), the grid's and gpu/texels.rs's constants.
+    let run = format!("const TILE_RUN: u32 = {}u;", gpt2_webgpu::gpu::kernels::GEMV_ROWS_PER_THREAD);
+    let lanes = format!("const TILE_LANES: u32 = {}u;", gpt2_webgpu::gpu::kernels::ROWS_WORKGROUP);
     let tm = format!("const TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_TOKENS);
-    assert!(Kernel::GemvRows.source().contains(&rows), "gemv_rows.wgsl's ROWS is the grid's GEMV_ROWS_PER_THREAD");
-    assert!(Kernel::MatmulRows.source().contains(&rows), "matmul_rows.wgsl's ROWS is the grid's GEMV_ROWS_PER_THREAD");
+    for k in [Kernel::GemvRows, Kernel::MatmulRows] {
+        let src = k.source();
+        assert!(src.contains(&run) && src.contains("const ROWS: u32 = TILE_RUN;"), "{}: ROWS = TILE_RUN = GEMV_ROWS_PER_THREAD", k.name());
+        assert!(src.contains(&lanes) && src.contains("const WG: u32 = TILE_LANES;"), "{}: WG = TILE_LANES = ROWS_WORKGROUP", k.name());
+        assert!(src.contains("const TILE_ROWS: u32 = 128u;") && gpt2_webgpu::gpu::texels::TILE_ROWS == 128, "{}: TILE_ROWS", k.name());
+    }
     assert!(Kernel::MatmulRows.source().contains(&tm), "matmul_rows.wgsl's TM is the grid's MATMUL_ROWS_TOKENS");
     // gemv_ref (the bench's yardstick): 4 rows per thread, 64 threads per workgroup.
     assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&mm)), Grid::Xy(1, 65));

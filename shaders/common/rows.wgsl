@@ -1,5 +1,5 @@
 // common/rows.wgsl: what gemv_rows.wgsl and matmul_rows.wgsl (the CPU tuning's linear kernels) share:
-// X bound as vec4s and as a uniform window, 32-value chunks of X, weight word unpacking, row clamping.
+// X bound as vec4s and as a uniform window, 32-value chunks of X, weight word unpacking.
 // Needs common/linear.wgsl (Params, the other bindings) and common/texels.wgsl (W and its scales, in
 // textures).
 // Why these kernels load X in chunks once per thread and keep every loop free of format switches: on
@@ -74,9 +74,4 @@ fn q4x8(word: u32) -> array<vec4<f32>, 2> {
     let lo = vec4<f32>(vec4<u32>(word & 15u, (word >> 4u) & 15u, (word >> 8u) & 15u, (word >> 12u) & 15u)) - 8.0;
     let hi = vec4<f32>(vec4<u32>((word >> 16u) & 15u, (word >> 20u) & 15u, (word >> 24u) & 15u, word >> 28u)) - 8.0;
     return array<vec4<f32>, 2>(lo, hi);
-}
-
-// Row i of this thread's rows (n0 ..), clamped to the last row of W.
-fn row(n0: u32, i: u32) -> u32 {
-    return min(n0 + i, p.N - 1u);
 }

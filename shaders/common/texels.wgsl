@@ -7,54 +7,92 @@
 // per-lane branch. Measured over gpt2's decode matrices (q8, GB of W per CPU-second): W as
 // array<vec4<u32>> storage 0.43-0.45, W in an rgba32uint texture 1.02-1.12 (README, "CPU adapters").
 //
-// Layout (gpu::Gpu::texture_init, TEXTURE_WIDTH = 4096 texels per texture row): word i of W is component
-// i % 4 of texel t = i / 4 at (t % 4096, t / 4096) of an rgba32uint texture; word e of the scales (f16
-// pairs, as in the buffer) is the texel (e % 4096, e / 4096) of an r32uint texture. Texels past the data
-// are zero. The including kernel provides `p.w_stride`, `p.wfmt` and `p.s_stride`.
+// Layout (gpu/texels.rs: `tile` arranges the words, `Gpu::texels_init` writes them): W is cut into
+// chunks of 32 weights (cw words: 8 for q8, 4 for q4, 16 for f16, 32 for f32; a row's last chunk is
+// padded with zeros) and its rows into tiles of TILE_ROWS = 128 (the last tile padded with zero rows).
+// Tile b stores chunk 0 of its 128 rows, then chunk 1, ...; within a chunk, row n sits at slot
+// (n % 16) * 8 + (n / 16) % 8. That is the rows kernels' thread layout (a workgroup of TILE_LANES = 8
+// threads, thread l owning rows 16 l .. 16 l + 16 of its tile; gemv_rows.wgsl, matmul_rows.wgsl):
+// when the 8 threads of one SIMD vector fetch their i-th row's chunk, the 8 chunks lie side by side
+// (8 x 32 bytes for q8), and each thread's whole walk over W is one forward stream per workgroup.
+// Why: row-major, the 8 lanes of a gather were 16 rows apart and each thread walked 16 rows at once
+// (128 streams per vector); tiled, gpt2's q8 decode matrices streamed 2.35-2.8 GB/s against 1.5-2.1
+// row-major (tuning_gemv_q8_gb_s of `gpt2 bench`, alternating, load 1.6). The scales (f16) are tiled
+// the same way, one f16 per (row, chunk). Word i of the tiled words is component i % 4 of texel
+// t = i / 4 at (t % 4096, t / 4096) of an rgba32uint texture; word e of the tiled scales (f16 pairs)
+// the texel (e % 4096, e / 4096) of an r32uint texture. Texels past the data are zero.
+// The including kernel provides `p.w_stride` (words per row, untiled), `p.wfmt` and `p.s_stride`
+// (chunks per row of q8/q4).
 
-@group(0) @binding(2) var w: texture_2d<u32>;        // [N, w_stride] words in wfmt, 4 per texel
-@group(0) @binding(3) var scales: texture_2d<u32>;   // q8/q4 group scales, one word (an f16 pair) per texel
+@group(0) @binding(2) var w: texture_2d<u32>;        // [N, w_stride] words in wfmt, tiled, 4 per texel
+@group(0) @binding(3) var scales: texture_2d<u32>;   // q8/q4 group scales, tiled, one f16 pair per texel
 
-const TEX_SHIFT: u32 = 12u; // log2(TEXTURE_WIDTH)
+const TEX_SHIFT: u32 = 12u;  // log2(TEXTURE_WIDTH)
+const TILE_LANES: u32 = 8u;  // threads of a rows kernel's workgroup (gpu/texels.rs TILE_LANES)
+const TILE_RUN: u32 = 16u;   // rows each of them owns (TILE_RUN)
+const TILE_ROWS: u32 = 128u; // TILE_LANES * TILE_RUN
 
-// Texel t of W: words 4t .. 4t + 4.
+// Where row n sits within each chunk of its tile.
+fn tile_slot(n: u32) -> u32 {
+    return (n % TILE_RUN) * TILE_LANES + (n / TILE_RUN) % TILE_LANES;
+}
+
+// The first word of chunk c (weights 32 c .. 32 c + 32) of row n, for chunks of cw words (a constant
+// at every call). Row n + i of a thread's run (n % TILE_RUN == 0, i < TILE_RUN) is i * TILE_LANES * cw
+// words on.
+fn chunk_word(n: u32, c: u32, cw: u32) -> u32 {
+    let chunks = (p.w_stride + cw - 1u) / cw;
+    return ((n / TILE_ROWS) * chunks + c) * (TILE_ROWS * cw) + tile_slot(n) * cw;
+}
+
+// The scale element (an f16 index) of chunk c of row n; row n + i of a run is i * TILE_LANES on.
+fn scale_elem(n: u32, c: u32) -> u32 {
+    return ((n / TILE_ROWS) * p.s_stride + c) * TILE_ROWS + tile_slot(n);
+}
+
+// Texel t of W: tiled words 4t .. 4t + 4.
 fn w_texel(t: u32) -> vec4<u32> {
     return textureLoad(w, vec2<u32>(t & ((1u << TEX_SHIFT) - 1u), t >> TEX_SHIFT), 0);
 }
 
-// Word i of W (f16 and f32 rows, which need not start on a texel).
+// Tiled word i of W.
 fn w_word(i: u32) -> u32 {
     return w_texel(i / 4u)[i % 4u];
 }
 
-// The q8/q4 group scale of W[n, k].
-fn scale_of(n: u32, k: u32) -> f32 {
-    let e = n * p.s_stride + k / 32u;
+// Scale element e (scale_elem).
+fn scale_at(e: u32) -> f32 {
     let i = e / 2u;
     let pair = unpack2x16float(textureLoad(scales, vec2<u32>(i & ((1u << TEX_SHIFT) - 1u), i >> TEX_SHIFT), 0).x);
     return select(pair.x, pair.y, (e & 1u) == 1u);
 }
 
-// W[n, k] as f32, whatever its format (common/weights.wgsl's load_w over textures).
+// The q8/q4 group scale of W[n, k].
+fn scale_of(n: u32, k: u32) -> f32 {
+    return scale_at(scale_elem(n, k / 32u));
+}
+
+// W[n, k] as f32, whatever its format (common/weights.wgsl's load_w over the tiled textures).
 fn load_w(n: u32, k: u32) -> f32 {
-    let row = n * p.w_stride;
+    let c = k / 32u;
+    let j = k % 32u;
     switch p.wfmt {
         case 1u: {
-            let pair = unpack2x16float(w_word(row + k / 2u));
-            return select(pair.x, pair.y, (k & 1u) == 1u);
+            let pair = unpack2x16float(w_word(chunk_word(n, c, 16u) + j / 2u));
+            return select(pair.x, pair.y, (j & 1u) == 1u);
         }
         case 2u: {
-            let word = w_word(row + k / 4u);
-            let q = (bitcast<i32>(word << (24u - 8u * (k & 3u)))) >> 24u;
+            let word = w_word(chunk_word(n, c, 8u) + j / 4u);
+            let q = (bitcast<i32>(word << (24u - 8u * (j & 3u)))) >> 24u;
             return f32(q) * scale_of(n, k);
         }
         case 3u: {
-            let word = w_word(row + k / 8u);
-            let q = (word >> (4u * (k & 7u))) & 15u;
+            let word = w_word(chunk_word(n, c, 4u) + j / 8u);
+            let q = (word >> (4u * (j & 7u))) & 15u;
             return (f32(q) - 8.0) * scale_of(n, k);
         }
         default: {
-            return bitcast<f32>(w_word(row + k));
+            return bitcast<f32>(w_word(chunk_word(n, c, 32u) + j));
         }
     }
 }

@@ -19,17 +19,23 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, kernel: Kernel, bytes: u64, k: u32, reps: 
     let (w_stride, s_stride) = (fmt.w_stride(k as usize) as u32, fmt.s_stride(k as usize) as u32);
     let row_bytes = 4 * w_stride as u64 + 2 * s_stride as u64;
     let n = ((bytes / row_bytes) as u32).max(1);
+    // W and the scales where `kernel` reads them: textures (gemv_rows; tiled, gpu/texels.rs) or storage
+    // buffers, as many words as the model's matrix of this shape takes there.
+    let textures = matches!(kernel.bindings()[2].bind, Bind::Texels { .. });
+    let (n_words, n_scales) = if textures {
+        super::texels::tiled_words(fmt, n as usize, k as usize)
+    } else {
+        (n as usize * w_stride as usize, (n as usize * s_stride as usize).div_ceil(2))
+    };
     // Deterministic filler: an LCG's words; scales 2^-7 (f16 0x2000) so sums stay finite.
     let mut s = 0x9E37_79B9u32;
-    let words: Vec<u32> = (0..n as usize * w_stride as usize)
+    let words: Vec<u32> = (0..n_words)
         .map(|_| {
             s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             s
         })
         .collect();
-    let scales = vec![0x2000_2000u32; (n as usize * s_stride as usize).div_ceil(2)];
-    // W and the scales where `kernel` reads them: textures (gemv_rows) or storage buffers.
-    let textures = matches!(kernel.bindings()[2].bind, Bind::Texels { .. });
+    let scales = vec![0x2000_2000u32; n_scales];
     let (w, sc) = if textures {
         (Err(gpu.texels_init("bench.w", &words, 4)?), Err(gpu.texels_init("bench.scales", &scales, 1)?))
     } else {

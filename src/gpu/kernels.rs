@@ -183,7 +183,7 @@ kernel_table! {
     GemvRows = "gemv_rows" {
         common: ["gelu", "linear", "texels", "rows"],
         bindings: LINEAR_TEXELS,
-        workgroup: [8, 1, 1],
+        workgroup: [ROWS_WORKGROUP, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m) },
         variants: ROWS_VARIANTS,
         pick: rows_variant,
@@ -193,7 +193,7 @@ kernel_table! {
     MatmulRows = "matmul_rows" {
         common: ["gelu", "linear", "texels", "rows"],
         bindings: LINEAR_TEXELS,
-        workgroup: [8, 1, 1],
+        workgroup: [ROWS_WORKGROUP, 1, 1],
         grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
         variants: ROWS_VARIANTS,
         pick: rows_variant,
@@ -284,8 +284,12 @@ fn rows_variant(params: &[u8]) -> usize {
     2 * usize::from(unaligned) + usize::from(outside)
 }
 
-/// Output rows per thread of gemv_rows and matmul_rows (their WGSL `ROWS`).
+/// Output rows per thread of gemv_rows and matmul_rows (their WGSL `ROWS` = common/texels.wgsl's
+/// `TILE_RUN`: the weight textures' tiles are shaped by these kernels' thread layout).
 pub const GEMV_ROWS_PER_THREAD: u32 = 16;
+/// Threads per workgroup of gemv_rows and matmul_rows (their WGSL `WG` = common/texels.wgsl's
+/// `TILE_LANES`): one 8-lane SIMD vector of lavapipe.
+pub const ROWS_WORKGROUP: u32 = 8;
 /// Output rows per thread of gemv_ref (its WGSL `RT`).
 pub const GEMV_REF_ROWS_PER_THREAD: u32 = 4;
 /// Tokens per thread of matmul_rows (its WGSL `TM`).

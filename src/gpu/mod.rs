@@ -436,7 +436,8 @@ impl Gpu {
 impl Gpu {
     /// Run one kernel once on fresh buffers and return the final contents of every binding after the
     /// params (in binding order); the grid comes from the kernel table. A `Bind::Texels` binding gets a
-    /// texture of the bytes' words (and gives them back unchanged), a `Bind::Window` one the uniform
+    /// texture of the bytes' words, which must already be in the textures' order (`texels::tile`), and
+    /// gives them back unchanged, a `Bind::Window` one the uniform
     /// window of its own buffer. For kernel tests and tools: it
     /// allocates, so the model never uses it.
     pub async fn run_once(&self, kernel: Kernel, params: &[u8], buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {

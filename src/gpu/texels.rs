@@ -2,14 +2,69 @@
 //! load is a scalar loop over the SIMD lanes, a texel fetch one gather (README, "CPU adapters"), so
 //! gemv_rows, matmul_rows and embed_tex read W and its scales with textureLoad (shaders/common/texels.wgsl).
 //!
-//! Layout: a matrix's u32 words in row-major order, `words` per texel (4: rgba32uint for W, 1: r32uint
-//! for the f16 pairs of scales), TEXTURE_WIDTH texels per texture row: word i is in texel t = i / words
-//! at (t % TEXTURE_WIDTH, t / TEXTURE_WIDTH). The height is the adapter's `max_texture_dimension_2d` at
-//! most (8192 by default: 512 MB of rgba32uint), checked before anything is created.
+//! Layout: a matrix's words tiled by `tile` (128-row tiles, 32-weight chunks: common/texels.wgsl says
+//! how and why), `words` per texel (4: rgba32uint for W, 1: r32uint for the f16 pairs of scales),
+//! TEXTURE_WIDTH texels per texture row: tiled word i is in texel t = i / words at (t % TEXTURE_WIDTH,
+//! t / TEXTURE_WIDTH). The height is the adapter's `max_texture_dimension_2d` at most (8192 by default:
+//! 512 MB of rgba32uint), checked before anything is created.
 
-use super::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
+use super::kernels::{GEMV_ROWS_PER_THREAD, ROWS_WORKGROUP, TEXTURE_WIDTH, X_WINDOW_BYTES};
 use super::Gpu;
 use crate::error::{Error, Result};
+use crate::quant::{PackedMatrix, WeightFormat};
+
+/// Threads of a rows kernel's workgroup (common/texels.wgsl TILE_LANES; gemv_rows/matmul_rows WG).
+pub const TILE_LANES: usize = ROWS_WORKGROUP as usize;
+/// Rows each of them owns (TILE_RUN; the kernels' ROWS).
+pub const TILE_RUN: usize = GEMV_ROWS_PER_THREAD as usize;
+/// Rows per tile.
+pub const TILE_ROWS: usize = TILE_LANES * TILE_RUN;
+/// Weights per chunk (a q8/q4 group).
+const CHUNK: usize = 32;
+
+/// Where row n sits within each chunk of its tile (common/texels.wgsl `tile_slot`).
+fn tile_slot(n: usize) -> usize {
+    (n % TILE_RUN) * TILE_LANES + (n / TILE_RUN) % TILE_LANES
+}
+
+/// Words per 32-weight chunk of `format`, and chunks per row of K weights.
+fn chunking(format: WeightFormat, k: usize) -> (usize, usize) {
+    let cw = CHUNK / format.per_word();
+    (cw, format.w_stride(k).div_ceil(cw))
+}
+
+/// Words and scale words (f16 pairs; 0 without scales) of W [n, k] in `format` once tiled: whole
+/// tiles of whole chunks.
+pub fn tiled_words(format: WeightFormat, n: usize, k: usize) -> (usize, usize) {
+    let (cw, chunks) = chunking(format, k);
+    let tiles = n.div_ceil(TILE_ROWS);
+    (tiles * chunks * TILE_ROWS * cw, (tiles * format.s_stride(k) * TILE_ROWS).div_ceil(2))
+}
+
+/// W's words and scales in the textures' tiled order (common/texels.wgsl): tile by tile, chunk by chunk,
+/// the tile's rows in slot order; zero rows pad the last tile and zero words each row's last chunk.
+/// Matrices without scales keep their (empty) scales.
+pub fn tile(m: &PackedMatrix) -> (Vec<u32>, Vec<u32>) {
+    let (cw, chunks) = chunking(m.format, m.k);
+    let (ws, ss) = (m.w_stride(), m.s_stride());
+    let (nw, ns) = tiled_words(m.format, m.n, m.k);
+    let mut words = vec![0u32; nw];
+    let mut scales = vec![0u32; if ss == 0 { 0 } else { ns }];
+    for n in 0..m.n {
+        let (tile, slot) = (n / TILE_ROWS, tile_slot(n));
+        let row = &m.words[n * ws..(n + 1) * ws];
+        for (c, src) in row.chunks(cw).enumerate() {
+            let at = ((tile * chunks + c) * TILE_ROWS + slot) * cw;
+            words[at..at + src.len()].copy_from_slice(src);
+        }
+        for c in 0..ss {
+            let (from, to) = (n * ss + c, (tile * ss + c) * TILE_ROWS + slot);
+            let half = (m.scales[from / 2] >> (16 * (from % 2))) & 0xffff;
+            scales[to / 2] |= half << (16 * (to % 2));
+        }
+    }
+    (words, scales)
+}
 
 /// A matrix's words in a texture.
 pub struct Texels {

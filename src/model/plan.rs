@@ -8,7 +8,7 @@ use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 use crate::gpu::params::{attention_part_stride, SAMPLE_OUT_WORDS};
 use crate::gpu::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
-use crate::gpu::texels::texture_rows;
+use crate::gpu::texels::{texture_rows, tiled_words, TILE_ROWS};
 use crate::gpu::{Gpu, KvFormat, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK};
 use crate::quant::WeightFormat;
 use crate::weights::{stored_format, Role};
@@ -55,9 +55,16 @@ impl WeightLimits {
 pub fn wte_chunks_within(cfg: &Gpt2Config, format: WeightFormat, limits: WeightLimits) -> Result<Vec<(usize, usize)>> {
     let row = format.row_bytes(cfg.n_embd) as u64;
     let srow = (format.s_stride(cfg.n_embd) as u64 * 2).max(1);
-    let rows = (limits.words / row).min(limits.scales / srow) as usize;
+    let rows = if limits.textures {
+        // Whole tiles (gpu/texels.rs): every chunk of wte is tiled on its own, its last tile padded.
+        let (w, s) = tiled_words(format, TILE_ROWS, cfg.n_embd);
+        ((limits.words / (4 * w as u64)).min(limits.scales / (4 * s as u64).max(1)) * TILE_ROWS as u64) as usize
+    } else {
+        (limits.words / row).min(limits.scales / srow) as usize
+    };
     if rows == 0 {
-        return Err(Error::TooLarge(format!("one row of wte ({row} bytes) exceeds the {}-byte {} limit", limits.words, limits.what())));
+        let what = if limits.textures { format!("one tile of {TILE_ROWS} rows of wte") } else { format!("one row of wte ({row} bytes)") };
+        return Err(Error::TooLarge(format!("{what} exceeds the {}-byte {} limit", limits.words, limits.what())));
     }
     let mut out = Vec::new();
     let mut lo = 0;
@@ -88,22 +95,24 @@ pub fn buffer_plan_within(cfg: &Gpt2Config, format: WeightFormat, max_binding: u
     let wf = stored_format(Role::Embedding, format);
     // The weight entries, checked against `weights` at the end.
     let mut matrices = Vec::new();
-    // What `bytes` of words cost where they live: in a texture, whole texture rows of 4 words (W) or 1
-    // word (scales) per texel (gpu/texels.rs).
-    let alloc = |bytes: u64, words_per_texel: u32| {
+    // What the words and scales of W [n, k] in `wf` cost where they live: in a texture, whole tiles
+    // (gpu/texels.rs) in whole texture rows of 4 words (W) or 1 word (scales) per texel.
+    let alloc = |wf: WeightFormat, n: u64, k: usize| {
         if weights.textures {
-            texture_rows(bytes / 4, words_per_texel) * TEXTURE_WIDTH as u64 * words_per_texel as u64 * 4
+            let (w, s) = tiled_words(wf, n as usize, k);
+            let texture = |words: u64, per: u32| texture_rows(words, per) * TEXTURE_WIDTH as u64 * per as u64 * 4;
+            (texture(w as u64, 4), texture(s as u64, 1))
         } else {
-            bytes
+            (n * wf.row_bytes(k) as u64, scale_bytes(n * wf.s_stride(k) as u64))
         }
     };
     for (i, (lo, hi)) in wte_chunks_within(cfg, wf, weights)?.into_iter().enumerate() {
-        let rows = (hi - lo) as u64;
-        matrices.push((format!("wte[{i}]"), alloc(rows * wf.row_bytes(cfg.n_embd) as u64, 4), weights.words));
-        matrices.push((format!("wte[{i}].scales"), alloc(scale_bytes(rows * wf.s_stride(cfg.n_embd) as u64), 1), weights.scales));
+        let (w, s) = alloc(wf, (hi - lo) as u64, cfg.n_embd);
+        matrices.push((format!("wte[{i}]"), w, weights.words));
+        matrices.push((format!("wte[{i}].scales"), s, weights.scales));
     }
     out.push(("wpe".into(), p * c * 4));
-    let mat = |n: u64, k: usize| (alloc(n * format.row_bytes(k) as u64, 4), alloc(scale_bytes(n * format.s_stride(k) as u64), 1));
+    let mat = |n: u64, k: usize| alloc(format, n, k);
     for l in 0..cfg.n_layer {
         for (name, n, k) in [("attn.c_attn", 3 * c, cfg.n_embd), ("attn.c_proj", c, cfg.n_embd), ("mlp.c_fc", f, cfg.n_embd), ("mlp.c_proj", c, cfg.n_inner)] {
             let (w, s) = mat(n, k);

@@ -10,6 +10,7 @@ use super::plan::{buffer_plan_within, head_rows, kv_cache_bytes, wte_chunks_with
 use super::Model;
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
+use crate::gpu::texels::tile;
 use crate::gpu::{whole, Gpu, KvFormat, Texels};
 use crate::quant::{PackedMatrix, WeightFormat};
 use crate::weights::{check_next, tensor_specs, Role, TensorData, TensorSpec};
@@ -31,16 +32,6 @@ pub(super) enum Store {
 }
 
 impl Store {
-    /// `words` in a texture of `words_per_texel` where the tuning keeps weights in textures, else in a
-    /// storage buffer.
-    fn upload(gpu: &Gpu, label: &str, words: &[u32], words_per_texel: u32) -> Result<Store> {
-        if gpu.tuning.weights_in_textures {
-            Ok(Store::Texels(Box::new(gpu.texels_init(label, words, words_per_texel)?)))
-        } else {
-            Ok(Store::Buffer(gpu.storage_init(label, bytemuck::cast_slice(words))?))
-        }
-    }
-
     /// How a bind group binds it.
     pub fn binding(&self) -> wgpu::BindingResource<'_> {
         match self {
@@ -68,18 +59,27 @@ impl Store {
 
 /// A weight matrix on the GPU: W [N, K] out-major in `format` (see quant.rs).
 pub(super) struct GpuMatrix {
-    pub w: Store,      // [N, w_stride] u32 words (4 per texel in a texture)
-    pub scales: Store, // [N, s_stride] f16 pairs (q8/q4; a 16-byte placeholder otherwise; 1 word per texel)
+    pub w: Store,      // [N, w_stride] u32 words (tiled, 4 per texel, in a texture)
+    pub scales: Store, // [N, s_stride] f16 pairs (q8/q4; a 16-byte placeholder otherwise; tiled, 1 word per texel)
     pub n: u32,
     pub k: u32,
     format: WeightFormat,
 }
 
 impl GpuMatrix {
+    /// `m` in textures, tiled (gpu/texels.rs `tile`), where the tuning keeps weights in textures, else in
+    /// storage buffers as packed.
     fn upload(gpu: &Gpu, label: &str, m: &PackedMatrix) -> Result<Self> {
+        let slabel = format!("{label}.scales");
+        let (w, scales) = if gpu.tuning.weights_in_textures {
+            let (w, scales) = tile(m);
+            (Store::Texels(Box::new(gpu.texels_init(label, &w, 4)?)), Store::Texels(Box::new(gpu.texels_init(&slabel, &scales, 1)?)))
+        } else {
+            (Store::Buffer(gpu.storage_init(label, bytemuck::cast_slice(&m.words))?), Store::Buffer(gpu.storage_init(&slabel, bytemuck::cast_slice(&m.scales))?))
+        };
         Ok(GpuMatrix {
-            w: Store::upload(gpu, label, &m.words, 4)?,
-            scales: Store::upload(gpu, &format!("{label}.scales"), &m.scales, 1)?,
+            w,
+            scales,
             n: m.n as u32,
             k: m.k as u32,
             format: m.format,
