@@ -67,14 +67,14 @@ fn dot_q4(w: u32, xc: array<vec4<f32>, 8>) -> f32 {
     return d;
 }
 
-// Row i of the thread's run, given its first row's chunk at word w and scale element e: the rows of a
-// run are TILE_LANES chunks (and scales) apart.
-fn q8_row(w: u32, e: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    return dot_q8(w + i * TILE_LANES * 8u, xc) * scale_at(e + i * TILE_LANES);
+// Row i of the thread's run, given its first row's chunk at word w: the rows of a run are TILE_LANES
+// chunks apart. (q8/q4 before their scales: run_scales.)
+fn q8_row(w: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    return dot_q8(w + i * TILE_LANES * 8u, xc);
 }
 
-fn q4_row(w: u32, e: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
-    return dot_q4(w + i * TILE_LANES * 4u, xc) * scale_at(e + i * TILE_LANES);
+fn q4_row(w: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
+    return dot_q4(w + i * TILE_LANES * 4u, xc);
 }
 
 fn f16_row(w: u32, i: u32, xc: array<vec4<f32>, 8>) -> f32 {
@@ -103,22 +103,22 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunk(xo, k);
                 let w = chunk_word(n0, k / 32u, 8u);
-                let e = scale_elem(n0, k / 32u);
-                a0 += vec4<f32>(q8_row(w, e, 0u, xc), q8_row(w, e, 1u, xc), q8_row(w, e, 2u, xc), q8_row(w, e, 3u, xc));
-                a1 += vec4<f32>(q8_row(w, e, 4u, xc), q8_row(w, e, 5u, xc), q8_row(w, e, 6u, xc), q8_row(w, e, 7u, xc));
-                a2 += vec4<f32>(q8_row(w, e, 8u, xc), q8_row(w, e, 9u, xc), q8_row(w, e, 10u, xc), q8_row(w, e, 11u, xc));
-                a3 += vec4<f32>(q8_row(w, e, 12u, xc), q8_row(w, e, 13u, xc), q8_row(w, e, 14u, xc), q8_row(w, e, 15u, xc));
+                let sc = run_scales(scale_elem(n0, k / 32u));
+                a0 += vec4<f32>(q8_row(w, 0u, xc), q8_row(w, 1u, xc), q8_row(w, 2u, xc), q8_row(w, 3u, xc)) * sc[0];
+                a1 += vec4<f32>(q8_row(w, 4u, xc), q8_row(w, 5u, xc), q8_row(w, 6u, xc), q8_row(w, 7u, xc)) * sc[1];
+                a2 += vec4<f32>(q8_row(w, 8u, xc), q8_row(w, 9u, xc), q8_row(w, 10u, xc), q8_row(w, 11u, xc)) * sc[2];
+                a3 += vec4<f32>(q8_row(w, 12u, xc), q8_row(w, 13u, xc), q8_row(w, 14u, xc), q8_row(w, 15u, xc)) * sc[3];
             }
         }
         case 3u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunk(xo, k);
                 let w = chunk_word(n0, k / 32u, 4u);
-                let e = scale_elem(n0, k / 32u);
-                a0 += vec4<f32>(q4_row(w, e, 0u, xc), q4_row(w, e, 1u, xc), q4_row(w, e, 2u, xc), q4_row(w, e, 3u, xc));
-                a1 += vec4<f32>(q4_row(w, e, 4u, xc), q4_row(w, e, 5u, xc), q4_row(w, e, 6u, xc), q4_row(w, e, 7u, xc));
-                a2 += vec4<f32>(q4_row(w, e, 8u, xc), q4_row(w, e, 9u, xc), q4_row(w, e, 10u, xc), q4_row(w, e, 11u, xc));
-                a3 += vec4<f32>(q4_row(w, e, 12u, xc), q4_row(w, e, 13u, xc), q4_row(w, e, 14u, xc), q4_row(w, e, 15u, xc));
+                let sc = run_scales(scale_elem(n0, k / 32u));
+                a0 += vec4<f32>(q4_row(w, 0u, xc), q4_row(w, 1u, xc), q4_row(w, 2u, xc), q4_row(w, 3u, xc)) * sc[0];
+                a1 += vec4<f32>(q4_row(w, 4u, xc), q4_row(w, 5u, xc), q4_row(w, 6u, xc), q4_row(w, 7u, xc)) * sc[1];
+                a2 += vec4<f32>(q4_row(w, 8u, xc), q4_row(w, 9u, xc), q4_row(w, 10u, xc), q4_row(w, 11u, xc)) * sc[2];
+                a3 += vec4<f32>(q4_row(w, 12u, xc), q4_row(w, 13u, xc), q4_row(w, 14u, xc), q4_row(w, 15u, xc)) * sc[3];
             }
         }
         case 1u: {

@@ -20,7 +20,7 @@ fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
 /// W's words and scales as `kernel` binds them: in the textures' tiled order where it reads textures
 /// (gemv_rows, matmul_rows, embed_tex: gpu/texels.rs `tile`), else as packed.
 fn weight_bytes(kernel: Kernel, m: &PackedMatrix) -> (Vec<u8>, Vec<u8>) {
-    if matches!(kernel.bindings()[2].bind, Bind::Texels { .. }) {
+    if matches!(kernel.bindings()[2].bind, Bind::Texels) {
         let (w, s) = tile(m);
         (bytes(&w), bytes(&s))
     } else {

@@ -56,12 +56,11 @@ fn every_kernel_validates_as_assembled_and_matches_its_table_row() {
                     },
                     naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Bind::ReadWrite,
                     naga::AddressSpace::Storage { .. } => Bind::Read,
-                    // A texture of u32 words read with textureLoad: how many words a texel holds is the
-                    // uploader's (the WGSL type is the same for rgba32uint and r32uint), so the table's is kept.
+                    // A texture of u32 words read with textureLoad (rgba32uint).
                     naga::AddressSpace::Handle => match ty {
                         naga::TypeInner::Image { dim: naga::ImageDimension::D2, arrayed: false, class: naga::ImageClass::Sampled { kind: naga::ScalarKind::Uint, multi: false } } => {
                             match d.bindings.get(b.binding as usize).map(|t| t.bind) {
-                                Some(t @ Bind::Texels { words: 1 | 4 }) => t,
+                                Some(Bind::Texels) => Bind::Texels,
                                 other => panic!("{name}: binding {} is a texture of u32 in the WGSL, {other:?} in the table", b.binding),
                             }
                         }

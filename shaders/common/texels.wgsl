@@ -17,15 +17,17 @@
 // (8 x 32 bytes for q8), and each thread's whole walk over W is one forward stream per workgroup.
 // Why: row-major, the 8 lanes of a gather were 16 rows apart and each thread walked 16 rows at once
 // (128 streams per vector); tiled, gpt2's q8 decode matrices streamed 2.35-2.8 GB/s against 1.5-2.1
-// row-major (tuning_gemv_q8_gb_s of `gpt2 bench`, alternating, load 1.6). The scales (f16) are tiled
-// the same way, one f16 per (row, chunk). Word i of the tiled words is component i % 4 of texel
-// t = i / 4 at (t % 4096, t / 4096) of an rgba32uint texture; word e of the tiled scales (f16 pairs)
-// the texel (e % 4096, e / 4096) of an r32uint texture. Texels past the data are zero.
+// row-major (tuning_gemv_q8_gb_s of `gpt2 bench`, alternating, load 1.6). The scales (one f16 per row
+// and chunk) are tiled by the same tiles and chunks, but within a chunk each thread's run of 16 rows
+// is contiguous (lane l's scales at 16 l ..): 8 words, two texels, so a thread fetches its 16 scales
+// of a chunk in two gathers rather than 16. Word i of the tiled words (or of the tiled scales, f16
+// pairs) is component i % 4 of texel t = i / 4 at (t % 4096, t / 4096) of an rgba32uint texture.
+// Texels past the data are zero.
 // The including kernel provides `p.w_stride` (words per row, untiled), `p.wfmt` and `p.s_stride`
 // (chunks per row of q8/q4).
 
 @group(0) @binding(2) var w: texture_2d<u32>;        // [N, w_stride] words in wfmt, tiled, 4 per texel
-@group(0) @binding(3) var scales: texture_2d<u32>;   // q8/q4 group scales, tiled, one f16 pair per texel
+@group(0) @binding(3) var scales: texture_2d<u32>;   // q8/q4 group scales (f16 pairs), tiled, 4 words per texel
 
 const TEX_SHIFT: u32 = 12u;  // log2(TEXTURE_WIDTH)
 const TILE_LANES: u32 = 8u;  // threads of a rows kernel's workgroup (gpu/texels.rs TILE_LANES)
@@ -45,9 +47,24 @@ fn chunk_word(n: u32, c: u32, cw: u32) -> u32 {
     return ((n / TILE_ROWS) * chunks + c) * (TILE_ROWS * cw) + tile_slot(n) * cw;
 }
 
-// The scale element (an f16 index) of chunk c of row n; row n + i of a run is i * TILE_LANES on.
+// The scale element (an f16 index) of chunk c of row n. A thread's run of rows (n % TILE_RUN == 0) has
+// its 16 scales at elements e .. e + 16: texels e / 8 and e / 8 + 1 (run_scales).
 fn scale_elem(n: u32, c: u32) -> u32 {
-    return ((n / TILE_ROWS) * p.s_stride + c) * TILE_ROWS + tile_slot(n);
+    return (((n / TILE_ROWS) * p.s_stride + c) * TILE_LANES + (n / TILE_RUN) % TILE_LANES) * TILE_RUN + n % TILE_RUN;
+}
+
+// Texel t of the scales: elements 8t .. 8t + 8.
+fn scale_texel(t: u32) -> vec4<u32> {
+    return textureLoad(scales, vec2<u32>(t & ((1u << TEX_SHIFT) - 1u), t >> TEX_SHIFT), 0);
+}
+
+// The 16 scales of a run whose first element is e (scale_elem of its first row, a multiple of 16):
+// rows 4 j .. 4 j + 4 in [j].
+fn run_scales(e: u32) -> array<vec4<f32>, 4> {
+    let a = scale_texel(e / 8u);
+    let b = scale_texel(e / 8u + 1u);
+    return array<vec4<f32>, 4>(vec4<f32>(unpack2x16float(a.x), unpack2x16float(a.y)), vec4<f32>(unpack2x16float(a.z), unpack2x16float(a.w)),
+                               vec4<f32>(unpack2x16float(b.x), unpack2x16float(b.y)), vec4<f32>(unpack2x16float(b.z), unpack2x16float(b.w)));
 }
 
 // Texel t of W: tiled words 4t .. 4t + 4.
@@ -62,8 +79,7 @@ fn w_word(i: u32) -> u32 {
 
 // Scale element e (scale_elem).
 fn scale_at(e: u32) -> f32 {
-    let i = e / 2u;
-    let pair = unpack2x16float(textureLoad(scales, vec2<u32>(i & ((1u << TEX_SHIFT) - 1u), i >> TEX_SHIFT), 0).x);
+    let pair = unpack2x16float(scale_texel(e / 8u)[(e / 2u) % 4u]);
     return select(pair.x, pair.y, (e & 1u) == 1u);
 }
 

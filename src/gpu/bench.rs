@@ -21,7 +21,7 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, kernel: Kernel, bytes: u64, k: u32, reps: 
     let n = ((bytes / row_bytes) as u32).max(1);
     // W and the scales where `kernel` reads them: textures (gemv_rows; tiled, gpu/texels.rs) or storage
     // buffers, as many words as the model's matrix of this shape takes there.
-    let textures = matches!(kernel.bindings()[2].bind, Bind::Texels { .. });
+    let textures = matches!(kernel.bindings()[2].bind, Bind::Texels);
     let (n_words, n_scales) = if textures {
         super::texels::tiled_words(fmt, n as usize, k as usize)
     } else {
@@ -37,7 +37,7 @@ pub fn gemv_q8_stream_gb_s(gpu: &Gpu, kernel: Kernel, bytes: u64, k: u32, reps: 
         .collect();
     let scales = vec![0x2000_2000u32; n_scales];
     let (w, sc) = if textures {
-        (Err(gpu.texels_init("bench.w", &words, 4)?), Err(gpu.texels_init("bench.scales", &scales, 1)?))
+        (Err(gpu.texels_init("bench.w", &words)?), Err(gpu.texels_init("bench.scales", &scales)?))
     } else {
         (Ok(gpu.storage_init("bench.w", bytemuck::cast_slice(&words))?), Ok(gpu.storage_init("bench.scales", bytemuck::cast_slice(&scales))?))
     };

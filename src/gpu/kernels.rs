@@ -23,10 +23,10 @@ pub enum Bind {
     Uniform,
     Read,
     ReadWrite,
-    /// A `texture_2d<u32>` read with textureLoad, holding `words` u32 words per texel (4: rgba32uint, 1:
-    /// r32uint), laid out by `Gpu::texture_init` (TEXTURE_WIDTH texels per texture row). Weights and their
-    /// scales under the CPU tuning (common/texels.wgsl).
-    Texels { words: u32 },
+    /// A `texture_2d<u32>` read with textureLoad: an rgba32uint texture of u32 words, 4 per texel, laid out
+    /// by `Gpu::texels_init` (TEXTURE_WIDTH texels per texture row). Weights and their scales under the
+    /// CPU tuning, tiled (common/texels.wgsl).
+    Texels,
     /// The first X_WINDOW_BYTES of a storage buffer (bound as `Read` too), read as a uniform: on lavapipe a
     /// uniform load that every lane makes at the same address is one load (common/rows.wgsl).
     Window,
@@ -55,8 +55,8 @@ const fn read(name: &'static str, holds: &'static str) -> Binding {
 const fn write(name: &'static str, holds: &'static str) -> Binding {
     Binding { bind: Bind::ReadWrite, name, holds }
 }
-const fn texels(name: &'static str, words: u32, holds: &'static str) -> Binding {
-    Binding { bind: Bind::Texels { words }, name, holds }
+const fn texels(name: &'static str, holds: &'static str) -> Binding {
+    Binding { bind: Bind::Texels, name, holds }
 }
 
 /// Workgroups to dispatch.
@@ -150,7 +150,7 @@ kernel_table! {
     /// embed with wte in textures (the CPU tuning: Tuning::weights_in_textures), so the tied wte has one copy.
     EmbedTex = "embed_tex" {
         common: ["texels", "embed_body"],
-        bindings: &[params(), read("ids", "[T] u32"), texels("w", 4, "wte rows [lo, hi) x C, packed"), texels("scales", 1, "their q8/q4 scales"),
+        bindings: &[params(), read("ids", "[T] u32"), texels("w", "wte rows [lo, hi) x C, packed"), texels("scales", "their q8/q4 scales"),
                    read("wpe", "[P, C]"), write("x", "[T, C]")],
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: EmbedParams = read_params(b); Grid::Line((p.t * p.c).div_ceil(wg[0])) },
@@ -346,8 +346,8 @@ const LINEAR: &[Binding] = &[
 const LINEAR_TEXELS: &[Binding] = &[
     params(),
     read("x", "[*, x_stride]"),
-    texels("w", 4, "[N, w_stride] packed"),
-    texels("scales", 1, "q8/q4 group scales"),
+    texels("w", "[N, w_stride] packed"),
+    texels("scales", "q8/q4 group scales"),
     read("bias", "[N]"),
     write("y", "[M, y_stride]"),
     read("ln_g", "unused (any buffer)"),

@@ -473,7 +473,7 @@ impl Gpu {
                 data.resize(data.len().next_multiple_of(4).max(16), 0);
                 let label = format!("run[{i}]");
                 Ok(match kind_of(i) {
-                    Some(Bind::Texels { words }) => Res::Tex(self.texels_init(&label, bytemuck::cast_slice(&data), words)?),
+                    Some(Bind::Texels) => Res::Tex(self.texels_init(&label, bytemuck::cast_slice(&data))?),
                     Some(Bind::Window) => {
                         let buf = self.window_buffer(&label, data.len() as u64)?;
                         self.queue.write_buffer(&buf, 0, &data);
@@ -542,7 +542,7 @@ fn binding_type(bind: Bind) -> wgpu::BindingType {
         Bind::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }, false),
         Bind::ReadWrite => buffer(wgpu::BufferBindingType::Storage { read_only: false }, false),
         Bind::Window => buffer(wgpu::BufferBindingType::Uniform, false),
-        Bind::Texels { .. } => wgpu::BindingType::Texture {
+        Bind::Texels => wgpu::BindingType::Texture {
             sample_type: wgpu::TextureSampleType::Uint,
             view_dimension: wgpu::TextureViewDimension::D2,
             multisampled: false,

@@ -2,10 +2,9 @@
 //! load is a scalar loop over the SIMD lanes, a texel fetch one gather (README, "CPU adapters"), so
 //! gemv_rows, matmul_rows and embed_tex read W and its scales with textureLoad (shaders/common/texels.wgsl).
 //!
-//! Layout: a matrix's words tiled by `tile` (128-row tiles, 32-weight chunks: common/texels.wgsl says
-//! how and why), `words` per texel (4: rgba32uint for W, 1: r32uint for the f16 pairs of scales),
-//! TEXTURE_WIDTH texels per texture row: tiled word i is in texel t = i / words at (t % TEXTURE_WIDTH,
-//! t / TEXTURE_WIDTH). The height is the adapter's `max_texture_dimension_2d` at most (8192 by default:
+//! Layout: a matrix's words and its scales (f16 pairs) tiled by `tile` (128-row tiles, 32-weight chunks:
+//! common/texels.wgsl says how and why), 4 words per rgba32uint texel, TEXTURE_WIDTH texels per texture
+//! row: tiled word i is in texel t = i / 4 at (t % TEXTURE_WIDTH, t / TEXTURE_WIDTH). The height is the adapter's `max_texture_dimension_2d` at most (8192 by default:
 //! 512 MB of rgba32uint), checked before anything is created.
 
 use super::kernels::{GEMV_ROWS_PER_THREAD, ROWS_WORKGROUP, TEXTURE_WIDTH, X_WINDOW_BYTES};
@@ -42,7 +41,8 @@ pub fn tiled_words(format: WeightFormat, n: usize, k: usize) -> (usize, usize) {
 }
 
 /// W's words and scales in the textures' tiled order (common/texels.wgsl): tile by tile, chunk by chunk,
-/// the tile's rows in slot order; zero rows pad the last tile and zero words each row's last chunk.
+/// the tile's rows in slot order (the scales: each thread's run of rows in order); zero rows pad the
+/// last tile and zero words each row's last chunk.
 /// Matrices without scales keep their (empty) scales.
 pub fn tile(m: &PackedMatrix) -> (Vec<u32>, Vec<u32>) {
     let (cw, chunks) = chunking(m.format, m.k);
@@ -58,7 +58,9 @@ pub fn tile(m: &PackedMatrix) -> (Vec<u32>, Vec<u32>) {
             words[at..at + src.len()].copy_from_slice(src);
         }
         for c in 0..ss {
-            let (from, to) = (n * ss + c, (tile * ss + c) * TILE_ROWS + slot);
+            // Each thread's run of TILE_RUN rows contiguous (common/texels.wgsl `scale_elem`).
+            let to = (((tile * ss + c) * TILE_LANES + (n / TILE_RUN) % TILE_LANES) * TILE_RUN) + n % TILE_RUN;
+            let from = n * ss + c;
             let half = (m.scales[from / 2] >> (16 * (from % 2))) & 0xffff;
             scales[to / 2] |= half << (16 * (to % 2));
         }
@@ -76,53 +78,48 @@ pub struct Texels {
     pub allocated: u64,
 }
 
-fn format_of(words_per_texel: u32) -> wgpu::TextureFormat {
-    match words_per_texel {
-        1 => wgpu::TextureFormat::R32Uint,
-        4 => wgpu::TextureFormat::Rgba32Uint,
-        w => unreachable!("weight textures hold 1 or 4 words per texel, not {w}"),
-    }
-}
+/// Words per texel of a weight texture (rgba32uint).
+const TEXEL_WORDS: u64 = 4;
 
-/// Texture rows that `words` words take at `words_per_texel` (at least one: an empty matrix still binds).
-pub fn texture_rows(words: u64, words_per_texel: u32) -> u64 {
-    words.div_ceil(words_per_texel as u64).div_ceil(TEXTURE_WIDTH as u64).max(1)
+/// Texture rows that `words` words take (at least one: an empty matrix still binds).
+pub fn texture_rows(words: u64) -> u64 {
+    words.div_ceil(TEXEL_WORDS).div_ceil(TEXTURE_WIDTH as u64).max(1)
 }
 
 impl Gpu {
-    /// The most u32 words one weight texture of `words_per_texel` holds on this device.
-    pub fn texture_words(&self, words_per_texel: u32) -> u64 {
-        self.info.limits.max_texture_dimension_2d as u64 * TEXTURE_WIDTH as u64 * words_per_texel as u64
+    /// The most u32 words one weight texture holds on this device.
+    pub fn texture_words(&self) -> u64 {
+        self.info.limits.max_texture_dimension_2d as u64 * TEXTURE_WIDTH as u64 * TEXEL_WORDS
     }
 
     /// A texture holding `words` (see the module comment), checked against the adapter's 2D limit so
     /// an oversize matrix fails with words instead of a validation error. Written straight from `words`
     /// (whole texture rows, then the last row's texels, then a last partial texel padded with zeros):
-    /// the host makes no copy of the matrix.
-    pub fn texels_init(&self, label: &str, words: &[u32], words_per_texel: u32) -> Result<Texels> {
+    /// no further copy of the matrix on the host.
+    pub fn texels_init(&self, label: &str, words: &[u32]) -> Result<Texels> {
         let n = words.len() as u64;
-        let max = self.texture_words(words_per_texel);
+        let max = self.texture_words();
         if n > max {
             return Err(Error::TooLarge(format!(
                 "`{label}` has {} bytes but one texture of this device holds at most {} bytes ({TEXTURE_WIDTH} x {} texels of {} bytes: max_texture_dimension_2d)",
                 n * 4,
                 max * 4,
                 self.info.limits.max_texture_dimension_2d,
-                words_per_texel * 4
+                TEXEL_WORDS * 4
             )));
         }
-        let height = texture_rows(n, words_per_texel) as u32;
+        let height = texture_rows(n) as u32;
         let texture = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
             size: wgpu::Extent3d { width: TEXTURE_WIDTH, height, depth_or_array_layers: 1 },
             mip_level_count: 1,
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
-            format: format_of(words_per_texel),
+            format: wgpu::TextureFormat::Rgba32Uint,
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
-        let wpt = words_per_texel as usize;
+        let wpt = TEXEL_WORDS as usize;
         let row_words = TEXTURE_WIDTH as usize * wpt;
         let at = |x: u32, y: u32| wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d { x, y, z: 0 }, aspect: wgpu::TextureAspect::All };
         let full_rows = words.len() / row_words;
@@ -145,7 +142,7 @@ impl Gpu {
             self.queue.write_texture(at(whole as u32, full_rows as u32), bytemuck::cast_slice(&last[..wpt]), layout, size);
         }
         let view = texture.create_view(&Default::default());
-        Ok(Texels { texture, view, bytes: n * 4, allocated: height as u64 * TEXTURE_WIDTH as u64 * words_per_texel as u64 * 4 })
+        Ok(Texels { texture, view, bytes: n * 4, allocated: height as u64 * TEXTURE_WIDTH as u64 * TEXEL_WORDS * 4 })
     }
 }
 

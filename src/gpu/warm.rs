@@ -44,7 +44,7 @@ pub(crate) fn layout_entries(k: Kernel) -> Array {
         let e = Object::new();
         set(&e, "binding", i as u32);
         set(&e, "visibility", wgpu::ShaderStages::COMPUTE.bits());
-        if let Bind::Texels { .. } = b.bind {
+        if let Bind::Texels = b.bind {
             // gpu::binding_type: a 2D texture of unsigned integers, not multisampled.
             let texture = Object::new();
             set(&texture, "sampleType", "uint");

@@ -40,7 +40,7 @@ impl WeightLimits {
     /// The limits of `gpu` under its tuning.
     pub fn of(gpu: &Gpu) -> WeightLimits {
         if gpu.tuning.weights_in_textures {
-            WeightLimits { words: gpu.texture_words(4) * 4, scales: gpu.texture_words(1) * 4, textures: true }
+            WeightLimits { words: gpu.texture_words() * 4, scales: gpu.texture_words() * 4, textures: true }
         } else {
             WeightLimits::buffers(gpu.max_binding())
         }
@@ -96,12 +96,12 @@ pub fn buffer_plan_within(cfg: &Gpt2Config, format: WeightFormat, max_binding: u
     // The weight entries, checked against `weights` at the end.
     let mut matrices = Vec::new();
     // What the words and scales of W [n, k] in `wf` cost where they live: in a texture, whole tiles
-    // (gpu/texels.rs) in whole texture rows of 4 words (W) or 1 word (scales) per texel.
+    // (gpu/texels.rs) in whole texture rows of 4 words per texel.
     let alloc = |wf: WeightFormat, n: u64, k: usize| {
         if weights.textures {
             let (w, s) = tiled_words(wf, n as usize, k);
-            let texture = |words: u64, per: u32| texture_rows(words, per) * TEXTURE_WIDTH as u64 * per as u64 * 4;
-            (texture(w as u64, 4), texture(s as u64, 1))
+            let texture = |words: u64| texture_rows(words) * TEXTURE_WIDTH as u64 * 4 * 4;
+            (texture(w as u64), texture(s as u64))
         } else {
             (n * wf.row_bytes(k) as u64, scale_bytes(n * wf.s_stride(k) as u64))
         }

@@ -60,7 +60,7 @@ impl Store {
 /// A weight matrix on the GPU: W [N, K] out-major in `format` (see quant.rs).
 pub(super) struct GpuMatrix {
     pub w: Store,      // [N, w_stride] u32 words (tiled, 4 per texel, in a texture)
-    pub scales: Store, // [N, s_stride] f16 pairs (q8/q4; a 16-byte placeholder otherwise; tiled, 1 word per texel)
+    pub scales: Store, // [N, s_stride] f16 pairs (q8/q4; a 16-byte placeholder otherwise; tiled, 4 words per texel)
     pub n: u32,
     pub k: u32,
     format: WeightFormat,
@@ -73,7 +73,7 @@ impl GpuMatrix {
         let slabel = format!("{label}.scales");
         let (w, scales) = if gpu.tuning.weights_in_textures {
             let (w, scales) = tile(m);
-            (Store::Texels(Box::new(gpu.texels_init(label, &w, 4)?)), Store::Texels(Box::new(gpu.texels_init(&slabel, &scales, 1)?)))
+            (Store::Texels(Box::new(gpu.texels_init(label, &w)?)), Store::Texels(Box::new(gpu.texels_init(&slabel, &scales)?)))
         } else {
             (Store::Buffer(gpu.storage_init(label, bytemuck::cast_slice(&m.words))?), Store::Buffer(gpu.storage_init(&slabel, bytemuck::cast_slice(&m.scales))?))
         };
