@@ -5,18 +5,28 @@
 //
 //   v = X[x_row0 + m, :] . W[n, :] (+ b[n]) (GELU) ;  Y[m, y_col0 + n] (+)= v        n < N, m < M
 //
-// gemv_rows.wgsl with a second dimension: a thread owns ROWS = 16 output rows of TM = 4 tokens, so each
-// chunk of W it loads (and unpacks, and scales) serves 4 tokens, and each chunk of X 16 rows. On lavapipe,
-// where loads are what costs (common/rows.wgsl), this halves the time per token of a 32-token prompt
-// against gemv_rows (measured: q8 gpt2 matrices, 0.012 -> 0.023-0.025 GB of W per CPU-second at M = 32;
-// 8 tokens per thread were no faster). The tiled matmul's barriers cost more still on CPU adapters.
-// Tokens past M are computed on token M - 1 and never stored; rows past N read the last tile's zero
-// rows and are never stored. X is 0 past K, and a row's last chunk is zero-padded (see gemv_rows.wgsl).
+// gemv_rows.wgsl with a second dimension: a thread owns ROWS = RUNS x 16 = 96 output rows of TM = 4
+// tokens, so each chunk of W it loads (and unpacks, and scales) serves 4 tokens, and each chunk of X 96
+// rows. On lavapipe every load, from storage, a uniform or a texture, is a loop or gather over the 8
+// lanes (~20-30 instructions per 32-bit value, seen in the JIT code), while a multiply-add is one
+// instruction per SIMD vector, so what counts is how many multiply-adds each loaded value feeds.
+// Measured (throwaway probe, gpt2's four prompt matrices at M = 128, q8, X from storage, GFLOP per
+// CPU-second, load 3): 16 rows x 4 tokens 2.0 (the shipped kernel then), 32 x 4 4.6, 64 x 4 6.1, 96 x 4
+// 8.0, 128 x 4 7.4; 96 x 2 5.4, 96 x 6 6.8 (64 x 8 fell off a cliff, 0.12: 512 accumulators per thread).
+// X through the window instead of storage adds only ~15% at this size (M = 16), since each chunk of X
+// now serves 96 rows; the format switch outside the loops measured no slower than a q8-only kernel.
+// A thread's rows: its run of TILE_RUN = 16 rows in each of RUNS = 6 consecutive 128-row tiles (the
+// tiles' thread layout, common/texels.wgsl, so the 8 lanes still fetch adjacent texels), so a workgroup
+// covers 768 rows, a whole number of times gpt2's N (768, 2304, 3072), and walks only the tiles that
+// hold rows. Tokens past M are computed on token M - 1 and never stored; rows past N read the last
+// tile's zero rows and are never stored. X is 0 past K, and a row's last chunk is zero-padded (see
+// gemv_rows.wgsl). The tiled matmul's barriers cost more still on CPU adapters.
 // Dispatch: (ceil(N / (WG * ROWS)), ceil(M / TM)) workgroups of WG = 8 threads.
 
 // The tile's shape (common/texels.wgsl) is this thread layout.
 const WG: u32 = TILE_LANES;
-const ROWS: u32 = TILE_RUN;
+const RUNS: u32 = 6u;
+const ROWS: u32 = RUNS * TILE_RUN;
 const TM: u32 = 4u;
 
 // W[n, k .. k + 32) as f32 (q8/q4 with their scale applied), one function per format: the format switch
@@ -78,61 +88,64 @@ fn x_chunks(m0: u32, k: u32) -> array<array<vec4<f32>, 8>, TM> {
     return c;
 }
 
+// Row i (< ROWS) of the thread whose first row is n0: its run of TILE_RUN rows in each of RUNS tiles.
+fn row_of(n0: u32, i: u32) -> u32 {
+    return n0 + (i / TILE_RUN) * TILE_ROWS + i % TILE_RUN;
+}
+
 @compute @workgroup_size(WG)
 fn matmul_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let n0 = (wg.x * WG + li) * ROWS;
+    let tile0 = wg.x * RUNS;
+    let n0 = tile0 * TILE_ROWS + li * TILE_RUN;
     let m0 = wg.y * TM;
-    if (n0 >= p.N) {
-        return;
-    }
-    // acc[4 t + b][r]: token m0 + t, row n0 + 4 b + r. Constant trip counts, so the loops unroll and the
-    // accumulators stay in registers.
-    var acc: array<vec4<f32>, 16>;
-    for (var i = 0u; i < 4u * TM; i++) {
-        acc[i] = vec4<f32>(0.0);
-    }
+    // The rows of this workgroup's tiles that exist (the same for all its threads, so the loops below stay
+    // uniform): ROWS but in the last workgroup of an N past a multiple of WG * ROWS.
+    let rows = min(ROWS, ((p.N + TILE_ROWS - 1u) / TILE_ROWS - tile0) * TILE_RUN);
+    // acc[i][t]: row row_of(n0, i), token m0 + t.
+    var acc: array<array<f32, TM>, ROWS>;
     switch p.wfmt {
         case 2u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
-                for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_q8(n0 + i, k);
-                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                for (var i = 0u; i < rows; i++) {
+                    let wc = w_q8(row_of(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[i][t] += dot8(wc, xc[t]); }
                 }
             }
         }
         case 3u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
-                for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_q4(n0 + i, k);
-                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                for (var i = 0u; i < rows; i++) {
+                    let wc = w_q4(row_of(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[i][t] += dot8(wc, xc[t]); }
                 }
             }
         }
         case 1u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
-                for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_f16(n0 + i, k);
-                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                for (var i = 0u; i < rows; i++) {
+                    let wc = w_f16(row_of(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[i][t] += dot8(wc, xc[t]); }
                 }
             }
         }
         default: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);
-                for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_f32(n0 + i, k);
-                    for (var t = 0u; t < TM; t++) { acc[4u * t + i / 4u][i % 4u] += dot8(wc, xc[t]); }
+                for (var i = 0u; i < rows; i++) {
+                    let wc = w_f32(row_of(n0, i), k);
+                    for (var t = 0u; t < TM; t++) { acc[i][t] += dot8(wc, xc[t]); }
                 }
             }
         }
     }
-    for (var t = 0u; t < TM; t++) {
-        for (var i = 0u; i < ROWS; i++) {
-            if (m0 + t < p.M && n0 + i < p.N) {
-                store_y(m0 + t, n0 + i, acc[4u * t + i / 4u][i % 4u]);
+    for (var i = 0u; i < rows; i++) {
+        let n = row_of(n0, i);
+        for (var t = 0u; t < TM; t++) {
+            if (m0 + t < p.M && n < p.N) {
+                store_y(m0 + t, n, acc[i][t]);
             }
         }
     }

@@ -274,15 +274,18 @@ fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
 
 #[test]
 fn matmul_rows_matches_reference_on_edges_formats_and_epilogues() {
-    // The CPU tuning's kernel for prompts: 16 rows x 4 tokens per thread, W and the scales in textures. M
-    // below, at and past 4 (tokens past M are computed on token M - 1 and must not be stored), N past 16
-    // and 128, K = 1, odd and ragged; X through the uniform window and past it from storage
-    // (M x K = 7 x 2051, 32 x 3072, 13 x 2049, 9 x 2048, from x_row0 = 1).
+    // The CPU tuning's kernel for prompts: 96 rows (16 in each of 6 tiles of 128) x 4 tokens per thread, 768
+    // rows per workgroup, W and the scales tiled in textures. M below, at and past 4 (tokens past M are computed
+    // on token M - 1 and must not be stored); N past 16 and 128 (rows past N read the last tile's zero rows and
+    // must not be stored), several
+    // tiles of one workgroup (N = 300, 640) and a last workgroup with fewer tiles (N = 769, 1000, 1540);
+    // K = 1, odd and ragged; X through the uniform window and past it from storage (M x K = 7 x 2051,
+    // 32 x 3072, 13 x 2049, 9 x 2048, from x_row0 = 1).
     check_rows_kernel(
         Kernel::MatmulRows,
         900,
-        &[(2, 1, 1), (3, 15, 7), (4, 17, 33), (5, 129, 768), (9, 20, 31), (7, 16, 2051), (32, 50, 3072)],
-        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65), (13, 20, 2049), (9, 20, 2048)],
+        &[(2, 1, 1), (3, 15, 7), (4, 17, 33), (5, 129, 768), (9, 20, 31), (7, 16, 2051), (32, 50, 3072), (6, 300, 40), (5, 769, 64), (3, 1540, 33)],
+        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (2, 1, 1), (13, 131, 65), (13, 20, 2049), (9, 20, 2048), (5, 640, 96), (6, 1000, 70)],
     );
 }
 

@@ -116,9 +116,11 @@ fn grids_cover_the_work_of_each_kernel() {
     // gemv_rows (the CPU tuning since issue 9): 16 rows per thread, 8 threads per workgroup.
     assert_eq!(Kernel::GemvRows.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 65));
     assert_eq!(Kernel::GemvRows.grid(bytemuck::bytes_of(&MatmulParams { n: 128, ..mm })), Grid::Xy(1, 65));
-    // matmul_rows: 16 rows x 4 tokens per thread.
-    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 17));
-    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { m: 4, ..mm })), Grid::Xy(2, 1));
+    // matmul_rows: 96 rows (16 in each of 6 tiles) x 4 tokens per thread, 768 rows per workgroup.
+    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&mm)), Grid::Xy(1, 17));
+    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { m: 4, ..mm })), Grid::Xy(1, 1));
+    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { n: 768, ..mm })), Grid::Xy(1, 17));
+    assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { n: 769, ..mm })), Grid::Xy(2, 17));
     // The texture layout and the uniform window: the WGSL's constants are the host's.
     let shift = format!("const TEX_SHIFT: u32 = {}u;", TEXTURE_WIDTH.trailing_zeros());
     let window = format!("const X_WINDOW: u32 = {}u;", X_WINDOW_BYTES / 16);
@@ -136,10 +138,13 @@ fn grids_cover_the_work_of_each_kernel() {
     let tm = format!("const TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_TOKENS);
     for k in [Kernel::GemvRows, Kernel::MatmulRows] {
         let src = k.source();
-        assert!(src.contains(&run) && src.contains("const ROWS: u32 = TILE_RUN;"), "{}: ROWS = TILE_RUN = GEMV_ROWS_PER_THREAD", k.name());
+        assert!(src.contains(&run) && src.contains("const TILE_ROWS: u32 = 128u;") && gpt2_webgpu::gpu::texels::TILE_ROWS == 128, "{}: TILE_RUN, TILE_ROWS", k.name());
         assert!(src.contains(&lanes) && src.contains("const WG: u32 = TILE_LANES;"), "{}: WG = TILE_LANES = ROWS_WORKGROUP", k.name());
-        assert!(src.contains("const TILE_ROWS: u32 = 128u;") && gpt2_webgpu::gpu::texels::TILE_ROWS == 128, "{}: TILE_ROWS", k.name());
     }
+    // gemv_rows owns one run of a tile per thread, matmul_rows one in each of MATMUL_ROWS_RUNS tiles.
+    assert!(Kernel::GemvRows.source().contains("const ROWS: u32 = TILE_RUN;"), "gemv_rows: ROWS = TILE_RUN = GEMV_ROWS_PER_THREAD");
+    let runs = format!("const RUNS: u32 = {}u;\nconst ROWS: u32 = RUNS * TILE_RUN;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_RUNS);
+    assert!(Kernel::MatmulRows.source().contains(&runs), "matmul_rows: ROWS = MATMUL_ROWS_RUNS x TILE_RUN");
     assert!(Kernel::MatmulRows.source().contains(&tm), "matmul_rows.wgsl's TM is the grid's MATMUL_ROWS_TOKENS");
     // gemv_ref (the bench's yardstick): 4 rows per thread, 64 threads per workgroup.
     assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&mm)), Grid::Xy(1, 65));

@@ -188,13 +188,13 @@ kernel_table! {
         variants: ROWS_VARIANTS,
         pick: rows_variant,
     }
-    /// Steps of several tokens for CPU adapters (the CPU tuning): one thread owns 16 output rows of 4 tokens;
-    /// gemv_rows's bindings.
+    /// Steps of several tokens for CPU adapters (the CPU tuning): one thread owns 96 output rows (16 in each of
+    /// 6 tiles of 128) of 4 tokens; gemv_rows's bindings.
     MatmulRows = "matmul_rows" {
         common: ["gelu", "linear", "texels", "rows"],
         bindings: LINEAR_TEXELS,
         workgroup: [ROWS_WORKGROUP, 1, 1],
-        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD * MATMUL_ROWS_RUNS), p.m.div_ceil(MATMUL_ROWS_TOKENS)) },
         variants: ROWS_VARIANTS,
         pick: rows_variant,
     }
@@ -294,6 +294,8 @@ pub const ROWS_WORKGROUP: u32 = 8;
 pub const GEMV_REF_ROWS_PER_THREAD: u32 = 4;
 /// Tokens per thread of matmul_rows (its WGSL `TM`).
 pub const MATMUL_ROWS_TOKENS: u32 = 4;
+/// Runs of GEMV_ROWS_PER_THREAD rows (one per 128-row tile) per thread of matmul_rows (its WGSL `RUNS`).
+pub const MATMUL_ROWS_RUNS: u32 = 6;
 
 /// attention and attention_rows bind the same buffers (one bind group serves both).
 const ATTENTION: &[Binding] = &[

@@ -117,7 +117,7 @@ pub struct Tuning {
     /// SIMD lanes; see shaders/gemv_rows.wgsl).
     pub gemv_kernel: Kernel,
     /// The kernel for steps of more than `gemv_max_rows` tokens: `Kernel::Matmul` (64x64 tiles, GPUs) or
-    /// `Kernel::MatmulRows` (16 rows x 4 tokens per thread, no barriers: CPU adapters).
+    /// `Kernel::MatmulRows` (96 rows x 4 tokens per thread, no barriers: CPU adapters).
     pub matmul_kernel: Kernel,
     /// gemv.wgsl only: threads that share one output row (a power of two <= 32). On a GPU 32 lanes read
     /// a row side by side (coalesced). (gemv_rows ignores it: one thread owns its rows.)
@@ -229,8 +229,8 @@ impl Tuning {
     /// over a gpt2 decode step's q8 matrices, CPU ms (README, "CPU adapters: SwiftShader"): gemv_rows
     /// ~1,000, gemv.wgsl 1 lane x 4 rows 1,363, 4 x 4 3,787, 8 x 4 5,895, 32 x 1 (the GPU tuning) 64,616:
     /// every barrier and workgroup-memory reduction is a coroutine switch there, so the CPU tuning's
-    /// decode kernels stay. Prompts differ from lavapipe: matmul_rows (16 rows x 4 tokens per thread)
-    /// keeps 64 accumulators and 4 chunks of X live, which Subzero spills on 16 SSE registers, so it
+    /// decode kernels stay. Prompts differ from lavapipe: matmul_rows (then 16 rows x 4 tokens per thread)
+    /// kept 64 accumulators and 4 chunks of X live, which Subzero spills on 16 SSE registers, so it
     /// cost 1,528 CPU ms per token of an 11-token prompt against 1,031 for gemv_rows run per token, and
     /// the tiled matmul ran over 10 minutes; hence every prompt goes through gemv_rows.
     pub const SWIFTSHADER: Tuning = Tuning {
@@ -499,7 +499,7 @@ impl std::fmt::Display for Tuning {
             if self.fold_ln { ", layer norms folded in" } else { "" },
             match self.matmul_kernel {
                 _ if self.gemv_max_rows == EVERY_STEP => "no matmul",
-                Kernel::MatmulRows => "longer: matmul_rows, 16 rows x 4 tokens per thread",
+                Kernel::MatmulRows => "longer: matmul_rows, 96 rows x 4 tokens per thread",
                 _ => "longer: tiled matmul",
             },
             if self.weights_in_textures { "textures" } else { "storage buffers" },
