@@ -16,7 +16,7 @@ fn draw_two_level(li: u32, h: Head, inv_t: f32) -> u32 {
     for (var t = li; t < VT; t += WG) {
         var s = 0.0;
         for (var l = t; l < nl; l += VT) {
-            s += bitcast<f32>(lanes[4u * l + 1u]) * exp((bitcast<f32>(lanes[4u * l]) - h.m) * inv_t);
+            s += bitcast<f32>(lanes[at_z(nl, l)]) * exp((bitcast<f32>(lanes[at_m(nl, l)]) - h.m) * inv_t);
         }
         vs_f[t] = s;
     }
@@ -30,7 +30,7 @@ fn draw_two_level(li: u32, h: Head, inv_t: f32) -> u32 {
         var lane = NONE;
         var lastl = owner;
         for (var l = owner; l < nl; l += VT) {
-            let w = bitcast<f32>(lanes[4u * l + 1u]) * exp((bitcast<f32>(lanes[4u * l]) - h.m) * inv_t);
+            let w = bitcast<f32>(lanes[at_z(nl, l)]) * exp((bitcast<f32>(lanes[at_m(nl, l)]) - h.m) * inv_t);
             if (w > 0.0) {
                 lastl = l;
                 if (acc + w > r) {
@@ -47,7 +47,7 @@ fn draw_two_level(li: u32, h: Head, inv_t: f32) -> u32 {
         }
         // The id inside the lane (its arg-max if rounding runs past the end: its p is the lane's largest).
         acc = 0.0;
-        var got = lanes[4u * lane + 2u];
+        var got = lanes[at_arg(nl, lane)];
         for (var i = lane; i < p.V; i += nl) {
             acc += exp((logits[p.row_off + i] - h.m) * inv_t);
             if (acc > r) {

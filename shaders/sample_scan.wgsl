@@ -12,15 +12,15 @@
 //     candidates the second pass decides top-k / top-p / the alternatives from. They live in M named
 //     registers, never an indexed array (a CPU adapter spills those to memory), and a new id bubbles
 //     down through them with selects.
-// Writes, in `lanes` (words): stats [NL, 4] = (m_l bits, Z_l bits, arg-max id, ids in the lane),
-// then candidates [NL, M, 2] = (id, l' bits), id = NONE past the lane's end.
+// Writes, in `lanes` (where: common/sample_params.wgsl's at_*), per lane: m_l, Z_l, its arg-max id, its
+// number of ids, and its candidates' ids and l' (id = NONE past the lane's end).
 //
 // The penalty window moves on in the second pass (which alone writes counts and ring): a step fed the
 // previous step's token (p.fed = its stream index f) counts that token in and, once f >= P, counts out
 // ring[f % P] here on the fly, exactly as the update the second pass makes after the draw.
 //
 // Shapes: logits [*, V] f32 (row at element offset row_off), counts [V] u32, ring [P] u32, fed [4] u32,
-// lanes [NL * (4 + 2 * M) + NL * M] u32 (the last part is the second pass's scratch).
+// lanes [NL * (4 + 2 * M)] u32.
 // Dispatch: Grid (groups, 1) of 64 threads; thread g scans lanes g, g + 64 * groups, ...
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -113,18 +113,18 @@ fn sample_scan(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             }
         }
 
-        lanes[4u * ln] = bitcast<u32>(m);
-        lanes[4u * ln + 1u] = bitcast<u32>(z);
-        lanes[4u * ln + 2u] = am;
-        lanes[4u * ln + 3u] = n;
-        let b = 4u * nl + 2u * M * ln;
-        lanes[b] = i0;
-        lanes[b + 1u] = bitcast<u32>(c0);
-        lanes[b + 2u] = i1;
-        lanes[b + 3u] = bitcast<u32>(c1);
-        lanes[b + 4u] = i2;
-        lanes[b + 5u] = bitcast<u32>(c2);
-        lanes[b + 6u] = i3;
-        lanes[b + 7u] = bitcast<u32>(c3);
+        lanes[at_m(nl, ln)] = bitcast<u32>(m);
+        lanes[at_z(nl, ln)] = bitcast<u32>(z);
+        lanes[at_arg(nl, ln)] = am;
+        lanes[at_n(nl, ln)] = n;
+        let j = M * ln;
+        lanes[at_id(nl, j)] = i0;
+        lanes[at_id(nl, j + 1u)] = i1;
+        lanes[at_id(nl, j + 2u)] = i2;
+        lanes[at_id(nl, j + 3u)] = i3;
+        lanes[at_l(nl, j)] = bitcast<u32>(c0);
+        lanes[at_l(nl, j + 1u)] = bitcast<u32>(c1);
+        lanes[at_l(nl, j + 2u)] = bitcast<u32>(c2);
+        lanes[at_l(nl, j + 3u)] = bitcast<u32>(c3);
     }
 }

@@ -262,6 +262,32 @@ fn cpu_sampler_matches_on_adversarial_rows() {
         check("penalised arg-max, greedy", &pen, &[100], &g, step);
         check("top-k = V - 1", &pen, &[], &s(SamplingParams { top_k: 2999, ..base.clone() }), step);
     }
+    // Cut-offs between close floats: sample_pick settles the cut-off's bits four at a time (the last pass
+    // three), so here the k-th and the (k+1)-th p, and the masses around a top-p goal, differ only in their
+    // last bits. 120 ids climb in steps of four ulps of l' (2^-22 near 0.5), three ids a step, so p =
+    // exp(l' - m) climbs by about four ulps (2^-24 below 1), with exact ties. (Not one ulp: exp is the
+    // platform's on the GPU and may differ from Rust's in the last bit.) V = 5000: the stairs lie in
+    // distinct lanes (the candidates decide); V = 50257: they crowd four lanes (the row decides).
+    for (v, spread, row) in [(5000usize, 1usize, false), (50257, 1571, true)] {
+        let mut stairs: Vec<f32> = rng.vec(v, 1.0).into_iter().map(|x| x - 6.0).collect();
+        for i in 0..120 {
+            stairs[(i * spread + 5) % v] = 0.5 + (i / 3) as f32 * f32::EPSILON * 2.0;
+        }
+        let ks: Vec<u32> = if row { vec![1, 3, 40, 41, 119, 120, 121] } else { (1..=121).collect() };
+        for step in 0..3 {
+            let s = |x: SamplingParams| SamplingParams { seed: 57 + step as u64, ..x };
+            for &k in &ks {
+                let path = check_path(&format!("V={v} stairs, top-k {k}"), &stairs, &[], &s(SamplingParams { top_k: k, ..base.clone() }), step);
+                if k == 40 {
+                    assert_eq!(path, row, "V={v} stairs, top-k {k}: the row walk");
+                }
+            }
+            for tp in [0.05, 0.3, 0.5, 0.7, 0.97] {
+                check(&format!("V={v} stairs, top-p {tp}"), &stairs, &[], &s(SamplingParams { top_p: tp, ..base.clone() }), step);
+                check(&format!("V={v} stairs, top-k 60 top-p {tp}"), &stairs, &[], &s(SamplingParams { top_k: 60, top_p: tp, ..base.clone() }), step);
+            }
+        }
+    }
     // The penalty really moved the arg-max.
     let mut scratch = SamplerScratch::default();
     let g = SamplingParams { repetition_penalty: 2.0, ..SamplingParams::greedy() };

@@ -9,8 +9,8 @@
 //
 // Shapes: logits [*, V] f32 (row at element offset row_off, penalised), counts [V] u32, ring [P] u32,
 // fed [4] u32, out [K, OUT_WORDS] u32 (this step writes row out_row).
-// `lanes` (words): stats [NL, 4] = (m_l bits, Z_l bits, arg-max id, ids in the lane), candidates
-// [NL, M, 2] = (id, l' bits), then the second pass's scratch [NL * M] (the candidates' p).
+// `lanes` [NL * (4 + 2 * M)] u32: sample_scan's per-lane results, where common/sample_params.wgsl's
+// at_* say.
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read_write> logits: array<f32>;  // [*, V]
@@ -81,8 +81,8 @@ fn head(li: u32, inv_t: f32) -> Head {
         var bv = -3.0e38;
         var bi = NONE;
         for (var l = t; l < nl; l += VT) {
-            let v = bitcast<f32>(lanes[4u * l]);
-            let i = lanes[4u * l + 2u];
+            let v = bitcast<f32>(lanes[at_m(nl, l)]);
+            let i = lanes[at_arg(nl, l)];
             if (v > bv || (v == bv && i < bi)) {
                 bv = v;
                 bi = i;
@@ -99,9 +99,9 @@ fn head(li: u32, inv_t: f32) -> Head {
         var s = 0.0;
         var b = -3.0e38;
         for (var l = t; l < nl; l += VT) {
-            s += bitcast<f32>(lanes[4u * l + 1u]) * exp((bitcast<f32>(lanes[4u * l]) - h.m) * inv_t);
-            if (lanes[4u * l + 3u] > M) {
-                b = max(b, bitcast<f32>(lanes[4u * nl + 2u * (M * l + M - 1u) + 1u]));
+            s += bitcast<f32>(lanes[at_z(nl, l)]) * exp((bitcast<f32>(lanes[at_m(nl, l)]) - h.m) * inv_t);
+            if (lanes[at_n(nl, l)] > M) {
+                b = max(b, bitcast<f32>(lanes[at_l(nl, M * l + M - 1u)]));
             }
         }
         vs_f[t] = s;
@@ -123,7 +123,6 @@ fn head(li: u32, inv_t: f32) -> Head {
 // above bl: every id above bl is a candidate), else from the whole row.
 fn alternatives(li: u32, h: Head, inv_t: f32, z: f32, thr: u32, b: u32) {
     let nl = lanes_of(p.V);
-    let c0 = 4u * nl;
     let n_alt = min(p.n_alt, MAX_ALT);
     var row = 0u;
     for (var attempt = 0u; attempt < 2u; attempt++) {
@@ -140,8 +139,8 @@ fn alternatives(li: u32, h: Head, inv_t: f32, z: f32, thr: u32, b: u32) {
                     if (row != 0u) {
                         v = logits[p.row_off + j];
                     } else {
-                        i = lanes[c0 + 2u * j];
-                        v = bitcast<f32>(lanes[c0 + 2u * j + 1u]);
+                        i = lanes[at_id(nl, j)];
+                        v = bitcast<f32>(lanes[at_l(nl, j)]);
                     }
                     let after = v < prev_v || (v == prev_v && i > prev_i);
                     if (i != NONE && after && (v > cv || (v == cv && i < ci))) {

@@ -241,7 +241,7 @@ kernel_table! {
         common: ["sample_params"],
         bindings: &[params(), write("logits", "[*, V], penalised in place"), read("counts", "[V] u32 window occurrences"),
                    read("ring", "[P] u32 window tokens"), read("fed", "[4] u32, [0] = the token this step was fed"),
-                   write("lanes", "[NL, 4 + 3 * 4] u32 lane stats, candidates, the second pass's scratch")],
+                   write("lanes", "[(4 + 2 * 4) * NL] u32 lane stats and candidates, one array per field")],
         workgroup: [64, 1, 1],
         grid: |b, _| { let p: SampleParams = read_params(b); Grid::Xy(p.groups.max(1), 1) },
     }
@@ -328,7 +328,7 @@ const SAMPLE_SECOND: &[Binding] = &[
     write("ring", "[P] u32 window tokens"),
     write("fed", "[4] u32, [0] = the token the next step embeds"),
     write("out", "[K, SAMPLE_OUT_WORDS] u32"),
-    write("lanes", "[NL, 4 + 3 * 4] u32 (sample_scan's)"),
+    write("lanes", "[(4 + 2 * 4) * NL] u32 (sample_scan's)"),
 ];
 
 /// matmul and gemv bind the same buffers (common/linear.wgsl), so one bind group serves both.

@@ -168,7 +168,7 @@ pub(super) struct Activations {
     pub counts: wgpu::Buffer, // [V] u32 occurrences of each id in the repetition penalty's window
     pub ring: wgpu::Buffer,   // [P] u32 that window's tokens by stream index % P (see common/sample_second.wgsl)
     pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what the sampler's second pass writes, one row per decode step
-    pub lanes: wgpu::Buffer,  // [NL, 4 + 3 * 4] u32 the sampler's lanes: stats, candidates, scratch (sample_scan.wgsl)
+    pub lanes: wgpu::Buffer,  // [(4 + 2 * 4) * NL] u32 the sampler's lanes: stats, candidates (common/sample_params.wgsl)
     pub part: wgpu::Buffer,   // [NB, NH, hs + 2] split decode attention's partials (o[hs], m, l per block and head)
 }
 

@@ -63,10 +63,9 @@ pub fn effective_temperature(t: f32) -> f32 {
     t.max(1e-6)
 }
 
-/// Words of the GPU's `lanes` buffer for a vocabulary of `v`: stats [NL, 4], candidates [NL, M, 2] and
-/// sample_pick's scratch [NL, M].
+/// Words of the GPU's `lanes` buffer for a vocabulary of `v`: four stats and 2 M candidate words per lane.
 pub fn lanes_words(v: usize) -> usize {
-    v.div_ceil(LANE) * (4 + 3 * CANDIDATES)
+    v.div_ceil(LANE) * (4 + 2 * CANDIDATES)
 }
 
 /// The workgroup's tree reduction over per-thread sums.
