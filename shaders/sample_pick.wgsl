@@ -78,16 +78,12 @@ fn kept(v: f32, c: u32) -> bool {
 }
 
 // Column q of `red` reduced by one thread: the tree's levels s = 32, ..., 1 (f32 bits summed in the
-// tree's order, or counts).
-fn column(q: u32, counting: bool) {
+// tree's order).
+fn column(q: u32) {
     let b = q * WG;
     for (var s = WG / 2u; s > 0u; s = s / 2u) {
         for (var t = 0u; t < s; t++) {
-            if (counting) {
-                red[b + t] = red[b + t] + red[b + t + s];
-            } else {
-                red[b + t] = bitcast<u32>(bitcast<f32>(red[b + t]) + bitcast<f32>(red[b + t + s]));
-            }
+            red[b + t] = bitcast<u32>(bitcast<f32>(red[b + t]) + bitcast<f32>(red[b + t + s]));
         }
     }
 }
@@ -100,7 +96,8 @@ struct Sums {
     d: vec4<f32>,
 }
 
-struct Counts {
+// Sixteen u32: thresholds, or Sums as bits.
+struct Words {
     a: vec4<u32>,
     b: vec4<u32>,
     c: vec4<u32>,
@@ -112,18 +109,18 @@ fn kept4(v: f32, th: vec4<u32>) -> vec4<bool> {
     return vec4<bool>(v >= 0.0) & (vec4<u32>(bitcast<u32>(v)) >= th);
 }
 
-// Virtual thread t's masses at the thresholds th, in increasing j (an element below a threshold adds
+// Virtual thread t's masses (or counts: sums of 1, exact below 2^24 > V) at the thresholds th, in increasing j (an element below a threshold adds
 // +0, which leaves a sum of values >= 0 as it is); where the virtual thread is settled (its mass at the
 // search's lower bound equals that at its upper bound, so it is the same at every threshold between)
 // that mass, without a walk.
-fn vt_sums(s: Src, t: u32, th: Counts, lo: u32, hi: u32) -> Sums {
+fn vt_sums(s: Src, t: u32, th: Words, lo: u32, hi: u32, counting: bool) -> Sums {
     let k = vec4<f32>(bitcast<f32>(lo));
     var r = Sums(k, k, k, k);
     if (lo != hi) {
         r = Sums(vec4<f32>(), vec4<f32>(), vec4<f32>(), vec4<f32>());
         for (var j = t; j < s.n; j += VT) {
             let v = pv(s, j);
-            let w = vec4<f32>(v);
+            let w = vec4<f32>(select(v, 1.0, counting));
             r.a += select(vec4<f32>(), w, kept4(v, th.a));
             r.b += select(vec4<f32>(), w, kept4(v, th.b));
             r.c += select(vec4<f32>(), w, kept4(v, th.c));
@@ -133,30 +130,14 @@ fn vt_sums(s: Src, t: u32, th: Counts, lo: u32, hi: u32) -> Sums {
     return r;
 }
 
-fn vt_counts(s: Src, t: u32, th: Counts, lo: u32, hi: u32) -> Counts {
-    let k = vec4<u32>(lo);
-    var r = Counts(k, k, k, k);
-    if (lo != hi) {
-        r = Counts(vec4<u32>(), vec4<u32>(), vec4<u32>(), vec4<u32>());
-        for (var j = t; j < s.n; j += VT) {
-            let v = pv(s, j);
-            r.a += select(vec4<u32>(), vec4<u32>(1u), kept4(v, th.a));
-            r.b += select(vec4<u32>(), vec4<u32>(1u), kept4(v, th.b));
-            r.c += select(vec4<u32>(), vec4<u32>(1u), kept4(v, th.c));
-            r.d += select(vec4<u32>(), vec4<u32>(1u), kept4(v, th.d));
-        }
-    }
-    return r;
-}
-
 // Slot q of sixteen values.
-fn slot(a: Counts, q: u32) -> u32 {
+fn slot(a: Words, q: u32) -> u32 {
     let v = select(select(a.a, a.b, q >= 4u), select(a.c, a.d, q >= 12u), q >= 8u);
     return v[q & 3u];
 }
 
-fn sums_bits(a: Sums) -> Counts {
-    return Counts(bitcast<vec4<u32>>(a.a), bitcast<vec4<u32>>(a.b), bitcast<vec4<u32>>(a.c), bitcast<vec4<u32>>(a.d));
+fn sums_bits(a: Sums) -> Words {
+    return Words(bitcast<vec4<u32>>(a.a), bitcast<vec4<u32>>(a.b), bitcast<vec4<u32>>(a.c), bitcast<vec4<u32>>(a.d));
 }
 
 // Thread li's values for thresholds 4q .. 4q + 3 into their columns.
@@ -175,7 +156,7 @@ var<private> hi4: vec4<u32>;
 // Virtual thread li + q WG's bounds after a pass that kept x of its values a (slot x = threshold
 // c | x << sh, slot 0 = c): the new lower bound's value and, unless x is the last slot (the old upper
 // bound stays), the next slot's.
-fn settle(q: u32, a: Counts, x: u32, xmax: u32) {
+fn settle(q: u32, a: Words, x: u32, xmax: u32) {
     lo4[q] = slot(a, x);
     if (x < xmax) {
         hi4[q] = slot(a, x + 1u);
@@ -189,51 +170,32 @@ fn probe(li: u32, s: Src, c: u32, sh: u32, counting: bool, goal: f32) -> u32 {
     let x = vec4<u32>(0u, 1u, 2u, 3u);
     let shv = vec4<u32>(sh);
     let cv = vec4<u32>(c);
-    let th = Counts(cv | (x << shv), cv | ((x + 4u) << shv), cv | ((x + 8u) << shv), cv | ((x + 12u) << shv));
-    var a0: Counts;
-    var a1: Counts;
-    var a2: Counts;
-    var a3: Counts;
-    if (counting) {
-        a0 = vt_counts(s, li, th, lo4.x, hi4.x);
-        a1 = vt_counts(s, li + WG, th, lo4.y, hi4.y);
-        a2 = vt_counts(s, li + 2u * WG, th, lo4.z, hi4.z);
-        a3 = vt_counts(s, li + 3u * WG, th, lo4.w, hi4.w);
-        put(0u, li, a0.a + a1.a + a2.a + a3.a);
-        put(1u, li, a0.b + a1.b + a2.b + a3.b);
-        put(2u, li, a0.c + a1.c + a2.c + a3.c);
-        put(3u, li, a0.d + a1.d + a2.d + a3.d);
-    } else {
-        // The tree's first two levels: (t + (t + 128)) + ((t + 64) + (t + 192)).
-        let f0 = vt_sums(s, li, th, lo4.x, hi4.x);
-        let f1 = vt_sums(s, li + WG, th, lo4.y, hi4.y);
-        let f2 = vt_sums(s, li + 2u * WG, th, lo4.z, hi4.z);
-        let f3 = vt_sums(s, li + 3u * WG, th, lo4.w, hi4.w);
-        a0 = sums_bits(f0);
-        a1 = sums_bits(f1);
-        a2 = sums_bits(f2);
-        a3 = sums_bits(f3);
-        put(0u, li, bitcast<vec4<u32>>((f0.a + f2.a) + (f1.a + f3.a)));
-        put(1u, li, bitcast<vec4<u32>>((f0.b + f2.b) + (f1.b + f3.b)));
-        put(2u, li, bitcast<vec4<u32>>((f0.c + f2.c) + (f1.c + f3.c)));
-        put(3u, li, bitcast<vec4<u32>>((f0.d + f2.d) + (f1.d + f3.d)));
-    }
+    let th = Words(cv | (x << shv), cv | ((x + 4u) << shv), cv | ((x + 8u) << shv), cv | ((x + 12u) << shv));
+    // The tree's first two levels: (t + (t + 128)) + ((t + 64) + (t + 192)).
+    let f0 = vt_sums(s, li, th, lo4.x, hi4.x, counting);
+    let f1 = vt_sums(s, li + WG, th, lo4.y, hi4.y, counting);
+    let f2 = vt_sums(s, li + 2u * WG, th, lo4.z, hi4.z, counting);
+    let f3 = vt_sums(s, li + 3u * WG, th, lo4.w, hi4.w, counting);
+    put(0u, li, bitcast<vec4<u32>>((f0.a + f2.a) + (f1.a + f3.a)));
+    put(1u, li, bitcast<vec4<u32>>((f0.b + f2.b) + (f1.b + f3.b)));
+    put(2u, li, bitcast<vec4<u32>>((f0.c + f2.c) + (f1.c + f3.c)));
+    put(3u, li, bitcast<vec4<u32>>((f0.d + f2.d) + (f1.d + f3.d)));
     workgroupBarrier();
     if (li >= 1u && li <= PROBES) {
-        column(li, counting);
+        column(li);
     }
     workgroupBarrier();
     let xmax = select(PROBES, 7u, sh == 0u);
     var n = 0u;
     for (var q = 1u; q <= xmax; q++) {
         let r = red[q * WG];
-        n += select(0u, 1u, select(bitcast<f32>(r) >= goal, r >= p.top_k, counting));
+        n += select(0u, 1u, bitcast<f32>(r) >= select(goal, f32(p.top_k), counting));
     }
     workgroupBarrier();
-    settle(0u, a0, n, xmax);
-    settle(1u, a1, n, xmax);
-    settle(2u, a2, n, xmax);
-    settle(3u, a3, n, xmax);
+    settle(0u, sums_bits(f0), n, xmax);
+    settle(1u, sums_bits(f1), n, xmax);
+    settle(2u, sums_bits(f2), n, xmax);
+    settle(3u, sums_bits(f3), n, xmax);
     return c | (n << sh);
 }
 
@@ -275,7 +237,7 @@ fn mass_at(li: u32, s: Src, c: u32, known: bool) -> f32 {
     red[li] = bitcast<u32>((m.x + m.z) + (m.y + m.w));
     workgroupBarrier();
     if (li == 0u) {
-        column(0u, false);
+        column(0u);
     }
     workgroupBarrier();
     let r = bitcast<f32>(red[0]);
@@ -286,18 +248,25 @@ fn mass_at(li: u32, s: Src, c: u32, known: bool) -> f32 {
 // The cut-off over s; (threshold bits, top-k threshold bits).
 fn cut_off(li: u32, s: Src, z_all: f32) -> vec2<u32> {
     let k_on = p.top_k > 0u && p.top_k < p.V;
+    let p_on = p.top_p < 1.0;
     var kthr = 0u;
-    if (k_on) {
-        kthr = search(li, s, true, 0.0);
-    }
-    var c = kthr;
-    if (p.top_p < 1.0) {
-        // Top-p within the top-k set (or the row).
-        var zk = z_all;
-        if (k_on) {
-            zk = mass_at(li, s, kthr, false);
+    var c = 0u;
+    var goal = 0.0;
+    // Phase 0: top-k (counts); phase 1: top-p (masses) within the top-k set (or the row). One call
+    // site, so the kernel holds one search.
+    for (var phase = select(1u, 0u, k_on); phase < select(1u, 2u, p_on); phase++) {
+        if (phase == 1u) {
+            kthr = c;
+            var zk = z_all;
+            if (k_on) {
+                zk = mass_at(li, s, kthr, false);
+            }
+            goal = max(p.top_p, 0.0) * zk;
         }
-        c = search(li, s, false, max(p.top_p, 0.0) * zk);
+        c = search(li, s, phase == 0u, goal);
+    }
+    if (!p_on) {
+        kthr = c;
     }
     return vec2<u32>(max(kthr, c), kthr);
 }
