@@ -82,8 +82,14 @@ pub struct Texels {
 const TEXEL_WORDS: u64 = 4;
 
 /// Texture rows that `words` words take (at least one: an empty matrix still binds).
-pub fn texture_rows(words: u64) -> u64 {
+fn texture_rows(words: u64) -> u64 {
     words.div_ceil(TEXEL_WORDS).div_ceil(TEXTURE_WIDTH as u64).max(1)
+}
+
+/// Bytes a texture of `words` words allocates: whole texture rows (`Texels::allocated`; the load plan
+/// counts with it).
+pub fn texture_bytes(words: u64) -> u64 {
+    texture_rows(words) * TEXTURE_WIDTH as u64 * TEXEL_WORDS * 4
 }
 
 impl Gpu {
@@ -109,6 +115,7 @@ impl Gpu {
             )));
         }
         let height = texture_rows(n) as u32;
+        let allocated = texture_bytes(n);
         let texture = self.device.create_texture(&wgpu::TextureDescriptor {
             label: Some(label),
             size: wgpu::Extent3d { width: TEXTURE_WIDTH, height, depth_or_array_layers: 1 },
@@ -142,7 +149,7 @@ impl Gpu {
             self.queue.write_texture(at(whole as u32, full_rows as u32), bytemuck::cast_slice(&last[..wpt]), layout, size);
         }
         let view = texture.create_view(&Default::default());
-        Ok(Texels { texture, view, bytes: n * 4, allocated: height as u64 * TEXTURE_WIDTH as u64 * TEXEL_WORDS * 4 })
+        Ok(Texels { texture, view, bytes: n * 4, allocated })
     }
 }
 

@@ -7,8 +7,8 @@
 use crate::config::Gpt2Config;
 use crate::error::{Error, Result};
 use crate::gpu::params::{attention_part_stride, SAMPLE_OUT_WORDS};
-use crate::gpu::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
-use crate::gpu::texels::{texture_rows, tiled_words, TILE_ROWS};
+use crate::gpu::kernels::X_WINDOW_BYTES;
+use crate::gpu::texels::{texture_bytes, tiled_words, TILE_ROWS};
 use crate::gpu::{Gpu, KvFormat, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK};
 use crate::quant::WeightFormat;
 use crate::weights::{stored_format, Role};
@@ -22,25 +22,25 @@ pub fn wte_chunks(cfg: &Gpt2Config, format: WeightFormat, max_binding: u64) -> R
     wte_chunks_within(cfg, format, WeightLimits::buffers(max_binding))
 }
 
-/// The most bytes one matrix's words, and one matrix's scales, may take: a storage binding each, or
-/// (`Tuning::weights_in_textures`) one texture each (gpu/texels.rs: `Gpu::texture_words`).
+/// The most bytes one matrix's words, or its scales, may take: a storage binding, or
+/// (`Tuning::weights_in_textures`) one rgba32uint texture (gpu/texels.rs: `Gpu::texture_words`). Words
+/// and scales live in the same kind of binding, so one limit serves both.
 #[derive(Clone, Copy, Debug)]
 pub struct WeightLimits {
-    pub words: u64,
-    pub scales: u64,
-    /// Whether they are textures (for the words of an error).
+    pub bytes: u64,
+    /// Whether they are textures (tiled: gpu/texels.rs).
     pub textures: bool,
 }
 
 impl WeightLimits {
     pub fn buffers(max_binding: u64) -> WeightLimits {
-        WeightLimits { words: max_binding, scales: max_binding, textures: false }
+        WeightLimits { bytes: max_binding, textures: false }
     }
 
     /// The limits of `gpu` under its tuning.
     pub fn of(gpu: &Gpu) -> WeightLimits {
         if gpu.tuning.weights_in_textures {
-            WeightLimits { words: gpu.texture_words() * 4, scales: gpu.texture_words() * 4, textures: true }
+            WeightLimits { bytes: gpu.texture_words() * 4, textures: true }
         } else {
             WeightLimits::buffers(gpu.max_binding())
         }
@@ -58,13 +58,13 @@ pub fn wte_chunks_within(cfg: &Gpt2Config, format: WeightFormat, limits: WeightL
     let rows = if limits.textures {
         // Whole tiles (gpu/texels.rs): every chunk of wte is tiled on its own, its last tile padded.
         let (w, s) = tiled_words(format, TILE_ROWS, cfg.n_embd);
-        ((limits.words / (4 * w as u64)).min(limits.scales / (4 * s as u64).max(1)) * TILE_ROWS as u64) as usize
+        (limits.bytes / (4 * w.max(s) as u64) * TILE_ROWS as u64) as usize
     } else {
-        (limits.words / row).min(limits.scales / srow) as usize
+        (limits.bytes / row.max(srow)) as usize
     };
     if rows == 0 {
         let what = if limits.textures { format!("one tile of {TILE_ROWS} rows of wte") } else { format!("one row of wte ({row} bytes)") };
-        return Err(Error::TooLarge(format!("{what} exceeds the {}-byte {} limit", limits.words, limits.what())));
+        return Err(Error::TooLarge(format!("{what} exceeds the {}-byte {} limit", limits.bytes, limits.what())));
     }
     let mut out = Vec::new();
     let mut lo = 0;
@@ -100,24 +100,23 @@ pub fn buffer_plan_within(cfg: &Gpt2Config, format: WeightFormat, max_binding: u
     let alloc = |wf: WeightFormat, n: u64, k: usize| {
         if weights.textures {
             let (w, s) = tiled_words(wf, n as usize, k);
-            let texture = |words: u64| texture_rows(words) * TEXTURE_WIDTH as u64 * 4 * 4;
-            (texture(w as u64), texture(s as u64))
+            (texture_bytes(w as u64), texture_bytes(s as u64))
         } else {
             (n * wf.row_bytes(k) as u64, scale_bytes(n * wf.s_stride(k) as u64))
         }
     };
     for (i, (lo, hi)) in wte_chunks_within(cfg, wf, weights)?.into_iter().enumerate() {
         let (w, s) = alloc(wf, (hi - lo) as u64, cfg.n_embd);
-        matrices.push((format!("wte[{i}]"), w, weights.words));
-        matrices.push((format!("wte[{i}].scales"), s, weights.scales));
+        matrices.push((format!("wte[{i}]"), w));
+        matrices.push((format!("wte[{i}].scales"), s));
     }
     out.push(("wpe".into(), p * c * 4));
     let mat = |n: u64, k: usize| alloc(format, n, k);
     for l in 0..cfg.n_layer {
         for (name, n, k) in [("attn.c_attn", 3 * c, cfg.n_embd), ("attn.c_proj", c, cfg.n_embd), ("mlp.c_fc", f, cfg.n_embd), ("mlp.c_proj", c, cfg.n_inner)] {
             let (w, s) = mat(n, k);
-            matrices.push((format!("h.{l}.{name}.weight"), w, weights.words));
-            matrices.push((format!("h.{l}.{name}.scales"), s, weights.scales));
+            matrices.push((format!("h.{l}.{name}.weight"), w));
+            matrices.push((format!("h.{l}.{name}.scales"), s));
         }
         for (name, n) in [("ln_1", 2 * c), ("c_attn.bias", 3 * c), ("c_proj.bias", c), ("ln_2", 2 * c), ("c_fc.bias", f), ("mlp.c_proj.bias", c)] {
             out.push((format!("h.{l}.{name}"), n * 4));
@@ -128,9 +127,9 @@ pub fn buffer_plan_within(cfg: &Gpt2Config, format: WeightFormat, max_binding: u
     }
     out.extend(activation_sizes(cfg, head_rows(cfg, max_binding)).into_iter().map(|(name, size)| (name.to_string(), size)));
     // The weights first (the largest buffers, and the ones a smaller format or another adapter changes).
-    for (name, size, max) in &matrices {
-        if size > max {
-            return Err(Error::TooLarge(format!("`{name}` needs {size} bytes, more than one {} may hold ({max})", weights.what())));
+    for (name, size) in &matrices {
+        if *size > weights.bytes {
+            return Err(Error::TooLarge(format!("`{name}` needs {size} bytes, more than one {} may hold ({})", weights.what(), weights.bytes)));
         }
     }
     for (name, size) in &out {
@@ -138,9 +137,8 @@ pub fn buffer_plan_within(cfg: &Gpt2Config, format: WeightFormat, max_binding: u
             return Err(Error::TooLarge(format!("buffer `{name}` needs {size} bytes, more than one binding may hold ({max_binding})")));
         }
     }
-    let mut all: Vec<(String, u64)> = matrices.into_iter().map(|(name, size, _)| (name, size)).collect();
-    all.append(&mut out);
-    Ok(all)
+    matrices.append(&mut out);
+    Ok(matrices)
 }
 
 /// Bytes of `entries` f16 scales as uploaded: f16 pairs, at least one 16-byte unit (a placeholder for
