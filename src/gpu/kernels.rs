@@ -150,7 +150,7 @@ kernel_table! {
     /// embed with wte in textures (the CPU tuning: Tuning::weights_in_textures), so the tied wte has one copy.
     EmbedTex = "embed_tex" {
         common: ["texels", "embed_body"],
-        bindings: &[params(), read("ids", "[T] u32"), texels("w", "wte rows [lo, hi) x C, packed"), texels("scales", "their q8/q4 scales"),
+        bindings: &[params(), read("ids", "[T] u32"), texels("w", "wte rows [lo, hi) x C, packed, tiled"), texels("scales", "their q8/q4 scales, tiled"),
                    read("wpe", "[P, C]"), write("x", "[T, C]")],
         workgroup: [256, 1, 1],
         grid: |b, wg| { let p: EmbedParams = read_params(b); Grid::Line((p.t * p.c).div_ceil(wg[0])) },
@@ -348,8 +348,8 @@ const LINEAR: &[Binding] = &[
 const LINEAR_TEXELS: &[Binding] = &[
     params(),
     read("x", "[*, x_stride]"),
-    texels("w", "[N, w_stride] packed"),
-    texels("scales", "q8/q4 group scales"),
+    texels("w", "[N, w_stride] packed, tiled (common/texels.wgsl)"),
+    texels("scales", "q8/q4 group scales, tiled"),
     read("bias", "[N]"),
     write("y", "[M, y_stride]"),
     read("ln_g", "unused (any buffer)"),
