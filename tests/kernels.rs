@@ -423,6 +423,24 @@ fn attention_matches_reference_across_tiles_heads_and_positions() {
 // and the CPU tuning's choice, which falls back to attention where attention_rows does not take the shape.
 #[test]
 fn attention_rows_matches_reference_and_falls_back_where_it_does_not_fit() {
+    // attention_rows_prompt (4 queries per thread) on the prompts below, and attention_rows (one) on all.
+    for kv in [KvFormat::F32, KvFormat::F16] {
+        let k = Some(Kernel::AttentionRowsPrompt);
+        run_attention(2, 0, 3, 64, 1.0, 37, kv, k); // 2 queries: a thread whose last 2 lie past T
+        run_attention(8, 5, 3, 64, 1.0, 38, kv, k); // two whole groups of 4 queries, with a past
+        run_attention(1, 7, 2, 64, 1.0, 39, kv, k); // one query: 3 past T
+        run_attention(5, 0, 3, 64, 1.0, 40, kv, k); // NH x groups = 6: a partial last workgroup
+        run_attention(7, 3, 5, 64, 1.0, 41, kv, k); // odd T with a past, an odd number of heads
+        run_attention(300, 0, 2, 64, 1.0, 42, kv, k); // a 300-token prefill
+        // gpt2's heads: the 128-token prompt of the probe whose run stalled last session (not reproduced:
+        // README, "CPU adapters: prompt attention"), and a 130-token prompt continuing a 17-token cache.
+        run_attention(128, 0, 12, 64, 1.0, 48, kv, k);
+        run_attention(130, 17, 12, 64, 1.0, 49, kv, k);
+        run_attention(9, 260, 2, 64, 30.0, 43, kv, k); // very peaked scores
+        run_attention(9, 40, 3, 64, 300.0, 44, kv, k); // outlier queries
+        run_attention(4, 9, 3, 8, 1.0, 45, kv, k); // hs = 8
+        run_attention(3, 11, 2, 40, 1.0, 46, kv, k); // hs = 40
+    }
     for kv in [KvFormat::F32, KvFormat::F16] {
         let k = Some(Kernel::AttentionRows);
         run_attention(1, 0, 1, 64, 1.0, 21, kv, k); // a single key
@@ -439,6 +457,7 @@ fn attention_rows_matches_reference_and_falls_back_where_it_does_not_fit() {
     // hs = 4, 12, 36 take the f32 cache (whole vec4s) but not f16 pairs (hs / 2 words not whole vec4s).
     for hs in [4, 12, 36] {
         run_attention(3, 5, 2, hs, 1.0, 31, KvFormat::F32, Some(Kernel::AttentionRows));
+        run_attention(3, 5, 2, hs, 1.0, 47, KvFormat::F32, Some(Kernel::AttentionRowsPrompt));
     }
     // What the CPU tuning picks: odd, unaligned and too large heads, and split steps, run attention.
     let fits = |hs: u32, kv: KvFormat, block: u32| {
@@ -449,6 +468,9 @@ fn attention_rows_matches_reference_and_falls_back_where_it_does_not_fit() {
     assert!(!fits(4, KvFormat::F16, 0) && !fits(12, KvFormat::F16, 0) && !fits(7, KvFormat::F32, 0) && !fits(1, KvFormat::F32, 0));
     assert!(!fits(68, KvFormat::F32, 0) && !fits(128, KvFormat::F16, 0) && !fits(200, KvFormat::F32, 0));
     assert!(!fits(64, KvFormat::F32, 64), "a split decode step writes partials: attention's");
+    let prompt = AttentionParams { t: 2, c: 128, nh: 2, hs: 64, pos0: 0, scale: 1.0, kv: 0, block: 0 };
+    assert_eq!(Tuning::CPU.attention_kernel_for(&prompt), Kernel::AttentionRowsPrompt, "a step of several tokens");
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { hs: 68, ..prompt }), Kernel::Attention, "hs > 64");
     let gpu_picks = AttentionParams { t: 1, c: 128, nh: 2, hs: 64, pos0: 3, scale: 1.0, kv: 0, block: 0 };
     assert_eq!(Tuning::GPU.attention_kernel_for(&gpu_picks), Kernel::Attention);
     for kv in [KvFormat::F32, KvFormat::F16] {

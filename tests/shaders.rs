@@ -163,6 +163,16 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::AttentionRows.grid(bytemuck::bytes_of(&att)), Grid::Line(8));
     assert_eq!(Kernel::AttentionRows.grid(bytemuck::bytes_of(&AttentionParams { t: 1, ..att })), Grid::Line(2));
     assert_eq!(Kernel::AttentionRows.grid(bytemuck::bytes_of(&AttentionParams { t: 2, nh: 4, ..att })), Grid::Line(1));
+    // attention_rows_prompt: 4 queries of one head per thread (a last thread of a ragged T holds fewer).
+    use gpt2_webgpu::gpu::kernels::ATTENTION_ROWS_QUERIES;
+    assert_eq!(ATTENTION_ROWS_QUERIES, 4);
+    assert_eq!(Kernel::AttentionRowsPrompt.grid(bytemuck::bytes_of(&att)), Grid::Line(3));
+    assert_eq!(Kernel::AttentionRowsPrompt.grid(bytemuck::bytes_of(&AttentionParams { t: 128, ..att })), Grid::Line(48));
+    assert_eq!(Kernel::AttentionRowsPrompt.grid(bytemuck::bytes_of(&AttentionParams { t: 2, nh: 4, ..att })), Grid::Line(1));
+    assert!(Kernel::AttentionRows.source().contains("const QUERIES: u32 = 1u;"));
+    assert!(Kernel::AttentionRowsPrompt.source().contains(&format!("const QUERIES: u32 = {ATTENTION_ROWS_QUERIES}u;")));
     let hs4 = format!("const HS4: u32 = {}u;", gpt2_webgpu::gpu::kernels::ATTENTION_ROWS_MAX_HS / 4);
-    assert!(Kernel::AttentionRows.source().contains(&hs4), "attention_rows.wgsl's HS4 is ATTENTION_ROWS_MAX_HS / 4");
+    for k in [Kernel::AttentionRows, Kernel::AttentionRowsPrompt] {
+        assert!(k.source().contains(&hs4), "{}: HS4 is ATTENTION_ROWS_MAX_HS / 4", k.name());
+    }
 }

@@ -48,7 +48,7 @@ fn the_swiftshader_tuning_is_the_cpu_one_with_every_step_through_gemv_rows() {
     let t = Tuning::choose(DeviceType::DiscreteGpu, "NVIDIA H200", Some(TuningKind::SwiftShader)).unwrap();
     assert_eq!(t.kind, TuningKind::SwiftShader);
     assert_eq!((t.gemv_kernel, t.gemv_max_rows), (Kernel::GemvRows, EVERY_STEP));
-    assert_eq!(Tuning { kind: TuningKind::Cpu, gemv_max_rows: Tuning::CPU.gemv_max_rows, ..t }, Tuning::CPU);
+    assert_eq!(Tuning { kind: TuningKind::Cpu, gemv_max_rows: Tuning::CPU.gemv_max_rows, attention_rows_prompts: true, ..t }, Tuning::CPU);
     // A prompt of any length runs gemv_rows, so matmul_rows is not compiled at load; the CPU tuning's is.
     assert!(t.dispatches(Kernel::GemvRows) && !t.dispatches(Kernel::MatmulRows) && !t.dispatches(Kernel::Matmul));
     assert!(Tuning::CPU.dispatches(Kernel::MatmulRows) && Tuning::GPU.dispatches(Kernel::Matmul));
@@ -72,8 +72,26 @@ fn cpu_adapters_run_attention_rows_and_gpus_attention() {
         assert!(t.to_json().contains("\"attention_kernel\":\"attention_rows\""), "{}", t.to_json());
         assert!(t.to_string().contains("attention attention_rows"), "{t}");
     }
+    // Prompts (steps of several tokens) run attention_rows_prompt under the CPU tuning only: SwiftShader's
+    // prompts keep attention_rows and do not compile the other at load.
+    use gpt2_webgpu::gpu::params::AttentionParams;
+    let prompt = AttentionParams { t: 2, c: 128, nh: 2, hs: 64, pos0: 0, scale: 1.0, kv: 0, block: 0 };
+    let decode = AttentionParams { t: 1, ..prompt };
+    assert!(Tuning::CPU.attention_rows_prompts && Tuning::CPU.dispatches(Kernel::AttentionRowsPrompt));
+    assert_eq!(Tuning::CPU.attention_kernel_for(&prompt), Kernel::AttentionRowsPrompt);
+    assert_eq!(Tuning::CPU.attention_kernel_for(&decode), Kernel::AttentionRows);
+    assert!(Tuning::CPU.to_json().contains("\"attention_rows_prompts\":true"), "{}", Tuning::CPU.to_json());
+    assert!(Tuning::CPU.to_string().contains("attention attention_rows (prompts: attention_rows_prompt)"), "{}", Tuning::CPU);
+    let ss = Tuning::SWIFTSHADER;
+    assert!(!ss.attention_rows_prompts && !ss.dispatches(Kernel::AttentionRowsPrompt));
+    assert_eq!(ss.attention_kernel_for(&prompt), Kernel::AttentionRows);
+    assert!(ss.to_json().contains("\"attention_rows_prompts\":false") && !ss.to_string().contains("prompts:"), "{ss}");
+    // Where attention is the kernel, the switch changes nothing.
+    let gpu_rows = Tuning { attention_rows_prompts: true, attn_block: 0, ..Tuning::GPU };
+    assert_eq!(gpu_rows.attention_kernel_for(&prompt), Kernel::Attention);
+    assert!(!gpu_rows.dispatches(Kernel::AttentionRowsPrompt));
     assert_eq!(Tuning::GPU.attention_kernel, Kernel::Attention);
-    assert!(Tuning::GPU.dispatches(Kernel::Attention) && !Tuning::GPU.dispatches(Kernel::AttentionRows));
+    assert!(Tuning::GPU.dispatches(Kernel::Attention) && !Tuning::GPU.dispatches(Kernel::AttentionRows) && !Tuning::GPU.dispatches(Kernel::AttentionRowsPrompt));
     assert!(Tuning::GPU.to_json().contains("\"attention_kernel\":\"attention\""), "{}", Tuning::GPU.to_json());
     // attention_rows writes no partials: a split decode with it is refused in words, as is a kernel that
     // is not an attention kernel.

@@ -222,10 +222,18 @@ kernel_table! {
     /// holding its query and 64 accumulators in registers, keys and values in vec4 loads, no workgroup
     /// memory, no barriers. Only where `attention_rows_fits` (the host runs attention otherwise).
     AttentionRows = "attention_rows" {
-        common: ["attention_params"],
+        common: ["attention_params", "attention_rows_body"],
         bindings: ATTENTION,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line((p.nh * p.t).div_ceil(wg[0])) },
+    }
+    /// attention_rows for steps of several tokens (Tuning::attention_kernel_for): the same code with
+    /// ATTENTION_ROWS_QUERIES queries of one head per thread, so each key and value it loads serves them all.
+    AttentionRowsPrompt = "attention_rows_prompt" {
+        common: ["attention_params", "attention_rows_body"],
+        bindings: ATTENTION,
+        workgroup: [8, 1, 1],
+        grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line((p.nh * p.t.div_ceil(ATTENTION_ROWS_QUERIES)).div_ceil(wg[0])) },
     }
     /// The attention probabilities themselves, for inspection only (model/inspect.rs): one workgroup per
     /// (head, query), writing its row of [NH, T, S] (zero above the diagonal). Never on a step's path.
@@ -306,6 +314,9 @@ const ATTENTION: &[Binding] = &[
     write("out", "[T, C]"),
     write("part", "[NB, NH, hs + 2] partials of a split decode step: o[hs] unnormalized, m, l"),
 ];
+
+/// Queries per thread of attention_rows_prompt (its WGSL `QUERIES`; attention_rows holds 1).
+pub const ATTENTION_ROWS_QUERIES: u32 = 4;
 
 /// The largest head size attention_rows holds in registers (its WGSL `HS4` vec4s).
 pub const ATTENTION_ROWS_MAX_HS: u32 = 64;

@@ -156,6 +156,11 @@ pub struct Tuning {
     /// load is a loop over the SIMD lanes and every barrier a switch of every invocation). Split decode
     /// steps and shapes attention_rows does not take (`kernels::attention_rows_fits`) run attention.
     pub attention_kernel: Kernel,
+    /// Where `attention_kernel` is attention_rows: steps of several tokens (prompts) run
+    /// attention_rows_prompt instead, 4 queries of one head per thread, so each key and value a thread
+    /// loads serves 4 queries (shaders/attention_rows_prompt.wgsl). On lavapipe it halves a 128-token
+    /// prompt's attention; off on SwiftShader, whose prompts in the browser are short (`Tuning::SWIFTSHADER`).
+    pub attention_rows_prompts: bool,
     /// G: the most workgroups the sampler's first pass (sample_scan, 64 threads, one per lane of 128
     /// ids) spreads over; fewer run when the vocabulary has fewer lanes. The sampled tokens do not
     /// depend on it.
@@ -198,6 +203,7 @@ impl Tuning {
         // 16 blocks at a 1,000-token context: NH x 16 workgroups (192 for gpt2, 400 for gpt2-xl).
         attn_block: 64,
         attention_kernel: Kernel::Attention,
+        attention_rows_prompts: false,
         // Every lane its own thread: gpt2's 393 lanes fill 7 workgroups.
         sample_groups: 256,
         // A GPU's storage loads are cheap and coalesced; gemv and matmul read storage buffers.
@@ -219,6 +225,7 @@ impl Tuning {
         // gemv_rows has no merge; and two lavapipe cores are already busy with NH workgroups.
         attn_block: 0,
         attention_kernel: Kernel::AttentionRows,
+        attention_rows_prompts: true,
         sample_groups: 8,
         // gemv_rows and matmul_rows read W and the scales as texels (see the field).
         weights_in_textures: true,
@@ -238,6 +245,10 @@ impl Tuning {
         // Every step runs gemv_rows (above), so matmul_rows is not even compiled at load (`dispatches`):
         // 1.6 s of Subzero there (README, "First token in the browser").
         gemv_max_rows: EVERY_STEP,
+        // An 11-token prompt's attention costs 2-4 CPU ms per layer there with either attention_rows or
+        // attention_rows_prompt (natively, gpt2 shapes, load 3), a few ms of a multi-second step, while one
+        // more pipeline would compile at the browser's load: prompts keep attention_rows.
+        attention_rows_prompts: false,
         ..Tuning::CPU
     };
 
@@ -253,7 +264,7 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
-    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_SAMPLE_GROUPS` and `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
+    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_SAMPLE_GROUPS` and `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
     /// textures exactly where the kernels are gemv_rows and matmul_rows) then override single fields for
     /// benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
@@ -318,6 +329,12 @@ impl Tuning {
                     "attention_rows" => Kernel::AttentionRows,
                     other => return Err(Error::InvalidArgument(format!("GPT2_ATTENTION_KERNEL must be `attention` or `attention_rows`, not `{other}`"))),
                 };
+            }
+            match num("GPT2_ATTENTION_ROWS_PROMPTS")? {
+                Some(0) => t.attention_rows_prompts = false,
+                Some(1) => t.attention_rows_prompts = true,
+                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_ATTENTION_ROWS_PROMPTS must be 0 or 1, not {f}"))),
+                None => {}
             }
             if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
                 t.tokens_per_submit = k;
@@ -413,6 +430,7 @@ impl Tuning {
             // attention_rows's tunings run attention only for shapes it does not take (no GPT-2 size):
             // a model whose heads need it has it compiled at load by `Ops::prepare`.
             Kernel::Attention | Kernel::AttentionRows => k == self.attention_kernel,
+            Kernel::AttentionRowsPrompt => self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts,
             Kernel::Embed => !self.weights_in_textures,
             Kernel::EmbedTex => self.weights_in_textures,
             _ => true,
@@ -432,11 +450,16 @@ impl Tuning {
     }
 
     /// The kernel an attention dispatch with Params `p` runs: the tuning's `attention_kernel` where it
-    /// takes them, else attention (split decode steps, and shapes attention_rows does not hold:
-    /// `kernels::attention_rows_fits`).
+    /// takes them (attention_rows_prompt for steps of several tokens where `attention_rows_prompts`),
+    /// else attention (split decode steps, and shapes attention_rows does not hold:
+    /// `kernels::attention_rows_fits`, which holds for attention_rows_prompt too).
     pub fn attention_kernel_for(&self, p: &super::params::AttentionParams) -> Kernel {
         if self.attention_kernel == Kernel::AttentionRows && super::kernels::attention_rows_fits(p) {
-            Kernel::AttentionRows
+            if p.t > 1 && self.attention_rows_prompts {
+                Kernel::AttentionRowsPrompt
+            } else {
+                Kernel::AttentionRows
+            }
         } else {
             Kernel::Attention
         }
@@ -467,7 +490,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"sample_groups\":{},\"weights_in_textures\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"sample_groups\":{},\"weights_in_textures\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -479,6 +502,7 @@ impl Tuning {
             self.tokens_per_submit,
             self.attn_block,
             self.attention_kernel.name(),
+            self.attention_rows_prompts,
             self.sample_groups,
             self.weights_in_textures
         )
@@ -489,7 +513,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}: {}{}; {}; weights in {}; {} decode tokens per submit; attention {}, decode {}; sampler over up to {} workgroups)",
+            "{} ({}: {}{}; {}; weights in {}; {} decode tokens per submit; attention {}{}, decode {}; sampler over up to {} workgroups)",
             self.kind.name(),
             if self.gemv_max_rows == EVERY_STEP { "every step".to_string() } else { format!("steps of up to {} tokens", self.gemv_max_rows) },
             match self.gemv_kernel {
@@ -505,6 +529,7 @@ impl std::fmt::Display for Tuning {
             if self.weights_in_textures { "textures" } else { "storage buffers" },
             self.tokens_per_submit,
             self.attention_kernel.name(),
+            if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts { " (prompts: attention_rows_prompt)" } else { "" },
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
             self.sample_groups
         )
