@@ -26,6 +26,14 @@
 const WG: u32 = TILE_LANES;
 const ROWS: u32 = TILE_RUN;
 
+// Whether q8 weights are unpacked with unpack4x8unorm (q8_row_unorm) instead of shifts (q8x4): a tuning's
+// pipeline constant (gpu::Tuning::q8_unorm), true on SwiftShader. There a shift of a vector (every
+// component of a vec4, or a value of 4 invocations) costs a scalar loop over its lanes, while
+// unpack4x8unorm is SwiftShader's own code with constant shifts: one gpt2 decode step's matrices (q8,
+// throwaway probe, CPU ms, alternating, load 3.6) 353 with shifts, 193-213 with unpack4x8unorm. On
+// lavapipe the shifts are the faster (the probe: 32-38 against 38-43 ms).
+override Q8_UNORM: bool = false;
+
 // Chunk . xc for the chunk whose first tiled word is w (chunk_word), one function per format (the
 // format switch stays outside the loops); q8/q4 before their scale.
 fn dot_f32(w: u32, xc: array<vec4<f32>, 8>) -> f32 {
@@ -54,6 +62,18 @@ fn dot_q8(w: u32, xc: array<vec4<f32>, 8>) -> f32 {
     let b = w_texel(w / 4u + 1u);
     return dot(q8x4(a.x), xc[0]) + dot(q8x4(a.y), xc[1]) + dot(q8x4(a.z), xc[2]) + dot(q8x4(a.w), xc[3])
          + dot(q8x4(b.x), xc[4]) + dot(q8x4(b.y), xc[5]) + dot(q8x4(b.z), xc[6]) + dot(q8x4(b.w), xc[7]);
+}
+
+// q8 under Q8_UNORM (SwiftShader): the bytes come out of unpack4x8unorm as u = (q + 128) / 255 (the word
+// xor 0x80808080 turns each q into q + 128), so chunk . xc = 255 (u . xc) - 128 sum(xc): q8_row_unorm
+// returns u . xc, the caller applies the 255 and the -128 sum(xc) once per 4 rows. X comes as eight vec4s,
+// not an array: SwiftShader copies an array argument at every call.
+fn q8_row_unorm(w: u32, i: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3: vec4<f32>, x4: vec4<f32>, x5: vec4<f32>, x6: vec4<f32>, x7: vec4<f32>) -> f32 {
+    let t = (w + i * TILE_LANES * 8u) / 4u;
+    let a = w_texel(t) ^ vec4<u32>(0x80808080u);
+    let b = w_texel(t + 1u) ^ vec4<u32>(0x80808080u);
+    return dot(unpack4x8unorm(a.x), x0) + dot(unpack4x8unorm(a.y), x1) + dot(unpack4x8unorm(a.z), x2) + dot(unpack4x8unorm(a.w), x3)
+         + dot(unpack4x8unorm(b.x), x4) + dot(unpack4x8unorm(b.y), x5) + dot(unpack4x8unorm(b.z), x6) + dot(unpack4x8unorm(b.w), x7);
 }
 
 // q4: a chunk is one texel.
@@ -104,10 +124,24 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 let xc = x_chunk(xo, k);
                 let w = chunk_word(n0, k / 32u, 8u);
                 let sc = run_scales(scale_elem(n0, k / 32u));
-                a0 += vec4<f32>(q8_row(w, 0u, xc), q8_row(w, 1u, xc), q8_row(w, 2u, xc), q8_row(w, 3u, xc)) * sc[0];
-                a1 += vec4<f32>(q8_row(w, 4u, xc), q8_row(w, 5u, xc), q8_row(w, 6u, xc), q8_row(w, 7u, xc)) * sc[1];
-                a2 += vec4<f32>(q8_row(w, 8u, xc), q8_row(w, 9u, xc), q8_row(w, 10u, xc), q8_row(w, 11u, xc)) * sc[2];
-                a3 += vec4<f32>(q8_row(w, 12u, xc), q8_row(w, 13u, xc), q8_row(w, 14u, xc), q8_row(w, 15u, xc)) * sc[3];
+                if (Q8_UNORM) {
+                    let x0 = xc[0]; let x1 = xc[1]; let x2 = xc[2]; let x3 = xc[3];
+                    let x4 = xc[4]; let x5 = xc[5]; let x6 = xc[6]; let x7 = xc[7];
+                    let o = vec4<f32>(-128.0 * dot(x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7, vec4<f32>(1.0)));
+                    a0 += (vec4<f32>(q8_row_unorm(w, 0u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 1u, x0, x1, x2, x3, x4, x5, x6, x7),
+                                     q8_row_unorm(w, 2u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 3u, x0, x1, x2, x3, x4, x5, x6, x7)) * 255.0 + o) * sc[0];
+                    a1 += (vec4<f32>(q8_row_unorm(w, 4u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 5u, x0, x1, x2, x3, x4, x5, x6, x7),
+                                     q8_row_unorm(w, 6u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 7u, x0, x1, x2, x3, x4, x5, x6, x7)) * 255.0 + o) * sc[1];
+                    a2 += (vec4<f32>(q8_row_unorm(w, 8u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 9u, x0, x1, x2, x3, x4, x5, x6, x7),
+                                     q8_row_unorm(w, 10u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 11u, x0, x1, x2, x3, x4, x5, x6, x7)) * 255.0 + o) * sc[2];
+                    a3 += (vec4<f32>(q8_row_unorm(w, 12u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 13u, x0, x1, x2, x3, x4, x5, x6, x7),
+                                     q8_row_unorm(w, 14u, x0, x1, x2, x3, x4, x5, x6, x7), q8_row_unorm(w, 15u, x0, x1, x2, x3, x4, x5, x6, x7)) * 255.0 + o) * sc[3];
+                } else {
+                    a0 += vec4<f32>(q8_row(w, 0u, xc), q8_row(w, 1u, xc), q8_row(w, 2u, xc), q8_row(w, 3u, xc)) * sc[0];
+                    a1 += vec4<f32>(q8_row(w, 4u, xc), q8_row(w, 5u, xc), q8_row(w, 6u, xc), q8_row(w, 7u, xc)) * sc[1];
+                    a2 += vec4<f32>(q8_row(w, 8u, xc), q8_row(w, 9u, xc), q8_row(w, 10u, xc), q8_row(w, 11u, xc)) * sc[2];
+                    a3 += vec4<f32>(q8_row(w, 12u, xc), q8_row(w, 13u, xc), q8_row(w, 14u, xc), q8_row(w, 15u, xc)) * sc[3];
+                }
             }
         }
         case 3u: {

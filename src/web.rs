@@ -514,7 +514,17 @@ pub fn kernel_sources() -> js_sys::Array {
                 "workgroup": k.def().workgroup,
             }));
             let _ = js_sys::Reflect::set(&o, &"layout".into(), &crate::gpu::warm::layout_entries(k));
-            let variants: js_sys::Array = (0..k.variants().len()).map(|v| JsValue::from(crate::gpu::warm::constants(k, v).unwrap_or_default())).collect();
+            // Every variant under every tuning's constants (Kernel::constants), each set once.
+            let mut sets: Vec<Vec<(&str, f64)>> = Vec::new();
+            for v in 0..k.variants().len() {
+                for t in [crate::gpu::Tuning::GPU, crate::gpu::Tuning::CPU, crate::gpu::Tuning::SWIFTSHADER] {
+                    let c = k.constants(v, &t);
+                    if !sets.contains(&c) {
+                        sets.push(c);
+                    }
+                }
+            }
+            let variants: js_sys::Array = sets.iter().map(|c| JsValue::from(crate::gpu::warm::constants(c).unwrap_or_default())).collect();
             let _ = js_sys::Reflect::set(&o, &"variants".into(), &variants);
             o
         })

@@ -11,7 +11,7 @@ use gpt2_webgpu::reference::cpu;
 use gpt2_webgpu::gpu::params::*;
 use gpt2_webgpu::gpu::kernels::Bind;
 use gpt2_webgpu::gpu::texels::tile;
-use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
+use gpt2_webgpu::gpu::{Gpu, Kernel, KvFormat, Tuning, TuningKind};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
 
 fn bytes<T: bytemuck::Pod>(v: &[T]) -> Vec<u8> {
@@ -90,8 +90,14 @@ fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
 /// group), against cpu.rs. X' = X, or under MM_LN X's rows layer-normed with random gains and biases; X
 /// then carries GPT-2-like residual outliers (+-1e3 in a few channels) on a mean offset.
 #[allow(clippy::too_many_arguments)]
-fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, (lanes, rows): (u32, u32)) {
-    let g = gpu();
+fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, shape: (u32, u32)) {
+    run_linear_on(&gpu(), kernel, fmt, m, n, k, flags, seed, shape, false);
+}
+
+/// run_linear on the device `g` (whose tuning sets the pipelines' constants: `Tuning::constants`); with
+/// `extremes`, every fifth q8 word is replaced by bytes -128, 127, -1 and 0 (the quantizer writes only
+/// -127..=127, a package's bytes may hold any value).
+fn run_linear_on(g: &Gpu, kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, (lanes, rows): (u32, u32), extremes: bool) {
     let mut rng = Rng(seed);
     let (x_row0, y_col0, pad_cols) = (1usize, 3usize, 2usize);
     let mut x = rng.vec((m + x_row0) * k, 1.0);
@@ -109,7 +115,17 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
         }
     }
     let w_nk = rng.vec(n * k, 0.5);
-    let packed = PackedMatrix::pack_nk(&w_nk, n, k, fmt);
+    let mut packed = PackedMatrix::pack_nk(&w_nk, n, k, fmt);
+    if extremes {
+        assert_eq!(fmt, WeightFormat::Q8);
+        let ws = packed.w_stride();
+        for (i, w) in packed.words.iter_mut().enumerate() {
+            // Only whole words within K: the bytes of a row's last word past K stay the packer's zeros.
+            if i % 5 == 0 && (i % ws + 1) * 4 <= k {
+                *w = 0x00ff_7f80;
+            }
+        }
+    }
     let w_used = packed.unpack(); // what the kernel must compute with
     let bias = rng.vec(n, 1.0);
     let y_stride = y_col0 + n + pad_cols;
@@ -270,6 +286,31 @@ fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
         &[(1, 1, 1), (1, 15, 7), (1, 17, 33), (2, 129, 768), (1, 300, 31), (3, 16, 2051), (1, 50, 3072), (1, 40, 8190), (2, 40, 8200), (2, 24, 8191)],
         &[(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65), (1, 9, 8192), (3, 20, 4096), (3, 20, 5000), (3, 20, 4099)],
     );
+}
+
+#[test]
+fn gemv_rows_q8_through_unpack4x8unorm_matches_reference_with_extreme_bytes() {
+    // The SwiftShader tuning's gemv_rows (Q8_UNORM: q8 bytes through unpack4x8unorm, 255 (u . x) - 128
+    // sum(x) per chunk), on a device of that tuning whatever the adapter: the shapes of
+    // gemv_rows_matches_reference_on_edges_formats_and_epilogues over every variant (X in the window and
+    // past it, aligned or not), bytes -128, 127, -1 and 0 in every fifth word, both q8 epilogues.
+    let g = pollster::block_on(Gpu::with_tuning(Some(TuningKind::SwiftShader))).unwrap();
+    assert_eq!(Tuning::SWIFTSHADER.constants(Kernel::GemvRows), &[("Q8_UNORM", 1.0)]);
+    assert!(g.tuning.q8_unorm, "{}", g.tuning);
+    let shapes = [(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65), (1, 9, 8192), (3, 20, 4096), (3, 20, 5000), (3, 20, 4099), (1, 300, 31), (1, 2304, 768)];
+    let mut seen: Vec<usize> = shapes.iter().map(|&(m, _, k)| Kernel::GemvRows.variant(bytemuck::bytes_of(&MatmulParams { m, x_row0: 1, x_stride: k, ..Default::default() }))).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), Kernel::GemvRows.variants().len(), "the shapes reach variants {seen:?} only");
+    let mut seed = 1600;
+    for &(m, n, k) in &shapes {
+        for flags in [MM_BIAS | MM_ACCUMULATE, MM_BIAS | MM_GELU] {
+            for extremes in [false, true] {
+                seed += 1;
+                run_linear_on(&g, Kernel::GemvRows, WeightFormat::Q8, m as usize, n as usize, k as usize, flags, seed, (1, 1), extremes);
+            }
+        }
+    }
 }
 
 #[test]

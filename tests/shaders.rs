@@ -4,7 +4,7 @@
 //! be used by some kernel.
 
 use gpt2_webgpu::gpu::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
-use gpt2_webgpu::gpu::{Bind, Kernel};
+use gpt2_webgpu::gpu::{Bind, Kernel, Tuning};
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -74,6 +74,17 @@ fn every_kernel_validates_as_assembled_and_matches_its_table_row() {
         wgsl.sort_by_key(|b| b.0);
         let table: Vec<(u32, String, Bind)> = d.bindings.iter().enumerate().map(|(i, b)| (i as u32, b.name.to_string(), b.bind)).collect();
         assert_eq!(wgsl, table, "{name}: the table's bindings (index, name, access) are the WGSL's");
+
+        // Every pipeline constant a variant or a tuning sets (Kernel::constants) is an `override` of
+        // the WGSL (a pipeline setting one it lacks fails to build).
+        let overrides: Vec<String> = module.overrides.iter().filter_map(|(_, o)| o.name.clone()).collect();
+        for v in 0..k.variants().len() {
+            for t in [Tuning::GPU, Tuning::CPU, Tuning::SWIFTSHADER] {
+                for (c, _) in k.constants(v, &t) {
+                    assert!(overrides.iter().any(|o| o == c), "{name}: variant {v} under the {} tuning sets {c}, which the WGSL does not declare (overrides: {overrides:?})", t.kind.name());
+                }
+            }
+        }
     }
 }
 

@@ -407,6 +407,12 @@ impl Kernel {
         self.def().variants
     }
 
+    /// Every pipeline constant of variant `v` under `tuning`: the variant's own, then the tuning's
+    /// (`Tuning::constants`). What a pipeline is compiled with (gpu/mod.rs, warm.rs).
+    pub fn constants(self, v: usize, tuning: &super::Tuning) -> Vec<(&'static str, f64)> {
+        self.variants()[v].iter().chain(tuning.constants(self)).copied().collect()
+    }
+
     /// Which variant a dispatch whose Params are (at the start of) `params` needs.
     pub fn variant(self, params: &[u8]) -> usize {
         (self.def().pick)(params)

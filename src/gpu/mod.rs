@@ -220,13 +220,13 @@ impl Gpu {
         let at_load: Vec<Kernel> = Kernel::ALL.iter().copied().filter(|&k| tuning.dispatches(k)).collect();
         // In the browser they compile side by side first (warm.rs); the creations below then find them done.
         #[cfg(target_arch = "wasm32")]
-        warm::compile(&device, &at_load.iter().map(|&k| (k, 0)).collect::<Vec<_>>()).await;
+        warm::compile(&device, &at_load.iter().map(|&k| (k, 0)).collect::<Vec<_>>(), &tuning).await;
         let pipelines: Vec<Vec<OnceLock<wgpu::ComputePipeline>>> = Kernel::ALL.iter().map(|k| k.variants().iter().map(|_| OnceLock::new()).collect()).collect();
         // The WGSL's defaults: what the model's shapes need (a model whose shapes need another variant
         // compiles it as it loads: `prepare`).
         for &k in &at_load {
             let layout = &layouts.iter().find(|(kk, _)| *kk == k).expect("every kernel has a layout").1;
-            let _ = pipelines[k as usize][0].set(make_pipeline(&device, layout, k, 0));
+            let _ = pipelines[k as usize][0].set(make_pipeline(&device, layout, k, 0, &tuning));
         }
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
@@ -247,7 +247,7 @@ impl Gpu {
     /// Variant `v` of `k`'s pipeline, compiled now if nothing did yet (a kernel the tuning's steps never
     /// dispatch: an error in it then reaches `check()`, as any other device error does).
     pub fn pipeline(&self, k: Kernel, v: usize) -> &wgpu::ComputePipeline {
-        self.pipelines[k as usize][v].get_or_init(|| make_pipeline(&self.device, self.layout(k), k, v))
+        self.pipelines[k as usize][v].get_or_init(|| make_pipeline(&self.device, self.layout(k), k, v, &self.tuning))
     }
 
     /// Compile now the (kernel, variant) pipelines in `needs` that do not exist yet (a model's load calls
@@ -256,7 +256,7 @@ impl Gpu {
     pub async fn prepare(&self, needs: &[(Kernel, usize)]) {
         let missing: Vec<(Kernel, usize)> = needs.iter().copied().filter(|&(k, v)| self.pipelines[k as usize][v].get().is_none()).collect();
         #[cfg(target_arch = "wasm32")]
-        warm::compile(&self.device, &missing).await;
+        warm::compile(&self.device, &missing, &self.tuning).await;
         for (k, v) in missing {
             self.pipeline(k, v);
         }
@@ -550,8 +550,9 @@ fn binding_type(bind: Bind) -> wgpu::BindingType {
     }
 }
 
-/// The compute pipeline of `kernel` (its WGSL, its entry point) over `layout`.
-fn make_pipeline(device: &wgpu::Device, layout: &wgpu::BindGroupLayout, kernel: Kernel, variant: usize) -> wgpu::ComputePipeline {
+/// The compute pipeline of variant `variant` of `kernel` (its WGSL, its entry point, its constants under
+/// `tuning`: `Kernel::constants`) over `layout`.
+fn make_pipeline(device: &wgpu::Device, layout: &wgpu::BindGroupLayout, kernel: Kernel, variant: usize, tuning: &Tuning) -> wgpu::ComputePipeline {
     let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(kernel.name()),
         source: wgpu::ShaderSource::Wgsl(kernel.source().into()),
@@ -566,7 +567,7 @@ fn make_pipeline(device: &wgpu::Device, layout: &wgpu::BindGroupLayout, kernel: 
         layout: Some(&pipeline_layout),
         module: &module,
         entry_point: Some(kernel.name()),
-        compilation_options: wgpu::PipelineCompilationOptions { constants: kernel.variants()[variant], ..Default::default() },
+        compilation_options: wgpu::PipelineCompilationOptions { constants: &kernel.constants(variant, tuning), ..Default::default() },
         cache: None,
     })
 }

@@ -172,6 +172,11 @@ pub struct Tuning {
     /// texture against 0.43-0.45 from storage (README, "CPU adapters"). Follows the kernels: the rows
     /// kernels read only textures, gemv and matmul only storage.
     pub weights_in_textures: bool,
+    /// gemv_rows unpacks q8 weights with unpack4x8unorm instead of shifts (its WGSL `Q8_UNORM`, a
+    /// pipeline constant: `constants`). On SwiftShader every shift of a vector costs a loop over its
+    /// lanes while unpack4x8unorm is its own code: gpt2's decode matrices (q8) cost 193-227 CPU ms there
+    /// against 320-371 with shifts (shaders/gemv_rows.wgsl). On lavapipe the shifts are faster.
+    pub q8_unorm: bool,
 }
 
 /// `Tuning::gemv_max_rows` for "every step runs the gemv kernel" (the matmul kernel is never dispatched).
@@ -208,6 +213,7 @@ impl Tuning {
         sample_groups: 256,
         // A GPU's storage loads are cheap and coalesced; gemv and matmul read storage buffers.
         weights_in_textures: false,
+        q8_unorm: false,
     };
     pub const CPU: Tuning = Tuning {
         kind: TuningKind::Cpu,
@@ -229,6 +235,7 @@ impl Tuning {
         sample_groups: 8,
         // gemv_rows and matmul_rows read W and the scales as texels (see the field).
         weights_in_textures: true,
+        q8_unorm: false,
     };
 
     /// SwiftShader (Chromium's software WebGPU; Subzero JIT, 4 SIMD lanes of SSE). Measured natively on
@@ -249,6 +256,8 @@ impl Tuning {
         // attention_rows_prompt (natively, gpt2 shapes, load 3), a few ms of a multi-second step, while one
         // more pipeline would compile at the browser's load: prompts keep attention_rows.
         attention_rows_prompts: false,
+        // Vector shifts cost a loop over the lanes there (see the field).
+        q8_unorm: true,
         ..Tuning::CPU
     };
 
@@ -264,8 +273,8 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
-    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_SAMPLE_GROUPS` and `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
-    /// textures exactly where the kernels are gemv_rows and matmul_rows) then override single fields for
+    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
+    /// textures exactly where the kernels are gemv_rows and matmul_rows) and `GPT2_Q8_UNORM` (0 or 1) then override single fields for
     /// benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
@@ -349,6 +358,13 @@ impl Tuning {
                 // Kernels forced alone take their weights' home with them.
                 None => t.weights_in_textures = t.gemv_kernel == Kernel::GemvRows,
             }
+            match num("GPT2_Q8_UNORM")? {
+                Some(0) => t.q8_unorm = false,
+                Some(1) => t.q8_unorm = true,
+                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_Q8_UNORM must be 0 or 1, not {f}"))),
+                // Only gemv_rows has it: a gemv kernel forced alone drops it.
+                None => t.q8_unorm &= t.gemv_kernel == Kernel::GemvRows,
+            }
             match num("GPT2_ATTN_BLOCK")? {
                 Some(b) => t.attn_block = b,
                 // Only gemv.wgsl merges, and only attention.wgsl splits: a gemv kernel or attention_rows
@@ -401,6 +417,9 @@ impl Tuning {
                 if self.weights_in_textures { "textures" } else { "storage buffers" }
             )));
         }
+        if self.q8_unorm && self.gemv_kernel != Kernel::GemvRows {
+            return Err(Error::InvalidArgument(format!("unpacking q8 with unpack4x8unorm needs the gemv_rows kernel, not {}", self.gemv_kernel.name())));
+        }
         if !(1..=MAX_TOKENS_PER_SUBMIT).contains(&self.tokens_per_submit) {
             return Err(Error::InvalidArgument(format!("tokens per submit must be 1 to {MAX_TOKENS_PER_SUBMIT}, not {}", self.tokens_per_submit)));
         }
@@ -413,6 +432,16 @@ impl Tuning {
     /// The KV cache format for weights of format `weights`.
     pub fn kv_format(&self, weights: crate::quant::WeightFormat) -> KvFormat {
         self.kv_cache.unwrap_or(KvFormat::for_weights(weights))
+    }
+
+    /// The pipeline constants this tuning compiles `k` with, on top of each variant's own
+    /// (`Kernel::constants`): gemv_rows's Q8_UNORM where `q8_unorm`.
+    pub fn constants(&self, k: Kernel) -> &'static [(&'static str, f64)] {
+        if k == Kernel::GemvRows && self.q8_unorm {
+            &[("Q8_UNORM", 1.0)]
+        } else {
+            &[]
+        }
     }
 
     /// Whether a step of `t` tokens folds ln_1 and ln_2 into qkv and fc (see `fold_ln`).
@@ -490,7 +519,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"sample_groups\":{},\"weights_in_textures\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"sample_groups\":{},\"weights_in_textures\":{},\"q8_unorm\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -504,7 +533,8 @@ impl Tuning {
             self.attention_kernel.name(),
             self.attention_rows_prompts,
             self.sample_groups,
-            self.weights_in_textures
+            self.weights_in_textures,
+            self.q8_unorm
         )
     }
 }
@@ -513,7 +543,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}: {}{}; {}; weights in {}; {} decode tokens per submit; attention {}{}, decode {}; sampler over up to {} workgroups)",
+            "{} ({}: {}{}{}; {}; weights in {}; {} decode tokens per submit; attention {}{}, decode {}; sampler over up to {} workgroups)",
             self.kind.name(),
             if self.gemv_max_rows == EVERY_STEP { "every step".to_string() } else { format!("steps of up to {} tokens", self.gemv_max_rows) },
             match self.gemv_kernel {
@@ -521,6 +551,7 @@ impl std::fmt::Display for Tuning {
                 _ => format!("gemv, {} lanes x {} rows per thread", self.gemv_lanes, self.gemv_rows_per_thread),
             },
             if self.fold_ln { ", layer norms folded in" } else { "" },
+            if self.q8_unorm { ", q8 through unpack4x8unorm" } else { "" },
             match self.matmul_kernel {
                 _ if self.gemv_max_rows == EVERY_STEP => "no matmul",
                 Kernel::MatmulRows => "longer: matmul_rows, 96 rows x 4 tokens per thread",

@@ -6,18 +6,18 @@
 //! looks pipelines, layouts and shader modules up by content), so wgpu's own creation right after finds
 //! it done. Best effort: a failure here is ignored, and the creation that follows reports it in words.
 
-use super::{Bind, Kernel};
+use super::{Bind, Kernel, Tuning};
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-/// Compile `kernels` (each a kernel and its variant: `Kernel::variants`) on `device` side by side and
-/// wait (at most the GPU wait limit) until all are done.
-pub(super) async fn compile(device: &wgpu::Device, kernels: &[(Kernel, usize)]) {
+/// Compile `kernels` (each a kernel and its variant: `Kernel::variants`, with `tuning`'s constants) on
+/// `device` side by side and wait (at most the GPU wait limit) until all are done.
+pub(super) async fn compile(device: &wgpu::Device, kernels: &[(Kernel, usize)], tuning: &Tuning) {
     let Some(d) = device.as_webgpu() else { return };
     let d: &JsValue = d.as_ref();
     let pending = Array::new();
     for &(k, v) in kernels {
-        if let Ok(p) = start(d, k, v) {
+        if let Ok(p) = start(d, k, &k.constants(v, tuning)) {
             pending.push(&p);
         }
     }
@@ -67,9 +67,10 @@ pub(crate) fn layout_entries(k: Kernel) -> Array {
     entries
 }
 
-/// `createComputePipelineAsync` of variant `v` of `k` as `make_pipeline` asks for it: `layout_entries(k)`,
-/// the same WGSL and entry point, and the variant's constants (which wgpu passes only where there are any).
-fn start(d: &JsValue, k: Kernel, v: usize) -> Result<JsValue, JsValue> {
+/// `createComputePipelineAsync` of `k` as `make_pipeline` asks for it: `layout_entries(k)`, the same WGSL
+/// and entry point, and `given`, a variant's constants under a tuning (`Kernel::constants`; wgpu passes
+/// them only where there are any).
+fn start(d: &JsValue, k: Kernel, given: &[(&str, f64)]) -> Result<JsValue, JsValue> {
     let bgl = Object::new();
     set(&bgl, "entries", layout_entries(k));
     let pl = Object::new();
@@ -79,7 +80,7 @@ fn start(d: &JsValue, k: Kernel, v: usize) -> Result<JsValue, JsValue> {
     let stage = Object::new();
     set(&stage, "module", call(d, "createShaderModule", &sm)?);
     set(&stage, "entryPoint", k.name());
-    if let Some(c) = constants(k, v) {
+    if let Some(c) = constants(given) {
         set(&stage, "constants", c);
     }
     let desc = Object::new();
@@ -88,10 +89,9 @@ fn start(d: &JsValue, k: Kernel, v: usize) -> Result<JsValue, JsValue> {
     call(d, "createComputePipelineAsync", &desc)
 }
 
-/// Variant `v`'s pipeline-overridable constants as a JS record (name -> value), None for the WGSL's own.
-/// Also what `kernelSources()` (web.rs) lists for each variant.
-pub(crate) fn constants(k: Kernel, v: usize) -> Option<Object> {
-    let given = k.variants()[v];
+/// Pipeline-overridable constants as a JS record (name -> value), None for the WGSL's own. Also what
+/// `kernelSources()` (web.rs) lists for each pipeline.
+pub(crate) fn constants(given: &[(&str, f64)]) -> Option<Object> {
     (!given.is_empty()).then(|| {
         let c = Object::new();
         for &(name, value) in given {
