@@ -6,20 +6,8 @@
 // Two passes over the row (mean, then the centred variance) instead of E[x^2] - E[x]^2, which cancels
 // catastrophically on GPT-2's activation outliers (residual channels of magnitude 1e3+).
 // Dispatch: `rows` workgroups (x, with y for rows beyond 65535) of 256 threads; one workgroup per row,
-// threads stride over C and reduce through workgroup memory.
+// threads stride over C and reduce through workgroup memory. (CPU adapters run layer_norm_rows.wgsl.)
 
-struct Params {
-    rows: u32,
-    C: u32,
-    in_row0: u32,
-    out_row0: u32,
-    eps: f32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;            // [*, C]
 @group(0) @binding(2) var<storage, read> g: array<f32>;            // [C]
 @group(0) @binding(3) var<storage, read> b: array<f32>;            // [C]

@@ -282,7 +282,8 @@ fn gpu_bench_reports_the_q8_gemv_yardstick_of_the_same_run() {
 
 #[test]
 fn gpu_bench_profile_under_the_cpu_tuning_keeps_the_layer_norms_apart() {
-    // f32 weights: the f32 KV cache; no fold under the CPU tuning, so ln_1 and ln_2 run as layer_norm ops.
+    // f32 weights: the f32 KV cache; no fold under the CPU tuning, so ln_1 and ln_2 run as layer norm ops of
+    // their own (layer_norm_rows there).
     let (out, _) = ok_env(
         &["bench", "--device", "gpu", "--json", "--profile", "--model", s(&tiny_dir()), "--weights", "f32", "--prompt-tokens", "3", "--decode-tokens", "2"],
         &[("GPT2_TUNING", "cpu")],
@@ -292,10 +293,11 @@ fn gpu_bench_profile_under_the_cpu_tuning_keeps_the_layer_norms_apart() {
     assert_eq!((o["weights"].as_str(), o["kv_format"].as_str()), (Some("f32"), Some("f32")), "{o}");
     assert_eq!(o["tuning"]["kind"], "cpu", "{o}");
     let labels: Vec<&str> = profile.lines().filter_map(|l| l.split_whitespace().next()).collect();
-    for want in ["layer_norm", "qkv", "fc+gelu", "ln_f", "logits", "sample_scan", "sample_best"] {
+    for want in ["layer_norm_rows", "qkv", "fc+gelu", "ln_f", "logits", "sample_scan", "sample_best"] {
         assert!(labels.contains(&want), "{want} missing from the profile:\n{profile}");
     }
     assert!(!labels.iter().any(|l| l.contains("+ln_")), "nothing is folded under the CPU tuning:\n{profile}");
+    assert_eq!(o["tuning"]["layer_norm_kernel"], "layer_norm_rows", "{o}");
     // The weights (wte too: one copy for the embedding and the logits) live in textures there.
     assert_eq!(o["tuning"]["weights_in_textures"], true, "{o}");
     assert!(labels.contains(&"embed_tex") && !labels.contains(&"embed"), "{profile}");

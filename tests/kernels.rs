@@ -53,11 +53,16 @@ fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
 
 // ---------------------------------------------------------------------------------------------
 
+// layer_norm, and layer_norm_rows (the CPU tunings': one thread per row, rows on whole vec4s) where it
+// takes the shape; the CPU tuning falls back to layer_norm for C % 4 != 0.
 #[test]
 fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
     let g = gpu();
     let mut rng = Rng(1);
-    for &(rows, c) in &[(1usize, 1usize), (1, 5), (3, 128), (17, 257), (2, 1600), (5, 3000)] {
+    let shapes = [(1usize, 1usize), (1, 5), (3, 128), (17, 257), (2, 1600), (5, 3000), (1, 4), (9, 768), (130, 768), (11, 36)];
+    for &(rows, c) in &shapes {
+        let kernels: &[Kernel] = if c % 4 == 0 { &[Kernel::LayerNorm, Kernel::LayerNormRows] } else { &[Kernel::LayerNorm] };
+        assert_eq!(Tuning::CPU.layer_norm_kernel_for(c as u32), kernels[kernels.len() - 1], "C = {c}");
         let mut x = rng.vec((rows + 2) * c, 1.0);
         // Outliers like GPT-2's residual stream (a few channels in the thousands), and a constant row.
         x[c / 2] = 3000.0;
@@ -67,22 +72,29 @@ fn layer_norm_matches_reference_with_outliers_and_odd_sizes() {
                 *v = 7.0;
             }
         }
+        // Rows with a mean far from their spread (the two-pass variance must not cancel).
+        for r in 3..rows {
+            for v in &mut x[r * c..(r + 1) * c] {
+                *v += 60.0 * (r % 3) as f32;
+            }
+        }
         let gm = rng.vec(c, 1.0);
         let bt = rng.vec(c, 0.5);
         let (in_row0, out_row0) = (2u32.min(rows as u32 - 1), 1u32);
         let prm = LayerNormParams { rows: rows as u32, c: c as u32, in_row0, out_row0, eps: 1e-5, _pad: [0; 3] };
-        let y0 = vec![0f32; (rows + 1) * c];
-        let out = pollster::block_on(g.run_once(
-            Kernel::LayerNorm,
-            bytemuck::bytes_of(&prm),
-            &[bytes(&x), bytes(&gm), bytes(&bt), bytes(&y0)],
-        ))
-        .unwrap();
-        let got = floats(&out[3]);
         let xi = &x[in_row0 as usize * c..(in_row0 as usize + rows) * c];
         let want = cpu::layer_norm(&cpu::to_f64(xi), &gm, &bt, 1e-5);
-        assert_close(&format!("layer_norm rows={rows} C={c}"), &got[c..], &want, 1e-4, 1e-4);
-        assert!(got[..c].iter().all(|&v| v == 0.0), "rows before out_row0 untouched");
+        for &kernel in kernels {
+            // Garbage past the last row: nothing may be written there.
+            let mut y0 = vec![0f32; (rows + 2) * c];
+            y0[(rows + 1) * c..].fill(-9.0);
+            let out = pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &[bytes(&x), bytes(&gm), bytes(&bt), bytes(&y0)])).unwrap();
+            let got = floats(&out[3]);
+            let label = format!("{} rows={rows} C={c}", kernel.name());
+            assert_close(&label, &got[c..(rows + 1) * c], &want, 1e-4, 1e-4);
+            assert!(got[..c].iter().all(|&v| v == 0.0), "{label}: rows before out_row0 untouched");
+            assert!(got[(rows + 1) * c..].iter().all(|&v| v == -9.0), "{label}: rows past the last untouched");
+        }
     }
 }
 

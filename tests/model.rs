@@ -212,8 +212,9 @@ fn unaligned_rows_of_x_compile_at_load_and_match_the_reference() {
 }
 
 // The CPU tunings' attention_rows holds heads of hs <= 64 on whole vec4s; any other head runs attention
-// per dispatch. Two small random models under the CPU tuning, a prompt then single tokens through the KV
-// cache, against the f64 reference: hs = 12 (attention_rows, f32 cache) and hs = 6 (attention's fallback).
+// per dispatch; likewise layer_norm_rows rows of C % 4 == 0, else layer_norm. Small random models under
+// the CPU tuning, a prompt then single tokens through the KV cache, against the f64 reference: hs = 12
+// (attention_rows, f32 cache), hs = 6 (attention's fallback), and C = 18 (layer_norm's fallback too).
 #[test]
 fn heads_attention_rows_does_not_hold_fall_back_to_attention_and_match_the_reference() {
     use gpt2_webgpu::gpu::params::AttentionParams;
@@ -222,11 +223,11 @@ fn heads_attention_rows_does_not_hold_fall_back_to_attention_and_match_the_refer
     use gpt2_webgpu::io::safetensors::Dtype;
     use gpt2_webgpu::weights::Gpt2Weights;
     let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(TuningKind::Cpu))).unwrap());
-    for (n_head, want_kernel) in [(2, Kernel::AttentionRows), (4, Kernel::Attention)] {
+    for (n_embd, n_head, want_kernel, want_ln) in [(24, 2, Kernel::AttentionRows, Kernel::LayerNormRows), (24, 4, Kernel::Attention, Kernel::LayerNormRows), (18, 3, Kernel::Attention, Kernel::LayerNorm)] {
         let cfg = gpt2_webgpu::Gpt2Config {
             vocab_size: 70,
             n_positions: 16,
-            n_embd: 24,
+            n_embd,
             n_layer: 2,
             n_head,
             n_inner: 32,
@@ -235,17 +236,19 @@ fn heads_attention_rows_does_not_hold_fall_back_to_attention_and_match_the_refer
             eos_token_id: 69,
         };
         let hs = (cfg.n_embd / n_head) as u32;
-        let prm = AttentionParams { t: 1, c: 24, nh: n_head as u32, hs, pos0: 3, scale: 1.0, kv: 0, block: 0 };
+        let prm = AttentionParams { t: 1, c: n_embd as u32, nh: n_head as u32, hs, pos0: 3, scale: 1.0, kv: 0, block: 0 };
         assert_eq!(gpu.tuning.attention_kernel_for(&prm), want_kernel, "hs = {hs}");
-        let dir = TempDir::new(&format!("attention-rows-{n_head}"));
+        assert_eq!(gpu.tuning.layer_norm_kernel_for(n_embd as u32), want_ln, "C = {n_embd}");
+        let dir = TempDir::new(&format!("attention-rows-{n_embd}-{n_head}"));
         write_random_model(&cfg, Dtype::F32, dir.path(), b"{}", 13).unwrap();
         let w = Gpt2Weights::load(&mut HfModel::open(dir.path()).unwrap()).unwrap();
         let ids = [3u32, 68, 0, 41, 7, 12];
         let want = gpt2_webgpu::reference::cpu::forward(&w, &ids).unwrap().logits;
         let mut m = pollster::block_on(Model::load(gpu.clone(), &mut HfModel::open(dir.path()).unwrap(), WeightFormat::F32)).unwrap();
-        // The load compiles the attention kernel these heads need (Ops::prepare); no step compiles.
+        // The load compiles the attention and layer norm kernels these shapes need (Ops::prepare); no step
+        // compiles.
         let at_load = gpu.compiled();
-        assert!(at_load.contains(&(want_kernel, 0)), "hs = {hs}: {at_load:?}");
+        assert!(at_load.contains(&(want_kernel, 0)) && at_load.contains(&(want_ln, 0)), "hs = {hs}, C = {n_embd}: {at_load:?}");
         let mut got = pollster::block_on(m.append_logits(&ids[..3])).unwrap();
         for &id in &ids[3..] {
             got.extend(pollster::block_on(m.append_logits(&[id])).unwrap());

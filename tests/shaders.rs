@@ -116,6 +116,11 @@ fn grids_cover_the_work_of_each_kernel() {
     // One token of gpt2-sized work: these grids are what a decode step dispatches.
     let embed = EmbedParams { t: 3, c: 768, ..Default::default() };
     assert_eq!(Kernel::Embed.grid(bytemuck::bytes_of(&embed)), Grid::Line(9));
+    // layer_norm: a workgroup per row; layer_norm_rows: a thread per row, 8 per workgroup.
+    let ln = LayerNormParams { rows: 129, c: 768, in_row0: 0, out_row0: 0, eps: 1e-5, _pad: [0; 3] };
+    assert_eq!(Kernel::LayerNorm.grid(bytemuck::bytes_of(&ln)), Grid::Line(129));
+    assert_eq!(Kernel::LayerNormRows.grid(bytemuck::bytes_of(&ln)), Grid::Line(17));
+    assert_eq!(Kernel::LayerNormRows.grid(bytemuck::bytes_of(&LayerNormParams { rows: 1, ..ln })), Grid::Line(1));
     let mm = MatmulParams { m: 65, n: 130, lanes: 32, ..Default::default() };
     assert_eq!(Kernel::Matmul.grid(bytemuck::bytes_of(&mm)), Grid::Xy(3, 2));
     assert_eq!(Kernel::Gemv.grid(bytemuck::bytes_of(&mm)), Grid::Xy(17, 65));

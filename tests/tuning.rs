@@ -93,6 +93,18 @@ fn cpu_adapters_run_attention_rows_and_gpus_attention() {
     assert!(!ss.attention_rows_prompts && !ss.dispatches(Kernel::AttentionRowsPrompt));
     assert_eq!(ss.attention_kernel_for(&prompt), Kernel::AttentionRows);
     assert!(ss.to_json().contains("\"attention_rows_prompts\":false") && !ss.to_string().contains("prompts:"), "{ss}");
+    // Layer norms likewise: layer_norm_rows on CPU adapters (layer_norm for rows off whole vec4s, compiled
+    // by a model that needs it), layer_norm on GPUs.
+    for t in [Tuning::CPU, Tuning::SWIFTSHADER] {
+        assert_eq!(t.layer_norm_kernel, Kernel::LayerNormRows, "{}", t.kind.name());
+        assert!(t.dispatches(Kernel::LayerNormRows) && !t.dispatches(Kernel::LayerNorm), "{}", t.kind.name());
+        assert_eq!((t.layer_norm_kernel_for(768), t.layer_norm_kernel_for(18)), (Kernel::LayerNormRows, Kernel::LayerNorm));
+        assert!(t.to_json().contains("\"layer_norm_kernel\":\"layer_norm_rows\""), "{}", t.to_json());
+    }
+    assert!(Tuning::GPU.dispatches(Kernel::LayerNorm) && !Tuning::GPU.dispatches(Kernel::LayerNormRows));
+    assert_eq!(Tuning::GPU.layer_norm_kernel_for(768), Kernel::LayerNorm);
+    let e = Tuning { layer_norm_kernel: Kernel::Gemv, ..Tuning::CPU }.validate().unwrap_err().to_string();
+    assert!(e.contains("the layer norm kernel must be layer_norm or layer_norm_rows, not gemv"), "{e}");
     // Where attention is the kernel, the switch changes nothing.
     let gpu_rows = Tuning { attention_rows_prompts: true, attn_block: 0, ..Tuning::GPU };
     assert_eq!(gpu_rows.attention_kernel_for(&prompt), Kernel::Attention);

@@ -157,10 +157,18 @@ kernel_table! {
     }
     /// Layer norm of `rows` rows, one workgroup per row.
     LayerNorm = "layer_norm" {
-        common: ["reduce"],
-        bindings: &[params(), read("x", "[*, C]"), read("g", "[C]"), read("b", "[C]"), write("y", "[*, C]")],
+        common: ["layer_norm_params", "reduce"],
+        bindings: LAYER_NORM,
         workgroup: [256, 1, 1],
         grid: |b, _| { let p: LayerNormParams = read_params(b); Grid::Line(p.rows) },
+    }
+    /// layer_norm's contract for CPU adapters (Tuning::layer_norm_kernel): one thread per row, vec4 loads,
+    /// no workgroup memory, no barriers. Only where C % 4 == 0 (the host runs layer_norm otherwise).
+    LayerNormRows = "layer_norm_rows" {
+        common: ["layer_norm_params"],
+        bindings: LAYER_NORM,
+        workgroup: [8, 1, 1],
+        grid: |b, wg| { let p: LayerNormParams = read_params(b); Grid::Line(p.rows.div_ceil(wg[0])) },
     }
     /// Tiled Y (+)= act(X W^T + b) for M > 1 rows: a 64x64 tile of Y per workgroup, 4x4 per thread.
     Matmul = "matmul" {
@@ -314,6 +322,9 @@ const ATTENTION: &[Binding] = &[
     write("out", "[T, C]"),
     write("part", "[NB, NH, hs + 2] partials of a split decode step: o[hs] unnormalized, m, l"),
 ];
+
+/// layer_norm and layer_norm_rows bind the same buffers (one bind group serves either).
+const LAYER_NORM: &[Binding] = &[params(), read("x", "[*, C]"), read("g", "[C]"), read("b", "[C]"), write("y", "[*, C]")];
 
 /// Queries per thread of attention_rows_prompt (its WGSL `QUERIES`; attention_rows holds 1).
 pub const ATTENTION_ROWS_QUERIES: u32 = 4;

@@ -161,6 +161,11 @@ pub struct Tuning {
     /// loads serves 4 queries (shaders/attention_rows_prompt.wgsl). On lavapipe it halves a 128-token
     /// prompt's attention; off on SwiftShader, whose prompts in the browser are short (`Tuning::SWIFTSHADER`).
     pub attention_rows_prompts: bool,
+    /// The kernel of the layer norms that are not folded: `Kernel::LayerNorm` (a workgroup of 256 threads
+    /// per row, reduced through workgroup memory: GPUs) or `Kernel::LayerNormRows` (one thread per row, vec4
+    /// loads, no barriers: CPU adapters). Rows not on whole vec4s (C % 4 != 0; no GPT-2 size) run
+    /// layer_norm (`Tuning::layer_norm_kernel_for`).
+    pub layer_norm_kernel: Kernel,
     /// G: the most workgroups the sampler's first pass (sample_scan, 64 threads, one per lane of 128
     /// ids) spreads over; fewer run when the vocabulary has fewer lanes. The sampled tokens do not
     /// depend on it.
@@ -209,6 +214,7 @@ impl Tuning {
         attn_block: 64,
         attention_kernel: Kernel::Attention,
         attention_rows_prompts: false,
+        layer_norm_kernel: Kernel::LayerNorm,
         // Every lane its own thread: gpt2's 393 lanes fill 7 workgroups.
         sample_groups: 256,
         // A GPU's storage loads are cheap and coalesced; gemv and matmul read storage buffers.
@@ -232,6 +238,7 @@ impl Tuning {
         attn_block: 0,
         attention_kernel: Kernel::AttentionRows,
         attention_rows_prompts: true,
+        layer_norm_kernel: Kernel::LayerNormRows,
         sample_groups: 8,
         // gemv_rows and matmul_rows read W and the scales as texels (see the field).
         weights_in_textures: true,
@@ -273,7 +280,7 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
-    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
+    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_LAYER_NORM_KERNEL` (layer_norm or layer_norm_rows), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
     /// textures exactly where the kernels are gemv_rows and matmul_rows) and `GPT2_Q8_UNORM` (0 or 1) then override single fields for
     /// benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
@@ -337,6 +344,13 @@ impl Tuning {
                     "attention" => Kernel::Attention,
                     "attention_rows" => Kernel::AttentionRows,
                     other => return Err(Error::InvalidArgument(format!("GPT2_ATTENTION_KERNEL must be `attention` or `attention_rows`, not `{other}`"))),
+                };
+            }
+            if let Ok(v) = std::env::var("GPT2_LAYER_NORM_KERNEL") {
+                t.layer_norm_kernel = match v.trim() {
+                    "layer_norm" => Kernel::LayerNorm,
+                    "layer_norm_rows" => Kernel::LayerNormRows,
+                    other => return Err(Error::InvalidArgument(format!("GPT2_LAYER_NORM_KERNEL must be `layer_norm` or `layer_norm_rows`, not `{other}`"))),
                 };
             }
             match num("GPT2_ATTENTION_ROWS_PROMPTS")? {
@@ -405,6 +419,9 @@ impl Tuning {
         if !matches!(self.attention_kernel, Kernel::Attention | Kernel::AttentionRows) {
             return Err(Error::InvalidArgument(format!("the attention kernel must be attention or attention_rows, not {}", self.attention_kernel.name())));
         }
+        if !matches!(self.layer_norm_kernel, Kernel::LayerNorm | Kernel::LayerNormRows) {
+            return Err(Error::InvalidArgument(format!("the layer norm kernel must be layer_norm or layer_norm_rows, not {}", self.layer_norm_kernel.name())));
+        }
         if self.attn_block != 0 && self.attention_kernel != Kernel::Attention {
             return Err(Error::InvalidArgument(format!("splitting decode attention needs the attention kernel (its partials), not {}", self.attention_kernel.name())));
         }
@@ -460,6 +477,8 @@ impl Tuning {
             // a model whose heads need it has it compiled at load by `Ops::prepare`.
             Kernel::Attention | Kernel::AttentionRows => k == self.attention_kernel,
             Kernel::AttentionRowsPrompt => self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts,
+            // Likewise layer_norm under layer_norm_rows's tunings, for rows it does not take.
+            Kernel::LayerNorm | Kernel::LayerNormRows => k == self.layer_norm_kernel,
             Kernel::Embed => !self.weights_in_textures,
             Kernel::EmbedTex => self.weights_in_textures,
             _ => true,
@@ -494,6 +513,16 @@ impl Tuning {
         }
     }
 
+    /// The kernel of a layer norm over rows of `c` channels: the tuning's `layer_norm_kernel` where it takes
+    /// them, else layer_norm (layer_norm_rows reads rows as vec4s: C % 4 == 0).
+    pub fn layer_norm_kernel_for(&self, c: u32) -> Kernel {
+        if self.layer_norm_kernel == Kernel::LayerNormRows && c.is_multiple_of(4) {
+            Kernel::LayerNormRows
+        } else {
+            Kernel::LayerNorm
+        }
+    }
+
     /// The kernel of a linear op over `m` rows of X: the gemv kernel for steps of up to `gemv_max_rows`
     /// rows, the matmul kernel for longer ones. (gemv_rows reads X through its uniform window where its
     /// rows lie there, else from storage: common/rows.wgsl.)
@@ -519,7 +548,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"sample_groups\":{},\"weights_in_textures\":{},\"q8_unorm\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"layer_norm_kernel\":\"{}\",\"sample_groups\":{},\"weights_in_textures\":{},\"q8_unorm\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -532,6 +561,7 @@ impl Tuning {
             self.attn_block,
             self.attention_kernel.name(),
             self.attention_rows_prompts,
+            self.layer_norm_kernel.name(),
             self.sample_groups,
             self.weights_in_textures,
             self.q8_unorm
@@ -543,7 +573,7 @@ impl std::fmt::Display for Tuning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} ({}: {}{}{}; {}; weights in {}; {} decode tokens per submit; attention {}{}, decode {}; sampler over up to {} workgroups)",
+            "{} ({}: {}{}{}; {}; weights in {}; {} decode tokens per submit; attention {}{}, decode {}; {}; sampler over up to {} workgroups)",
             self.kind.name(),
             if self.gemv_max_rows == EVERY_STEP { "every step".to_string() } else { format!("steps of up to {} tokens", self.gemv_max_rows) },
             match self.gemv_kernel {
@@ -562,6 +592,7 @@ impl std::fmt::Display for Tuning {
             self.attention_kernel.name(),
             if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts { " (prompts: attention_rows_prompt)" } else { "" },
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
+            self.layer_norm_kernel.name(),
             self.sample_groups
         )
     }

@@ -503,7 +503,14 @@ pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tun
 
 /// Record a layer norm even where a folding step would skip it (hidden_states reads ln_f's output).
 pub(super) fn record_unfolded(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op) {
-    gpu.dispatch_at(pass, op.kernel, &op.bind, 0, arena.params(op, 0));
+    let params = arena.params(op, 0);
+    gpu.dispatch_at(pass, layer_norm_kernel(gpu, params), &op.bind, 0, params);
+}
+
+/// The kernel a layer norm with Params `params` runs under the tuning (both bind the same buffers).
+fn layer_norm_kernel(gpu: &Gpu, params: &[u8]) -> Kernel {
+    let p: LayerNormParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<LayerNormParams>()]);
+    gpu.tuning.layer_norm_kernel_for(p.c)
 }
 
 /// Record `op` with the Params its slot holds in set 0.
@@ -539,9 +546,9 @@ pub(super) fn runs_as<'o>(gpu: &Gpu, op: &'o Op, params: &[u8]) -> Option<(Kerne
             let bind = if p.flags & (MM_LN | MM_MERGE) != 0 { op.bind_alt.as_ref().expect("an MM_LN or MM_MERGE op has its second bind group") } else { &op.bind };
             Some((kernel, bind))
         }
-        OpKind::LayerNorm { folded: true, .. } => {
+        OpKind::LayerNorm { folded, .. } => {
             let p: LayerNormParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<LayerNormParams>()]);
-            (!gpu.tuning.folds_ln(p.rows)).then_some((op.kernel, &op.bind))
+            (!(folded && gpu.tuning.folds_ln(p.rows))).then_some((layer_norm_kernel(gpu, params), &op.bind))
         }
         OpKind::Sample => Some((sample_kernel(op.kernel, params), &op.bind)),
         // Both attention kernels bind the same buffers: the op's one bind group serves either.
