@@ -343,6 +343,28 @@ fn matmul_rows_matches_reference_on_edges_formats_and_epilogues() {
 }
 
 #[test]
+fn matmul_run_matches_reference_on_edges_formats_and_epilogues() {
+    // The SwiftShader tuning's kernel for prompts: one run of 16 rows x 6 tokens per thread, the rows a loop,
+    // q8 through unpack4x8unorm. M = 1 (a step the tuning gives gemv_rows, the kernel must still be right),
+    // below, at and past 6 (tokens past M are computed on token M - 1 and must not be stored), 13 (a last
+    // group of one token); N below, at and past 16 and 128 (rows past N read the last tile's zero rows and
+    // must not be stored), several tiles and a short last workgroup (N = 300, 769); K = 1, odd and ragged;
+    // X through the uniform window and past it from storage, aligned or not (all four variants).
+    check_rows_kernel(
+        Kernel::MatmulRun,
+        1400,
+        &[(1, 1, 1), (3, 15, 7), (6, 17, 33), (7, 129, 768), (13, 20, 31), (7, 16, 2051), (11, 50, 3072), (6, 300, 40), (5, 769, 64), (3, 1540, 33)],
+        &[(2, 33, 64), (5, 17, 100), (6, 129, 1600), (3, 6, 2049), (1, 1, 1), (13, 131, 65), (13, 20, 2049), (9, 20, 2048), (11, 2304, 768), (6, 1000, 70)],
+    );
+    // q8 bytes the quantizer never writes (-128) and the extremes, on gpt2's prompt shapes.
+    let mut seed = 1500;
+    for &(m, n, k) in &[(11usize, 768usize, 3072usize), (12, 131, 64), (1, 20, 33)] {
+        seed += 1;
+        run_linear_on(&gpu(), Kernel::MatmulRun, WeightFormat::Q8, m, n, k, MM_BIAS | MM_ACCUMULATE, seed, (1, 1), true);
+    }
+}
+
+#[test]
 fn gemv_ref_matches_reference_on_q8_edges_and_epilogues() {
     // gpt2 bench's yardstick (q8 only): 4 rows per thread, 256 per workgroup, X staged 1024 values at a
     // time. N below, at and past 256 (rows past N are computed on row N - 1 and must not be stored); K = 1,

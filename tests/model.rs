@@ -167,8 +167,8 @@ fn a_decode_step_records_five_dispatches_per_layer_when_the_tuning_folds_the_lay
 }
 
 // A model whose rows of X do not start on vec4s (C = 6, F = 22: every linear op's x_stride is odd
-// or 2 mod 4) runs the CPU tuning's kernels in their X_ALIGNED = false variant (common/rows.wgsl); the
-// load compiles it, no step does, and the logits match the f64 reference under both tunings.
+// or 2 mod 4) runs the CPU tunings' kernels in their X_ALIGNED = false variant (common/rows.wgsl); the
+// load compiles it, no step does, and the logits match the f64 reference under every tuning.
 #[test]
 fn unaligned_rows_of_x_compile_at_load_and_match_the_reference() {
     use gpt2_webgpu::io::hf::HfModel;
@@ -191,16 +191,17 @@ fn unaligned_rows_of_x_compile_at_load_and_match_the_reference() {
     let w = Gpt2Weights::load(&mut HfModel::open(dir.path()).unwrap()).unwrap();
     let ids = [3u32, 68, 0, 41, 7];
     let want = gpt2_webgpu::reference::cpu::forward(&w, &ids).unwrap().logits;
-    for kind in [TuningKind::Cpu, TuningKind::Gpu] {
+    for kind in [TuningKind::Cpu, TuningKind::Gpu, TuningKind::SwiftShader] {
         let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap());
         let mut m = pollster::block_on(Model::load(gpu.clone(), &mut HfModel::open(dir.path()).unwrap(), WeightFormat::F32)).unwrap();
         let at_load = gpu.compiled();
-        if kind == TuningKind::Cpu {
+        if kind != TuningKind::Gpu {
             let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
             let unaligned = |k: Kernel| at_load.iter().any(|&(kk, v)| kk == k && k.variants()[v].contains(&("X_ALIGNED", 0.0)));
             assert!(unaligned(gemv) && unaligned(matmul), "{at_load:?}");
         }
-        // A prompt (the matmul kernel), then single tokens (gemv).
+        // A prompt (the matmul kernel: 3 tokens are past every tuning's gemv_max_rows), then single tokens (gemv).
+        assert!(gpu.tuning.linear_kernel(3) == gpu.tuning.matmul_kernel, "{}", gpu.tuning);
         let mut got = pollster::block_on(m.append_logits(&ids[..3])).unwrap();
         for &id in &ids[3..] {
             got.extend(pollster::block_on(m.append_logits(&[id])).unwrap());
@@ -269,12 +270,10 @@ fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
     for kind in [TuningKind::Cpu, TuningKind::Gpu, TuningKind::SwiftShader] {
         let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap());
         let at_load = gpu.compiled();
-        // The SwiftShader tuning runs every step through gemv_rows: no matmul kernel is compiled.
-        let gemv = gpu.tuning.gemv_kernel;
-        let matmul = if kind == TuningKind::SwiftShader { gemv } else { gpu.tuning.matmul_kernel };
+        let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
         let loaded = |k: Kernel| at_load.iter().any(|&(kk, _)| kk == k);
         assert!(loaded(gemv) && loaded(matmul) && loaded(Kernel::SampleScan) && loaded(Kernel::SamplePick), "{}: {at_load:?}", kind.name());
-        let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows].into_iter().filter(|k| *k != gemv && *k != matmul);
+        let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulRun].into_iter().filter(|k| *k != gemv && *k != matmul);
         for k in others.chain([Kernel::AttentionProbs, Kernel::GemvRef]) {
             assert!(!loaded(k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());
         }

@@ -137,14 +137,18 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { m: 4, ..mm })), Grid::Xy(1, 1));
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { n: 768, ..mm })), Grid::Xy(1, 17));
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { n: 769, ..mm })), Grid::Xy(2, 17));
+    // matmul_run: one run of 16 rows x 6 tokens per thread, 128 rows per workgroup.
+    assert_eq!(Kernel::MatmulRun.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 11));
+    assert_eq!(Kernel::MatmulRun.grid(bytemuck::bytes_of(&MatmulParams { m: 6, n: 128, ..mm })), Grid::Xy(1, 1));
+    assert_eq!(Kernel::MatmulRun.grid(bytemuck::bytes_of(&MatmulParams { m: 7, n: 129, ..mm })), Grid::Xy(2, 2));
     // The texture layout and the uniform window: the WGSL's constants are the host's.
     let shift = format!("const TEX_SHIFT: u32 = {}u;", TEXTURE_WIDTH.trailing_zeros());
     let window = format!("const X_WINDOW: u32 = {}u;", X_WINDOW_BYTES / 16);
     assert!(TEXTURE_WIDTH.is_power_of_two());
-    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::EmbedTex] {
+    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulRun, Kernel::EmbedTex] {
         assert!(k.source().contains(&shift), "{}: common/texels.wgsl's TEX_SHIFT is log2(TEXTURE_WIDTH)", k.name());
     }
-    for k in [Kernel::GemvRows, Kernel::MatmulRows] {
+    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulRun] {
         assert!(k.source().contains(&window), "{}: common/rows.wgsl's X_WINDOW is X_WINDOW_BYTES / 16", k.name());
     }
     // The weight tiles are shaped by the rows kernels' thread layout: WG = TILE_LANES threads of ROWS =
@@ -152,7 +156,7 @@ fn grids_cover_the_work_of_each_kernel() {
     let run = format!("const TILE_RUN: u32 = {}u;", gpt2_webgpu::gpu::kernels::GEMV_ROWS_PER_THREAD);
     let lanes = format!("const TILE_LANES: u32 = {}u;", gpt2_webgpu::gpu::kernels::ROWS_WORKGROUP);
     let tm = format!("const TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_TOKENS);
-    for k in [Kernel::GemvRows, Kernel::MatmulRows] {
+    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulRun] {
         let src = k.source();
         assert!(src.contains(&run) && src.contains("const TILE_ROWS: u32 = 128u;") && gpt2_webgpu::gpu::texels::TILE_ROWS == 128, "{}: TILE_RUN, TILE_ROWS", k.name());
         assert!(src.contains(&lanes) && src.contains("const WG: u32 = TILE_LANES;"), "{}: WG = TILE_LANES = ROWS_WORKGROUP", k.name());
@@ -162,6 +166,9 @@ fn grids_cover_the_work_of_each_kernel() {
     let runs = format!("const RUNS: u32 = {}u;\nconst ROWS: u32 = RUNS * TILE_RUN;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_RUNS);
     assert!(Kernel::MatmulRows.source().contains(&runs), "matmul_rows: ROWS = MATMUL_ROWS_RUNS x TILE_RUN");
     assert!(Kernel::MatmulRows.source().contains(&tm), "matmul_rows.wgsl's TM is the grid's MATMUL_ROWS_TOKENS");
+    // matmul_run owns one run per thread, of MATMUL_RUN_TOKENS tokens.
+    let run_tm = format!("const ROWS: u32 = TILE_RUN;\nconst TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_RUN_TOKENS);
+    assert!(Kernel::MatmulRun.source().contains(&run_tm), "matmul_run.wgsl's ROWS = TILE_RUN and TM = MATMUL_RUN_TOKENS");
     // gemv_ref (the bench's yardstick): 4 rows per thread, 64 threads per workgroup.
     assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&mm)), Grid::Xy(1, 65));
     assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&MatmulParams { n: 257, ..mm })), Grid::Xy(2, 65));

@@ -43,26 +43,32 @@ fn the_tuning_kind_names_parse_back_and_a_bad_one_is_refused_in_words() {
 }
 
 #[test]
-fn the_swiftshader_tuning_is_the_cpu_one_with_every_step_through_gemv_rows() {
+fn the_swiftshader_tuning_is_the_cpu_one_with_prompts_through_matmul_run_and_q8_through_unpack4x8unorm() {
     // `forced` wins over the adapter (and over GPT2_TUNING, which tests do not set).
     let t = Tuning::choose(DeviceType::DiscreteGpu, "NVIDIA H200", Some(TuningKind::SwiftShader)).unwrap();
     assert_eq!(t.kind, TuningKind::SwiftShader);
-    assert_eq!((t.gemv_kernel, t.gemv_max_rows), (Kernel::GemvRows, EVERY_STEP));
+    assert_eq!((t.gemv_kernel, t.gemv_max_rows, t.matmul_kernel), (Kernel::GemvRows, 2, Kernel::MatmulRun));
+    assert_eq!((t.linear_kernel(1), t.linear_kernel(2), t.linear_kernel(3), t.linear_kernel(1024)), (Kernel::GemvRows, Kernel::GemvRows, Kernel::MatmulRun, Kernel::MatmulRun));
     // and q8 through unpack4x8unorm (gemv_rows's pipeline constant Q8_UNORM: vector shifts are slow there).
     assert!(t.q8_unorm && !Tuning::CPU.q8_unorm && !Tuning::GPU.q8_unorm);
     assert_eq!(t.constants(Kernel::GemvRows), &[("Q8_UNORM", 1.0)]);
     assert!(Tuning::CPU.constants(Kernel::GemvRows).is_empty() && t.constants(Kernel::MatmulRows).is_empty());
     assert_eq!(Kernel::GemvRows.constants(1, &t), vec![("X_IN_WINDOW", 0.0), ("Q8_UNORM", 1.0)]);
-    assert_eq!(Tuning { kind: TuningKind::Cpu, gemv_max_rows: Tuning::CPU.gemv_max_rows, attention_rows_prompts: true, q8_unorm: false, ..t }, Tuning::CPU);
+    assert!(t.constants(Kernel::MatmulRun).is_empty());
+    assert_eq!(Tuning { kind: TuningKind::Cpu, gemv_max_rows: Tuning::CPU.gemv_max_rows, matmul_kernel: Kernel::MatmulRows, attention_rows_prompts: true, q8_unorm: false, ..t }, Tuning::CPU);
     // Only gemv_rows has the constant.
     assert!(Tuning { gemv_kernel: Kernel::Gemv, matmul_kernel: Kernel::Matmul, weights_in_textures: false, ..t }.validate().unwrap_err().to_string().contains("unpack4x8unorm"));
-    // A prompt of any length runs gemv_rows, so matmul_rows is not compiled at load; the CPU tuning's is.
-    assert!(t.dispatches(Kernel::GemvRows) && !t.dispatches(Kernel::MatmulRows) && !t.dispatches(Kernel::Matmul));
-    assert!(Tuning::CPU.dispatches(Kernel::MatmulRows) && Tuning::GPU.dispatches(Kernel::Matmul));
+    // Only the tuning's own linear kernels are compiled at load.
+    assert!(t.dispatches(Kernel::GemvRows) && t.dispatches(Kernel::MatmulRun) && !t.dispatches(Kernel::MatmulRows) && !t.dispatches(Kernel::Matmul));
+    assert!(Tuning::CPU.dispatches(Kernel::MatmulRows) && !Tuning::CPU.dispatches(Kernel::MatmulRun) && Tuning::GPU.dispatches(Kernel::Matmul));
+    // With every step through gemv_rows, no matmul kernel is.
+    assert!(!Tuning { gemv_max_rows: EVERY_STEP, ..t }.dispatches(Kernel::MatmulRun));
+    // matmul_run reads textures, as the other rows kernels.
+    assert!(Tuning { weights_in_textures: false, q8_unorm: false, gemv_kernel: Kernel::Gemv, ..t }.validate().unwrap_err().to_string().contains("matmul_run"));
     // gpt2 info and the bench print it.
     assert!(t.to_json().contains("\"kind\":\"swiftshader\"") && t.to_json().contains("\"q8_unorm\":true"), "{}", t.to_json());
     let shown = t.to_string();
-    assert!(shown.starts_with("swiftshader (every step: gemv_rows") && shown.contains("no matmul") && shown.contains("q8 through unpack4x8unorm"), "{shown}");
+    assert!(shown.starts_with("swiftshader (steps of up to 2 tokens: gemv_rows") && shown.contains("longer: matmul_run, 16 rows x 6 tokens") && shown.contains("q8 through unpack4x8unorm"), "{shown}");
     // Chosen by the adapter, not forced.
     assert_eq!(Tuning::choose(DeviceType::Cpu, "SwiftShader Device (Subzero)", None).unwrap().kind, TuningKind::SwiftShader);
     assert_eq!(Tuning::choose(DeviceType::Other, "google swiftshader", None).unwrap().kind, TuningKind::SwiftShader);

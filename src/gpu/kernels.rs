@@ -206,6 +206,16 @@ kernel_table! {
         variants: ROWS_VARIANTS,
         pick: rows_variant,
     }
+    /// Steps of several tokens on SwiftShader (its tuning): one thread owns one run of 16 rows (a tile's, as
+    /// gemv_rows) of 6 tokens, the rows a loop; q8 through unpack4x8unorm; gemv_rows's bindings.
+    MatmulRun = "matmul_run" {
+        common: ["gelu", "linear", "texels", "rows"],
+        bindings: LINEAR_TEXELS,
+        workgroup: [ROWS_WORKGROUP, 1, 1],
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_RUN_TOKENS)) },
+        variants: ROWS_VARIANTS,
+        pick: rows_variant,
+    }
     /// `gpt2 bench`'s yardstick, never on a model's path: a plain q8 GEMV (4 output rows per thread, X staged
     /// in workgroup memory, one scale per 32 weights), not shaped by any tuning.
     GemvRef = "gemv_ref" {
@@ -287,7 +297,7 @@ kernel_table! {
     }
 }
 
-/// gemv_rows and matmul_rows (common/rows.wgsl): X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW
+/// gemv_rows, matmul_rows and matmul_run (common/rows.wgsl): X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW
 /// (the dispatch's rows of X lie in the uniform window), the WGSL's defaults (both true) first.
 const ROWS_VARIANTS: &[&[(&str, f64)]] = &[&[], &[("X_IN_WINDOW", 0.0)], &[("X_ALIGNED", 0.0)], &[("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)]];
 
@@ -312,6 +322,8 @@ pub const GEMV_REF_ROWS_PER_THREAD: u32 = 4;
 pub const MATMUL_ROWS_TOKENS: u32 = 4;
 /// Runs of GEMV_ROWS_PER_THREAD rows (one per 128-row tile) per thread of matmul_rows (its WGSL `RUNS`).
 pub const MATMUL_ROWS_RUNS: u32 = 6;
+/// Tokens per thread of matmul_run (its WGSL `TM`; its rows are one run of GEMV_ROWS_PER_THREAD).
+pub const MATMUL_RUN_TOKENS: u32 = 6;
 
 /// attention and attention_rows bind the same buffers (one bind group serves both).
 const ATTENTION: &[Binding] = &[
@@ -365,8 +377,8 @@ const LINEAR: &[Binding] = &[
     read("ln_b", "[K] layer-norm bias (MM_LN, gemv only)"),
 ];
 
-/// gemv_rows and matmul_rows (the CPU tuning) bind LINEAR's buffers in the same order, but W and the
-/// scales as textures, and X once more through its uniform window: one bind group serves both.
+/// gemv_rows, matmul_rows and matmul_run (the CPU tunings) bind LINEAR's buffers in the same order, but W
+/// and the scales as textures, and X once more through its uniform window: one bind group serves all.
 const LINEAR_TEXELS: &[Binding] = &[
     params(),
     read("x", "[*, x_stride]"),

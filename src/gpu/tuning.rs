@@ -116,8 +116,9 @@ pub struct Tuning {
     /// thread owns 16 rows and loads X once for them: CPU adapters, where every load is a loop over the
     /// SIMD lanes; see shaders/gemv_rows.wgsl).
     pub gemv_kernel: Kernel,
-    /// The kernel for steps of more than `gemv_max_rows` tokens: `Kernel::Matmul` (64x64 tiles, GPUs) or
-    /// `Kernel::MatmulRows` (96 rows x 4 tokens per thread, no barriers: CPU adapters).
+    /// The kernel for steps of more than `gemv_max_rows` tokens: `Kernel::Matmul` (64x64 tiles, GPUs),
+    /// `Kernel::MatmulRows` (96 rows x 4 tokens per thread, no barriers: lavapipe) or `Kernel::MatmulRun`
+    /// (16 rows x 6 tokens, the rows a loop: SwiftShader).
     pub matmul_kernel: Kernel,
     /// gemv.wgsl only: threads that share one output row (a power of two <= 32). On a GPU 32 lanes read
     /// a row side by side (coalesced). (gemv_rows ignores it: one thread owns its rows.)
@@ -126,8 +127,8 @@ pub struct Tuning {
     /// every load of X between them.
     pub gemv_rows_per_thread: u32,
     /// Steps of up to this many tokens use `gemv_kernel` (one pass over W per token); longer ones
-    /// `matmul_kernel`. 1 on GPUs and lavapipe (there matmul_rows reads W once per 4 tokens);
-    /// `EVERY_STEP` on SwiftShader (`Tuning::SWIFTSHADER`).
+    /// `matmul_kernel`. 1 on GPUs and lavapipe (there matmul_rows reads W once per 4 tokens); 2 on
+    /// SwiftShader (`Tuning::SWIFTSHADER`); `EVERY_STEP`: never the matmul kernel.
     pub gemv_max_rows: u32,
     /// Steps that run `gemv_kernel` fold ln_1 into qkv and ln_2 into fc (gemv.wgsl's MM_LN: every
     /// workgroup normalizes its staged row), 5 dispatches per layer instead of 7. Needs gemv.wgsl. Off
@@ -253,12 +254,16 @@ impl Tuning {
     /// decode kernels stay. Prompts differ from lavapipe: matmul_rows (then 16 rows x 4 tokens per thread)
     /// kept 64 accumulators and 4 chunks of X live, which Subzero spills on 16 SSE registers, so it
     /// cost 1,528 CPU ms per token of an 11-token prompt against 1,031 for gemv_rows run per token, and
-    /// the tiled matmul ran over 10 minutes; hence every prompt goes through gemv_rows.
+    /// the tiled matmul ran over 10 minutes. Prompts of 3 tokens and more run matmul_run (16 rows x 6
+    /// tokens per thread, the rows a loop, q8 through unpack4x8unorm: shaders/matmul_run.wgsl): ~100 CPU ms
+    /// per token of an 11-token prompt against 200-300 for gemv_rows once per token.
     pub const SWIFTSHADER: Tuning = Tuning {
         kind: TuningKind::SwiftShader,
-        // Every step runs gemv_rows (above), so matmul_rows is not even compiled at load (`dispatches`):
-        // 1.6 s of Subzero there (README, "First token in the browser").
-        gemv_max_rows: EVERY_STEP,
+        matmul_kernel: Kernel::MatmulRun,
+        // matmul_run computes 6 tokens whatever M: one such group cost 605-795 CPU ms (probe, gpt2's
+        // matrices, load 3.3) against 295 per token through gemv_rows, so 2 tokens still go through
+        // gemv_rows and 3 no longer.
+        gemv_max_rows: 2,
         // An 11-token prompt's attention costs 2-4 CPU ms per layer there with either attention_rows or
         // attention_rows_prompt (natively, gpt2 shapes, load 3), a few ms of a multi-second step, while one
         // more pipeline would compile at the browser's load: prompts keep attention_rows.
@@ -278,10 +283,10 @@ impl Tuning {
 
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
-    /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul or matmul_rows), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
+    /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul, matmul_rows or matmul_run), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
     /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_LAYER_NORM_KERNEL` (layer_norm or layer_norm_rows), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
-    /// textures exactly where the kernels are gemv_rows and matmul_rows) and `GPT2_Q8_UNORM` (0 or 1) then override single fields for
+    /// textures exactly where the kernels are the rows kernels) and `GPT2_Q8_UNORM` (0 or 1) then override single fields for
     /// benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
@@ -313,7 +318,8 @@ impl Tuning {
                 t.matmul_kernel = match v.trim() {
                     "matmul" => Kernel::Matmul,
                     "matmul_rows" => Kernel::MatmulRows,
-                    other => return Err(Error::InvalidArgument(format!("GPT2_MATMUL_KERNEL must be `matmul` or `matmul_rows`, not `{other}`"))),
+                    "matmul_run" => Kernel::MatmulRun,
+                    other => return Err(Error::InvalidArgument(format!("GPT2_MATMUL_KERNEL must be `matmul`, `matmul_rows` or `matmul_run`, not `{other}`"))),
                 };
             }
             if let Some(l) = num("GPT2_GEMV_LANES")? {
@@ -401,8 +407,8 @@ impl Tuning {
         if !matches!(self.gemv_kernel, Kernel::Gemv | Kernel::GemvRows) {
             return Err(Error::InvalidArgument(format!("the gemv kernel must be gemv or gemv_rows, not {}", self.gemv_kernel.name())));
         }
-        if !matches!(self.matmul_kernel, Kernel::Matmul | Kernel::MatmulRows) {
-            return Err(Error::InvalidArgument(format!("the matmul kernel must be matmul or matmul_rows, not {}", self.matmul_kernel.name())));
+        if !matches!(self.matmul_kernel, Kernel::Matmul | Kernel::MatmulRows | Kernel::MatmulRun) {
+            return Err(Error::InvalidArgument(format!("the matmul kernel must be matmul, matmul_rows or matmul_run, not {}", self.matmul_kernel.name())));
         }
         if self.gemv_max_rows == 0 {
             return Err(Error::InvalidArgument("the gemv row limit must be at least 1".into()));
@@ -425,10 +431,10 @@ impl Tuning {
         if self.attn_block != 0 && self.attention_kernel != Kernel::Attention {
             return Err(Error::InvalidArgument(format!("splitting decode attention needs the attention kernel (its partials), not {}", self.attention_kernel.name())));
         }
-        let rows_kernels = [self.gemv_kernel == Kernel::GemvRows, self.matmul_kernel == Kernel::MatmulRows];
+        let rows_kernels = [self.gemv_kernel == Kernel::GemvRows, self.matmul_kernel != Kernel::Matmul];
         if rows_kernels != [self.weights_in_textures; 2] {
             return Err(Error::InvalidArgument(format!(
-                "gemv_rows and matmul_rows read the weights from textures, gemv and matmul from storage buffers: {} and {} cannot run with the weights in {}",
+                "gemv_rows, matmul_rows and matmul_run read the weights from textures, gemv and matmul from storage buffers: {} and {} cannot run with the weights in {}",
                 self.gemv_kernel.name(),
                 self.matmul_kernel.name(),
                 if self.weights_in_textures { "textures" } else { "storage buffers" }
@@ -471,7 +477,7 @@ impl Tuning {
     /// attention_probs and the bench's yardstick gemv_ref are not: they compile on first use.
     pub fn dispatches(&self, k: Kernel) -> bool {
         match k {
-            Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
+            Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows | Kernel::MatmulRun => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
             Kernel::AttentionProbs | Kernel::GemvRef => false,
             // attention_rows's tunings run attention only for shapes it does not take (no GPT-2 size):
             // a model whose heads need it has it compiled at load by `Ops::prepare`.
@@ -585,6 +591,7 @@ impl std::fmt::Display for Tuning {
             match self.matmul_kernel {
                 _ if self.gemv_max_rows == EVERY_STEP => "no matmul",
                 Kernel::MatmulRows => "longer: matmul_rows, 96 rows x 4 tokens per thread",
+                Kernel::MatmulRun => "longer: matmul_run, 16 rows x 6 tokens per thread",
                 _ => "longer: tiled matmul",
             },
             if self.weights_in_textures { "textures" } else { "storage buffers" },
