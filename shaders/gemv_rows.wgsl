@@ -18,7 +18,8 @@
 // W and its scales are tiled for this thread layout (common/texels.wgsl): the 8 threads' i-th rows lie
 // side by side. Rows past N read the last tile's zero rows and are never stored. X is 0 past K, and
 // the padding of a row's last chunk is zero, so it adds exactly 0.
-// Chunks of X, weight unpacking: common/rows.wgsl. Prompts (M > 1) go through matmul_rows.wgsl instead.
+// Chunks of X, weight unpacking: common/rows.wgsl. Longer steps (M > Tuning::gemv_max_rows) go through
+// matmul_rows.wgsl (lavapipe) or matmul_run.wgsl (SwiftShader) instead.
 // Dispatch: (ceil(N / (WG * ROWS)), M) workgroups of WG = 8 threads (one 256-bit SIMD vector of lavapipe:
 // a small workgroup keeps a 768-row matrix in 6 workgroups, so both cores of a 2-core machine work).
 
