@@ -307,20 +307,29 @@ impl Tuning {
                     Ok(v) => v.trim().parse::<u32>().map(Some).map_err(|_| Error::InvalidArgument(format!("{name} must be a whole number, not `{v}`"))),
                 }
             };
-            if let Ok(v) = std::env::var("GPT2_GEMV_KERNEL") {
-                t.gemv_kernel = match v.trim() {
-                    "gemv" => Kernel::Gemv,
-                    "gemv_rows" => Kernel::GemvRows,
-                    other => return Err(Error::InvalidArgument(format!("GPT2_GEMV_KERNEL must be `gemv` or `gemv_rows`, not `{other}`"))),
-                };
+            // A 0 or 1 switch.
+            let flag = |name: &str| -> Result<Option<bool>> {
+                match num(name)? {
+                    None => Ok(None),
+                    Some(f @ 2..) => Err(Error::InvalidArgument(format!("{name} must be 0 or 1, not {f}"))),
+                    Some(f) => Ok(Some(f == 1)),
+                }
+            };
+            // One of `choices`, by its kernel name.
+            let kernel = |name: &str, choices: &[Kernel]| -> Result<Option<Kernel>> {
+                let Ok(v) = std::env::var(name) else { return Ok(None) };
+                if let Some(&k) = choices.iter().find(|k| k.name() == v.trim()) {
+                    return Ok(Some(k));
+                }
+                let names: Vec<String> = choices.iter().map(|k| format!("`{}`", k.name())).collect();
+                let (last, rest) = names.split_last().expect("a choice of kernels");
+                Err(Error::InvalidArgument(format!("{name} must be {} or {last}, not `{}`", rest.join(", "), v.trim())))
+            };
+            if let Some(k) = kernel("GPT2_GEMV_KERNEL", &[Kernel::Gemv, Kernel::GemvRows])? {
+                t.gemv_kernel = k;
             }
-            if let Ok(v) = std::env::var("GPT2_MATMUL_KERNEL") {
-                t.matmul_kernel = match v.trim() {
-                    "matmul" => Kernel::Matmul,
-                    "matmul_rows" => Kernel::MatmulRows,
-                    "matmul_run" => Kernel::MatmulRun,
-                    other => return Err(Error::InvalidArgument(format!("GPT2_MATMUL_KERNEL must be `matmul`, `matmul_rows` or `matmul_run`, not `{other}`"))),
-                };
+            if let Some(k) = kernel("GPT2_MATMUL_KERNEL", &[Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulRun])? {
+                t.matmul_kernel = k;
             }
             if let Some(l) = num("GPT2_GEMV_LANES")? {
                 t.gemv_lanes = l;
@@ -331,13 +340,8 @@ impl Tuning {
             if let Some(m) = num("GPT2_GEMV_MAX_ROWS")? {
                 t.gemv_max_rows = m;
             }
-            match num("GPT2_FOLD_LN")? {
-                Some(0) => t.fold_ln = false,
-                Some(1) => t.fold_ln = true,
-                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_FOLD_LN must be 0 or 1, not {f}"))),
-                // Only gemv.wgsl folds: a gemv kernel forced alone takes the separate layer norms with it.
-                None => t.fold_ln &= t.gemv_kernel == Kernel::Gemv,
-            }
+            // Only gemv.wgsl folds: a gemv kernel forced alone takes the separate layer norms with it.
+            t.fold_ln = flag("GPT2_FOLD_LN")?.unwrap_or(t.fold_ln && t.gemv_kernel == Kernel::Gemv);
             if let Ok(v) = std::env::var("GPT2_KV_CACHE") {
                 t.kv_cache = Some(match v.trim() {
                     "f32" => KvFormat::F32,
@@ -345,46 +349,23 @@ impl Tuning {
                     other => return Err(Error::InvalidArgument(format!("GPT2_KV_CACHE must be `f32` or `f16`, not `{other}`"))),
                 });
             }
-            if let Ok(v) = std::env::var("GPT2_ATTENTION_KERNEL") {
-                t.attention_kernel = match v.trim() {
-                    "attention" => Kernel::Attention,
-                    "attention_rows" => Kernel::AttentionRows,
-                    other => return Err(Error::InvalidArgument(format!("GPT2_ATTENTION_KERNEL must be `attention` or `attention_rows`, not `{other}`"))),
-                };
+            if let Some(k) = kernel("GPT2_ATTENTION_KERNEL", &[Kernel::Attention, Kernel::AttentionRows])? {
+                t.attention_kernel = k;
             }
-            if let Ok(v) = std::env::var("GPT2_LAYER_NORM_KERNEL") {
-                t.layer_norm_kernel = match v.trim() {
-                    "layer_norm" => Kernel::LayerNorm,
-                    "layer_norm_rows" => Kernel::LayerNormRows,
-                    other => return Err(Error::InvalidArgument(format!("GPT2_LAYER_NORM_KERNEL must be `layer_norm` or `layer_norm_rows`, not `{other}`"))),
-                };
+            if let Some(k) = kernel("GPT2_LAYER_NORM_KERNEL", &[Kernel::LayerNorm, Kernel::LayerNormRows])? {
+                t.layer_norm_kernel = k;
             }
-            match num("GPT2_ATTENTION_ROWS_PROMPTS")? {
-                Some(0) => t.attention_rows_prompts = false,
-                Some(1) => t.attention_rows_prompts = true,
-                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_ATTENTION_ROWS_PROMPTS must be 0 or 1, not {f}"))),
-                None => {}
-            }
+            t.attention_rows_prompts = flag("GPT2_ATTENTION_ROWS_PROMPTS")?.unwrap_or(t.attention_rows_prompts);
             if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
                 t.tokens_per_submit = k;
             }
             if let Some(g) = num("GPT2_SAMPLE_GROUPS")? {
                 t.sample_groups = g;
             }
-            match num("GPT2_WEIGHTS_IN_TEXTURES")? {
-                Some(0) => t.weights_in_textures = false,
-                Some(1) => t.weights_in_textures = true,
-                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_WEIGHTS_IN_TEXTURES must be 0 or 1, not {f}"))),
-                // Kernels forced alone take their weights' home with them.
-                None => t.weights_in_textures = t.gemv_kernel == Kernel::GemvRows,
-            }
-            match num("GPT2_Q8_UNORM")? {
-                Some(0) => t.q8_unorm = false,
-                Some(1) => t.q8_unorm = true,
-                Some(f) => return Err(Error::InvalidArgument(format!("GPT2_Q8_UNORM must be 0 or 1, not {f}"))),
-                // Only gemv_rows has it: a gemv kernel forced alone drops it.
-                None => t.q8_unorm &= t.gemv_kernel == Kernel::GemvRows,
-            }
+            // Kernels forced alone take their weights' home with them.
+            t.weights_in_textures = flag("GPT2_WEIGHTS_IN_TEXTURES")?.unwrap_or(t.gemv_kernel == Kernel::GemvRows);
+            // Only gemv_rows has it: a gemv kernel forced alone drops it.
+            t.q8_unorm = flag("GPT2_Q8_UNORM")?.unwrap_or(t.q8_unorm && t.gemv_kernel == Kernel::GemvRows);
             match num("GPT2_ATTN_BLOCK")? {
                 Some(b) => t.attn_block = b,
                 // Only gemv.wgsl merges, and only attention.wgsl splits: a gemv kernel or attention_rows
