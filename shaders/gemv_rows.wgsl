@@ -119,7 +119,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     var a1 = vec4<f32>(0.0);
     var a2 = vec4<f32>(0.0);
     var a3 = vec4<f32>(0.0);
-    switch p.wfmt {
+    switch WFMT {
         case 2u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunk(xo, k);

@@ -103,7 +103,7 @@ fn matmul_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     let rows = min(ROWS, ((p.N + TILE_ROWS - 1u) / TILE_ROWS - tile0) * TILE_RUN);
     // acc[i][t]: row row_of(n0, i), token m0 + t.
     var acc: array<array<f32, TM>, ROWS>;
-    switch p.wfmt {
+    switch WFMT {
         case 2u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let xc = x_chunks(m0, k);

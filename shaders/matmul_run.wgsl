@@ -77,7 +77,7 @@ fn matmul_run(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
     // acc[i][t]: row n0 + i, token m0 + t. The tokens are written out (c0 .. c5: X's chunk of each), the
     // rows a loop (see the header).
     var acc: array<array<f32, TM>, ROWS>;
-    switch p.wfmt {
+    switch WFMT {
         case 2u: {
             for (var k = 0u; k < p.K; k += 32u) {
                 let c0 = x_chunk((p.x_row0 + min(m0 + 0u, p.M - 1u)) * p.x_stride, k);

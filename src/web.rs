@@ -295,11 +295,14 @@ impl WasmModel {
         let tokenizer_json = tokenizer_json.to_vec();
         verify_file(&valid.manifest.tokenizer, &tokenizer_json, &valid.manifest.tokenizer.file).map_err(js_err)?;
         let tok = Tokenizer::from_bytes(&tokenizer_json).map_err(js_err)?;
+        // The device compiles the linear kernels for the package's formats now, with the others, before the
+        // shards download (Gpu::for_weights).
+        let formats = crate::weights::matrix_formats(valid.quantization);
         let gpu = match device {
             Device::Cpu => None,
-            Device::Gpu => Some(Gpu::with_tuning(tuning).await.map_err(js_err)?),
+            Device::Gpu => Some(Gpu::for_weights(tuning, &formats).await.map_err(js_err)?),
             // In a browser any adapter WebGPU offers is used: the browser chose it.
-            Device::Auto => Gpu::with_tuning(tuning).await.ok(),
+            Device::Auto => Gpu::for_weights(tuning, &formats).await.ok(),
         };
         if gpu.is_none() {
             check_wasm_memory(&valid).map_err(js_err)?;

@@ -39,6 +39,17 @@ pub fn stored_format(role: Role, quant: crate::quant::WeightFormat) -> crate::qu
     }
 }
 
+/// The formats a model quantized as `quant` stores its matrices and its embedding in (`stored_format`):
+/// what its linear kernels read (`Gpu::for_weights`).
+pub fn matrix_formats(quant: crate::quant::WeightFormat) -> Vec<crate::quant::WeightFormat> {
+    let mut f = vec![stored_format(Role::Matrix, quant)];
+    let e = stored_format(Role::Embedding, quant);
+    if !f.contains(&e) {
+        f.push(e);
+    }
+    f
+}
+
 /// The shape a tensor has once packed: [N, K] (out-major) for matrices, the Hugging Face shape otherwise.
 pub fn stored_shape(spec: &TensorSpec) -> Vec<usize> {
     match spec.role {

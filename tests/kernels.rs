@@ -256,17 +256,28 @@ fn gemv_with_the_layer_norm_folded_in_matches_reference_on_outliers_and_ragged_r
     }
 }
 
+/// The pipeline variant of a rows kernel (gemv_rows, matmul_rows, matmul_run) that run_linear's dispatch of
+/// `fmt` weights over M x K (rows of X from x_row0 = 1, x_stride = K) compiles to.
+fn rows_variant(kernel: Kernel, fmt: WeightFormat, m: usize, k: usize) -> usize {
+    kernel.variant(bytemuck::bytes_of(&MatmulParams { m: m as u32, x_row0: 1, x_stride: k as u32, wfmt: fmt.code(), ..Default::default() }))
+}
+
 /// `kernel` against the reference: every epilogue in f32 over `f32_shapes` (M, N, K), then f16, q8 and q4
 /// over `quant_shapes` with the bias + accumulate and bias + GELU epilogues; a new seed per case.
 fn check_rows_kernel(kernel: Kernel, mut seed: u64, f32_shapes: &[(usize, usize, usize)], quant_shapes: &[(usize, usize, usize)]) {
-    // Every pipeline variant (common/rows.wgsl's X_ALIGNED x X_IN_WINDOW) in both lists: rows of X
-    // (x_stride = K) on vec4s and not, lying in the uniform window and past it (run_linear's x_row0 = 1).
-    for shapes in [f32_shapes, quant_shapes] {
-        let mut seen: Vec<usize> = shapes.iter().map(|&(m, _, k)| kernel.variant(bytemuck::bytes_of(&MatmulParams { m: m as u32, x_row0: 1, x_stride: k as u32, ..Default::default() }))).collect();
-        seen.sort();
-        seen.dedup();
-        assert_eq!(seen.len(), kernel.variants().len(), "{}: the shapes reach variants {seen:?} only", kernel.name());
+    // Every pipeline variant (common/rows.wgsl's WFMT x X_ALIGNED x X_IN_WINDOW): each format over rows of
+    // X (x_stride = K) on vec4s and not, lying in the uniform window and past it (run_linear's x_row0 = 1).
+    let mut seen: Vec<usize> = Vec::new();
+    for (fmt, shapes) in [(WeightFormat::F32, f32_shapes), (WeightFormat::F16, quant_shapes), (WeightFormat::Q8, quant_shapes), (WeightFormat::Q4, quant_shapes)] {
+        let variants: Vec<usize> = shapes.iter().map(|&(m, _, k)| rows_variant(kernel, fmt, m, k)).collect();
+        // The pipeline compiles the format's case (WFMT's default, 0, is f32's code).
+        let wfmt = |v: usize| kernel.variants()[v].iter().find(|c| c.0 == "WFMT").map_or(0.0, |c| c.1);
+        assert!(variants.iter().all(|&v| wfmt(v) == fmt.code() as f64), "{}: {fmt:?} picks {variants:?}", kernel.name());
+        seen.extend(variants);
     }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), kernel.variants().len(), "{}: the shapes reach variants {seen:?} only", kernel.name());
     for &(m, n, k) in f32_shapes {
         for flags in [0, MM_BIAS, MM_BIAS | MM_GELU, MM_BIAS | MM_ACCUMULATE] {
             seed += 1;
@@ -310,10 +321,10 @@ fn gemv_rows_q8_through_unpack4x8unorm_matches_reference_with_extreme_bytes() {
     assert_eq!(Tuning::SWIFTSHADER.constants(Kernel::GemvRows), &[("Q8_UNORM", 1.0)]);
     assert!(g.tuning.q8_unorm, "{}", g.tuning);
     let shapes = [(1, 33, 64), (1, 17, 100), (2, 129, 1600), (3, 6, 2049), (1, 1, 1), (1, 131, 65), (1, 9, 8192), (3, 20, 4096), (3, 20, 5000), (3, 20, 4099), (1, 300, 31), (1, 2304, 768)];
-    let mut seen: Vec<usize> = shapes.iter().map(|&(m, _, k)| Kernel::GemvRows.variant(bytemuck::bytes_of(&MatmulParams { m, x_row0: 1, x_stride: k, ..Default::default() }))).collect();
+    let mut seen: Vec<usize> = shapes.iter().map(|&(m, _, k)| rows_variant(Kernel::GemvRows, WeightFormat::Q8, m as usize, k as usize)).collect();
     seen.sort();
     seen.dedup();
-    assert_eq!(seen.len(), Kernel::GemvRows.variants().len(), "the shapes reach variants {seen:?} only");
+    assert_eq!(seen.len(), 4, "the shapes reach q8's variants {seen:?} only");
     let mut seed = 1600;
     for &(m, n, k) in &shapes {
         for flags in [MM_BIAS | MM_ACCUMULATE, MM_BIAS | MM_GELU] {

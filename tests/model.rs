@@ -268,11 +268,21 @@ fn heads_attention_rows_does_not_hold_fall_back_to_attention_and_match_the_refer
 fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
     let tok = tokenizer();
     for kind in [TuningKind::Cpu, TuningKind::Gpu, TuningKind::SwiftShader] {
-        let gpu = Arc::new(pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap());
+        // The device made for the model's weight format (as the browser does from the manifest): the
+        // kernels compiled per format (the rows kernels: WFMT) only in that format; made without one, they
+        // wait for the model.
+        let bare = pollster::block_on(Gpu::with_tuning(Some(kind))).unwrap().compiled();
+        let gpu = Arc::new(pollster::block_on(Gpu::for_weights(Some(kind), &[WeightFormat::F32])).unwrap());
         let at_load = gpu.compiled();
         let (gemv, matmul) = (gpu.tuning.gemv_kernel, gpu.tuning.matmul_kernel);
         let loaded = |k: Kernel| at_load.iter().any(|&(kk, _)| kk == k);
         assert!(loaded(gemv) && loaded(matmul) && loaded(Kernel::SampleScan) && loaded(Kernel::SamplePick), "{}: {at_load:?}", kind.name());
+        for k in [gemv, matmul] {
+            assert_eq!(bare.iter().any(|&(kk, _)| kk == k), !k.by_format(), "{}: {} without a format: {bare:?}", kind.name(), k.name());
+            for &(kk, v) in at_load.iter().filter(|&&(kk, _)| kk == k && k.by_format()) {
+                assert!(!kk.variants()[v].iter().any(|c| c.0 == "WFMT"), "{}: {} compiled for another format than f32: {at_load:?}", kind.name(), k.name());
+            }
+        }
         let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulRun].into_iter().filter(|k| *k != gemv && *k != matmul);
         for k in others.chain([Kernel::AttentionProbs, Kernel::GemvRef]) {
             assert!(!loaded(k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());

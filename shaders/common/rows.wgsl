@@ -16,7 +16,7 @@
 // A uniform binding holds at most 64 KB (WebGPU's guaranteed maxUniformBufferBindingSize), so `xu` is
 // the first X_WINDOW vec4s of X's buffer: a dispatch whose rows of X lie in it (every decode step: M = 1
 // from row 0; short prompts) reads X there, others from `x`.
-// Both choices below are pipeline constants, not run-time tests: the kernel table compiles a pipeline per
+// The choices below are pipeline constants, not run-time tests: the kernel table compiles a pipeline per
 // combination and picks one per dispatch from its Params (gpu/kernels.rs `rows_variant`). Run-time
 // tests cost: an `if` between the aligned and unaligned loops cost matmul_rows ~20% on lavapipe (probe
 // at M = 32, CPU ms per token: 187 without vec4 loads, 218-224 with the `if`, 170 aligned only; a shift
@@ -28,6 +28,12 @@
 
 const X_WINDOW: u32 = 4096u; // vec4s in the uniform window (gpu::kernels::X_WINDOW_BYTES / 16)
 
+// The weight format of W (common/weights.wgsl's codes: 0 f32, 1 f16, 2 q8, 3 q4; Params.wfmt, which it
+// equals): the kernels switch on it once, outside their loops, and as a constant only its case is
+// compiled. Why: SwiftShader compiles at the browser's load, and gemv_rows with the four cases took
+// 1.59 s against 0.14 s with one (probe; Chromium's kernels-compile: 0.16 s for q8 with Q8_UNORM); the
+// pipeline is picked per dispatch (gpu/kernels.rs).
+override WFMT: u32 = 0u;
 // Whether every row of X this pipeline reads starts on a vec4 (x_stride % 4 == 0: every row of a GPT-2
 // model, since C, 3C and 4C are multiples of 4; tests' and tiny models' rows need not).
 override X_ALIGNED: bool = true;

@@ -297,17 +297,25 @@ kernel_table! {
     }
 }
 
-/// gemv_rows, matmul_rows and matmul_run (common/rows.wgsl): X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW
-/// (the dispatch's rows of X lie in the uniform window), the WGSL's defaults (both true) first.
-const ROWS_VARIANTS: &[&[(&str, f64)]] = &[&[], &[("X_IN_WINDOW", 0.0)], &[("X_ALIGNED", 0.0)], &[("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)]];
+/// gemv_rows, matmul_rows and matmul_run (common/rows.wgsl): WFMT (the weight format: only its case is
+/// compiled) x X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW (the dispatch's rows of X lie in the
+/// uniform window); the WGSL's defaults (f32, aligned, in the window) first. Variant 4 f + r is format code
+/// f with ROWS_X[r].
+const ROWS_VARIANTS: &[&[(&str, f64)]] = &[
+    &[], &[("X_IN_WINDOW", 0.0)], &[("X_ALIGNED", 0.0)], &[("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)],
+    &[("WFMT", 1.0)], &[("WFMT", 1.0), ("X_IN_WINDOW", 0.0)], &[("WFMT", 1.0), ("X_ALIGNED", 0.0)], &[("WFMT", 1.0), ("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)],
+    &[("WFMT", 2.0)], &[("WFMT", 2.0), ("X_IN_WINDOW", 0.0)], &[("WFMT", 2.0), ("X_ALIGNED", 0.0)], &[("WFMT", 2.0), ("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)],
+    &[("WFMT", 3.0)], &[("WFMT", 3.0), ("X_IN_WINDOW", 0.0)], &[("WFMT", 3.0), ("X_ALIGNED", 0.0)], &[("WFMT", 3.0), ("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)],
+];
 
-/// Rows of X start on a vec4 wherever x_stride is a multiple of 4 (x_row0 only moves by whole rows);
-/// they lie in the window where rows x_row0 .. x_row0 + M end within its X_WINDOW_BYTES.
+/// Format code wfmt (Params.wfmt, always a format's code: quant::WeightFormat::code); rows of X start on a
+/// vec4 wherever x_stride is a multiple of 4 (x_row0 only moves by whole rows); they lie in the window
+/// where rows x_row0 .. x_row0 + M end within its X_WINDOW_BYTES.
 fn rows_variant(params: &[u8]) -> usize {
     let p: MatmulParams = read_params(params);
     let unaligned = !p.x_stride.is_multiple_of(4);
     let outside = (p.x_row0 as u64 + p.m as u64) * p.x_stride as u64 * 4 > X_WINDOW_BYTES;
-    2 * usize::from(unaligned) + usize::from(outside)
+    4 * p.wfmt.min(3) as usize + 2 * usize::from(unaligned) + usize::from(outside)
 }
 
 /// Output rows per thread of gemv_rows and matmul_rows (their WGSL `ROWS` = common/texels.wgsl's
@@ -434,6 +442,22 @@ impl Kernel {
     /// (`Tuning::constants`). What a pipeline is compiled with (gpu/mod.rs, warm.rs).
     pub fn constants(self, v: usize, tuning: &super::Tuning) -> Vec<(&'static str, f64)> {
         self.variants()[v].iter().chain(tuning.constants(self)).copied().collect()
+    }
+
+    /// Whether this kernel compiles a pipeline per weight format (its variants set WFMT: common/rows.wgsl).
+    pub fn by_format(self) -> bool {
+        self.variants().iter().any(|v| v.iter().any(|&(name, _)| name == "WFMT"))
+    }
+
+    /// The variants a device compiles of this kernel as it is made, before any model is there: the
+    /// WGSL's defaults; for a kernel compiled per weight format, a decode step's (X aligned, in the
+    /// window) for each of `weights`, none where no format is given (a model's load then compiles what
+    /// it needs: `Gpu::prepare`, which also compiles any variant a model needs beyond these).
+    pub fn load_variants(self, weights: &[crate::quant::WeightFormat]) -> Vec<usize> {
+        if !self.by_format() {
+            return vec![0];
+        }
+        weights.iter().map(|f| self.variant(bytemuck::bytes_of(&MatmulParams { m: 1, x_stride: 4, wfmt: f.code(), ..Default::default() }))).collect()
     }
 
     /// Which variant a dispatch whose Params are (at the start of) `params` needs.

@@ -149,6 +149,14 @@ impl Gpu {
 
     /// `new`, with the tuning forced to `kind` whatever the adapter (None: GPT2_TUNING, else by adapter).
     pub async fn with_tuning(kind: Option<TuningKind>) -> Result<Gpu> {
+        Self::for_weights(kind, &[]).await
+    }
+
+    /// `with_tuning` for models whose matrices are stored in `weights` (`weights::stored_format`): the
+    /// kernels compiled per weight format (`Kernel::load_variant`) are compiled for those now, with the
+    /// rest; with none given they wait for a model's load (`prepare`). The browser knows the format from
+    /// the manifest before any shard arrives.
+    pub async fn for_weights(kind: Option<TuningKind>, weights: &[crate::quant::WeightFormat]) -> Result<Gpu> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -159,10 +167,10 @@ impl Gpu {
             })
             .await
             .map_err(|e| Error::NoAdapter(format!(" ({e})")))?;
-        Self::from_adapter(adapter, kind).await
+        Self::from_adapter(adapter, kind, weights).await
     }
 
-    pub async fn from_adapter(adapter: wgpu::Adapter, forced: Option<TuningKind>) -> Result<Gpu> {
+    pub async fn from_adapter(adapter: wgpu::Adapter, forced: Option<TuningKind>, weights: &[crate::quant::WeightFormat]) -> Result<Gpu> {
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
         let (device, queue) = adapter
@@ -217,16 +225,24 @@ impl Gpu {
         }
         // Only what a step dispatches under this tuning is compiled now: on a software adapter each
         // pipeline costs from 0.1 to several seconds (SwiftShader: README, "First token in the browser").
-        let at_load: Vec<Kernel> = Kernel::ALL.iter().copied().filter(|&k| tuning.dispatches(k)).collect();
+        // Each in the variant a decode step needs (`Kernel::load_variant`: the WGSL's defaults, or for the
+        // kernels compiled per weight format that of each of `weights`); a model whose shapes need another
+        // variant compiles it as it loads (`prepare`).
+        let mut at_load: Vec<(Kernel, usize)> = Vec::new();
+        for k in Kernel::ALL.iter().copied().filter(|&k| tuning.dispatches(k)) {
+            for v in k.load_variants(weights) {
+                if !at_load.contains(&(k, v)) {
+                    at_load.push((k, v));
+                }
+            }
+        }
         // In the browser they compile side by side first (warm.rs); the creations below then find them done.
         #[cfg(target_arch = "wasm32")]
-        warm::compile(&device, &at_load.iter().map(|&k| (k, 0)).collect::<Vec<_>>(), &tuning).await;
+        warm::compile(&device, &at_load, &tuning).await;
         let pipelines: Vec<Vec<OnceLock<wgpu::ComputePipeline>>> = Kernel::ALL.iter().map(|k| k.variants().iter().map(|_| OnceLock::new()).collect()).collect();
-        // The WGSL's defaults: what the model's shapes need (a model whose shapes need another variant
-        // compiles it as it loads: `prepare`).
-        for &k in &at_load {
+        for &(k, v) in &at_load {
             let layout = &layouts.iter().find(|(kk, _)| *kk == k).expect("every kernel has a layout").1;
-            let _ = pipelines[k as usize][0].set(make_pipeline(&device, layout, k, 0, &tuning));
+            let _ = pipelines[k as usize][v].set(make_pipeline(&device, layout, k, v, &tuning));
         }
         if let Some(e) = scope.pop().await {
             return Err(Error::Gpu(format!("building the compute pipelines failed: {e}")));
