@@ -467,7 +467,14 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
     let kernel = kernel.unwrap_or_else(|| Tuning::CPU.attention_kernel_for(&prm));
     let (kc, _) = kv_words(&k_cache, p, nh, hs, kv);
     let (vc, _) = kv_words(&v_cache, p, nh, hs, kv);
-    let out = pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &[bytes(&qkv), bytes(&kc), bytes(&vc), vec![0u8; t * c * 4], vec![0u8; 16]])).unwrap();
+    let buffers = [bytes(&qkv), bytes(&kc), bytes(&vc), vec![0u8; t * c * 4], vec![0u8; 16]];
+    // attention_window stands for kv_windows + one attention_window per head (gpu/windows.rs).
+    let out = if kernel == Kernel::AttentionWindow {
+        pollster::block_on(g.run_attention_windows(&prm, &buffers))
+    } else {
+        pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &buffers))
+    }
+    .unwrap();
     // What the cache must hold afterwards: the past untouched, this step's K and V appended.
     let (mut kw, mut vw) = (k_cache.clone(), v_cache.clone());
     for r in 0..t {
@@ -555,7 +562,9 @@ fn attention_rows_matches_reference_and_falls_back_where_it_does_not_fit() {
     assert!(!fits(68, KvFormat::F32, 0) && !fits(128, KvFormat::F16, 0) && !fits(200, KvFormat::F32, 0));
     assert!(!fits(64, KvFormat::F32, 64), "a split decode step writes partials: attention's");
     let prompt = AttentionParams { t: 2, c: 128, nh: 2, hs: 64, pos0: 0, scale: 1.0, kv: 0, block: 0 };
-    assert_eq!(Tuning::CPU.attention_kernel_for(&prompt), Kernel::AttentionRowsPrompt, "a step of several tokens");
+    let no_windows = Tuning { attention_windows: false, ..Tuning::CPU };
+    assert_eq!(no_windows.attention_kernel_for(&prompt), Kernel::AttentionRowsPrompt, "a step of several tokens");
+    assert_eq!(Tuning::CPU.attention_kernel_for(&prompt), Kernel::AttentionWindow, "one whose heads fit their windows");
     assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { hs: 68, ..prompt }), Kernel::Attention, "hs > 64");
     let gpu_picks = AttentionParams { t: 1, c: 128, nh: 2, hs: 64, pos0: 3, scale: 1.0, kv: 0, block: 0 };
     assert_eq!(Tuning::GPU.attention_kernel_for(&gpu_picks), Kernel::Attention);

@@ -3,7 +3,7 @@
 //! entry point, bindings and workgroup size must be the WGSL's, and every .wgsl file under shaders/ must
 //! be used by some kernel.
 
-use gpt2_webgpu::gpu::kernels::{TEXTURE_WIDTH, X_WINDOW_BYTES};
+use gpt2_webgpu::gpu::kernels::{KV_WINDOW_BYTES, TEXTURE_WIDTH, X_WINDOW_BYTES};
 use gpt2_webgpu::gpu::{Bind, Kernel, Tuning};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -48,10 +48,17 @@ fn every_kernel_validates_as_assembled_and_matches_its_table_row() {
                     // The Params block is a struct; X's uniform window an array of vec4 of X_WINDOW_BYTES.
                     naga::AddressSpace::Uniform => match ty {
                         naga::TypeInner::Struct { .. } => Bind::Uniform,
-                        naga::TypeInner::Array { size: naga::ArraySize::Constant(n), stride: 16, .. } => {
-                            assert_eq!(n.get() as u64 * 16, X_WINDOW_BYTES, "{name}: the uniform window is X_WINDOW_BYTES");
-                            Bind::Window
-                        }
+                        // X's window, or one head's K or V window (attention_window): the table says which.
+                        naga::TypeInner::Array { size: naga::ArraySize::Constant(n), stride: 16, .. } => match d.bindings.get(b.binding as usize).map(|t| t.bind) {
+                            Some(Bind::HeadWindow) => {
+                                assert_eq!(n.get() as u64 * 16, KV_WINDOW_BYTES, "{name}: a head's window is KV_WINDOW_BYTES");
+                                Bind::HeadWindow
+                            }
+                            _ => {
+                                assert_eq!(n.get() as u64 * 16, X_WINDOW_BYTES, "{name}: the uniform window is X_WINDOW_BYTES");
+                                Bind::Window
+                            }
+                        },
                         other => panic!("{name}: uniform of {other:?}"),
                     },
                     naga::AddressSpace::Storage { access } if access.contains(naga::StorageAccess::STORE) => Bind::ReadWrite,
@@ -192,10 +199,18 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::AttentionRowsPrompt.grid(bytemuck::bytes_of(&att)), Grid::Line(3));
     assert_eq!(Kernel::AttentionRowsPrompt.grid(bytemuck::bytes_of(&AttentionParams { t: 128, ..att })), Grid::Line(48));
     assert_eq!(Kernel::AttentionRowsPrompt.grid(bytemuck::bytes_of(&AttentionParams { t: 2, nh: 4, ..att })), Grid::Line(1));
+    // kv_windows: one thread per (position, head) of S = pos0 + T, 64 per workgroup; attention_window: 8
+    // queries per workgroup, one dispatch per head; both hold KV_WINDOW_BYTES / 16 vec4s per head's window.
+    assert_eq!(Kernel::KvWindows.grid(bytemuck::bytes_of(&AttentionParams { t: 128, pos0: 17, ..att })), Grid::Line(28));
+    assert_eq!(Kernel::KvWindows.grid(bytemuck::bytes_of(&AttentionParams { t: 1, nh: 2, ..att })), Grid::Line(1));
+    assert_eq!(Kernel::AttentionWindow.grid(bytemuck::bytes_of(&AttentionParams { t: 128, ..att })), Grid::Line(16));
+    assert_eq!(Kernel::AttentionWindow.grid(bytemuck::bytes_of(&AttentionParams { t: 130, pos0: 17, ..att })), Grid::Line(17));
+    let kv_window = format!("const KV_WINDOW: u32 = {}u;", gpt2_webgpu::gpu::kernels::KV_WINDOW_BYTES / 16);
+    assert!(Kernel::KvWindows.source().contains(&kv_window) && Kernel::AttentionWindow.source().contains(&kv_window));
     assert!(Kernel::AttentionRows.source().contains("const QUERIES: u32 = 1u;"));
     assert!(Kernel::AttentionRowsPrompt.source().contains(&format!("const QUERIES: u32 = {ATTENTION_ROWS_QUERIES}u;")));
     let hs4 = format!("const HS4: u32 = {}u;", gpt2_webgpu::gpu::kernels::ATTENTION_ROWS_MAX_HS / 4);
-    for k in [Kernel::AttentionRows, Kernel::AttentionRowsPrompt] {
+    for k in [Kernel::AttentionRows, Kernel::AttentionRowsPrompt, Kernel::KvWindows, Kernel::AttentionWindow] {
         assert!(k.source().contains(&hs4), "{}: HS4 is ATTENTION_ROWS_MAX_HS / 4", k.name());
     }
 }

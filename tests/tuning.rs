@@ -55,7 +55,7 @@ fn the_swiftshader_tuning_is_the_cpu_one_with_prompts_through_matmul_run_and_q8_
     assert!(Tuning::CPU.constants(Kernel::GemvRows).is_empty() && t.constants(Kernel::MatmulRows).is_empty());
     assert_eq!(Kernel::GemvRows.constants(1, &t), vec![("X_IN_WINDOW", 0.0), ("Q8_UNORM", 1.0)]);
     assert!(t.constants(Kernel::MatmulRun).is_empty());
-    assert_eq!(Tuning { kind: TuningKind::Cpu, gemv_max_rows: Tuning::CPU.gemv_max_rows, matmul_kernel: Kernel::MatmulRows, attention_rows_prompts: true, q8_unorm: false, ..t }, Tuning::CPU);
+    assert_eq!(Tuning { kind: TuningKind::Cpu, gemv_max_rows: Tuning::CPU.gemv_max_rows, matmul_kernel: Kernel::MatmulRows, attention_rows_prompts: true, attention_windows: true, q8_unorm: false, ..t }, Tuning::CPU);
     // Only gemv_rows has the constant.
     assert!(Tuning { gemv_kernel: Kernel::Gemv, matmul_kernel: Kernel::Matmul, weights_in_textures: false, ..t }.validate().unwrap_err().to_string().contains("unpack4x8unorm"));
     // Only the tuning's own linear kernels are compiled at load.
@@ -91,12 +91,32 @@ fn cpu_adapters_run_attention_rows_and_gpus_attention() {
     let prompt = AttentionParams { t: 2, c: 128, nh: 2, hs: 64, pos0: 0, scale: 1.0, kv: 0, block: 0 };
     let decode = AttentionParams { t: 1, ..prompt };
     assert!(Tuning::CPU.attention_rows_prompts && Tuning::CPU.dispatches(Kernel::AttentionRowsPrompt));
-    assert_eq!(Tuning::CPU.attention_kernel_for(&prompt), Kernel::AttentionRowsPrompt);
+    // ... and through the windows (kv_windows + attention_window per head) where the heads' S = pos0 + T
+    // keys fit 64 KB (hs = 64: S <= 256); past that, and with the switch off, attention_rows_prompt.
+    assert!(Tuning::CPU.attention_windows && Tuning::CPU.dispatches(Kernel::KvWindows) && Tuning::CPU.dispatches(Kernel::AttentionWindow));
+    assert_eq!(Tuning::CPU.attention_kernel_for(&prompt), Kernel::AttentionWindow);
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 256, ..prompt }), Kernel::AttentionWindow);
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 128, pos0: 128, ..prompt }), Kernel::AttentionWindow);
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 128, pos0: 129, ..prompt }), Kernel::AttentionRowsPrompt);
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 257, ..prompt }), Kernel::AttentionRowsPrompt);
+    // hs = 32: 512 keys fit; odd heads are attention's whatever the window.
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 512, hs: 32, ..prompt }), Kernel::AttentionWindow);
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 513, hs: 32, ..prompt }), Kernel::AttentionRowsPrompt);
+    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { hs: 7, ..prompt }), Kernel::Attention);
+    let unwindowed = Tuning { attention_windows: false, ..Tuning::CPU };
+    assert_eq!(unwindowed.attention_kernel_for(&prompt), Kernel::AttentionRowsPrompt);
+    assert!(!unwindowed.dispatches(Kernel::KvWindows) && !unwindowed.dispatches(Kernel::AttentionWindow));
+    // The windows go only where attention_rows_prompt would run.
+    assert_eq!(Tuning { attention_rows_prompts: false, ..Tuning::CPU }.attention_kernel_for(&prompt), Kernel::AttentionRows);
+    assert!(!Tuning { attention_rows_prompts: false, ..Tuning::CPU }.dispatches(Kernel::AttentionWindow));
     assert_eq!(Tuning::CPU.attention_kernel_for(&decode), Kernel::AttentionRows);
-    assert!(Tuning::CPU.to_json().contains("\"attention_rows_prompts\":true"), "{}", Tuning::CPU.to_json());
-    assert!(Tuning::CPU.to_string().contains("attention attention_rows (prompts: attention_rows_prompt)"), "{}", Tuning::CPU);
+    assert!(Tuning::CPU.to_json().contains("\"attention_rows_prompts\":true,\"attention_windows\":true"), "{}", Tuning::CPU.to_json());
+    assert!(Tuning::CPU.to_string().contains("attention attention_rows (prompts: attention_rows_prompt, attention_window where the heads fit 64 KB)"), "{}", Tuning::CPU);
+    assert!(unwindowed.to_string().contains("attention attention_rows (prompts: attention_rows_prompt)"), "{unwindowed}");
     let ss = Tuning::SWIFTSHADER;
     assert!(!ss.attention_rows_prompts && !ss.dispatches(Kernel::AttentionRowsPrompt));
+    assert!(!ss.attention_windows && !ss.dispatches(Kernel::AttentionWindow) && !ss.dispatches(Kernel::KvWindows));
+    assert!(!Tuning::GPU.attention_windows && !Tuning::GPU.dispatches(Kernel::AttentionWindow));
     assert_eq!(ss.attention_kernel_for(&prompt), Kernel::AttentionRows);
     assert!(ss.to_json().contains("\"attention_rows_prompts\":false") && !ss.to_string().contains("prompts:"), "{ss}");
     // Layer norms likewise: layer_norm_rows on CPU adapters (layer_norm for rows off whole vec4s, compiled

@@ -30,6 +30,10 @@ pub enum Bind {
     /// The first X_WINDOW_BYTES of a storage buffer (bound as `Read` too), read as a uniform: on lavapipe a
     /// uniform load that every lane makes at the same address is one load (common/rows.wgsl).
     Window,
+    /// KV_WINDOW_BYTES of a storage buffer read as a uniform at a dynamic offset (bound as `ReadWrite` by
+    /// the kernel that fills it): one head's keys or values for attention_window, the head picked per
+    /// dispatch (`Gpu::dispatch_attention_windows`).
+    HeadWindow,
 }
 
 /// Texels per texture row of a weight texture (common/texels.wgsl's TEX_SHIFT = log2 of it).
@@ -37,6 +41,10 @@ pub const TEXTURE_WIDTH: u32 = 4096;
 /// Bytes of the uniform window onto X (common/rows.wgsl's X_WINDOW vec4s): WebGPU guarantees uniform
 /// bindings of 64 KB.
 pub const X_WINDOW_BYTES: u64 = 65536;
+
+/// Bytes of one head's key (or value) window of attention_window (its WGSL KV_WINDOW vec4s): the 64 KB
+/// uniform binding WebGPU guarantees; a multiple of every device's uniform offset alignment (<= 256).
+pub const KV_WINDOW_BYTES: u64 = 65536;
 
 /// One binding of group 0: how it is bound, its WGSL name, and what it holds (shapes as in config.rs).
 #[derive(Clone, Copy, Debug)]
@@ -240,7 +248,7 @@ kernel_table! {
     /// holding its query and 64 accumulators in registers, keys and values in vec4 loads, no workgroup
     /// memory, no barriers. Only where `attention_rows_fits` (the host runs attention otherwise).
     AttentionRows = "attention_rows" {
-        common: ["attention_params", "attention_rows_body"],
+        common: ["attention_params", "kv_append", "attention_rows_body"],
         bindings: ATTENTION,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line((p.nh * p.t).div_ceil(wg[0])) },
@@ -248,10 +256,30 @@ kernel_table! {
     /// attention_rows for steps of several tokens (Tuning::attention_kernel_for): the same code with
     /// ATTENTION_ROWS_QUERIES queries of one head per thread, so each key and value it loads serves them all.
     AttentionRowsPrompt = "attention_rows_prompt" {
-        common: ["attention_params", "attention_rows_body"],
+        common: ["attention_params", "kv_append", "attention_rows_body"],
         bindings: ATTENTION,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line((p.nh * p.t.div_ceil(ATTENTION_ROWS_QUERIES)).div_ceil(wg[0])) },
+    }
+    /// The CPU tuning's prompts where each head's keys fit its window (Tuning::attention_windows,
+    /// `attention_window_fits`), first of two: keys and values of positions 0 .. pos0 + T copied head-major
+    /// into the windows' buffers (f32), this step's also appended to the cache. One thread per (position, head).
+    KvWindows = "kv_windows" {
+        common: ["attention_params", "kv_append"],
+        bindings: &[params(), read("qkv", "[T, 3C]"), write("k_cache", "as attention's"), write("v_cache", "the same"),
+                   write("k_windows", "[NH, KV_WINDOW_BYTES / 4] f32: head h's keys [S, hs] from h KV_WINDOW_BYTES"), write("v_windows", "the same for values")],
+        workgroup: [64, 1, 1],
+        grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line(((p.pos0 + p.t) * p.nh).div_ceil(wg[0])) },
+    }
+    /// The second: attention of one head's T queries (AttentionHeadParams), 8 queries per workgroup walking
+    /// the same keys, read through the head's uniform windows: one dispatch per head.
+    AttentionWindow = "attention_window" {
+        common: [],
+        bindings: &[params(), read("qkv", "[T, 3C]"), write("out", "[T, C]"),
+                   Binding { bind: Bind::HeadWindow, name: "k_window", holds: "one head's keys [S, hs] f32 (kv_windows's k_windows at h KV_WINDOW_BYTES)" },
+                   Binding { bind: Bind::HeadWindow, name: "v_window", holds: "its values" }],
+        workgroup: [8, 1, 1],
+        grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line(p.t.div_ceil(wg[0])) },
     }
     /// The attention probabilities themselves, for inspection only (model/inspect.rs): one workgroup per
     /// (head, query), writing its row of [NH, T, S] (zero above the diagonal). Never on a step's path.
@@ -359,6 +387,12 @@ pub const ATTENTION_ROWS_MAX_HS: u32 = 64;
 pub fn attention_rows_fits(p: &AttentionParams) -> bool {
     let align = if p.kv == super::KvFormat::F16.code() { 8 } else { 4 };
     p.block == 0 && p.hs > 0 && p.hs <= ATTENTION_ROWS_MAX_HS && p.hs.is_multiple_of(align)
+}
+
+/// Whether attention_window computes a dispatch with these Params: attention_rows's shapes, and the S =
+/// pos0 + T keys of a head (f32) in its KV_WINDOW_BYTES window (gpt2's hs = 64: S <= 256).
+pub fn attention_window_fits(p: &AttentionParams) -> bool {
+    attention_rows_fits(p) && (p.pos0 as u64 + p.t as u64) * p.hs as u64 * 4 <= KV_WINDOW_BYTES
 }
 
 /// The sampler's three second passes bind the same buffers (one bind group; the model dispatches the

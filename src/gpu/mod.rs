@@ -8,12 +8,14 @@ pub mod kernels;
 pub mod params;
 pub mod texels;
 pub mod tuning;
+pub mod windows;
 #[cfg(target_arch = "wasm32")]
 pub(crate) mod warm;
 
 pub use kernels::{Bind, Grid, Kernel};
 pub use tuning::{KvFormat, Tuning, TuningKind, EVERY_STEP, MAX_TOKENS_PER_SUBMIT, MERGE_MAX, MIN_ATTN_BLOCK, SOFTWARE_ADAPTER_WORDS};
 pub use texels::{window, Texels};
+pub use windows::head_window;
 
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -558,6 +560,8 @@ fn binding_type(bind: Bind) -> wgpu::BindingType {
         Bind::Read => buffer(wgpu::BufferBindingType::Storage { read_only: true }, false),
         Bind::ReadWrite => buffer(wgpu::BufferBindingType::Storage { read_only: false }, false),
         Bind::Window => buffer(wgpu::BufferBindingType::Uniform, false),
+        // One head's window of many: the dispatch's offset picks the head (windows.rs).
+        Bind::HeadWindow => buffer(wgpu::BufferBindingType::Uniform, true),
         Bind::Texels => wgpu::BindingType::Texture {
             sample_type: wgpu::TextureSampleType::Uint,
             view_dimension: wgpu::TextureViewDimension::D2,

@@ -85,6 +85,16 @@ pub struct AttentionParams {
     pub block: u32,
 }
 
+/// shaders/attention_window.wgsl: an attention dispatch's Params and the one head it computes (the
+/// model writes one per head into slots of its arena, picked by dynamic offset).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, Pod, Zeroable)]
+pub struct AttentionHeadParams {
+    pub att: AttentionParams,
+    pub head: u32,
+    pub _pad: [u32; 3],
+}
+
 /// Floats per (block, head) partial of split decode attention: o[hs], then m and l.
 pub const fn attention_part_stride(hs: u32) -> u32 {
     hs + 2

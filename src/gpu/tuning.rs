@@ -162,6 +162,9 @@ pub struct Tuning {
     /// loads serves 4 queries (shaders/attention_rows_prompt.wgsl). On lavapipe it halves a 128-token
     /// prompt's attention; off on SwiftShader, whose prompts in the browser are short (`Tuning::SWIFTSHADER`).
     pub attention_rows_prompts: bool,
+    /// Where a prompt would run attention_rows_prompt and each head's keys fit 64 KB (`kernels::attention_window_fits`):
+    /// kv_windows, then attention_window once per head, its keys read through uniform windows (gpu/windows.rs).
+    pub attention_windows: bool,
     /// The kernel of the layer norms that are not folded: `Kernel::LayerNorm` (a workgroup of 256 threads
     /// per row, reduced through workgroup memory: GPUs) or `Kernel::LayerNormRows` (one thread per row, vec4
     /// loads, no barriers: CPU adapters). Rows not on whole vec4s (C % 4 != 0; no GPT-2 size) run
@@ -215,6 +218,7 @@ impl Tuning {
         attn_block: 64,
         attention_kernel: Kernel::Attention,
         attention_rows_prompts: false,
+        attention_windows: false,
         layer_norm_kernel: Kernel::LayerNorm,
         // Every lane its own thread: gpt2's 393 lanes fill 7 workgroups.
         sample_groups: 256,
@@ -239,6 +243,7 @@ impl Tuning {
         attn_block: 0,
         attention_kernel: Kernel::AttentionRows,
         attention_rows_prompts: true,
+        attention_windows: true,
         layer_norm_kernel: Kernel::LayerNormRows,
         sample_groups: 8,
         // gemv_rows and matmul_rows read W and the scales as texels (see the field).
@@ -268,6 +273,7 @@ impl Tuning {
         // attention_rows_prompt (natively, gpt2 shapes, load 3), a few ms of a multi-second step, while one
         // more pipeline would compile at the browser's load: prompts keep attention_rows.
         attention_rows_prompts: false,
+        attention_windows: false,
         // Vector shifts cost a loop over the lanes there (see the field).
         q8_unorm: true,
         ..Tuning::CPU
@@ -285,7 +291,7 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
     /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul, matmul_rows or matmul_run), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
     /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
-    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_LAYER_NORM_KERNEL` (layer_norm or layer_norm_rows), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
+    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_ATTENTION_WINDOWS` (0 or 1), `GPT2_LAYER_NORM_KERNEL` (layer_norm or layer_norm_rows), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
     /// textures exactly where the kernels are the rows kernels) and `GPT2_Q8_UNORM` (0 or 1) then override single fields for
     /// benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
@@ -356,6 +362,7 @@ impl Tuning {
                 t.layer_norm_kernel = k;
             }
             t.attention_rows_prompts = flag("GPT2_ATTENTION_ROWS_PROMPTS")?.unwrap_or(t.attention_rows_prompts);
+            t.attention_windows = flag("GPT2_ATTENTION_WINDOWS")?.unwrap_or(t.attention_windows);
             if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
                 t.tokens_per_submit = k;
             }
@@ -464,6 +471,7 @@ impl Tuning {
             // a model whose heads need it has it compiled at load by `Ops::prepare`.
             Kernel::Attention | Kernel::AttentionRows => k == self.attention_kernel,
             Kernel::AttentionRowsPrompt => self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts,
+            Kernel::KvWindows | Kernel::AttentionWindow => self.windows(),
             // Likewise layer_norm under layer_norm_rows's tunings, for rows it does not take.
             Kernel::LayerNorm | Kernel::LayerNormRows => k == self.layer_norm_kernel,
             Kernel::Embed => !self.weights_in_textures,
@@ -484,13 +492,20 @@ impl Tuning {
         }
     }
 
+    /// Whether prompts may run through the windows: `attention_windows` where prompts run attention_rows_prompt.
+    fn windows(&self) -> bool {
+        self.attention_windows && self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts
+    }
+
     /// The kernel an attention dispatch with Params `p` runs: the tuning's `attention_kernel` where it
-    /// takes them (attention_rows_prompt for steps of several tokens where `attention_rows_prompts`),
-    /// else attention (split decode steps, and shapes attention_rows does not hold:
-    /// `kernels::attention_rows_fits`, which holds for attention_rows_prompt too).
+    /// takes them (for steps of several tokens attention_window, standing for kv_windows + attention_window
+    /// per head, where `windows()` and the heads fit, else attention_rows_prompt where `attention_rows_prompts`),
+    /// else attention (split decode steps, shapes attention_rows does not hold: `kernels::attention_rows_fits`).
     pub fn attention_kernel_for(&self, p: &super::params::AttentionParams) -> Kernel {
         if self.attention_kernel == Kernel::AttentionRows && super::kernels::attention_rows_fits(p) {
-            if p.t > 1 && self.attention_rows_prompts {
+            if p.t > 1 && self.windows() && super::kernels::attention_window_fits(p) {
+                Kernel::AttentionWindow
+            } else if p.t > 1 && self.attention_rows_prompts {
                 Kernel::AttentionRowsPrompt
             } else {
                 Kernel::AttentionRows
@@ -535,7 +550,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"layer_norm_kernel\":\"{}\",\"sample_groups\":{},\"weights_in_textures\":{},\"q8_unorm\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"attention_windows\":{},\"layer_norm_kernel\":\"{}\",\"sample_groups\":{},\"weights_in_textures\":{},\"q8_unorm\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -548,6 +563,7 @@ impl Tuning {
             self.attn_block,
             self.attention_kernel.name(),
             self.attention_rows_prompts,
+            self.attention_windows,
             self.layer_norm_kernel.name(),
             self.sample_groups,
             self.weights_in_textures,
@@ -578,7 +594,7 @@ impl std::fmt::Display for Tuning {
             if self.weights_in_textures { "textures" } else { "storage buffers" },
             self.tokens_per_submit,
             self.attention_kernel.name(),
-            if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts { " (prompts: attention_rows_prompt)" } else { "" },
+            if self.windows() { " (prompts: attention_rows_prompt, attention_window where the heads fit 64 KB)" } else if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts { " (prompts: attention_rows_prompt)" } else { "" },
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
             self.layer_norm_kernel.name(),
             self.sample_groups

@@ -54,12 +54,12 @@ pub(crate) fn layout_entries(k: Kernel) -> Array {
         } else {
             let buffer = Object::new();
             set(&buffer, "type", match b.bind {
-                Bind::Uniform | Bind::Window => "uniform",
+                Bind::Uniform | Bind::Window | Bind::HeadWindow => "uniform",
                 Bind::Read => "read-only-storage",
                 _ => "storage",
             });
-            // Only the Params binding takes a dynamic offset (the window is always X's first 64 KB).
-            set(&buffer, "hasDynamicOffset", b.bind == Bind::Uniform);
+            // The Params binding and the head windows take a dynamic offset (X's window is always its first 64 KB).
+            set(&buffer, "hasDynamicOffset", matches!(b.bind, Bind::Uniform | Bind::HeadWindow));
             set(&e, "buffer", buffer);
         }
         entries.push(&e);

@@ -15,11 +15,12 @@
 //! To add an op: a variant of `OpKind` (what its Params depend on), its arm in `params_of`, and the op
 //! where it runs in the pass (`layer_ops` for a per-layer op).
 
+pub(super) use super::params::params_of;
 use super::plan::Activations;
 use super::upload::{GpuMatrix, Layer, Packing, Store, Weights};
 use crate::config::Gpt2Config;
 use crate::gpu::params::*;
-use crate::gpu::{whole, window, Bind, Gpu, Kernel, KvFormat, Tuning};
+use crate::gpu::{head_window, whole, window, Bind, Gpu, Kernel, KvFormat, Tuning};
 
 /// Which rows a step works on: the T tokens of the step at positions pos0.., and the rows the head
 /// (ln_f + logits) turns into logits.
@@ -124,10 +125,12 @@ pub(super) struct OpSpec<'a> {
     label: String,
     buffers: Vec<Res<'a>>,
     alt_buffers: Option<Vec<Res<'a>>>,
+    /// An attention op that runs through the windows where they fit: their buffers and the heads.
+    windows: Option<(&'a [wgpu::Buffer; 2], u32)>,
 }
 
 fn spec<'a>(kind: OpKind, kernel: Kernel, label: String, buffers: Vec<Res<'a>>) -> OpSpec<'a> {
-    OpSpec { kind, kernel, label, buffers, alt_buffers: None }
+    OpSpec { kind, kernel, label, buffers, alt_buffers: None, windows: None }
 }
 
 /// One dispatch of the pass.
@@ -140,6 +143,17 @@ pub(super) struct Op {
     /// xn) or MM_MERGE (X = the attention partials, not att).
     bind_alt: Option<wgpu::BindGroup>,
     slot: u32,
+    /// An attention op's way through the windows (`Tuning::attention_windows`).
+    windows: Option<Windows>,
+}
+
+/// kv_windows's bind group (its Params: the op's slot) and attention_window's (its Params: `heads` slots
+/// from `slot0`, one AttentionHeadParams per head, picked by dynamic offset: gpu/windows.rs).
+pub(super) struct Windows {
+    fill: wgpu::BindGroup,
+    attend: wgpu::BindGroup,
+    slot0: u32,
+    heads: u32,
 }
 
 impl Op {
@@ -247,14 +261,19 @@ impl Ops {
     pub fn build(gpu: &Gpu, cfg: &Gpt2Config, wt: &Weights, a: &Activations, sets: usize) -> (Ops, ParamsArena) {
         let embed = embed_ops(wt, a, &a.ids);
         let embed_fed = embed_ops(wt, a, &a.fed);
-        let layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache], wt.kv)).collect();
+        let mut layers: Vec<_> = wt.layers.iter().enumerate().map(|(l, w)| layer_ops(l, w, a, cfg, [&w.k_cache, &w.v_cache], wt.kv)).collect();
+        // Steps (not the inspection) run prompts' attention through the windows where the tuning says so.
+        for op in layers.iter_mut().flatten().filter(|o| matches!(o.kind, OpKind::Attention { .. })) {
+            op.windows = a.windows.as_ref().map(|w| (w, cfg.n_head as u32));
+        }
         let head = head_ops(wt, a, cfg);
         let sample = [
             spec(OpKind::Sample, Kernel::SampleScan, "sample_scan".into(), res![&a.logits, &a.counts, &a.ring, &a.fed, &a.lanes]),
             spec(OpKind::Sample, Kernel::SamplePick, "sample_pick".into(), res![&a.logits, &a.counts, &a.ring, &a.fed, &a.out, &a.lanes]),
         ];
 
-        let n_slots = 2 * embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head.len() + sample.len();
+        let head_slots: usize = layers.iter().flatten().filter_map(|o| o.windows.map(|(_, heads)| heads as usize)).sum();
+        let n_slots = 2 * embed.len() + layers.iter().map(|l| l.len()).sum::<usize>() + head_slots + head.len() + sample.len();
         let mut arena = ParamsArena::new(gpu, n_slots, sets);
         let mut bind = |s: OpSpec<'_>| arena.bind(gpu, s);
         let ops = Ops {
@@ -328,7 +347,7 @@ impl InspectOps {
 }
 
 /// Bytes of a Params block in the arena: the largest Params struct (MatmulParams, 64) rounded to 16.
-const PARAMS_BYTES: u64 = 64;
+pub(super) const PARAMS_BYTES: u64 = 64;
 
 /// One uniform buffer with a slot of Params per op, in `sets` copies (set j: decode step j of a batch;
 /// each bind group points at its op's slot of set 0, the dispatch's dynamic offset picks the set), and
@@ -362,11 +381,23 @@ impl ParamsArena {
         let slot = self.next;
         self.next += 1;
         let kernel = gpu.tuning.kernel_for(s.kernel);
-        let params = wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-            buffer: &self.buffer,
-            offset: slot as u64 * self.slot_size as u64,
-            size: wgpu::BufferSize::new(PARAMS_BYTES),
+        let at = |slot: u32| {
+            wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: &self.buffer, offset: slot as u64 * self.slot_size as u64, size: wgpu::BufferSize::new(PARAMS_BYTES) })
+        };
+        let params = at(slot);
+        let windows = s.windows.map(|([kw, vw], heads)| {
+            let slot0 = self.next;
+            let [Res::Buf(qkv), Res::Buf(kc), Res::Buf(vc), Res::Buf(out), ..] = s.buffers.as_slice() else { unreachable!("an attention op binds qkv, the caches and out") };
+            let fill = [at(slot), whole(qkv), whole(kc), whole(vc), whole(kw), whole(vw)];
+            let attend = [at(slot0), whole(qkv), whole(out), head_window(kw), head_window(vw)];
+            Windows {
+                fill: gpu.bind_group(Kernel::KvWindows, &format!("{} (kv_windows)", s.label), &fill),
+                attend: gpu.bind_group(Kernel::AttentionWindow, &format!("{} (attention_window)", s.label), &attend),
+                slot0,
+                heads,
+            }
         });
+        self.next += windows.as_ref().map_or(0, |w| w.heads);
         fn resources<'b>(params: &wgpu::BindingResource<'b>, kernel: Kernel, bufs: &[Res<'b>]) -> Vec<wgpu::BindingResource<'b>> {
             let mut res = vec![params.clone()];
             res.extend(bufs.iter().map(|r| match *r {
@@ -384,7 +415,7 @@ impl ParamsArena {
             .alt_buffers
             .filter(|_| !gpu.tuning.weights_in_textures)
             .map(|bufs| gpu.bind_group(kernel, &format!("{} (layer norm folded or partials merged)", s.label), &resources(&params, kernel, &bufs)));
-        Op { kind: s.kind, kernel, bind: gpu.bind_group(kernel, &s.label, &resources(&params, kernel, &s.buffers)), bind_alt, slot }
+        Op { kind: s.kind, kernel, bind: gpu.bind_group(kernel, &s.label, &resources(&params, kernel, &s.buffers)), bind_alt, slot, windows }
     }
 
     /// Size of the uniform buffer on the GPU.
@@ -398,7 +429,11 @@ impl ParamsArena {
     }
 
     fn at(&self, op: &Op, set: usize) -> usize {
-        set * self.set_bytes() + op.slot as usize * self.slot_size as usize
+        self.at_slot(op.slot, set)
+    }
+
+    fn at_slot(&self, slot: u32, set: usize) -> usize {
+        set * self.set_bytes() + slot as usize * self.slot_size as usize
     }
 
     /// Write `op`'s Params of set 0 (a single step).
@@ -406,9 +441,18 @@ impl ParamsArena {
         self.write_at(op, 0, bytes)
     }
 
+    /// Write `op`'s Params of set `set` (an attention op with windows: its heads' too, each with its head).
     pub fn write_at(&mut self, op: &Op, set: usize, bytes: &[u8]) {
         let o = self.at(op, set);
         self.host[o..o + bytes.len()].copy_from_slice(bytes);
+        if let Some(w) = &op.windows {
+            let att: AttentionParams = bytemuck::pod_read_unaligned(&bytes[..std::mem::size_of::<AttentionParams>()]);
+            for head in 0..w.heads {
+                let o = self.at_slot(w.slot0 + head, set);
+                let hp = AttentionHeadParams { att, head, _pad: [0; 3] };
+                self.host[o..o + std::mem::size_of::<AttentionHeadParams>()].copy_from_slice(bytemuck::bytes_of(&hp));
+            }
+        }
     }
 
     /// The Params `op` will read in set `set`.
@@ -425,79 +469,6 @@ impl ParamsArena {
     /// Upload the first `sets` sets.
     pub fn flush_sets(&self, gpu: &Gpu, sets: usize) {
         gpu.queue.write_buffer(&self.buffer, 0, &self.host[..sets * self.set_bytes()]);
-    }
-}
-
-/// The Params of `kind` for this frame, in a fixed block (no allocation per step).
-pub(super) fn params_of(kind: &OpKind, fr: Frame, cfg: &Gpt2Config, tuning: &Tuning) -> [u8; PARAMS_BYTES as usize] {
-    fn block<T: bytemuck::Pod>(p: &T) -> [u8; PARAMS_BYTES as usize] {
-        let mut b = [0u8; PARAMS_BYTES as usize];
-        let bytes = bytemuck::bytes_of(p);
-        b[..bytes.len()].copy_from_slice(bytes);
-        b
-    }
-    let c = cfg.n_embd as u32;
-    let (nh, hs) = (cfg.n_head as u32, cfg.head_dim() as u32);
-    // B on split decode steps, else 0 (the attention op and the projection's merge agree on it).
-    let split = tuning.attention_block(fr.t, nh, cfg.n_positions as u32);
-    let rows = |r: Rows| match r {
-        Rows::Step => (fr.t, 0),
-        Rows::Head => (fr.head_rows, fr.head_row0),
-    };
-    match *kind {
-        OpKind::Embed { lo, hi, w } => block(&EmbedParams {
-            t: fr.t,
-            c,
-            pos0: fr.pos0,
-            vocab_lo: lo,
-            vocab_hi: hi,
-            w_stride: w.w_stride,
-            wfmt: w.wfmt,
-            s_stride: w.s_stride,
-        }),
-        OpKind::LayerNorm { rows: r, .. } => {
-            let (rows, in_row0) = rows(r);
-            block(&LayerNormParams { rows, c, in_row0, out_row0: 0, eps: cfg.layer_norm_epsilon, _pad: [0; 3] })
-        }
-        OpKind::Linear { n, k, flags, w, y_col0, y_stride, rows: r, ln, merge } => {
-            let (m, row0) = rows(r);
-            let fold = ln && tuning.folds_ln(m);
-            block(&MatmulParams {
-                m,
-                n,
-                k,
-                flags: flags | if fold { MM_LN } else { 0 } | if merge && split > 0 { MM_MERGE } else { 0 },
-                // A folded head reads its rows of the residual stream x itself (else xf from row 0).
-                x_row0: if fold { row0 } else { 0 },
-                x_stride: k,
-                y_stride,
-                y_col0,
-                w_stride: w.w_stride,
-                wfmt: w.wfmt,
-                s_stride: w.s_stride,
-                lanes: tuning.gemv_lanes,
-                rows: tuning.gemv_rows_per_thread,
-                ln_eps: cfg.layer_norm_epsilon,
-                merge_nb: if merge && split > 0 { (fr.pos0 + 1).div_ceil(split) } else { 0 },
-                merge_hs: hs,
-            })
-        }
-        OpKind::Attention { .. } | OpKind::AttentionProbs => block(&AttentionParams {
-            t: fr.t,
-            c,
-            nh,
-            hs,
-            pos0: fr.pos0,
-            scale: 1.0 / (cfg.head_dim() as f32).sqrt(),
-            // The inspection's probabilities read its own f32 scratch.
-            kv: match *kind {
-                OpKind::Attention { kv } => kv.code(),
-                _ => KvFormat::F32.code(),
-            },
-            // The inspection's probabilities are never split.
-            block: if matches!(kind, OpKind::Attention { .. }) { split } else { 0 },
-        }),
-        OpKind::Sample => [0u8; PARAMS_BYTES as usize],
     }
 }
 
@@ -531,7 +502,11 @@ fn sample_kernel(kernel: Kernel, params: &[u8]) -> Kernel {
 pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::ComputePass<'_>, op: &Op, set: usize) {
     let params = arena.params(op, set);
     if let Some((kernel, bind)) = runs_as(gpu, op, params) {
-        gpu.dispatch_at(pass, kernel, bind, (set * arena.set_bytes()) as u32, params);
+        let offset = (set * arena.set_bytes()) as u32;
+        match (kernel, &op.windows) {
+            (Kernel::AttentionWindow, Some(w)) => gpu.dispatch_attention_windows(pass, &w.fill, &w.attend, offset, arena.slot_size, params),
+            _ => gpu.dispatch_at(pass, kernel, bind, offset, params),
+        }
     }
 }
 
@@ -551,8 +526,14 @@ pub(super) fn runs_as<'o>(gpu: &Gpu, op: &'o Op, params: &[u8]) -> Option<(Kerne
             (!(folded && gpu.tuning.folds_ln(p.rows))).then_some((layer_norm_kernel(gpu, params), &op.bind))
         }
         OpKind::Sample => Some((sample_kernel(op.kernel, params), &op.bind)),
-        // Both attention kernels bind the same buffers: the op's one bind group serves either.
-        OpKind::Attention { .. } => Some((gpu.tuning.attention_kernel_for(&bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<AttentionParams>()])), &op.bind)),
+        // The attention kernels but attention_window bind the same buffers: the op's one bind group serves
+        // them; attention_window (with kv_windows before it) runs where the op has windows, and an op
+        // without (the inspection's) runs attention_rows_prompt there.
+        OpKind::Attention { .. } => match (gpu.tuning.attention_kernel_for(&bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<AttentionParams>()])), &op.windows) {
+            (Kernel::AttentionWindow, Some(w)) => Some((Kernel::AttentionWindow, &w.attend)),
+            (Kernel::AttentionWindow, None) => Some((Kernel::AttentionRowsPrompt, &op.bind)),
+            (k, _) => Some((k, &op.bind)),
+        },
         _ => Some((op.kernel, &op.bind)),
     }
 }

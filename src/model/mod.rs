@@ -13,6 +13,7 @@
 mod batch;
 mod dispatch;
 mod inspect;
+mod params;
 mod plan;
 mod upload;
 
@@ -140,7 +141,7 @@ impl Model {
             .sum();
         let wte: u64 = w.wte.iter().map(|(_, _, g)| m(g)).sum();
         let a = &self.acts;
-        let acts: u64 = [&a.x, &a.xn, &a.qkv, &a.att, &a.fch, &a.xf, &a.logits, &a.ids, &a.fed, &a.counts, &a.ring, &a.out, &a.part, &a.lanes].iter().map(|b| b.size()).sum();
+        let acts: u64 = [&a.x, &a.xn, &a.qkv, &a.att, &a.fch, &a.xf, &a.logits, &a.ids, &a.fed, &a.counts, &a.ring, &a.out, &a.part, &a.lanes].into_iter().chain(a.windows.iter().flatten()).map(|b| b.size()).sum();
         let reads: u64 = self.out_read.iter().map(|b| b.size()).sum();
         layers + wte + w.wpe.size() + w.ln_f_g.size() + w.ln_f_b.size() + acts + reads + self.arena.bytes()
     }

@@ -168,6 +168,9 @@ pub(super) struct Activations {
     pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what the sampler's second pass writes, one row per decode step
     pub lanes: wgpu::Buffer,  // [(4 + 2 * 4) * NL] u32 the sampler's lanes: stats, candidates (common/sample_params.wgsl)
     pub part: wgpu::Buffer,   // [NB, NH, hs + 2] split decode attention's partials (o[hs], m, l per block and head)
+    /// [K, V] windows of a prompt's attention ([NH, KV_WINDOW_BYTES] each: gpu/windows.rs) where the
+    /// tuning runs it so (`Tuning::attention_windows`).
+    pub windows: Option<[wgpu::Buffer; 2]>,
 }
 
 /// Name and bytes of each activation buffer, in `Activations` order (shared with `buffer_plan`).
@@ -218,6 +221,7 @@ impl Activations {
             out: out?,
             part: part?,
             lanes: lanes?,
+            windows: if gpu.tuning.attention_windows { Some(gpu.kv_windows_buffers(cfg.n_head as u32)?) } else { None },
         })
     }
 }

@@ -1,0 +1,95 @@
+// attention_window: causal attention of a prompt's queries for ONE head (Params.head), its keys and values
+// read through two 64 KB uniform windows that kv_windows.wgsl filled (f32, key s at vec4 s hs / 4 of the
+// window; the model binds head h's at dynamic offset h KV_WINDOW_BYTES); the CPU tuning's prompts on
+// lavapipe (Tuning::attention_windows), one dispatch per head after one kv_windows.
+// Why: on lavapipe every storage load is a scalar loop over the 8 SIMD lanes with a bounds check, while a
+// uniform load whose address is the same in all lanes is one load and a broadcast (common/rows.wgsl reads
+// X so). Here the 8 lanes of a workgroup are 8 consecutive queries of the head walking the same keys in
+// step, so every key and value load has one address. Measured (`gpt2 bench --profile`, gpt2-sized q8,
+// f16 cache, lavapipe, load 4.7-5.6, ms of a prompt step's 12 layers, kv_windows included, at T = 32 / 128
+// / 256): attention_rows_prompt 19-24 / 242-316 / 1235-1270, these 13-14 / 90-93 / 258-268 (a throwaway
+// probe of the same walk with K and V from storage: 96 ms per layer at T = 128, no better than before).
+// Each lane holds its query (pre-scaled, as attention.wgsl) and its running softmax in registers, as
+// attention_rows does; keys past a lane's query (the last 7 of the workgroup's walk at most) count for
+// nothing there (selects, so no branch splits the lanes). Lanes past T compute query T - 1, never stored.
+// Dispatch: Line(ceil(T / WG)) workgroups per head; workgroup w = wg.x + wg.y nwg.x owns queries
+// w WG .. w WG + WG of head p.head.
+
+// common/attention_params.wgsl's Params (gpu::params::AttentionParams) and the head
+// (gpu::params::AttentionHeadParams).
+struct Params {
+    T: u32,
+    C: u32,
+    NH: u32,
+    hs: u32,
+    pos0: u32,
+    scale: f32,
+    kv: u32,
+    block: u32,
+    head: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;          // [T, 3C / 4]
+@group(0) @binding(2) var<storage, read_write> out: array<vec4<f32>>;    // [T, C / 4]
+@group(0) @binding(3) var<uniform> k_window: array<vec4<f32>, KV_WINDOW>; // head p.head's keys [S, hs / 4]
+@group(0) @binding(4) var<uniform> v_window: array<vec4<f32>, KV_WINDOW>; // and values
+
+const WG: u32 = 8u;
+// vec4s per head: hs <= 64.
+const HS4: u32 = 16u;
+// vec4s of one head's window (gpu::kernels::KV_WINDOW_BYTES / 16).
+const KV_WINDOW: u32 = 4096u;
+
+@compute @workgroup_size(WG)
+fn attention_window(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let t0 = (wg.x + wg.y * nwg.x) * WG;
+    if (t0 >= p.T) {
+        return;
+    }
+    let t = min(t0 + li, p.T - 1u);
+    let n4 = p.hs / 4u;
+    let c4 = p.C / 4u;
+    let ho4 = p.head * n4;
+    var q: array<vec4<f32>, HS4>;
+    var acc: array<vec4<f32>, HS4>;
+    for (var i = 0u; i < HS4; i++) {
+        if (i < n4) {
+            q[i] = qkv[t * 3u * c4 + ho4 + i] * p.scale;
+        }
+    }
+    var m = -3.0e38;
+    var l = 0.0;
+    // This lane's last key, and the workgroup's (the same in every lane: the walk's bound).
+    let mine = p.pos0 + t;
+    let last = p.pos0 + min(t0 + WG, p.T) - 1u;
+    for (var s = 0u; s <= last; s++) {
+        let o = s * n4;
+        var x = 0.0;
+        for (var i = 0u; i < HS4; i++) {
+            if (i < n4) {
+                x += dot(q[i], k_window[o + i]);
+            }
+        }
+        // A key past this lane's query leaves its softmax as it was.
+        let live = s <= mine;
+        let m_new = max(m, x);
+        let c = exp(m - m_new);
+        let e = exp(x - m_new);
+        l = select(l, fma(l, c, e), live);
+        for (var i = 0u; i < HS4; i++) {
+            if (i < n4) {
+                acc[i] = select(acc[i], fma(acc[i], vec4<f32>(c), e * v_window[o + i]), live);
+            }
+        }
+        m = select(m, m_new, live);
+    }
+    if (t0 + li < p.T) {
+        let inv = 1.0 / l;
+        for (var i = 0u; i < HS4; i++) {
+            if (i < n4) {
+                out[t * c4 + ho4 + i] = acc[i] * inv;
+            }
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! A prompt's attention through uniform windows (gpu/windows.rs: kv_windows, then attention_window once per
+//! head with that head's keys and values bound as uniforms at a dynamic offset), as the CPU tuning picks it,
+//! against the f64 reference: gpt2's heads from 1 to 256 tokens, a prompt continuing a cache, both cache
+//! formats, peaked and outlier scores, and the shapes the CPU tuning sends elsewhere (past the window, odd
+//! heads). Runs on any wgpu adapter (lavapipe here).
+// `!(excess <= bound)` on purpose: a NaN must fail the check.
+#![allow(clippy::neg_cmp_op_on_partial_ord, clippy::too_many_arguments)]
+
+mod common;
+
+use common::{gpu, Rng};
+use gpt2_webgpu::gpu::params::AttentionParams;
+use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
+use gpt2_webgpu::reference::cpu;
+
+/// The cache's words in `kv`'s layout and the values it holds (f16 pairs: each head's row on whole words).
+fn kv_words(vals: &[f32], nh: usize, hs: usize, kv: KvFormat) -> (Vec<u32>, Vec<f64>) {
+    match kv {
+        KvFormat::F32 => (vals.iter().map(|v| v.to_bits()).collect(), cpu::to_f64(vals)),
+        KvFormat::F16 => {
+            let hw = hs.div_ceil(2);
+            let mut words = vec![0u32; vals.len() / hs * hw];
+            let mut held = vec![0f64; vals.len()];
+            for (i, &v) in vals.iter().enumerate() {
+                let (s, h, d) = (i / (nh * hs), i / hs % nh, i % hs);
+                let v = half::f16::from_f32(v.clamp(-65504.0, 65504.0));
+                words[(s * nh + h) * hw + d / 2] |= (v.to_bits() as u32) << (16 * (d % 2));
+                held[i] = v.to_f64();
+            }
+            (words, held)
+        }
+    }
+}
+
+/// One attention op of a T-token step at pos0 as the CPU tuning runs it (which must be `want`; a single
+/// query, which the tuning never sends to the windows, is forced through them where `want` says so), against
+/// the reference: the output within 2e-5 + 1e-4 |ref| (the past as the cache holds it, this step's keys
+/// and values in f32), and the cache = the past untouched + this step's keys and values appended.
+fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, kv: KvFormat, want: Kernel) {
+    let g = gpu();
+    let mut rng = Rng(seed);
+    let (c, s) = (nh * hs, pos0 + t);
+    let p = s + 3;
+    let mut qkv = rng.vec(t * 3 * c, 1.0);
+    for r in 0..t {
+        qkv[r * 3 * c..r * 3 * c + c].iter_mut().for_each(|v| *v *= q_scale);
+    }
+    // Saturates in an f16 cache; in f32, a large value the softmax must weigh exactly.
+    qkv[c + 1] = 1e6;
+    qkv[2 * c + 1] = -1e6;
+    // This step's rows of the cache are NaN: reading them instead of qkv would poison the output.
+    let mut k_cache = rng.vec(p * c, 1.0);
+    let mut v_cache = rng.vec(p * c, 1.0);
+    for v in k_cache[pos0 * c..s * c].iter_mut().chain(v_cache[pos0 * c..s * c].iter_mut()) {
+        *v = f32::NAN;
+    }
+    let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), kv: kv.code(), block: 0 };
+    let label = format!("kv={} T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}", kv.name());
+    let kernel = want;
+    if t > 1 || want != Kernel::AttentionWindow {
+        assert_eq!(Tuning::CPU.attention_kernel_for(&prm), want, "{label}: the CPU tuning's choice");
+    }
+    let bytes = |w: &[u32]| bytemuck::cast_slice::<u32, u8>(w).to_vec();
+    let buffers = [bytemuck::cast_slice::<f32, u8>(&qkv).to_vec(), bytes(&kv_words(&k_cache, nh, hs, kv).0), bytes(&kv_words(&v_cache, nh, hs, kv).0), vec![0u8; t * c * 4], vec![0u8; 16]];
+    let out = if kernel == Kernel::AttentionWindow {
+        pollster::block_on(g.run_attention_windows(&prm, &buffers))
+    } else {
+        pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &buffers))
+    }
+    .unwrap();
+
+    let (mut kw, mut vw) = (k_cache, v_cache);
+    for r in 0..t {
+        kw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + c..r * 3 * c + 2 * c]);
+        vw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + 2 * c..r * 3 * c + 3 * c]);
+    }
+    let (kw_words, k_held) = kv_words(&kw, nh, hs, kv);
+    let (vw_words, v_held) = kv_words(&vw, nh, hs, kv);
+    let words = |b: &[u8]| bytemuck::pod_collect_to_vec::<u8, u32>(b);
+    assert!(words(&out[1]) == kw_words, "{label}: k_cache = past + this step's keys");
+    assert!(words(&out[2]) == vw_words, "{label}: v_cache = past + this step's values");
+    let (mut k_ref, mut v_ref) = (k_held[..s * c].to_vec(), v_held[..s * c].to_vec());
+    k_ref[pos0 * c..].copy_from_slice(&cpu::to_f64(&kw[pos0 * c..s * c]));
+    v_ref[pos0 * c..].copy_from_slice(&cpu::to_f64(&vw[pos0 * c..s * c]));
+    let q: Vec<f64> = (0..t).flat_map(|r| qkv[r * 3 * c..r * 3 * c + c].iter().map(|&v| v as f64)).collect();
+    let want = cpu::attention_with_past(&q, &k_ref, &v_ref, c, nh);
+    let got: Vec<f32> = bytemuck::pod_collect_to_vec(&out[3]);
+    let mut worst = (0, 0f64);
+    for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
+        let excess = (g as f64 - w).abs() - (2e-5 + 1e-4 * w.abs());
+        if !(excess <= worst.1) {
+            worst = (i, excess);
+        }
+    }
+    assert!(worst.1 <= 0.0 && got.iter().all(|v| v.is_finite()), "{label}: worst at {}: got {} want {}", worst.0, got[worst.0], want[worst.0]);
+}
+
+#[test]
+fn prompt_attention_through_the_windows_matches_reference_on_gpt2_heads_and_edges() {
+    let w = Kernel::AttentionWindow;
+    for kv in [KvFormat::F32, KvFormat::F16] {
+        // gpt2's heads (NH 12, hs 64): a 7-token prompt (one partial workgroup of 8 queries), 128, 256 (S =
+        // 256 fills the window exactly), and 130 continuing a 17-token cache.
+        check(7, 0, 12, 64, 1.0, 1, kv, w);
+        check(128, 0, 12, 64, 1.0, 2, kv, w);
+        check(256, 0, 12, 64, 1.0, 3, kv, w);
+        check(130, 17, 12, 64, 1.0, 4, kv, w);
+        check(2, 254, 12, 64, 1.0, 5, kv, w); // a short step at the window's end
+        check(9, 40, 3, 64, 30.0, 6, kv, w); // very peaked scores: the running max moves
+        check(9, 40, 3, 64, 300.0, 7, kv, w); // outlier queries: scores in the thousands
+        check(17, 3, 5, 8, 1.0, 8, kv, w); // hs = 8: 2 vec4s per key, odd NH, T past two workgroups
+        check(11, 5, 2, 40, 1.0, 9, kv, w); // hs = 40: 10 of the 16 registers
+        // Past the window (S hs 4 > 64 KB): attention_rows_prompt.
+        check(257, 0, 12, 64, 1.0, 10, kv, Kernel::AttentionRowsPrompt);
+        check(130, 127, 2, 64, 1.0, 11, kv, Kernel::AttentionRowsPrompt);
+        // Decode is never windowed; odd heads run attention.
+        check(1, 17, 12, 64, 1.0, 12, kv, Kernel::AttentionRows);
+        check(5, 4, 2, 7, 1.0, 13, kv, Kernel::Attention);
+    }
+    // hs = 12 and 36 take the windows with the f32 cache (whole vec4s) and not with f16 pairs: attention.
+    for hs in [12, 36] {
+        check(6, 2, 2, hs, 1.0, 14, KvFormat::F32, w);
+        check(6, 2, 2, hs, 1.0, 15, KvFormat::F16, Kernel::Attention);
+    }
+    // hs = 32: 512 keys fit a window.
+    check(300, 212, 2, 32, 1.0, 16, KvFormat::F16, w);
+}
+
+/// The windows compute a single query too (masked lanes: 7 of the workgroup's 8 past T), at the window's
+/// start, inside and at its last key.
+#[test]
+fn one_query_through_the_windows_matches_reference() {
+    for kv in [KvFormat::F32, KvFormat::F16] {
+        for (pos0, seed) in [(0, 20), (17, 21), (255, 22)] {
+            check(1, pos0, 12, 64, 1.0, seed, kv, Kernel::AttentionWindow);
+        }
+    }
+}
