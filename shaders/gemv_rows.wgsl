@@ -32,7 +32,9 @@ const ROWS: u32 = TILE_RUN;
 // component of a vec4, or a value of 4 invocations) costs a scalar loop over its lanes, while
 // unpack4x8unorm is SwiftShader's own code with constant shifts: one gpt2 decode step's matrices (q8,
 // throwaway probe, CPU ms, alternating, load 3.6) 353 with shifts, 193-213 with unpack4x8unorm. On
-// lavapipe the shifts are the faster (the probe: 32-38 against 38-43 ms).
+// lavapipe the shifts are the faster (the probe: 32-38 against 38-43 ms). q4 too (q4_row_unorm: one vector
+// shift per texel, not seven per word): gpt2's q4 package natively on SwiftShader, CPU ms per decode token
+// (gpt2 bench, load 1.6-2.8) 768-772 with q4x8's shifts, 166-171 through unpack4x8unorm.
 override Q8_UNORM: bool = false;
 
 // Chunk . xc for the chunk whose first tiled word is w (chunk_word), one function per format (the
@@ -75,6 +77,18 @@ fn q8_row_unorm(w: u32, i: u32, x0: vec4<f32>, x1: vec4<f32>, x2: vec4<f32>, x3:
     let b = w_texel(t + 1u) ^ vec4<u32>(0x80808080u);
     return dot(unpack4x8unorm(a.x), x0) + dot(unpack4x8unorm(a.y), x1) + dot(unpack4x8unorm(a.z), x2) + dot(unpack4x8unorm(a.w), x3)
          + dot(unpack4x8unorm(b.x), x4) + dot(unpack4x8unorm(b.y), x5) + dot(unpack4x8unorm(b.z), x6) + dot(unpack4x8unorm(b.w), x7);
+}
+
+// q4 under Q8_UNORM (SwiftShader), as q8_row_unorm: the low nibbles of a word's bytes (w & 0x0f0f0f0f) are
+// its values 0, 2, 4, 6 plus 8, the high ones (w >> 4, masked) values 1, 3, 5, 7 plus 8, so one vector shift
+// per texel instead of seven per word; unpack4x8unorm gives them / 255, and chunk . xc = 255 (u . xc) -
+// 8 sum(xc): q4_row_unorm returns u . xc over X split into its even (e) and odd (o) values per word.
+fn q4_row_unorm(w: u32, i: u32, e0: vec4<f32>, o0: vec4<f32>, e1: vec4<f32>, o1: vec4<f32>, e2: vec4<f32>, o2: vec4<f32>, e3: vec4<f32>, o3: vec4<f32>) -> f32 {
+    let a = w_texel((w + i * TILE_LANES * 4u) / 4u);
+    let lo = a & vec4<u32>(0x0f0f0f0fu);
+    let hi = (a >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu);
+    return dot(unpack4x8unorm(lo.x), e0) + dot(unpack4x8unorm(hi.x), o0) + dot(unpack4x8unorm(lo.y), e1) + dot(unpack4x8unorm(hi.y), o1)
+         + dot(unpack4x8unorm(lo.z), e2) + dot(unpack4x8unorm(hi.z), o2) + dot(unpack4x8unorm(lo.w), e3) + dot(unpack4x8unorm(hi.w), o3);
 }
 
 // q4: a chunk is one texel.
@@ -150,6 +164,23 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 let xc = x_chunk(xo, k);
                 let w = chunk_word(n0, k / 32u, 4u);
                 let sc = run_scales(scale_elem(n0, k / 32u));
+                if (Q8_UNORM) {
+                    // Word j holds the chunk's values 8 j .. 8 j + 8: xc[2 j] and xc[2 j + 1].
+                    let e0 = vec4<f32>(xc[0].xz, xc[1].xz); let o0 = vec4<f32>(xc[0].yw, xc[1].yw);
+                    let e1 = vec4<f32>(xc[2].xz, xc[3].xz); let o1 = vec4<f32>(xc[2].yw, xc[3].yw);
+                    let e2 = vec4<f32>(xc[4].xz, xc[5].xz); let o2 = vec4<f32>(xc[4].yw, xc[5].yw);
+                    let e3 = vec4<f32>(xc[6].xz, xc[7].xz); let o3 = vec4<f32>(xc[6].yw, xc[7].yw);
+                    let o = vec4<f32>(-8.0 * dot(e0 + o0 + e1 + o1 + e2 + o2 + e3 + o3, vec4<f32>(1.0)));
+                    a0 += (vec4<f32>(q4_row_unorm(w, 0u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 1u, e0, o0, e1, o1, e2, o2, e3, o3),
+                                     q4_row_unorm(w, 2u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 3u, e0, o0, e1, o1, e2, o2, e3, o3)) * 255.0 + o) * sc[0];
+                    a1 += (vec4<f32>(q4_row_unorm(w, 4u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 5u, e0, o0, e1, o1, e2, o2, e3, o3),
+                                     q4_row_unorm(w, 6u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 7u, e0, o0, e1, o1, e2, o2, e3, o3)) * 255.0 + o) * sc[1];
+                    a2 += (vec4<f32>(q4_row_unorm(w, 8u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 9u, e0, o0, e1, o1, e2, o2, e3, o3),
+                                     q4_row_unorm(w, 10u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 11u, e0, o0, e1, o1, e2, o2, e3, o3)) * 255.0 + o) * sc[2];
+                    a3 += (vec4<f32>(q4_row_unorm(w, 12u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 13u, e0, o0, e1, o1, e2, o2, e3, o3),
+                                     q4_row_unorm(w, 14u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 15u, e0, o0, e1, o1, e2, o2, e3, o3)) * 255.0 + o) * sc[3];
+                    continue;
+                }
                 a0 += vec4<f32>(q4_row(w, 0u, xc), q4_row(w, 1u, xc), q4_row(w, 2u, xc), q4_row(w, 3u, xc)) * sc[0];
                 a1 += vec4<f32>(q4_row(w, 4u, xc), q4_row(w, 5u, xc), q4_row(w, 6u, xc), q4_row(w, 7u, xc)) * sc[1];
                 a2 += vec4<f32>(q4_row(w, 8u, xc), q4_row(w, 9u, xc), q4_row(w, 10u, xc), q4_row(w, 11u, xc)) * sc[2];

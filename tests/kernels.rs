@@ -108,7 +108,8 @@ fn run_linear(kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, f
 
 /// run_linear on the device `g` (whose tuning sets the pipelines' constants: `Tuning::constants`); with
 /// `extremes`, every fifth q8 word is replaced by bytes -128, 127, -1 and 0 (the quantizer writes only
-/// -127..=127, a package's bytes may hold any value).
+/// -127..=127, a package's bytes may hold any value), every fifth q4 word by nibbles 0 and 15 (-8 and 7),
+/// alternating with 1 and 14.
 fn run_linear_on(g: &Gpu, kernel: Kernel, fmt: WeightFormat, m: usize, n: usize, k: usize, flags: u32, seed: u64, (lanes, rows): (u32, u32), extremes: bool) {
     let mut rng = Rng(seed);
     let (x_row0, y_col0, pad_cols) = (1usize, 3usize, 2usize);
@@ -129,12 +130,16 @@ fn run_linear_on(g: &Gpu, kernel: Kernel, fmt: WeightFormat, m: usize, n: usize,
     let w_nk = rng.vec(n * k, 0.5);
     let mut packed = PackedMatrix::pack_nk(&w_nk, n, k, fmt);
     if extremes {
-        assert_eq!(fmt, WeightFormat::Q8);
+        let (word, per_word) = match fmt {
+            WeightFormat::Q8 => (0x00ff_7f80, 4),
+            WeightFormat::Q4 => (0x1e1e_f0f0, 8),
+            _ => panic!("extremes are q8 or q4 values"),
+        };
         let ws = packed.w_stride();
         for (i, w) in packed.words.iter_mut().enumerate() {
-            // Only whole words within K: the bytes of a row's last word past K stay the packer's zeros.
-            if i % 5 == 0 && (i % ws + 1) * 4 <= k {
-                *w = 0x00ff_7f80;
+            // Only whole words within K: the values of a row's last word past K stay the packer's zeros.
+            if i % 5 == 0 && (i % ws + 1) * per_word <= k {
+                *w = word;
             }
         }
     }
@@ -312,11 +317,12 @@ fn gemv_rows_matches_reference_on_edges_formats_and_epilogues() {
 }
 
 #[test]
-fn gemv_rows_q8_through_unpack4x8unorm_matches_reference_with_extreme_bytes() {
+fn gemv_rows_q8_and_q4_through_unpack4x8unorm_match_reference_with_extreme_values() {
     // The SwiftShader tuning's gemv_rows (Q8_UNORM: q8 bytes through unpack4x8unorm, 255 (u . x) - 128
-    // sum(x) per chunk), on a device of that tuning whatever the adapter: the shapes of
+    // sum(x) per chunk; q4 nibbles masked into bytes, even and odd values apart, 255 (u . x) - 8 sum(x)),
+    // on a device of that tuning whatever the adapter: the shapes of
     // gemv_rows_matches_reference_on_edges_formats_and_epilogues over every variant (X in the window and
-    // past it, aligned or not), bytes -128, 127, -1 and 0 in every fifth word, both q8 epilogues.
+    // past it, aligned or not), extreme values in every fifth word (run_linear_on), both epilogues.
     let g = pollster::block_on(Gpu::with_tuning(Some(TuningKind::SwiftShader))).unwrap();
     assert_eq!(Tuning::SWIFTSHADER.constants(Kernel::GemvRows), &[("Q8_UNORM", 1.0)]);
     assert!(g.tuning.q8_unorm, "{}", g.tuning);
@@ -326,11 +332,13 @@ fn gemv_rows_q8_through_unpack4x8unorm_matches_reference_with_extreme_bytes() {
     seen.dedup();
     assert_eq!(seen.len(), 4, "the shapes reach q8's variants {seen:?} only");
     let mut seed = 1600;
-    for &(m, n, k) in &shapes {
-        for flags in [MM_BIAS | MM_ACCUMULATE, MM_BIAS | MM_GELU] {
-            for extremes in [false, true] {
-                seed += 1;
-                run_linear_on(&g, Kernel::GemvRows, WeightFormat::Q8, m as usize, n as usize, k as usize, flags, seed, (1, 1), extremes);
+    for fmt in [WeightFormat::Q8, WeightFormat::Q4] {
+        for &(m, n, k) in &shapes {
+            for flags in [MM_BIAS | MM_ACCUMULATE, MM_BIAS | MM_GELU] {
+                for extremes in [false, true] {
+                    seed += 1;
+                    run_linear_on(&g, Kernel::GemvRows, fmt, m as usize, n as usize, k as usize, flags, seed, (1, 1), extremes);
+                }
             }
         }
     }

@@ -49,7 +49,7 @@ fn the_swiftshader_tuning_is_the_cpu_one_with_prompts_through_matmul_run_and_q8_
     assert_eq!(t.kind, TuningKind::SwiftShader);
     assert_eq!((t.gemv_kernel, t.gemv_max_rows, t.matmul_kernel), (Kernel::GemvRows, 2, Kernel::MatmulRun));
     assert_eq!((t.linear_kernel(1), t.linear_kernel(2), t.linear_kernel(3), t.linear_kernel(1024)), (Kernel::GemvRows, Kernel::GemvRows, Kernel::MatmulRun, Kernel::MatmulRun));
-    // and q8 through unpack4x8unorm (gemv_rows's pipeline constant Q8_UNORM: vector shifts are slow there).
+    // and q8 and q4 through unpack4x8unorm (gemv_rows's pipeline constant Q8_UNORM: vector shifts are slow there).
     assert!(t.q8_unorm && !Tuning::CPU.q8_unorm && !Tuning::GPU.q8_unorm);
     assert_eq!(t.constants(Kernel::GemvRows), &[("Q8_UNORM", 1.0)]);
     assert!(Tuning::CPU.constants(Kernel::GemvRows).is_empty() && t.constants(Kernel::MatmulRows).is_empty());
@@ -68,7 +68,7 @@ fn the_swiftshader_tuning_is_the_cpu_one_with_prompts_through_matmul_run_and_q8_
     // gpt2 info and the bench print it.
     assert!(t.to_json().contains("\"kind\":\"swiftshader\"") && t.to_json().contains("\"q8_unorm\":true"), "{}", t.to_json());
     let shown = t.to_string();
-    assert!(shown.starts_with("swiftshader (steps of up to 2 tokens: gemv_rows") && shown.contains("longer: matmul_run, 16 rows x 6 tokens") && shown.contains("q8 through unpack4x8unorm"), "{shown}");
+    assert!(shown.starts_with("swiftshader (steps of up to 2 tokens: gemv_rows") && shown.contains("longer: matmul_run, 16 rows x 6 tokens") && shown.contains("q8 and q4 through unpack4x8unorm"), "{shown}");
     // Chosen by the adapter, not forced.
     assert_eq!(Tuning::choose(DeviceType::Cpu, "SwiftShader Device (Subzero)", None).unwrap().kind, TuningKind::SwiftShader);
     assert_eq!(Tuning::choose(DeviceType::Other, "google swiftshader", None).unwrap().kind, TuningKind::SwiftShader);

@@ -184,7 +184,8 @@ pub struct Tuning {
     /// gemv_rows unpacks q8 weights with unpack4x8unorm instead of shifts (its WGSL `Q8_UNORM`, a
     /// pipeline constant: `constants`). On SwiftShader every shift of a vector costs a loop over its
     /// lanes while unpack4x8unorm is its own code: gpt2's decode matrices (q8) cost 193-227 CPU ms there
-    /// against 320-371 with shifts (shaders/gemv_rows.wgsl). On lavapipe the shifts are faster.
+    /// against 320-371 with shifts (shaders/gemv_rows.wgsl). On lavapipe the shifts are faster. q4 weights
+    /// go through unpack4x8unorm too (nibbles masked into bytes): a q4 decode token 768 -> 166-171 CPU ms.
     pub q8_unorm: bool,
 }
 
@@ -584,7 +585,7 @@ impl std::fmt::Display for Tuning {
                 _ => format!("gemv, {} lanes x {} rows per thread", self.gemv_lanes, self.gemv_rows_per_thread),
             },
             if self.fold_ln { ", layer norms folded in" } else { "" },
-            if self.q8_unorm { ", q8 through unpack4x8unorm" } else { "" },
+            if self.q8_unorm { ", q8 and q4 through unpack4x8unorm" } else { "" },
             match self.matmul_kernel {
                 _ if self.gemv_max_rows == EVERY_STEP => "no matmul",
                 Kernel::MatmulRows => "longer: matmul_rows, 96 rows x 4 tokens per thread",
