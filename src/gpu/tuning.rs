@@ -6,6 +6,9 @@
 use super::Kernel;
 use crate::error::{Error, Result};
 
+#[cfg(not(target_arch = "wasm32"))]
+mod env;
+
 /// The families of adapters the kernels are shaped for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TuningKind {
@@ -289,98 +292,20 @@ impl Tuning {
     }
 
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
-    /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`). `GPT2_GEMV_KERNEL` (gemv or
-    /// gemv_rows), `GPT2_MATMUL_KERNEL` (matmul, matmul_rows or matmul_run), `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`,
-    /// `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1) `GPT2_KV_CACHE` (f32 or f16), `GPT2_TOKENS_PER_SUBMIT`,
-    /// `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_ATTENTION_WINDOWS` (0 or 1), `GPT2_LAYER_NORM_KERNEL` (layer_norm or layer_norm_rows), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES` (0 or 1; unset:
-    /// textures exactly where the kernels are the rows kernels) and `GPT2_Q8_UNORM` (0 or 1) then override single fields for
-    /// benchmarking.
+    /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`).
+    /// Natively the `GPT2_*` overrides (tuning/env.rs `overrides`) then set single fields for benchmarking.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
         #[cfg(not(target_arch = "wasm32"))]
         if kind.is_none() {
-            if let Ok(v) = std::env::var("GPT2_TUNING") {
-                kind = Some(TuningKind::parse(&v)?);
-            }
+            kind = env::kind()?;
         }
         #[allow(unused_mut)]
         let mut t = Tuning::of_kind(kind.unwrap_or_else(|| TuningKind::of_adapter(device_type, adapter_words)));
         #[cfg(not(target_arch = "wasm32"))]
         {
-            let num = |name: &str| -> Result<Option<u32>> {
-                match std::env::var(name) {
-                    Err(_) => Ok(None),
-                    Ok(v) => v.trim().parse::<u32>().map(Some).map_err(|_| Error::InvalidArgument(format!("{name} must be a whole number, not `{v}`"))),
-                }
-            };
-            // A 0 or 1 switch.
-            let flag = |name: &str| -> Result<Option<bool>> {
-                match num(name)? {
-                    None => Ok(None),
-                    Some(f @ 2..) => Err(Error::InvalidArgument(format!("{name} must be 0 or 1, not {f}"))),
-                    Some(f) => Ok(Some(f == 1)),
-                }
-            };
-            // One of `choices`, by its kernel name.
-            let kernel = |name: &str, choices: &[Kernel]| -> Result<Option<Kernel>> {
-                let Ok(v) = std::env::var(name) else { return Ok(None) };
-                if let Some(&k) = choices.iter().find(|k| k.name() == v.trim()) {
-                    return Ok(Some(k));
-                }
-                let names: Vec<String> = choices.iter().map(|k| format!("`{}`", k.name())).collect();
-                let (last, rest) = names.split_last().expect("a choice of kernels");
-                Err(Error::InvalidArgument(format!("{name} must be {} or {last}, not `{}`", rest.join(", "), v.trim())))
-            };
-            if let Some(k) = kernel("GPT2_GEMV_KERNEL", &[Kernel::Gemv, Kernel::GemvRows])? {
-                t.gemv_kernel = k;
-            }
-            if let Some(k) = kernel("GPT2_MATMUL_KERNEL", &[Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulRun])? {
-                t.matmul_kernel = k;
-            }
-            if let Some(l) = num("GPT2_GEMV_LANES")? {
-                t.gemv_lanes = l;
-            }
-            if let Some(r) = num("GPT2_GEMV_ROWS")? {
-                t.gemv_rows_per_thread = r;
-            }
-            if let Some(m) = num("GPT2_GEMV_MAX_ROWS")? {
-                t.gemv_max_rows = m;
-            }
-            // Only gemv.wgsl folds: a gemv kernel forced alone takes the separate layer norms with it.
-            t.fold_ln = flag("GPT2_FOLD_LN")?.unwrap_or(t.fold_ln && t.gemv_kernel == Kernel::Gemv);
-            if let Ok(v) = std::env::var("GPT2_KV_CACHE") {
-                t.kv_cache = Some(match v.trim() {
-                    "f32" => KvFormat::F32,
-                    "f16" => KvFormat::F16,
-                    other => return Err(Error::InvalidArgument(format!("GPT2_KV_CACHE must be `f32` or `f16`, not `{other}`"))),
-                });
-            }
-            if let Some(k) = kernel("GPT2_ATTENTION_KERNEL", &[Kernel::Attention, Kernel::AttentionRows])? {
-                t.attention_kernel = k;
-            }
-            if let Some(k) = kernel("GPT2_LAYER_NORM_KERNEL", &[Kernel::LayerNorm, Kernel::LayerNormRows])? {
-                t.layer_norm_kernel = k;
-            }
-            t.attention_rows_prompts = flag("GPT2_ATTENTION_ROWS_PROMPTS")?.unwrap_or(t.attention_rows_prompts);
-            t.attention_windows = flag("GPT2_ATTENTION_WINDOWS")?.unwrap_or(t.attention_windows);
-            if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
-                t.tokens_per_submit = k;
-            }
-            if let Some(g) = num("GPT2_SAMPLE_GROUPS")? {
-                t.sample_groups = g;
-            }
-            // Kernels forced alone take their weights' home with them.
-            t.weights_in_textures = flag("GPT2_WEIGHTS_IN_TEXTURES")?.unwrap_or(t.gemv_kernel == Kernel::GemvRows);
-            // Only gemv_rows has it: a gemv kernel forced alone drops it.
-            t.q8_unorm = flag("GPT2_Q8_UNORM")?.unwrap_or(t.q8_unorm && t.gemv_kernel == Kernel::GemvRows);
-            match num("GPT2_ATTN_BLOCK")? {
-                Some(b) => t.attn_block = b,
-                // Only gemv.wgsl merges, and only attention.wgsl splits: a gemv kernel or attention_rows
-                // forced alone takes the split with it.
-                None if t.gemv_kernel != Kernel::Gemv || t.attention_kernel != Kernel::Attention => t.attn_block = 0,
-                None => {}
-            }
+            t = env::overrides(t)?;
         }
         t.validate()?;
         Ok(t)
