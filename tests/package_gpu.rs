@@ -1,6 +1,6 @@
 //! A package loads into the GPU model like a Hugging Face folder does: the same packed weights give the
 //! same logits, and a q4 package (whose wte is q8) runs and stays close to the float64 reference.
-//! Needs a wgpu adapter (lavapipe in CI), like tests/kernels.rs.
+//! Needs a wgpu adapter (lavapipe in CI), like tests/kernels/.
 
 mod common;
 
