@@ -8,29 +8,10 @@
 
 mod common;
 
-use common::{gpu, Rng};
+use common::{gpu, kv_words, Rng};
 use gpt2_webgpu::gpu::params::AttentionParams;
 use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
 use gpt2_webgpu::reference::cpu;
-
-/// The cache's words in `kv`'s layout and the values it holds (f16 pairs: each head's row on whole words).
-fn kv_words(vals: &[f32], nh: usize, hs: usize, kv: KvFormat) -> (Vec<u32>, Vec<f64>) {
-    match kv {
-        KvFormat::F32 => (vals.iter().map(|v| v.to_bits()).collect(), cpu::to_f64(vals)),
-        KvFormat::F16 => {
-            let hw = hs.div_ceil(2);
-            let mut words = vec![0u32; vals.len() / hs * hw];
-            let mut held = vec![0f64; vals.len()];
-            for (i, &v) in vals.iter().enumerate() {
-                let (s, h, d) = (i / (nh * hs), i / hs % nh, i % hs);
-                let v = half::f16::from_f32(v.clamp(-65504.0, 65504.0));
-                words[(s * nh + h) * hw + d / 2] |= (v.to_bits() as u32) << (16 * (d % 2));
-                held[i] = v.to_f64();
-            }
-            (words, held)
-        }
-    }
-}
 
 /// One attention op of a T-token step at pos0 as the CPU tuning runs it (which must be `want`; a single
 /// query, which the tuning never sends to the windows, is forced through them where `want` says so), against
@@ -61,7 +42,7 @@ fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, k
         assert_eq!(Tuning::CPU.attention_kernel_for(&prm), want, "{label}: the CPU tuning's choice");
     }
     let bytes = |w: &[u32]| bytemuck::cast_slice::<u32, u8>(w).to_vec();
-    let buffers = [bytemuck::cast_slice::<f32, u8>(&qkv).to_vec(), bytes(&kv_words(&k_cache, nh, hs, kv).0), bytes(&kv_words(&v_cache, nh, hs, kv).0), vec![0u8; t * c * 4], vec![0u8; 16]];
+    let buffers = [bytemuck::cast_slice::<f32, u8>(&qkv).to_vec(), bytes(&kv_words(&k_cache, p, nh, hs, kv).0), bytes(&kv_words(&v_cache, p, nh, hs, kv).0), vec![0u8; t * c * 4], vec![0u8; 16]];
     let out = if kernel == Kernel::AttentionWindow {
         pollster::block_on(g.run_attention_windows(&prm, &buffers))
     } else {
@@ -74,8 +55,8 @@ fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, k
         kw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + c..r * 3 * c + 2 * c]);
         vw[(pos0 + r) * c..(pos0 + r + 1) * c].copy_from_slice(&qkv[r * 3 * c + 2 * c..r * 3 * c + 3 * c]);
     }
-    let (kw_words, k_held) = kv_words(&kw, nh, hs, kv);
-    let (vw_words, v_held) = kv_words(&vw, nh, hs, kv);
+    let (kw_words, k_held) = kv_words(&kw, p, nh, hs, kv);
+    let (vw_words, v_held) = kv_words(&vw, p, nh, hs, kv);
     let words = |b: &[u8]| bytemuck::pod_collect_to_vec::<u8, u32>(b);
     assert!(words(&out[1]) == kw_words, "{label}: k_cache = past + this step's keys");
     assert!(words(&out[2]) == vw_words, "{label}: v_cache = past + this step's values");

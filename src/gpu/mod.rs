@@ -463,19 +463,19 @@ impl Gpu {
         self.run_chain(&[(kernel, &all)], params, buffers).await
     }
 
+    /// A uniform buffer holding `data` (the test runners' Params blocks; the model's own live in its arena).
+    fn uniform_init(&self, data: &[u8]) -> wgpu::Buffer {
+        use wgpu::util::DeviceExt;
+        self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: data, usage: wgpu::BufferUsages::UNIFORM })
+    }
+
     /// Several kernels in one pass over shared buffers (the sampler's two passes, in the tests): each
     /// step binds the Params and then `buffers[i]` for the listed i, in binding order. Returns every
     /// buffer's contents afterwards.
     pub async fn run_chain(&self, steps: &[(Kernel, &[usize])], params: &[u8], buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let mut uniform = params.to_vec();
         uniform.resize(uniform.len().next_multiple_of(16).max(16), 0);
-        let ubuf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params"),
-            size: uniform.len() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.queue.write_buffer(&ubuf, 0, &uniform);
+        let ubuf = self.uniform_init(&uniform);
         // Each buffer as the first step that binds it binds it: a texture of its words, a storage buffer
         // also readable through its uniform window, or a plain storage buffer.
         let kind_of = |i: usize| steps.iter().find_map(|(k, which)| which.iter().position(|&j| j == i).map(|at| k.bindings()[at + 1].bind));

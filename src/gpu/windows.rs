@@ -57,13 +57,7 @@ impl Gpu {
             let o = (1 + h as usize) * stride as usize;
             uniform[o..o + size as usize].copy_from_slice(bytemuck::bytes_of(&hp));
         }
-        let ubuf = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params"),
-            size: uniform.len() as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        self.queue.write_buffer(&ubuf, 0, &uniform);
+        let ubuf = self.uniform_init(&uniform);
         let bufs = buffers[..4]
             .iter()
             .enumerate()

@@ -4,6 +4,7 @@
 //! Use from a test file with `mod common;`. Not every test file uses every helper.
 #![allow(dead_code)]
 
+use gpt2_webgpu::gpu::KvFormat;
 use gpt2_webgpu::io::hf::HfModel;
 use gpt2_webgpu::io::safetensors::SafeTensors;
 use gpt2_webgpu::weights::Gpt2Weights;
@@ -390,4 +391,24 @@ pub fn gpu_sample_words(logits: &[f32], counts: &[u32], prm: gpt2_webgpu::gpu::p
     ];
     let out = pollster::block_on(gpu().run_chain(&[(Kernel::SampleScan, &[0, 1, 2, 3, 5]), (Kernel::sample_second(&prm), &[0, 1, 2, 3, 4, 5])], bytemuck::bytes_of(&prm), &bufs)).unwrap();
     bytemuck::pod_collect_to_vec(&out[4])
+}
+
+/// The words of a KV cache [P, C] in `kv`'s layout (f32 bits, or per (position, head) f16 pairs padded to
+/// a whole word), and the values it holds as f64 (what attention must compute with).
+pub fn kv_words(vals: &[f32], p: usize, nh: usize, hs: usize, kv: KvFormat) -> (Vec<u32>, Vec<f64>) {
+    match kv {
+        KvFormat::F32 => (vals.iter().map(|v| v.to_bits()).collect(), gpt2_webgpu::reference::cpu::to_f64(vals)),
+        KvFormat::F16 => {
+            let hw = hs.div_ceil(2);
+            let mut words = vec![0u32; p * nh * hw];
+            let mut held = vec![0f64; p * nh * hs];
+            for (i, &v) in vals.iter().enumerate() {
+                let (s, h, d) = (i / (nh * hs), i / hs % nh, i % hs);
+                let v = half::f16::from_f32(v.clamp(-65504.0, 65504.0));
+                words[(s * nh + h) * hw + d / 2] |= (v.to_bits() as u32) << (16 * (d % 2));
+                held[i] = v.to_f64();
+            }
+            (words, held)
+        }
+    }
 }

@@ -1,32 +1,12 @@
 //! attention, attention_rows, attention_rows_prompt and attention_window, split decode attention with
 //! the merge in the projection's gemv, and the inspection's attention_probs.
 
-use crate::common::{gpu, Rng};
+use crate::common::{gpu, kv_words, Rng};
 use crate::helpers::{assert_close, bytes, floats};
 use gpt2_webgpu::gpu::params::*;
 use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
 use gpt2_webgpu::reference::cpu;
-
-/// The words of a KV cache [P, C] in `kv`'s layout (f32 bits, or per (position, head) f16 pairs padded to
-/// a whole word), and the values it holds as f64 (what attention must compute with).
-fn kv_words(vals: &[f32], p: usize, nh: usize, hs: usize, kv: KvFormat) -> (Vec<u32>, Vec<f64>) {
-    match kv {
-        KvFormat::F32 => (vals.iter().map(|v| v.to_bits()).collect(), cpu::to_f64(vals)),
-        KvFormat::F16 => {
-            let hw = hs.div_ceil(2);
-            let mut words = vec![0u32; p * nh * hw];
-            let mut held = vec![0f64; p * nh * hs];
-            for (i, &v) in vals.iter().enumerate() {
-                let (s, h, d) = (i / (nh * hs), i / hs % nh, i % hs);
-                let v = half::f16::from_f32(v.clamp(-65504.0, 65504.0));
-                words[(s * nh + h) * hw + d / 2] |= (v.to_bits() as u32) << (16 * (d % 2));
-                held[i] = v.to_f64();
-            }
-            (words, held)
-        }
-    }
-}
 
 /// One attention dispatch of `kernel` (attention, attention_rows) against the f64 reference; `kernel` None:
 /// the CPU tuning's choice for these Params (attention_rows where it fits, else attention's fallback).
