@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{gpu, kv_words, Rng};
+use common::{attention_qkv, gpu, kv_words, Rng};
 use gpt2_webgpu::gpu::params::AttentionParams;
 use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
 use gpt2_webgpu::reference::cpu;
@@ -22,10 +22,7 @@ fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, k
     let mut rng = Rng(seed);
     let (c, s) = (nh * hs, pos0 + t);
     let p = s + 3;
-    let mut qkv = rng.vec(t * 3 * c, 1.0);
-    for r in 0..t {
-        qkv[r * 3 * c..r * 3 * c + c].iter_mut().for_each(|v| *v *= q_scale);
-    }
+    let mut qkv = attention_qkv(&mut rng, t, c, q_scale);
     // Saturates in an f16 cache; in f32, a large value the softmax must weigh exactly.
     qkv[c + 1] = 1e6;
     qkv[2 * c + 1] = -1e6;

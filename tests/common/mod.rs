@@ -412,3 +412,13 @@ pub fn kv_words(vals: &[f32], p: usize, nh: usize, hs: usize, kv: KvFormat) -> (
         }
     }
 }
+
+/// A step's qkv rows [T, 3C], random in [-1, 1), with the queries (each row's first C) times `q_scale`
+/// (large: a peaked softmax, which stresses the running max).
+pub fn attention_qkv(rng: &mut Rng, t: usize, c: usize, q_scale: f32) -> Vec<f32> {
+    let mut qkv = rng.vec(t * 3 * c, 1.0);
+    for row in qkv.chunks_mut(3 * c) {
+        row[..c].iter_mut().for_each(|v| *v *= q_scale);
+    }
+    qkv
+}

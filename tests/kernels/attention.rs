@@ -1,7 +1,7 @@
 //! attention, attention_rows, attention_rows_prompt and attention_window, split decode attention with
 //! the merge in the projection's gemv, and the inspection's attention_probs.
 
-use crate::common::{gpu, kv_words, Rng};
+use crate::common::{attention_qkv, gpu, kv_words, Rng};
 use crate::helpers::{assert_close, bytes, floats};
 use gpt2_webgpu::gpu::params::*;
 use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
@@ -16,12 +16,7 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
     let c = nh * hs;
     let s = pos0 + t;
     let p = s + 3; // the cache is longer than what is used
-    let mut qkv = rng.vec(t * 3 * c, 1.0);
-    for r in 0..t {
-        for v in &mut qkv[r * 3 * c..r * 3 * c + c] {
-            *v *= q_scale; // large q -> peaked softmax, stresses the running max
-        }
-    }
+    let mut qkv = attention_qkv(&mut rng, t, c, q_scale);
     // Values past f16's range must saturate in an f16 cache, not become inf or NaN.
     if c > 1 {
         qkv[c + 1] = 1e6;
@@ -300,12 +295,7 @@ fn run_attention_probs(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32
     let c = nh * hs;
     let s = pos0 + t;
     let p = s + 3; // the cache is longer than what is used
-    let mut qkv = rng.vec(t * 3 * c, 1.0);
-    for r in 0..t {
-        for v in &mut qkv[r * 3 * c..r * 3 * c + c] {
-            *v *= q_scale;
-        }
-    }
+    let qkv = attention_qkv(&mut rng, t, c, q_scale);
     let k_cache = rng.vec(p * c, 1.0);
     let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), kv: 0, block: 0 };
     // Garbage in the output buffer: every element, above the diagonal too, must be written.
