@@ -441,12 +441,16 @@ impl ParamsArena {
         self.write_at(op, 0, bytes)
     }
 
-    /// Write `op`'s Params of set `set` (an attention op with windows: its heads' too, each with its head).
+    /// Write `op`'s Params of set `set` (an attention op with windows, on a step of several tokens: its
+    /// heads' too, each with its head; decode steps never run the windows, so they skip that work).
     pub fn write_at(&mut self, op: &Op, set: usize, bytes: &[u8]) {
         let o = self.at(op, set);
         self.host[o..o + bytes.len()].copy_from_slice(bytes);
         if let Some(w) = &op.windows {
             let att: AttentionParams = bytemuck::pod_read_unaligned(&bytes[..std::mem::size_of::<AttentionParams>()]);
+            if att.t <= 1 {
+                return;
+            }
             for head in 0..w.heads {
                 let o = self.at_slot(w.slot0 + head, set);
                 let hp = AttentionHeadParams { att, head, _pad: [0; 3] };
