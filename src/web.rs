@@ -431,8 +431,9 @@ impl WasmModel {
 
     /// What the engine has submitted to the GPU and read back since the load, `{submits, readbacks,
     /// readbackBytes}` (counted by the engine on every target; all 0 on the CPU engine): the bench divides
-    /// the difference over a generation by its tokens, as `gpt2 bench --json` does. Fails while a step has
-    /// the model (the worker asks between steps).
+    /// the difference over a generation by its tokens, as `gpt2 bench --json` does; and `pipelines`, the
+    /// compute pipelines the device has built (the load builds every one a step dispatches, so a
+    /// generation leaves it unchanged). Fails while a step has the model (the worker asks between steps).
     #[wasm_bindgen(js_name = ioCounts)]
     pub fn io_counts(&self) -> Result<JsValue, JsValue> {
         let st = self.state.borrow();
@@ -440,7 +441,11 @@ impl WasmModel {
             return Err(js_err("the model is busy (a step is running) or was disposed"));
         };
         let io = m.io_counts();
-        Ok(to_js(&json!({ "submits": io.submits, "readbacks": io.readbacks, "readbackBytes": io.readback_bytes })))
+        let pipelines = match m {
+            AnyEngine::Gpu(g) => g.gpu().compiled().len(),
+            AnyEngine::Cpu(_) => 0,
+        };
+        Ok(to_js(&json!({ "submits": io.submits, "readbacks": io.readbacks, "readbackBytes": io.readback_bytes, "pipelines": pipelines })))
     }
 
     /// End the current generation: the next `next()` resolves to null (a step already running finishes).

@@ -191,6 +191,9 @@ export interface IoCounters {
   /** Results mapped back to the host (one per batch). */
   readbacks: number;
   readbackBytes: number;
+  /** Compute pipelines built on the device (0 on the CPU engine): all a step needs are built by the load,
+   * so a generation leaves it unchanged. */
+  pipelines: number;
 }
 
 /** `model.info.loadPhases`: where the load's time went, in ms, in the worker. */

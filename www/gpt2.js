@@ -187,10 +187,11 @@ class Model {
 
   /** What the engine has submitted to the GPU and read back since the load (all 0 on the CPU engine):
    * the difference over a generation, divided by its tokens, is `gpt2 bench --json`'s submits_per_token,
-   * readbacks_per_token and readback_bytes_per_token. Answered between two steps of a generation.
-   * @returns {Promise<{ submits: number, readbacks: number, readbackBytes: number }>} */
+   * readbacks_per_token and readback_bytes_per_token. `pipelines`: the compute pipelines built so far (the
+   * load builds all a step needs, so generating leaves it unchanged). Answered between two steps.
+   * @returns {Promise<{ submits: number, readbacks: number, readbackBytes: number, pipelines: number }>} */
   counters() {
-    return this.#ask("counters", (m) => ({ submits: m.submits, readbacks: m.readbacks, readbackBytes: m.readbackBytes }));
+    return this.#ask("counters", (m) => ({ submits: m.submits, readbacks: m.readbacks, readbackBytes: m.readbackBytes, pipelines: m.pipelines }));
   }
 
   // One question to the worker that it answers with one message of the same `type`: `pick` turns that

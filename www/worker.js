@@ -13,7 +13,7 @@
 //               {type: "started", id, promptTokens, promptIds, notices} | {type: "piece", id, piece} |
 //               {type: "inspected", id, result}
 //               {type: "done", id} | {type: "error", id, message, kind} | {type: "device-lost", message} |
-//               {type: "memory", id, wasmBytes, gpuBytes} | {type: "counters", id, submits, readbacks, readbackBytes}
+//               {type: "memory", id, wasmBytes, gpuBytes} | {type: "counters", id, submits, readbacks, readbackBytes, pipelines}
 
 import init, { WasmModel, checkManifest, setGpuWaitLimit } from "./pkg/gpt2_webgpu.js";
 import { NO_ADAPTER_MESSAGE, chooseDevice } from "./gpt2.js";
@@ -285,13 +285,15 @@ async function load(id, url, requested = "auto", reason = null, tuning = undefin
   info.loadPhases = {
     wasmMs: ms(at.wasm - at.start),
     filesMs: ms(at.files - at.wasm), // manifest and tokenizer.json: downloaded or from the cache, verified
-    // beginLoad: the manifest and tokenizer parsed in wasm, then (WebGPU) the adapter, the device and every pipeline
+    // beginLoad: the manifest and tokenizer parsed in wasm, then (WebGPU) the adapter, the device and every
+    // pipeline asked for (Gpu::from_adapter: the browser compiles them while the shards download)
     beginMs: ms((dev ? dev[0] : at.begun) - at.files),
     deviceMs: dev ? ms(dev[1] - dev[0]) : null,
     pipelinesMs: dev ? ms(at.begun - dev[1]) : null,
     shardsMs: ms(shardsMs), // the shards downloaded or read from the cache, and verified
     uploadMs: ms(pushMs), // the shards pushed into the engine (checked again, the weights uploaded)
-    finishMs: ms(at.finished - at.pushed), // the KV cache, activations and dispatch list
+    // the KV cache, activations and dispatch list, and (WebGPU) waiting for the pipelines still compiling
+    finishMs: ms(at.finished - at.pushed),
     totalMs: ms(performance.now() - at.start),
   };
   info.fallbackReason = why;

@@ -5,24 +5,37 @@
 //! all at once, so the browser can compile them on several threads; it keeps each one it built (Dawn
 //! looks pipelines, layouts and shader modules up by content), so wgpu's own creation right after finds
 //! it done. Best effort: a failure here is ignored, and the creation that follows reports it in words.
+//! The device's own pipelines are asked for when it is made and created when a model's load ends
+//! (`Gpu::prepare`), so they compile while the shards download.
 
 use super::{Bind, Kernel, Tuning};
 use js_sys::{Array, Function, Object, Promise, Reflect};
 use wasm_bindgen::{JsCast, JsValue};
 
-/// Compile `kernels` (each a kernel and its variant: `Kernel::variants`, with `tuning`'s constants) on
-/// `device` side by side and wait (at most the GPU wait limit) until all are done.
-pub(super) async fn compile(device: &wgpu::Device, kernels: &[(Kernel, usize)], tuning: &Tuning) {
-    let Some(d) = device.as_webgpu() else { return };
+/// Ask for `kernels` (each a kernel and its variant: `Kernel::variants`, with `tuning`'s constants) on
+/// `device` side by side, without waiting: the promise settles when all are compiled (or refused).
+pub(super) fn start(device: &wgpu::Device, kernels: &[(Kernel, usize)], tuning: &Tuning) -> Option<Promise> {
+    let d = device.as_webgpu()?;
     let d: &JsValue = d.as_ref();
     let pending = Array::new();
     for &(k, v) in kernels {
-        if let Ok(p) = start(d, k, &k.constants(v, tuning)) {
+        if let Ok(p) = start_one(d, k, &k.constants(v, tuning)) {
             pending.push(&p);
         }
     }
-    let all = Promise::all_settled(&pending);
-    let _ = super::within(wasm_bindgen_futures::JsFuture::from(all), super::wait_limit()).await;
+    Some(Promise::all_settled(&pending))
+}
+
+/// Wait (at most the GPU wait limit) until `start`'s promise settles.
+pub(super) async fn wait(all: &Promise) {
+    let _ = super::within(wasm_bindgen_futures::JsFuture::from(all.clone()), super::wait_limit()).await;
+}
+
+/// `start`, then `wait`.
+pub(super) async fn compile(device: &wgpu::Device, kernels: &[(Kernel, usize)], tuning: &Tuning) {
+    if let Some(all) = start(device, kernels, tuning) {
+        wait(&all).await;
+    }
 }
 
 fn set(o: &Object, key: &str, v: impl Into<JsValue>) {
@@ -70,7 +83,7 @@ pub(crate) fn layout_entries(k: Kernel) -> Array {
 /// `createComputePipelineAsync` of `k` as `make_pipeline` asks for it: `layout_entries(k)`, the same WGSL
 /// and entry point, and `given`, a variant's constants under a tuning (`Kernel::constants`; wgpu passes
 /// them only where there are any).
-fn start(d: &JsValue, k: Kernel, given: &[(&str, f64)]) -> Result<JsValue, JsValue> {
+fn start_one(d: &JsValue, k: Kernel, given: &[(&str, f64)]) -> Result<JsValue, JsValue> {
     let bgl = Object::new();
     set(&bgl, "entries", layout_entries(k));
     let pl = Object::new();

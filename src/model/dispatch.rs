@@ -20,6 +20,7 @@ use super::plan::Activations;
 use super::upload::{GpuMatrix, Layer, Packing, Store, Weights};
 use crate::config::Gpt2Config;
 use crate::gpu::params::*;
+use crate::error::Result;
 use crate::gpu::{head_window, whole, window, Bind, Gpu, Kernel, KvFormat, Tuning};
 
 /// Which rows a step works on: the T tokens of the step at positions pos0.., and the rows the head
@@ -547,7 +548,7 @@ impl Ops {
     /// prompt the matmul kernel takes and the longest prompt (which between them reach the variants of
     /// any other step's shapes: common/rows.wgsl's X_IN_WINDOW and X_ALIGNED). The device compiled its
     /// kernels' defaults; the others are compiled here, at load, so that no step compiles.
-    pub async fn prepare(&self, gpu: &Gpu, cfg: &Gpt2Config) {
+    pub async fn prepare(&self, gpu: &Gpu, cfg: &Gpt2Config) -> Result<()> {
         let p = cfg.n_positions as u32;
         let mut needs: Vec<(Kernel, usize)> = Vec::new();
         for t in [1, gpu.tuning.gemv_max_rows.saturating_add(1).min(p), p] {
@@ -562,6 +563,6 @@ impl Ops {
                 }
             }
         }
-        gpu.prepare(&needs).await;
+        gpu.prepare(&needs).await
     }
 }

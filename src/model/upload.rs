@@ -220,7 +220,7 @@ impl ModelUploader {
         let out_bytes = k as u64 * crate::gpu::params::SAMPLE_OUT_WORDS as u64 * 4;
         let out_read = [gpu.readback_buffer("sample_out_read.0", out_bytes)?, gpu.readback_buffer("sample_out_read.1", out_bytes)?];
         let (ops, arena) = Ops::build(&gpu, &cfg, &weights, &acts, k);
-        ops.prepare(&gpu, &cfg).await;
+        ops.prepare(&gpu, &cfg).await?;
 
         if let Some(e) = scope.pop().await {
             return Err(Error::TooLarge(format!("the GPU ran out of memory while loading the weights ({e})")));

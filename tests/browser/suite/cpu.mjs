@@ -117,7 +117,7 @@ await test("cpu-engine-api", 180_000, async () => {
         `info: ${JSON.stringify({ device: r.info.device, cpu: r.info.cpu })}`);
       assert(/no GPU adapter/.test(r.info.fallbackReason), `why: ${r.info.fallbackReason}`);
       // Nothing is submitted or read back on the CPU engine; its cache is f32.
-      assert(r.io.submits === 0 && r.io.readbacks === 0 && r.io.readbackBytes === 0, `counters: ${JSON.stringify(r.io)}`);
+      assert(r.io.submits === 0 && r.io.readbacks === 0 && r.io.readbackBytes === 0 && r.io.pipelines === 0, `counters: ${JSON.stringify(r.io)}`);
       assert(r.info.kvFormat === "f32" && r.info.tokensPerSubmit === 1 && r.info.loadPhases.deviceMs === null && r.info.loadPhases.uploadMs >= 0,
         `info: ${JSON.stringify({ kv: r.info.kvFormat, k: r.info.tokensPerSubmit, phases: r.info.loadPhases })}`);
       for (const [i, pieces] of r.out.entries()) {

@@ -95,10 +95,14 @@ try {
       `kv ${info.kvFormat}, ${info.tokensPerSubmit} per submit; load ${JSON.stringify(info.loadPhases)}`);
     assert(one.n === 1 && all.n === 9, `tokens: ${one.n}, ${all.n}`);
     for (const c of [one.a, one.b, all.b]) {
-      assert(["submits", "readbacks", "readbackBytes"].every((k) => Number.isSafeInteger(c[k]) && c[k] >= 0), `counters: ${JSON.stringify(c)}`);
+      assert(["submits", "readbacks", "readbackBytes", "pipelines"].every((k) => Number.isSafeInteger(c[k]) && c[k] >= 0), `counters: ${JSON.stringify(c)}`);
     }
     assert(one.submits >= 1 && one.readbacks >= 1 && one.bytes > 0, `a 1-token generation submits and reads back: ${JSON.stringify(one)}`);
     assert(all.during && all.during.submits > all.a.submits && all.during.submits <= all.b.submits, `during: ${JSON.stringify(all)}`);
+    // The load built every pipeline a step dispatches (in the browser it asks for them when the device is
+    // made and builds them when the shards are in: Gpu::prepare), so no generation builds one.
+    assert(Number.isSafeInteger(one.a.pipelines) && one.a.pipelines > 0, `pipelines after the load: ${JSON.stringify(one.a)}`);
+    assert(all.b.pipelines === one.a.pipelines, `a generation built pipelines: ${one.a.pipelines} after the load, ${all.b.pipelines} after two generations`);
     const per = (k) => (all[k] - one[k]) / 8;
     // At most one submit and one readback per decode token (fewer with several tokens per submit), never none.
     assert(per("submits") > 0 && per("submits") <= 1 && per("readbacks") > 0 && per("readbacks") <= 1, `per token: ${per("submits")}, ${per("readbacks")}`);
