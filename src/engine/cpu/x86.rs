@@ -5,8 +5,8 @@
 //! q8: `maddubs(|w|, sign(x, w))` multiplies 32 int8 pairs into 16 i16 sums (|w| <= 128, |x| <= 127:
 //! no saturation), `madd` by ones widens to 8 i32. q4: the nibbles are already unsigned (0..15), so
 //! `maddubs(nibbles, x)` directly, and the "- 8" is -8 * sum(x) per block.
-//! AVX-512 VNNI would do the same in one instruction per 64 pairs; this machine has no AVX-512, so that
-//! path is not written (stated in the README).
+//! AVX-512 VNNI would do the same in one instruction per 64 pairs; the machines this was written on had no
+//! AVX-512, so that path is not written (README, "The CPU engine").
 
 #![allow(clippy::too_many_arguments, clippy::needless_range_loop)]
 
