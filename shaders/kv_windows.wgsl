@@ -1,19 +1,20 @@
 // kv_windows: the first half of a prompt's attention through uniform windows (the CPU tuning on lavapipe,
 // Tuning::attention_windows; attention_window.wgsl is the second). For positions s < S = pos0 + T and
-// every head h it copies key and value (s, h) head-major into k_windows / v_windows, f32: head h's keys
-// are the KV_WINDOW vec4s from h KV_WINDOW on, key s at s hs / 4 (its value likewise), so one head's keys
-// and values are each one 64 KB uniform window (gpu::kernels::KV_WINDOW_BYTES) that attention_window
-// binds at a dynamic offset. Positions < pos0 come from the cache (f16 pairs decoded to f32: the values
+// every head h it copies key and value (s, h) head-major into k_windows / v_windows, f32: head h has
+// WINDOWS windows of KV_WINDOW vec4s from h WINDOWS KV_WINDOW on, each holding KEYS = KV_WINDOW / (hs / 4)
+// whole keys (window s / KEYS, key s at (s % KEYS) hs / 4 of it; its value likewise), so a head's keys
+// and values are each WINDOWS 64 KB uniform windows (gpu::kernels::KV_WINDOW_BYTES) that attention_window
+// binds at dynamic offsets. Positions < pos0 come from the cache (f16 pairs decoded to f32: the values
 // the cache holds); this step's (s >= pos0) from qkv in f32, as attention_rows reads them, and are
-// appended to the cache (common/kv_append.wgsl). Only where every head's S keys fit its window
-// (kernels::attention_window_fits: S hs 4 <= 64 KB, and attention_rows's head shapes).
+// appended to the cache (common/kv_append.wgsl). Only where every head's S keys fit its windows
+// (kernels::attention_window_fits: S <= WINDOWS KEYS, and attention_rows's head shapes).
 // Dispatch: Line(ceil(S NH / WG)) workgroups; thread g = (wg.x + wg.y nwg.x) WG + li copies position
 // g / NH of head g % NH.
 
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;           // [T, 3C / 4]
 @group(0) @binding(2) var<storage, read_write> k_cache: array<vec4<u32>>; // [P, C / 4] f32 or [P, NH, HW / 4] f16 pairs
 @group(0) @binding(3) var<storage, read_write> v_cache: array<vec4<u32>>; // the same
-@group(0) @binding(4) var<storage, read_write> k_windows: array<vec4<f32>>; // [NH, KV_WINDOW]
+@group(0) @binding(4) var<storage, read_write> k_windows: array<vec4<f32>>; // [NH, WINDOWS, KV_WINDOW]
 @group(0) @binding(5) var<storage, read_write> v_windows: array<vec4<f32>>; // the same
 
 const WG: u32 = 64u;
@@ -21,6 +22,8 @@ const WG: u32 = 64u;
 const HS4: u32 = 16u;
 // vec4s of one head's window (gpu::kernels::KV_WINDOW_BYTES / 16).
 const KV_WINDOW: u32 = 4096u;
+// Windows per head (gpu::kernels::KV_WINDOWS_PER_HEAD).
+const WINDOWS: u32 = 2u;
 
 @compute @workgroup_size(WG)
 fn kv_windows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -33,7 +36,8 @@ fn kv_windows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     let n4 = p.hs / 4u;
     let c4 = p.C / 4u;
     let ho4 = h * n4;
-    let dst = h * KV_WINDOW + s * n4;
+    let keys = KV_WINDOW / n4;
+    let dst = (h * WINDOWS + s / keys) * KV_WINDOW + (s % keys) * n4;
     if (s >= p.pos0) {
         let t = s - p.pos0;
         let row4 = t * 3u * c4;

@@ -1,8 +1,9 @@
 //! A prompt's attention through uniform windows (gpu/windows.rs: kv_windows, then attention_window once per
-//! head with that head's keys and values bound as uniforms at a dynamic offset), as the CPU tuning picks it,
-//! against the f64 reference: gpt2's heads from 1 to 256 tokens, a prompt continuing a cache, both cache
-//! formats, peaked and outlier scores, and the shapes the CPU tuning sends elsewhere (past the window, odd
-//! heads). Runs on any wgpu adapter (lavapipe here).
+//! head with that head's keys and values bound as uniforms at dynamic offsets, two windows of 64 KB each), as
+//! the CPU tuning picks it, against the f64 reference: gpt2's heads from 1 to 512 keys, in the first window,
+//! across the two and in the second, a prompt continuing a cache, both cache formats, peaked and outlier
+//! scores, and the shapes the CPU tuning sends elsewhere (past the windows, odd heads). Runs on any wgpu
+//! adapter (lavapipe here).
 // `!(excess <= bound)` on purpose: a NaN must fail the check.
 #![allow(clippy::neg_cmp_op_on_partial_ord, clippy::too_many_arguments)]
 
@@ -77,20 +78,28 @@ fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, k
 fn prompt_attention_through_the_windows_matches_reference_on_gpt2_heads_and_edges() {
     let w = Kernel::AttentionWindow;
     for kv in [KvFormat::F32, KvFormat::F16] {
-        // gpt2's heads (NH 12, hs 64): a 7-token prompt (one partial workgroup of 8 queries), 128, 256 (S =
-        // 256 fills the window exactly), and 130 continuing a 17-token cache.
+        // gpt2's heads (NH 12, hs 64: 256 keys a window): a 7-token prompt (one partial workgroup of 8
+        // queries), 128, 256 (S = 256 fills the first window exactly), and 130 continuing a 17-token cache.
         check(7, 0, 12, 64, 1.0, 1, kv, w);
         check(128, 0, 12, 64, 1.0, 2, kv, w);
         check(256, 0, 12, 64, 1.0, 3, kv, w);
         check(130, 17, 12, 64, 1.0, 4, kv, w);
-        check(2, 254, 12, 64, 1.0, 5, kv, w); // a short step at the window's end
+        check(2, 254, 12, 64, 1.0, 5, kv, w); // a short step at the first window's end
+        // Past 256 keys, the second window: a 300-token prompt (its first 32 workgroups end in the first
+        // window, the rest walk both), a step across the windows' seam, 7 tokens after a 500-token cache (the
+        // outlier key and value of the step's first token in the second window), S = 512 filling both.
+        check(300, 0, 12, 64, 1.0, 17, kv, w);
+        check(2, 255, 12, 64, 1.0, 18, kv, w);
+        check(7, 500, 12, 64, 1.0, 19, kv, w);
+        check(256, 256, 12, 64, 1.0, 23, kv, w);
+        check(3, 509, 12, 64, 30.0, 24, kv, w); // peaked scores at the end of the second window
         check(9, 40, 3, 64, 30.0, 6, kv, w); // very peaked scores: the running max moves
         check(9, 40, 3, 64, 300.0, 7, kv, w); // outlier queries: scores in the thousands
         check(17, 3, 5, 8, 1.0, 8, kv, w); // hs = 8: 2 vec4s per key, odd NH, T past two workgroups
         check(11, 5, 2, 40, 1.0, 9, kv, w); // hs = 40: 10 of the 16 registers
-        // Past the window (S hs 4 > 64 KB): attention_rows_prompt.
-        check(257, 0, 12, 64, 1.0, 10, kv, Kernel::AttentionRowsPrompt);
-        check(130, 127, 2, 64, 1.0, 11, kv, Kernel::AttentionRowsPrompt);
+        // Past the windows (S > 512 at hs 64): attention_rows_prompt.
+        check(13, 500, 12, 64, 1.0, 10, kv, Kernel::AttentionRowsPrompt);
+        check(130, 383, 2, 64, 1.0, 11, kv, Kernel::AttentionRowsPrompt);
         // Decode is never windowed; odd heads run attention.
         check(1, 17, 12, 64, 1.0, 12, kv, Kernel::AttentionRows);
         check(5, 4, 2, 7, 1.0, 13, kv, Kernel::Attention);
@@ -100,16 +109,24 @@ fn prompt_attention_through_the_windows_matches_reference_on_gpt2_heads_and_edge
         check(6, 2, 2, hs, 1.0, 14, KvFormat::F32, w);
         check(6, 2, 2, hs, 1.0, 15, KvFormat::F16, Kernel::Attention);
     }
-    // hs = 32: 512 keys fit a window.
+    // hs = 32: 512 keys a window, 1024 in all.
     check(300, 212, 2, 32, 1.0, 16, KvFormat::F16, w);
+    check(100, 900, 2, 32, 1.0, 25, KvFormat::F16, w);
+    // hs = 40: 409 whole keys a window (6 vec4s of the first left over), so key 409 starts the second: a
+    // layout that ran on across the seam, or read the second window from the first's end, is caught here.
+    for kv in [KvFormat::F32, KvFormat::F16] {
+        check(20, 400, 2, 40, 1.0, 26, kv, w);
+        check(9, 809, 2, 40, 1.0, 27, kv, w); // S = 818: both windows full
+        check(10, 809, 2, 40, 1.0, 28, kv, Kernel::AttentionRowsPrompt); // S = 819
+    }
 }
 
-/// The windows compute a single query too (masked lanes: 7 of the workgroup's 8 past T), at the window's
-/// start, inside and at its last key.
+/// The windows compute a single query too (masked lanes: 7 of the workgroup's 8 past T), at the first
+/// window's start, inside and at its last key, at the second's first key and at its last (S = 512).
 #[test]
 fn one_query_through_the_windows_matches_reference() {
     for kv in [KvFormat::F32, KvFormat::F16] {
-        for (pos0, seed) in [(0, 20), (17, 21), (255, 22)] {
+        for (pos0, seed) in [(0, 20), (17, 21), (255, 22), (256, 29), (511, 30)] {
             check(1, pos0, 12, 64, 1.0, seed, kv, Kernel::AttentionWindow);
         }
     }

@@ -207,6 +207,10 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::AttentionWindow.grid(bytemuck::bytes_of(&AttentionParams { t: 130, pos0: 17, ..att })), Grid::Line(17));
     let kv_window = format!("const KV_WINDOW: u32 = {}u;", gpt2_webgpu::gpu::kernels::KV_WINDOW_BYTES / 16);
     assert!(Kernel::KvWindows.source().contains(&kv_window) && Kernel::AttentionWindow.source().contains(&kv_window));
+    // kv_windows fills KV_WINDOWS_PER_HEAD windows per head; attention_window binds that many of K and of V.
+    let windows = gpt2_webgpu::gpu::kernels::KV_WINDOWS_PER_HEAD;
+    assert!(Kernel::KvWindows.source().contains(&format!("const WINDOWS: u32 = {windows}u;")));
+    assert_eq!(Kernel::AttentionWindow.bindings().iter().filter(|b| b.bind == Bind::HeadWindow).count() as u64, 2 * windows);
     assert!(Kernel::AttentionRows.source().contains("const QUERIES: u32 = 1u;"));
     assert!(Kernel::AttentionRowsPrompt.source().contains(&format!("const QUERIES: u32 = {ATTENTION_ROWS_QUERIES}u;")));
     let hs4 = format!("const HS4: u32 = {}u;", gpt2_webgpu::gpu::kernels::ATTENTION_ROWS_MAX_HS / 4);

@@ -2,7 +2,7 @@
 //! a browser the GPUAdapterInfo's vendor / architecture / description), and what the SwiftShader preset is.
 //! No GPU needed: `TuningKind::of_adapter` and `Tuning::choose` take the adapter's description.
 
-use gpt2_webgpu::gpu::{Kernel, Tuning, TuningKind, EVERY_STEP};
+use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning, TuningKind, EVERY_STEP};
 use wgpu::DeviceType;
 
 #[test]
@@ -92,16 +92,23 @@ fn cpu_adapters_run_attention_rows_and_gpus_attention() {
     let decode = AttentionParams { t: 1, ..prompt };
     assert!(Tuning::CPU.attention_rows_prompts && Tuning::CPU.dispatches(Kernel::AttentionRowsPrompt));
     // ... and through the windows (kv_windows + attention_window per head) where the heads' S = pos0 + T
-    // keys fit 64 KB (hs = 64: S <= 256); past that, and with the switch off, attention_rows_prompt.
+    // keys fit two 64 KB windows in f32 (hs = 64: S <= 512, whatever the cache); past that, and with the
+    // switch off, attention_rows_prompt.
     assert!(Tuning::CPU.attention_windows && Tuning::CPU.dispatches(Kernel::KvWindows) && Tuning::CPU.dispatches(Kernel::AttentionWindow));
     assert_eq!(Tuning::CPU.attention_kernel_for(&prompt), Kernel::AttentionWindow);
-    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 256, ..prompt }), Kernel::AttentionWindow);
-    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 128, pos0: 128, ..prompt }), Kernel::AttentionWindow);
-    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 128, pos0: 129, ..prompt }), Kernel::AttentionRowsPrompt);
-    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 257, ..prompt }), Kernel::AttentionRowsPrompt);
-    // hs = 32: 512 keys fit; odd heads are attention's whatever the window.
-    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 512, hs: 32, ..prompt }), Kernel::AttentionWindow);
-    assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 513, hs: 32, ..prompt }), Kernel::AttentionRowsPrompt);
+    for kv in [KvFormat::F32.code(), KvFormat::F16.code()] {
+        let prompt = AttentionParams { kv, ..prompt };
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 512, ..prompt }), Kernel::AttentionWindow);
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 256, pos0: 256, ..prompt }), Kernel::AttentionWindow);
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 256, pos0: 257, ..prompt }), Kernel::AttentionRowsPrompt);
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 513, ..prompt }), Kernel::AttentionRowsPrompt);
+        // hs = 32: 1024 keys fit; hs = 40: 409 whole keys a window, 818 in all.
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 1024, hs: 32, ..prompt }), Kernel::AttentionWindow);
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 1025, hs: 32, ..prompt }), Kernel::AttentionRowsPrompt);
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 818, hs: 40, ..prompt }), Kernel::AttentionWindow);
+        assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { t: 819, hs: 40, ..prompt }), Kernel::AttentionRowsPrompt);
+    }
+    // Odd heads are attention's whatever the window.
     assert_eq!(Tuning::CPU.attention_kernel_for(&AttentionParams { hs: 7, ..prompt }), Kernel::Attention);
     let unwindowed = Tuning { attention_windows: false, ..Tuning::CPU };
     assert_eq!(unwindowed.attention_kernel_for(&prompt), Kernel::AttentionRowsPrompt);
@@ -111,7 +118,7 @@ fn cpu_adapters_run_attention_rows_and_gpus_attention() {
     assert!(!Tuning { attention_rows_prompts: false, ..Tuning::CPU }.dispatches(Kernel::AttentionWindow));
     assert_eq!(Tuning::CPU.attention_kernel_for(&decode), Kernel::AttentionRows);
     assert!(Tuning::CPU.to_json().contains("\"attention_rows_prompts\":true,\"attention_windows\":true"), "{}", Tuning::CPU.to_json());
-    assert!(Tuning::CPU.to_string().contains("attention attention_rows (prompts: attention_rows_prompt, attention_window where the heads fit 64 KB)"), "{}", Tuning::CPU);
+    assert!(Tuning::CPU.to_string().contains("attention attention_rows (prompts: attention_rows_prompt, attention_window where a head's keys fit 2 x 64 KB)"), "{}", Tuning::CPU);
     assert!(unwindowed.to_string().contains("attention attention_rows (prompts: attention_rows_prompt)"), "{unwindowed}");
     let ss = Tuning::SWIFTSHADER;
     assert!(!ss.attention_rows_prompts && !ss.dispatches(Kernel::AttentionRowsPrompt));

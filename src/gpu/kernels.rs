@@ -31,8 +31,8 @@ pub enum Bind {
     /// uniform load that every lane makes at the same address is one load (common/rows.wgsl).
     Window,
     /// KV_WINDOW_BYTES of a storage buffer read as a uniform at a dynamic offset (bound as `ReadWrite` by
-    /// the kernel that fills it): one head's keys or values for attention_window, the head picked per
-    /// dispatch (`Gpu::dispatch_attention_windows`).
+    /// the kernel that fills it): one of a head's KV_WINDOWS_PER_HEAD windows of keys or values for
+    /// attention_window, the head picked per dispatch (`Gpu::dispatch_attention_windows`).
     HeadWindow,
 }
 
@@ -45,6 +45,11 @@ pub const X_WINDOW_BYTES: u64 = 65536;
 /// Bytes of one head's key (or value) window of attention_window (its WGSL KV_WINDOW vec4s): the 64 KB
 /// uniform binding WebGPU guarantees; a multiple of every device's uniform offset alignment (<= 256).
 pub const KV_WINDOW_BYTES: u64 = 65536;
+
+/// Windows per head of keys (and of values) of attention_window (kv_windows.wgsl's WINDOWS; attention_window
+/// binds k_window0, k_window1, v_window0, v_window1): 128 KB of f32 keys per head, S <= 512 at hs = 64.
+/// With the Params, 5 dynamic uniform bindings of WebGPU's guaranteed 8.
+pub const KV_WINDOWS_PER_HEAD: u64 = 2;
 
 /// One binding of group 0: how it is bound, its WGSL name, and what it holds (shapes as in config.rs).
 #[derive(Clone, Copy, Debug)]
@@ -263,21 +268,25 @@ kernel_table! {
     }
     /// The CPU tuning's prompts where each head's keys fit its window (Tuning::attention_windows,
     /// `attention_window_fits`), first of two: keys and values of positions 0 .. pos0 + T copied head-major
-    /// into the windows' buffers (f32), this step's also appended to the cache. One thread per (position, head).
+    /// into the windows' buffers (f32, whole keys per window), this step's also appended to the cache. One
+    /// thread per (position, head).
     KvWindows = "kv_windows" {
         common: ["attention_params", "kv_append"],
         bindings: &[params(), read("qkv", "[T, 3C]"), write("k_cache", "as attention's"), write("v_cache", "the same"),
-                   write("k_windows", "[NH, KV_WINDOW_BYTES / 4] f32: head h's keys [S, hs] from h KV_WINDOW_BYTES"), write("v_windows", "the same for values")],
+                   write("k_windows", "[NH, KV_WINDOWS_PER_HEAD, KV_WINDOW_BYTES / 4] f32: head h's keys [S, hs], KEYS = KV_WINDOW_BYTES / 4 / hs whole keys per window"), write("v_windows", "the same for values")],
         workgroup: [64, 1, 1],
         grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line(((p.pos0 + p.t) * p.nh).div_ceil(wg[0])) },
     }
     /// The second: attention of one head's T queries (AttentionHeadParams), 8 queries per workgroup walking
-    /// the same keys, read through the head's uniform windows: one dispatch per head.
+    /// the same keys, read through the head's uniform windows (keys 0..KEYS, then KEYS..S): one dispatch
+    /// per head.
     AttentionWindow = "attention_window" {
         common: [],
         bindings: &[params(), read("qkv", "[T, 3C]"), write("out", "[T, C]"),
-                   Binding { bind: Bind::HeadWindow, name: "k_window", holds: "one head's keys [S, hs] f32 (kv_windows's k_windows at h KV_WINDOW_BYTES)" },
-                   Binding { bind: Bind::HeadWindow, name: "v_window", holds: "its values" }],
+                   Binding { bind: Bind::HeadWindow, name: "k_window0", holds: "one head's keys [KEYS, hs] f32 (kv_windows's k_windows at 2 h KV_WINDOW_BYTES)" },
+                   Binding { bind: Bind::HeadWindow, name: "k_window1", holds: "its next KEYS keys (at (2 h + 1) KV_WINDOW_BYTES)" },
+                   Binding { bind: Bind::HeadWindow, name: "v_window0", holds: "the values of k_window0's keys" },
+                   Binding { bind: Bind::HeadWindow, name: "v_window1", holds: "the values of k_window1's keys" }],
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line(p.t.div_ceil(wg[0])) },
     }
@@ -390,9 +399,10 @@ pub fn attention_rows_fits(p: &AttentionParams) -> bool {
 }
 
 /// Whether attention_window computes a dispatch with these Params: attention_rows's shapes, and the S =
-/// pos0 + T keys of a head (f32) in its KV_WINDOW_BYTES window (gpt2's hs = 64: S <= 256).
+/// pos0 + T keys of a head (f32, whole keys per window) in its KV_WINDOWS_PER_HEAD windows of
+/// KV_WINDOW_BYTES (gpt2's hs = 64: 256 keys a window, S <= 512), whatever the cache's format.
 pub fn attention_window_fits(p: &AttentionParams) -> bool {
-    attention_rows_fits(p) && (p.pos0 as u64 + p.t as u64) * p.hs as u64 * 4 <= KV_WINDOW_BYTES
+    attention_rows_fits(p) && p.pos0 as u64 + p.t as u64 <= KV_WINDOWS_PER_HEAD * (KV_WINDOW_BYTES / 4 / p.hs as u64)
 }
 
 /// The sampler's three second passes bind the same buffers (one bind group; the model dispatches the

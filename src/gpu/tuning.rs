@@ -165,8 +165,9 @@ pub struct Tuning {
     /// loads serves 4 queries (shaders/attention_rows_prompt.wgsl). On lavapipe it halves a 128-token
     /// prompt's attention; off on SwiftShader, whose prompts in the browser are short (`Tuning::SWIFTSHADER`).
     pub attention_rows_prompts: bool,
-    /// Where a prompt would run attention_rows_prompt and each head's keys fit 64 KB (`kernels::attention_window_fits`):
-    /// kv_windows, then attention_window once per head, its keys read through uniform windows (gpu/windows.rs).
+    /// Where a prompt would run attention_rows_prompt and each head's keys fit two 64 KB windows in f32
+    /// (`kernels::attention_window_fits`: S <= 512 at hs = 64): kv_windows, then attention_window once per
+    /// head, its keys read through uniform windows (gpu/windows.rs).
     pub attention_windows: bool,
     /// The kernel of the layer norms that are not folded: `Kernel::LayerNorm` (a workgroup of 256 threads
     /// per row, reduced through workgroup memory: GPUs) or `Kernel::LayerNormRows` (one thread per row, vec4
@@ -520,7 +521,7 @@ impl std::fmt::Display for Tuning {
             if self.weights_in_textures { "textures" } else { "storage buffers" },
             self.tokens_per_submit,
             self.attention_kernel.name(),
-            if self.windows() { " (prompts: attention_rows_prompt, attention_window where the heads fit 64 KB)" } else if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts { " (prompts: attention_rows_prompt)" } else { "" },
+            if self.windows() { " (prompts: attention_rows_prompt, attention_window where a head's keys fit 2 x 64 KB)" } else if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts { " (prompts: attention_rows_prompt)" } else { "" },
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
             self.layer_norm_kernel.name(),
             self.sample_groups

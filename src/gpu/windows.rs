@@ -1,16 +1,17 @@
 //! A prompt's attention through uniform windows (the CPU tuning on lavapipe: `Tuning::attention_windows`):
 //! kv_windows copies the keys and values of positions 0 .. pos0 + T head-major into two buffers of
-//! KV_WINDOW_BYTES per head, then attention_window runs once per head with that head's keys and values
-//! bound as uniforms at a dynamic offset (shaders/attention_window.wgsl says why). The buffers are made
-//! once per model; the model's arena holds one AttentionHeadParams per head (model/dispatch.rs).
+//! KV_WINDOWS_PER_HEAD x KV_WINDOW_BYTES per head, then attention_window runs once per head with that
+//! head's keys and values bound as uniforms at dynamic offsets (shaders/attention_window.wgsl says why).
+//! The buffers are made once per model; the model's arena holds one AttentionHeadParams per head
+//! (model/dispatch.rs).
 
-use super::kernels::KV_WINDOW_BYTES;
+use super::kernels::{KV_WINDOWS_PER_HEAD, KV_WINDOW_BYTES};
 use super::params::{AttentionHeadParams, AttentionParams};
 use super::{whole, Gpu, Kernel};
 use crate::error::Result;
 
-/// A `Bind::HeadWindow` binding of `buf`: KV_WINDOW_BYTES from its start (head 0), moved to head h by a
-/// dynamic offset of h KV_WINDOW_BYTES.
+/// A `Bind::HeadWindow` binding of `buf`: KV_WINDOW_BYTES from its start (head 0's first window), moved to
+/// head h's window w by a dynamic offset of (h KV_WINDOWS_PER_HEAD + w) KV_WINDOW_BYTES.
 pub fn head_window(buf: &wgpu::Buffer) -> wgpu::BindingResource<'_> {
     wgpu::BindingResource::Buffer(wgpu::BufferBinding { buffer: buf, offset: 0, size: wgpu::BufferSize::new(KV_WINDOW_BYTES) })
 }
@@ -21,25 +22,27 @@ fn params_at(buf: &wgpu::Buffer, offset: u64, size: u64) -> wgpu::BindingResourc
 }
 
 impl Gpu {
-    /// kv_windows's two buffers (keys, values) for `nh` heads: KV_WINDOW_BYTES each, written as storage
-    /// and read as uniforms.
+    /// kv_windows's two buffers (keys, values) for `nh` heads: KV_WINDOWS_PER_HEAD x KV_WINDOW_BYTES a
+    /// head each, written as storage and read as uniforms.
     pub fn kv_windows_buffers(&self, nh: u32) -> Result<[wgpu::Buffer; 2]> {
-        let bytes = nh as u64 * KV_WINDOW_BYTES;
+        let bytes = nh as u64 * KV_WINDOWS_PER_HEAD * KV_WINDOW_BYTES;
         Ok([self.storage("k_windows", bytes, wgpu::BufferUsages::UNIFORM)?, self.storage("v_windows", bytes, wgpu::BufferUsages::UNIFORM)?])
     }
 
     /// Record a prompt's attention through the windows: kv_windows with `fill` (its Params at dynamic
     /// offset `offset`), then attention_window once per head with `attend`, whose Params binding points at
     /// head 0's AttentionHeadParams, head h's lying h `head_stride` bytes further (plus `offset`), and
-    /// whose windows move on by h KV_WINDOW_BYTES. `params`: the dispatch's AttentionParams (the grids).
+    /// whose windows (k_window0, k_window1, v_window0, v_window1) move to head h's. `params`: the
+    /// dispatch's AttentionParams (the grids).
     pub fn dispatch_attention_windows(&self, pass: &mut wgpu::ComputePass<'_>, fill: &wgpu::BindGroup, attend: &wgpu::BindGroup, offset: u32, head_stride: u32, params: &[u8]) {
         self.dispatch_at(pass, Kernel::KvWindows, fill, offset, params);
         let p: AttentionParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<AttentionParams>()]);
         let (x, y) = self.workgroups(Kernel::AttentionWindow.grid(params));
         pass.set_pipeline(self.pipeline(Kernel::AttentionWindow, 0));
+        let w = KV_WINDOW_BYTES as u32;
         for h in 0..p.nh {
-            let window = h * KV_WINDOW_BYTES as u32;
-            pass.set_bind_group(0, attend, &[offset + h * head_stride, window, window]);
+            let first = h * KV_WINDOWS_PER_HEAD as u32 * w;
+            pass.set_bind_group(0, attend, &[offset + h * head_stride, first, first + w, first, first + w]);
             pass.dispatch_workgroups(x, y, 1);
         }
     }
@@ -69,7 +72,7 @@ impl Gpu {
             .collect::<Result<Vec<_>>>()?;
         let [kw, vw] = self.kv_windows_buffers(p.nh)?;
         let fill = self.bind_group(Kernel::KvWindows, "kv_windows", &[params_at(&ubuf, 0, size), whole(&bufs[0]), whole(&bufs[1]), whole(&bufs[2]), whole(&kw), whole(&vw)]);
-        let attend = self.bind_group(Kernel::AttentionWindow, "attention_window", &[params_at(&ubuf, stride, size), whole(&bufs[0]), whole(&bufs[3]), head_window(&kw), head_window(&vw)]);
+        let attend = self.bind_group(Kernel::AttentionWindow, "attention_window", &[params_at(&ubuf, stride, size), whole(&bufs[0]), whole(&bufs[3]), head_window(&kw), head_window(&kw), head_window(&vw), head_window(&vw)]);
         let total: u64 = bufs.iter().map(|b| b.size()).sum();
         let read = self.readback_buffer("run_attention_windows", total)?;
         let mut enc = self.device.create_command_encoder(&Default::default());

@@ -390,7 +390,7 @@ impl ParamsArena {
             let slot0 = self.next;
             let [Res::Buf(qkv), Res::Buf(kc), Res::Buf(vc), Res::Buf(out), ..] = s.buffers.as_slice() else { unreachable!("an attention op binds qkv, the caches and out") };
             let fill = [at(slot), whole(qkv), whole(kc), whole(vc), whole(kw), whole(vw)];
-            let attend = [at(slot0), whole(qkv), whole(out), head_window(kw), head_window(vw)];
+            let attend = [at(slot0), whole(qkv), whole(out), head_window(kw), head_window(kw), head_window(vw), head_window(vw)];
             Windows {
                 fill: gpu.bind_group(Kernel::KvWindows, &format!("{} (kv_windows)", s.label), &fill),
                 attend: gpu.bind_group(Kernel::AttentionWindow, &format!("{} (attention_window)", s.label), &attend),

@@ -168,8 +168,8 @@ pub(super) struct Activations {
     pub out: wgpu::Buffer,    // [K_MAX, SAMPLE_OUT_WORDS] u32 what the sampler's second pass writes, one row per decode step
     pub lanes: wgpu::Buffer,  // [(4 + 2 * 4) * NL] u32 the sampler's lanes: stats, candidates (common/sample_params.wgsl)
     pub part: wgpu::Buffer,   // [NB, NH, hs + 2] split decode attention's partials (o[hs], m, l per block and head)
-    /// [K, V] windows of a prompt's attention ([NH, KV_WINDOW_BYTES] each: gpu/windows.rs) where the
-    /// tuning runs it so (`Tuning::attention_windows`).
+    /// [K, V] windows of a prompt's attention ([NH, KV_WINDOWS_PER_HEAD x KV_WINDOW_BYTES] each:
+    /// gpu/windows.rs) where the tuning runs it so (`Tuning::attention_windows`).
     pub windows: Option<[wgpu::Buffer; 2]>,
 }
 
