@@ -301,7 +301,9 @@ impl WasmModel {
         let gpu = match device {
             Device::Cpu => None,
             Device::Gpu => Some(Gpu::for_weights(tuning, &formats).await.map_err(js_err)?),
-            // In a browser any adapter WebGPU offers is used: the browser chose it.
+            // In a browser any adapter WebGPU offers is used: the browser chose it. Only a missing adapter or
+            // device falls back here: the pipelines compile while the shards download, so one the browser
+            // refuses is an error at `finish` (gpt2.js decides "auto" before this, by the adapter).
             Device::Auto => Gpu::for_weights(tuning, &formats).await.ok(),
         };
         if gpu.is_none() {
