@@ -9,7 +9,7 @@
 // TM = 6 tokens: each chunk of W it loads and unpacks serves 6 tokens, each chunk of X 16 rows. Why not
 // matmul_rows (96 rows x 4 tokens, lavapipe's shape): on SwiftShader (Subzero, SSE, 4 invocations per
 // vector) every value lives in memory between instructions and the cost is the instructions, not the
-// loads; q8 is unpacked with unpack4x8unorm (a vector shift is a loop over the lanes there: see
+// loads; q8 and q4 are unpacked with unpack4x8unorm (a vector shift is a loop over the lanes there: see
 // gemv_rows.wgsl's Q8_UNORM), and the 16 rows are a loop, not unrolled: the unrolled kernel ran ~1.35x
 // faster but took 1.9 s to compile against 0.4 (q8 alone), and the browser compiles at load.
 // Measured (throwaway probe, Chromium's SwiftShader natively, one gpt2 layer set of q8 matrices x 12, an
@@ -57,14 +57,26 @@ fn w_q8(w: u32, s: f32) -> array<vec4<f32>, 8> {
                                unpack4x8unorm(b.x) * m + o, unpack4x8unorm(b.y) * m + o, unpack4x8unorm(b.z) * m + o, unpack4x8unorm(b.w) * m + o);
 }
 
-// q4: one texel (common/rows.wgsl's q4x8).
+// q4: one texel, its values in q4_split's order (word j's even values, then its odd ones), as gemv_rows's
+// Q8_UNORM q4 reads them: the low nibbles of a word's bytes (w & 0x0f0f0f0f) are its values 0, 2, 4, 6 plus
+// 8, the high ones (w >> 4, masked) 1, 3, 5, 7 plus 8; unpack4x8unorm gives (q + 8) / 255, so q s = u (255
+// s) - 8 s. One vector shift per texel instead of q4x8's seven per word (gemv_rows.wgsl says what that
+// bought for decode).
 fn w_q4(w: u32, s: f32) -> array<vec4<f32>, 8> {
     let a = w_texel(w / 4u);
-    let v0 = q4x8(a.x);
-    let v1 = q4x8(a.y);
-    let v2 = q4x8(a.z);
-    let v3 = q4x8(a.w);
-    return array<vec4<f32>, 8>(v0[0] * s, v0[1] * s, v1[0] * s, v1[1] * s, v2[0] * s, v2[1] * s, v3[0] * s, v3[1] * s);
+    let lo = a & vec4<u32>(0x0f0f0f0fu);
+    let hi = (a >> vec4<u32>(4u)) & vec4<u32>(0x0f0f0f0fu);
+    let m = 255.0 * s;
+    let o = vec4<f32>(-8.0 * s);
+    return array<vec4<f32>, 8>(unpack4x8unorm(lo.x) * m + o, unpack4x8unorm(hi.x) * m + o, unpack4x8unorm(lo.y) * m + o, unpack4x8unorm(hi.y) * m + o,
+                               unpack4x8unorm(lo.z) * m + o, unpack4x8unorm(hi.z) * m + o, unpack4x8unorm(lo.w) * m + o, unpack4x8unorm(hi.w) * m + o);
+}
+
+// X's chunk c in w_q4's order: word j of a q4 chunk holds values 8 j .. 8 j + 8, which are c[2 j] and
+// c[2 j + 1]; its even values first, then its odd ones. Once per chunk and token, for 16 rows.
+fn q4_split(c: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(vec4<f32>(c[0].xz, c[1].xz), vec4<f32>(c[0].yw, c[1].yw), vec4<f32>(c[2].xz, c[3].xz), vec4<f32>(c[2].yw, c[3].yw),
+                               vec4<f32>(c[4].xz, c[5].xz), vec4<f32>(c[4].yw, c[5].yw), vec4<f32>(c[6].xz, c[7].xz), vec4<f32>(c[6].yw, c[7].yw));
 }
 
 @compute @workgroup_size(WG)
@@ -100,12 +112,12 @@ fn matmul_run(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
         }
         case 3u: {
             for (var k = 0u; k < p.K; k += 32u) {
-                let c0 = x_chunk((p.x_row0 + min(m0 + 0u, p.M - 1u)) * p.x_stride, k);
-                let c1 = x_chunk((p.x_row0 + min(m0 + 1u, p.M - 1u)) * p.x_stride, k);
-                let c2 = x_chunk((p.x_row0 + min(m0 + 2u, p.M - 1u)) * p.x_stride, k);
-                let c3 = x_chunk((p.x_row0 + min(m0 + 3u, p.M - 1u)) * p.x_stride, k);
-                let c4 = x_chunk((p.x_row0 + min(m0 + 4u, p.M - 1u)) * p.x_stride, k);
-                let c5 = x_chunk((p.x_row0 + min(m0 + 5u, p.M - 1u)) * p.x_stride, k);
+                let c0 = q4_split(x_chunk((p.x_row0 + min(m0 + 0u, p.M - 1u)) * p.x_stride, k));
+                let c1 = q4_split(x_chunk((p.x_row0 + min(m0 + 1u, p.M - 1u)) * p.x_stride, k));
+                let c2 = q4_split(x_chunk((p.x_row0 + min(m0 + 2u, p.M - 1u)) * p.x_stride, k));
+                let c3 = q4_split(x_chunk((p.x_row0 + min(m0 + 3u, p.M - 1u)) * p.x_stride, k));
+                let c4 = q4_split(x_chunk((p.x_row0 + min(m0 + 4u, p.M - 1u)) * p.x_stride, k));
+                let c5 = q4_split(x_chunk((p.x_row0 + min(m0 + 5u, p.M - 1u)) * p.x_stride, k));
                 let sc = run_scales(scale_elem(n0, k / 32u));
                 for (var i = 0u; i < ROWS; i++) {
                     let wc = w_q4(chunk_word(n0, k / 32u, 4u) + i * TILE_LANES * 4u, sc[i / 4u][i % 4u]);
