@@ -41,8 +41,7 @@ impl Gpu {
             .iter()
             .enumerate()
             .map(|(i, b)| {
-                let mut data = b.clone();
-                data.resize(data.len().next_multiple_of(4).max(16), 0);
+                let data = padded(b);
                 let label = format!("run[{i}]");
                 Ok(match kind_of(i) {
                     Some(Bind::Texels) => Res::Tex(self.texels_init(&label, bytemuck::cast_slice(&data))?),
@@ -67,12 +66,10 @@ impl Gpu {
                 self.bind_group(*kernel, kernel.name(), &bound)
             })
             .collect();
-        let bufs: Vec<(Option<&wgpu::Buffer>, u64)> = res.iter().map(|r| match r {
-            Res::Buf(b, n) => (Some(b), *n),
-            Res::Tex(_) => (None, 0),
+        let bufs: Vec<Option<(&wgpu::Buffer, u64)>> = res.iter().map(|r| match r {
+            Res::Buf(b, n) => Some((b, *n)),
+            Res::Tex(_) => None,
         }).collect();
-        let total: u64 = bufs.iter().map(|(_, n)| *n).sum::<u64>().max(4);
-        let read = self.readback_buffer("run_once", total)?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -80,26 +77,40 @@ impl Gpu {
                 self.dispatch(&mut pass, *kernel, bind, params);
             }
         }
+        self.read_back("run_once", enc, &bufs, buffers).await
+    }
+
+    /// Finish a runner's work: copy the first n bytes of each buffer of `bufs` into one readback buffer
+    /// after what `enc` recorded, submit, and return each one's contents cut to its original's length
+    /// (`originals`, in the same order); a `None` (a texture: read-only) gives its original back.
+    pub(super) async fn read_back(&self, label: &str, mut enc: wgpu::CommandEncoder, bufs: &[Option<(&wgpu::Buffer, u64)>], originals: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+        let total: u64 = bufs.iter().flatten().map(|(_, n)| *n).sum::<u64>().max(4);
+        let read = self.readback_buffer(label, total)?;
         let mut off = 0;
-        for (b, n) in &bufs {
-            if let Some(b) = b {
-                enc.copy_buffer_to_buffer(b, 0, &read, off, *n);
-                off += n;
-            }
+        for (b, n) in bufs.iter().flatten() {
+            enc.copy_buffer_to_buffer(b, 0, &read, off, *n);
+            off += n;
         }
         self.queue.submit([enc.finish()]);
         let all = self.read(&read, total).await?;
-        // Textures are read-only: their contents come back as they went in.
         let mut out = Vec::new();
         let mut off = 0;
-        for ((b, n), orig) in bufs.iter().zip(buffers) {
-            if b.is_some() {
-                out.push(all[off..off + orig.len()].to_vec());
-                off += *n as usize;
-            } else {
-                out.push(orig.clone());
+        for (b, orig) in bufs.iter().zip(originals) {
+            match b {
+                Some((_, n)) => {
+                    out.push(all[off..off + orig.len()].to_vec());
+                    off += *n as usize;
+                }
+                None => out.push(orig.clone()),
             }
         }
         Ok(out)
     }
+}
+
+/// A runner's bytes for one buffer: padded with zeros to whole words, at least 16 bytes (one vec4).
+pub(super) fn padded(b: &[u8]) -> Vec<u8> {
+    let mut data = b.to_vec();
+    data.resize(data.len().next_multiple_of(4).max(16), 0);
+    data
 }

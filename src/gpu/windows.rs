@@ -7,6 +7,7 @@
 
 use super::kernels::{KV_WINDOWS_PER_HEAD, KV_WINDOW_BYTES};
 use super::params::{AttentionHeadParams, AttentionParams};
+use super::run::padded;
 use super::{whole, Gpu, Kernel};
 use crate::error::Result;
 
@@ -61,38 +62,17 @@ impl Gpu {
             uniform[o..o + size as usize].copy_from_slice(bytemuck::bytes_of(&hp));
         }
         let ubuf = self.uniform_init(&uniform);
-        let bufs = buffers[..4]
-            .iter()
-            .enumerate()
-            .map(|(i, b)| {
-                let mut data = b.clone();
-                data.resize(data.len().next_multiple_of(4).max(16), 0);
-                self.storage_init(&format!("run[{i}]"), &data)
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let bufs = buffers[..4].iter().enumerate().map(|(i, b)| self.storage_init(&format!("run[{i}]"), &padded(b))).collect::<Result<Vec<_>>>()?;
         let [kw, vw] = self.kv_windows_buffers(p.nh)?;
         let fill = self.bind_group(Kernel::KvWindows, "kv_windows", &[params_at(&ubuf, 0, size), whole(&bufs[0]), whole(&bufs[1]), whole(&bufs[2]), whole(&kw), whole(&vw)]);
         let attend = self.bind_group(Kernel::AttentionWindow, "attention_window", &[params_at(&ubuf, stride, size), whole(&bufs[0]), whole(&bufs[3]), head_window(&kw), head_window(&kw), head_window(&vw), head_window(&vw)]);
-        let total: u64 = bufs.iter().map(|b| b.size()).sum();
-        let read = self.readback_buffer("run_attention_windows", total)?;
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
             self.dispatch_attention_windows(&mut pass, &fill, &attend, 0, stride as u32, bytemuck::bytes_of(p));
         }
-        let mut off = 0;
-        for b in &bufs {
-            enc.copy_buffer_to_buffer(b, 0, &read, off, b.size());
-            off += b.size();
-        }
-        self.queue.submit([enc.finish()]);
-        let all = self.read(&read, total).await?;
-        let mut out = Vec::new();
-        let mut off = 0;
-        for (b, orig) in bufs.iter().zip(buffers) {
-            out.push(all[off..off + orig.len()].to_vec());
-            off += b.size() as usize;
-        }
+        let read: Vec<_> = bufs.iter().map(|b| Some((b, b.size()))).collect();
+        let mut out = self.read_back("run_attention_windows", enc, &read, &buffers[..4]).await?;
         out.push(buffers[4].clone());
         Ok(out)
     }
