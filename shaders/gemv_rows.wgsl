@@ -165,11 +165,10 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 let w = chunk_word(n0, k / 32u, 4u);
                 let sc = run_scales(scale_elem(n0, k / 32u));
                 if (Q8_UNORM) {
-                    // Word j holds the chunk's values 8 j .. 8 j + 8: xc[2 j] and xc[2 j + 1].
-                    let e0 = vec4<f32>(xc[0].xz, xc[1].xz); let o0 = vec4<f32>(xc[0].yw, xc[1].yw);
-                    let e1 = vec4<f32>(xc[2].xz, xc[3].xz); let o1 = vec4<f32>(xc[2].yw, xc[3].yw);
-                    let e2 = vec4<f32>(xc[4].xz, xc[5].xz); let o2 = vec4<f32>(xc[4].yw, xc[5].yw);
-                    let e3 = vec4<f32>(xc[6].xz, xc[7].xz); let o3 = vec4<f32>(xc[6].yw, xc[7].yw);
+                    // Each word's even and odd values of X (common/rows.wgsl's q4_split).
+                    let xs = q4_split(xc);
+                    let e0 = xs[0]; let o0 = xs[1]; let e1 = xs[2]; let o1 = xs[3];
+                    let e2 = xs[4]; let o2 = xs[5]; let e3 = xs[6]; let o3 = xs[7];
                     let o = vec4<f32>(-8.0 * dot(e0 + o0 + e1 + o1 + e2 + o2 + e3 + o3, vec4<f32>(1.0)));
                     a0 += (vec4<f32>(q4_row_unorm(w, 0u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 1u, e0, o0, e1, o1, e2, o2, e3, o3),
                                      q4_row_unorm(w, 2u, e0, o0, e1, o1, e2, o2, e3, o3), q4_row_unorm(w, 3u, e0, o0, e1, o1, e2, o2, e3, o3)) * 255.0 + o) * sc[0];

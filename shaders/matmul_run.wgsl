@@ -57,7 +57,7 @@ fn w_q8(w: u32, s: f32) -> array<vec4<f32>, 8> {
                                unpack4x8unorm(b.x) * m + o, unpack4x8unorm(b.y) * m + o, unpack4x8unorm(b.z) * m + o, unpack4x8unorm(b.w) * m + o);
 }
 
-// q4: one texel, its values in q4_split's order (word j's even values, then its odd ones), as gemv_rows's
+// q4: one texel, its values in common/rows.wgsl's q4_split order (word j's even values, then its odd ones), as gemv_rows's
 // Q8_UNORM q4 reads them: the low nibbles of a word's bytes (w & 0x0f0f0f0f) are its values 0, 2, 4, 6 plus
 // 8, the high ones (w >> 4, masked) 1, 3, 5, 7 plus 8; unpack4x8unorm gives (q + 8) / 255, so q s = u (255
 // s) - 8 s. One vector shift per texel instead of q4x8's seven per word (gemv_rows.wgsl says what that
@@ -70,13 +70,6 @@ fn w_q4(w: u32, s: f32) -> array<vec4<f32>, 8> {
     let o = vec4<f32>(-8.0 * s);
     return array<vec4<f32>, 8>(unpack4x8unorm(lo.x) * m + o, unpack4x8unorm(hi.x) * m + o, unpack4x8unorm(lo.y) * m + o, unpack4x8unorm(hi.y) * m + o,
                                unpack4x8unorm(lo.z) * m + o, unpack4x8unorm(hi.z) * m + o, unpack4x8unorm(lo.w) * m + o, unpack4x8unorm(hi.w) * m + o);
-}
-
-// X's chunk c in w_q4's order: word j of a q4 chunk holds values 8 j .. 8 j + 8, which are c[2 j] and
-// c[2 j + 1]; its even values first, then its odd ones. Once per chunk and token, for 16 rows.
-fn q4_split(c: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
-    return array<vec4<f32>, 8>(vec4<f32>(c[0].xz, c[1].xz), vec4<f32>(c[0].yw, c[1].yw), vec4<f32>(c[2].xz, c[3].xz), vec4<f32>(c[2].yw, c[3].yw),
-                               vec4<f32>(c[4].xz, c[5].xz), vec4<f32>(c[4].yw, c[5].yw), vec4<f32>(c[6].xz, c[7].xz), vec4<f32>(c[6].yw, c[7].yw));
 }
 
 @compute @workgroup_size(WG)

@@ -1,4 +1,4 @@
-// common/rows.wgsl: what gemv_rows.wgsl and matmul_rows.wgsl (the CPU tuning's linear kernels) share:
+// common/rows.wgsl: what gemv_rows.wgsl, matmul_rows.wgsl and matmul_run.wgsl (the CPU tunings' linear kernels) share:
 // X bound as vec4s and as a uniform window, 32-value chunks of X, weight word unpacking.
 // Needs common/linear.wgsl (Params, the other bindings) and common/texels.wgsl (W and its scales, in
 // textures).
@@ -80,4 +80,12 @@ fn q4x8(word: u32) -> array<vec4<f32>, 2> {
     let lo = vec4<f32>(vec4<u32>(word & 15u, (word >> 4u) & 15u, (word >> 8u) & 15u, (word >> 12u) & 15u)) - 8.0;
     let hi = vec4<f32>(vec4<u32>((word >> 16u) & 15u, (word >> 20u) & 15u, (word >> 24u) & 15u, word >> 28u)) - 8.0;
     return array<vec4<f32>, 2>(lo, hi);
+}
+
+// X's chunk c in the order of q4 weights unpacked through unpack4x8unorm (gemv_rows.wgsl's q4_row_unorm,
+// matmul_run.wgsl's w_q4): word j of a q4 chunk holds values 8 j .. 8 j + 8, which are c[2 j] and
+// c[2 j + 1]; its even values (its bytes' low nibbles) first, then its odd ones (the high nibbles).
+fn q4_split(c: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(vec4<f32>(c[0].xz, c[1].xz), vec4<f32>(c[0].yw, c[1].yw), vec4<f32>(c[2].xz, c[3].xz), vec4<f32>(c[2].yw, c[3].yw),
+                               vec4<f32>(c[4].xz, c[5].xz), vec4<f32>(c[4].yw, c[5].yw), vec4<f32>(c[6].xz, c[7].xz), vec4<f32>(c[6].yw, c[7].yw));
 }
