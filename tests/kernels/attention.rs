@@ -1,8 +1,8 @@
 //! attention, attention_rows, attention_rows_prompt and attention_window, split decode attention with
 //! the merge in the projection's gemv, and the inspection's attention_probs.
 
-use crate::common::{attention_qkv, gpu, kv_words, Rng};
-use crate::helpers::{assert_close, bytes, floats};
+use crate::common::{assert_close, attention_qkv, gpu, kv_words, Rng};
+use crate::helpers::{bytes, floats};
 use gpt2_webgpu::gpu::params::*;
 use gpt2_webgpu::gpu::{Kernel, KvFormat, Tuning};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
@@ -256,7 +256,9 @@ fn run_split_attention(pos0: usize, nh: usize, hs: usize, block: usize, kv: KvFo
             let merged: Vec<f32> = got.iter().zip(&y0).map(|(g, y)| g - y).collect();
             assert_close(&label, &merged, &att, 2e-5 + score_err, 1e-4);
         }
-        Some(_) => assert_close(&label, &got, &want, 2e-5 * (c as f64).sqrt() + 1e-5 + score_err * (c as f64).sqrt(), 1e-4),
+        Some(_) => {
+            assert_close(&label, &got, &want, 2e-5 * (c as f64).sqrt() + 1e-5 + score_err * (c as f64).sqrt(), 1e-4);
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Shared by the kernel tests: buffers to bytes and back, weights as a kernel binds them, and the
-//! tolerance check.
+//! Shared by the kernel tests: buffers to bytes and back, and weights as a kernel binds them (the
+//! tolerance check is tests/common's `assert_close`).
 
 use gpt2_webgpu::gpu::kernels::Bind;
 use gpt2_webgpu::gpu::texels::tile;
@@ -23,22 +23,3 @@ pub fn floats(b: &[u8]) -> Vec<f32> {
     bytemuck::pod_collect_to_vec(b)
 }
 
-/// |got - want| <= atol + rtol * |want| everywhere, else a message naming the worst element.
-// `!(x <= bound)` on purpose: a NaN is a failure.
-#[allow(clippy::neg_cmp_op_on_partial_ord)]
-pub fn assert_close(what: &str, got: &[f32], want: &[f64], atol: f64, rtol: f64) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let mut worst = (0usize, 0f64);
-    let mut bad = 0;
-    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-        let err = (g as f64 - w).abs();
-        let excess = err - (atol + rtol * w.abs());
-        if !(excess <= 0.0) {
-            bad += 1;
-            if !(excess <= worst.1) {
-                worst = (i, excess);
-            }
-        }
-    }
-    assert!(bad == 0, "{what}: {bad} of {} elements out of tolerance; worst at {}: got {} want {}", got.len(), worst.0, got[worst.0], want[worst.0]);
-}

@@ -1,8 +1,8 @@
 //! The linear kernels (matmul, gemv with and without the layer norm folded in, gemv_rows, matmul_rows,
 //! matmul_run, the bench's gemv_ref) and their fused GELU.
 
-use crate::common::{gpu, Rng};
-use crate::helpers::{assert_close, bytes, floats, weight_bytes};
+use crate::common::{assert_close, gpu, Rng};
+use crate::helpers::{bytes, floats, weight_bytes};
 use gpt2_webgpu::gpu::params::*;
 use gpt2_webgpu::gpu::{Gpu, Kernel, Tuning, TuningKind};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};

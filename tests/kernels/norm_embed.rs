@@ -1,7 +1,7 @@
 //! layer_norm and layer_norm_rows, embed and embed_tex.
 
-use crate::common::{gpu, Rng};
-use crate::helpers::{assert_close, bytes, floats, weight_bytes};
+use crate::common::{assert_close, gpu, Rng};
+use crate::helpers::{bytes, floats, weight_bytes};
 use gpt2_webgpu::gpu::params::*;
 use gpt2_webgpu::gpu::{Kernel, Tuning};
 use gpt2_webgpu::quant::{PackedMatrix, WeightFormat};
