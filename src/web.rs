@@ -508,8 +508,9 @@ pub fn encode_with(tokenizer_json: Uint8Array, text: &str) -> Result<Vec<u32>, J
 /// parts, source, layout, variants}]`. `source` is the WGSL assembled at compile time (its common parts and
 /// its own file), `layout` the bind group layout entries the load asks for (warm.rs, as wgpu builds them),
 /// `variants` the pipeline-overridable constants of each pipeline the kernel compiles to (`Kernel::variants`,
-/// as warm.rs passes them; `{}`: the WGSL's defaults, the first of every kernel). Every kernel is listed, also
-/// those no tuning of this adapter compiles: tests/browser's kernels-compile test runs each through the
+/// as warm.rs passes them; `{}`: the WGSL's defaults, the first of every kernel), `native` whether only native
+/// devices compile it (`Kernel::needs_subgroups`: no browser device here asks for subgroups; the test
+/// skips it). Every kernel is listed, also those no tuning of this adapter compiles: tests/browser's kernels-compile test runs each through the
 /// browser's own WGSL compiler, which checks what naga does not (Chromium's Tint: uniformity).
 #[wasm_bindgen(js_name = kernelSources)]
 pub fn kernel_sources() -> js_sys::Array {
@@ -522,6 +523,7 @@ pub fn kernel_sources() -> js_sys::Array {
                 "parts": k.def().parts,
                 "source": k.source(),
                 "workgroup": k.def().workgroup,
+                "native": k.needs_subgroups(),
             }));
             let _ = js_sys::Reflect::set(&o, &"layout".into(), &crate::gpu::warm::layout_entries(k));
             // Every variant under every tuning's constants (Kernel::constants), each set once.

@@ -283,7 +283,7 @@ fn a_load_compiles_every_pipeline_its_steps_dispatch_and_no_other() {
                 assert!(!kk.variants()[v].iter().any(|c| c.0 == "WFMT"), "{}: {} compiled for another format than f32: {at_load:?}", kind.name(), k.name());
             }
         }
-        let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulRun].into_iter().filter(|k| *k != gemv && *k != matmul);
+        let others = [Kernel::Gemv, Kernel::GemvRows, Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulSubgroup, Kernel::MatmulRun].into_iter().filter(|k| *k != gemv && *k != matmul);
         for k in others.chain([Kernel::AttentionProbs, Kernel::GemvRef]) {
             assert!(!loaded(k), "{}: {} compiled at load: {at_load:?}", kind.name(), k.name());
         }

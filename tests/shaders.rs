@@ -8,13 +8,14 @@ use gpt2_webgpu::gpu::{Bind, Kernel, Tuning};
 use std::collections::BTreeSet;
 use std::path::Path;
 
-fn validate(name: &str, src: &str) -> naga::Module {
+fn validate(name: &str, src: &str, subgroups: bool) -> naga::Module {
     let module = naga::front::wgsl::parse_str(src).unwrap_or_else(|e| panic!("{name} does not parse:\n{}", e.emit_to_string(src)));
     naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        // What every WebGPU device offers and nothing more: no shader-f16, no subgroups. unpack2x16float
-        // is core WebGPU; naga gates it behind this flag only for old GL targets.
-        naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32,
+        // What every WebGPU device offers and nothing more: no shader-f16, no subgroups (but for the native
+        // kernels that say they need them: Kernel::needs_subgroups). unpack2x16float is core WebGPU; naga
+        // gates it behind this flag only for old GL targets.
+        naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32 | if subgroups { naga::valid::Capabilities::SUBGROUP } else { naga::valid::Capabilities::empty() },
     )
     .validate(&module)
     .unwrap_or_else(|e| panic!("{name} does not validate:\n{}", e.emit_to_string(src)));
@@ -31,7 +32,13 @@ fn every_kernel_validates_as_assembled_and_matches_its_table_row() {
         let joined: String = d.parts.iter().map(|p| std::fs::read_to_string(dir.join(p)).unwrap()).collect();
         assert_eq!(d.source, joined, "{name}: the source is its parts {:?}", d.parts);
         assert_eq!(d.parts.last(), Some(&format!("{name}.wgsl").as_str()), "{name}: its own file comes last");
-        let module = validate(name, d.source);
+        let module = validate(name, d.source, k.needs_subgroups());
+        if k.needs_subgroups() {
+            // It does use them: without the capability it is refused.
+            let m = naga::front::wgsl::parse_str(d.source).unwrap();
+            let refused = naga::valid::Validator::new(naga::valid::ValidationFlags::all(), naga::valid::Capabilities::SHADER_FLOAT16_IN_FLOAT32).validate(&m);
+            assert!(refused.is_err(), "{name} says it needs subgroups but validates without them");
+        }
 
         let entries: Vec<_> = module.entry_points.iter().map(|e| e.name.clone()).collect();
         assert_eq!(entries, vec![name.to_string()], "{name} must have exactly one entry point named `{name}`");
@@ -144,6 +151,10 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { m: 4, ..mm })), Grid::Xy(1, 1));
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { n: 768, ..mm })), Grid::Xy(1, 17));
     assert_eq!(Kernel::MatmulRows.grid(bytemuck::bytes_of(&MatmulParams { n: 769, ..mm })), Grid::Xy(2, 17));
+    // matmul_subgroup: one run of 16 rows x 16 tokens per thread, 128 rows per workgroup.
+    assert_eq!(Kernel::MatmulSubgroup.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 5));
+    assert_eq!(Kernel::MatmulSubgroup.grid(bytemuck::bytes_of(&MatmulParams { m: 16, n: 128, ..mm })), Grid::Xy(1, 1));
+    assert_eq!(Kernel::MatmulSubgroup.grid(bytemuck::bytes_of(&MatmulParams { m: 17, n: 129, ..mm })), Grid::Xy(2, 2));
     // matmul_run: one run of 16 rows x 6 tokens per thread, 128 rows per workgroup.
     assert_eq!(Kernel::MatmulRun.grid(bytemuck::bytes_of(&mm)), Grid::Xy(2, 11));
     assert_eq!(Kernel::MatmulRun.grid(bytemuck::bytes_of(&MatmulParams { m: 6, n: 128, ..mm })), Grid::Xy(1, 1));
@@ -152,10 +163,10 @@ fn grids_cover_the_work_of_each_kernel() {
     let shift = format!("const TEX_SHIFT: u32 = {}u;", TEXTURE_WIDTH.trailing_zeros());
     let window = format!("const X_WINDOW: u32 = {}u;", X_WINDOW_BYTES / 16);
     assert!(TEXTURE_WIDTH.is_power_of_two());
-    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulRun, Kernel::EmbedTex] {
+    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulSubgroup, Kernel::MatmulRun, Kernel::EmbedTex] {
         assert!(k.source().contains(&shift), "{}: common/texels.wgsl's TEX_SHIFT is log2(TEXTURE_WIDTH)", k.name());
     }
-    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulRun] {
+    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulSubgroup, Kernel::MatmulRun] {
         assert!(k.source().contains(&window), "{}: common/rows.wgsl's X_WINDOW is X_WINDOW_BYTES / 16", k.name());
     }
     // The weight tiles are shaped by the rows kernels' thread layout: WG = TILE_LANES threads of ROWS =
@@ -163,7 +174,7 @@ fn grids_cover_the_work_of_each_kernel() {
     let run = format!("const TILE_RUN: u32 = {}u;", gpt2_webgpu::gpu::kernels::GEMV_ROWS_PER_THREAD);
     let lanes = format!("const TILE_LANES: u32 = {}u;", gpt2_webgpu::gpu::kernels::ROWS_WORKGROUP);
     let tm = format!("const TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_ROWS_TOKENS);
-    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulRun] {
+    for k in [Kernel::GemvRows, Kernel::MatmulRows, Kernel::MatmulSubgroup, Kernel::MatmulRun] {
         let src = k.source();
         assert!(src.contains(&run) && src.contains("const TILE_ROWS: u32 = 128u;") && gpt2_webgpu::gpu::texels::TILE_ROWS == 128, "{}: TILE_RUN, TILE_ROWS", k.name());
         assert!(src.contains(&lanes) && src.contains("const WG: u32 = TILE_LANES;"), "{}: WG = TILE_LANES = ROWS_WORKGROUP", k.name());
@@ -176,6 +187,9 @@ fn grids_cover_the_work_of_each_kernel() {
     // matmul_run owns one run per thread, of MATMUL_RUN_TOKENS tokens.
     let run_tm = format!("const ROWS: u32 = TILE_RUN;\nconst TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_RUN_TOKENS);
     assert!(Kernel::MatmulRun.source().contains(&run_tm), "matmul_run.wgsl's ROWS = TILE_RUN and TM = MATMUL_RUN_TOKENS");
+    // matmul_subgroup owns one run per thread, of MATMUL_SUBGROUP_TOKENS tokens.
+    let sg_tm = format!("const ROWS: u32 = TILE_RUN;\nconst TM: u32 = {}u;", gpt2_webgpu::gpu::kernels::MATMUL_SUBGROUP_TOKENS);
+    assert!(Kernel::MatmulSubgroup.source().contains(&sg_tm), "matmul_subgroup.wgsl's ROWS = TILE_RUN and TM = MATMUL_SUBGROUP_TOKENS");
     // gemv_ref (the bench's yardstick): 4 rows per thread, 64 threads per workgroup.
     assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&mm)), Grid::Xy(1, 65));
     assert_eq!(Kernel::GemvRef.grid(bytemuck::bytes_of(&MatmulParams { n: 257, ..mm })), Grid::Xy(2, 65));

@@ -45,7 +45,7 @@ fn the_tuning_kind_names_parse_back_and_a_bad_one_is_refused_in_words() {
 #[test]
 fn the_swiftshader_tuning_is_the_cpu_one_with_prompts_through_matmul_run_and_q8_through_unpack4x8unorm() {
     // `forced` wins over the adapter (and over GPT2_TUNING, which tests do not set).
-    let t = Tuning::choose(DeviceType::DiscreteGpu, "NVIDIA H200", Some(TuningKind::SwiftShader)).unwrap();
+    let t = Tuning::choose(DeviceType::DiscreteGpu, "NVIDIA H200", Some(TuningKind::SwiftShader), true).unwrap();
     assert_eq!(t.kind, TuningKind::SwiftShader);
     assert_eq!((t.gemv_kernel, t.gemv_max_rows, t.matmul_kernel), (Kernel::GemvRows, 2, Kernel::MatmulRun));
     assert_eq!((t.linear_kernel(1), t.linear_kernel(2), t.linear_kernel(3), t.linear_kernel(1024)), (Kernel::GemvRows, Kernel::GemvRows, Kernel::MatmulRun, Kernel::MatmulRun));
@@ -70,9 +70,31 @@ fn the_swiftshader_tuning_is_the_cpu_one_with_prompts_through_matmul_run_and_q8_
     let shown = t.to_string();
     assert!(shown.starts_with("swiftshader (steps of up to 2 tokens: gemv_rows") && shown.contains("longer: matmul_run, 16 rows x 6 tokens") && shown.contains("q8 and q4 through unpack4x8unorm"), "{shown}");
     // Chosen by the adapter, not forced.
-    assert_eq!(Tuning::choose(DeviceType::Cpu, "SwiftShader Device (Subzero)", None).unwrap().kind, TuningKind::SwiftShader);
-    assert_eq!(Tuning::choose(DeviceType::Other, "google swiftshader", None).unwrap().kind, TuningKind::SwiftShader);
-    assert_eq!(Tuning::choose(DeviceType::Cpu, "llvmpipe (LLVM 15.0.6, 256 bits)", None).unwrap().kind, TuningKind::Cpu);
+    assert_eq!(Tuning::choose(DeviceType::Cpu, "SwiftShader Device (Subzero)", None, false).unwrap().kind, TuningKind::SwiftShader);
+    assert_eq!(Tuning::choose(DeviceType::Other, "google swiftshader", None, false).unwrap().kind, TuningKind::SwiftShader);
+    assert_eq!(Tuning::choose(DeviceType::Cpu, "llvmpipe (LLVM 15.0.6, 256 bits)", None, false).unwrap().kind, TuningKind::Cpu);
+}
+
+#[test]
+fn lavapipe_prompts_go_through_matmul_subgroup_where_the_device_has_subgroups() {
+    // The CPU tuning's prompts: matmul_subgroup where a workgroup of 8 is one subgroup (lavapipe: 8 lanes),
+    // else matmul_rows; the other tunings keep their matmul kernels either way (subgroups are not asked
+    // for in the browser, and SwiftShader's are 4 lanes).
+    let lavapipe = "llvmpipe (LLVM 15.0.6, 256 bits)";
+    let with = Tuning::choose(DeviceType::Cpu, lavapipe, None, true).unwrap();
+    let without = Tuning::choose(DeviceType::Cpu, lavapipe, None, false).unwrap();
+    assert_eq!((with.matmul_kernel, without.matmul_kernel), (Kernel::MatmulSubgroup, Kernel::MatmulRows));
+    assert_eq!(Tuning { matmul_kernel: Kernel::MatmulRows, ..with }, Tuning::CPU);
+    assert_eq!((with.linear_kernel(1), with.linear_kernel(2), with.linear_kernel(128)), (Kernel::GemvRows, Kernel::MatmulSubgroup, Kernel::MatmulSubgroup));
+    assert!(with.dispatches(Kernel::MatmulSubgroup) && !with.dispatches(Kernel::MatmulRows) && !without.dispatches(Kernel::MatmulSubgroup));
+    assert!(with.to_string().contains("longer: matmul_subgroup, 16 rows x 16 tokens"), "{with}");
+    assert!(with.to_json().contains("\"matmul_kernel\":\"matmul_subgroup\""), "{}", with.to_json());
+    for (kind, words) in [(Some(TuningKind::Gpu), "NVIDIA H200"), (Some(TuningKind::SwiftShader), "SwiftShader Device (Subzero)"), (None, "NVIDIA H200")] {
+        let t = Tuning::choose(DeviceType::DiscreteGpu, words, kind, true).unwrap();
+        assert_ne!(t.matmul_kernel, Kernel::MatmulSubgroup, "{t}");
+    }
+    // Only matmul_subgroup calls subgroup builtins.
+    assert_eq!(Kernel::ALL.iter().filter(|k| k.needs_subgroups()).collect::<Vec<_>>(), vec![&Kernel::MatmulSubgroup]);
 }
 
 #[test]

@@ -219,6 +219,18 @@ kernel_table! {
         variants: ROWS_VARIANTS,
         pick: rows_variant,
     }
+    /// matmul_rows's contract where the device has subgroups of at least 8 invocations (lavapipe, natively:
+    /// Tuning::choose): one thread owns one run of 16 rows of 16 tokens, the workgroup's 8 lanes load each
+    /// chunk of X together and share it by subgroupBroadcast; gemv_rows's bindings. Never handed to the
+    /// browser (`needs_subgroups`).
+    MatmulSubgroup = "matmul_subgroup" {
+        common: ["gelu", "linear", "texels", "rows"],
+        bindings: LINEAR_TEXELS,
+        workgroup: [ROWS_WORKGROUP, 1, 1],
+        grid: |b, wg| { let p: MatmulParams = read_params(b); Grid::Xy(p.n.div_ceil(wg[0] * GEMV_ROWS_PER_THREAD), p.m.div_ceil(MATMUL_SUBGROUP_TOKENS)) },
+        variants: ROWS_VARIANTS,
+        pick: rows_variant,
+    }
     /// Steps of several tokens on SwiftShader (its tuning): one thread owns one run of 16 rows (a tile's, as
     /// gemv_rows) of 6 tokens, the rows a loop; q8 through unpack4x8unorm; gemv_rows's bindings.
     MatmulRun = "matmul_run" {
@@ -334,7 +346,7 @@ kernel_table! {
     }
 }
 
-/// gemv_rows, matmul_rows and matmul_run (common/rows.wgsl): WFMT (the weight format: only its case is
+/// gemv_rows, matmul_rows, matmul_subgroup and matmul_run (common/rows.wgsl): WFMT (the weight format: only its case is
 /// compiled) x X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW (the dispatch's rows of X lie in the
 /// uniform window); the WGSL's defaults (f32, aligned, in the window) first. Variant 4 f + r is format code
 /// f with ROWS_X[r].
@@ -367,6 +379,8 @@ pub const GEMV_REF_ROWS_PER_THREAD: u32 = 4;
 pub const MATMUL_ROWS_TOKENS: u32 = 4;
 /// Runs of GEMV_ROWS_PER_THREAD rows (one per 128-row tile) per thread of matmul_rows (its WGSL `RUNS`).
 pub const MATMUL_ROWS_RUNS: u32 = 6;
+/// Tokens per thread of matmul_subgroup (its WGSL `TM`; its rows are one run of GEMV_ROWS_PER_THREAD).
+pub const MATMUL_SUBGROUP_TOKENS: u32 = 16;
 /// Tokens per thread of matmul_run (its WGSL `TM`; its rows are one run of GEMV_ROWS_PER_THREAD).
 pub const MATMUL_RUN_TOKENS: u32 = 6;
 
@@ -475,6 +489,14 @@ impl Kernel {
         } else {
             Kernel::SamplePick
         }
+    }
+
+    /// Whether this kernel calls subgroup builtins (WGSL's `subgroups`): only a device with wgpu's SUBGROUP
+    /// feature compiles it (`Gpu` asks for the feature natively where the adapter has it), and the browser
+    /// never gets it (web.rs `kernel_sources`; Chromium would want `enable subgroups;`, which naga's WGSL
+    /// front end does not take yet).
+    pub fn needs_subgroups(self) -> bool {
+        self == Kernel::MatmulSubgroup
     }
 
     /// The pipeline-constant sets this kernel compiles with (`KernelDef::variants`).

@@ -182,11 +182,17 @@ impl Gpu {
     pub async fn from_adapter(adapter: wgpu::Adapter, forced: Option<TuningKind>, weights: &[crate::quant::WeightFormat]) -> Result<Gpu> {
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
+        // Natively, subgroups where the adapter has them (only matmul_subgroup uses them, and only where a
+        // workgroup of ROWS_WORKGROUP invocations is one subgroup: `subgroups` below); nothing else, so
+        // every other kernel is the same everywhere. The browser gets none (`Kernel::needs_subgroups`).
+        #[cfg(not(target_arch = "wasm32"))]
+        let wanted = adapter.features() & wgpu::Features::SUBGROUP;
+        #[cfg(target_arch = "wasm32")]
+        let wanted = wgpu::Features::empty();
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("gpt2-webgpu"),
-                // Deliberately none: no shader-f16, no subgroups, so the same kernels run everywhere.
-                required_features: wgpu::Features::empty(),
+                required_features: wanted,
                 required_limits: limits.clone(),
                 experimental_features: wgpu::ExperimentalFeatures::disabled(),
                 memory_hints: wgpu::MemoryHints::Performance,
@@ -212,7 +218,8 @@ impl Gpu {
             });
         }
 
-        let tuning = Tuning::choose(adapter_info.device_type, &adapter_words(&adapter_info, &device), forced)?;
+        let subgroups = features.contains(wgpu::Features::SUBGROUP) && adapter_info.subgroup_min_size >= kernels::ROWS_WORKGROUP;
+        let tuning = Tuning::choose(adapter_info.device_type, &adapter_words(&adapter_info, &device), forced, subgroups)?;
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         let mut layouts: Vec<(Kernel, wgpu::BindGroupLayout)> = Vec::new();
         for &kernel in Kernel::ALL {

@@ -120,8 +120,9 @@ pub struct Tuning {
     /// SIMD lanes; see shaders/gemv_rows.wgsl).
     pub gemv_kernel: Kernel,
     /// The kernel for steps of more than `gemv_max_rows` tokens: `Kernel::Matmul` (64x64 tiles, GPUs),
-    /// `Kernel::MatmulRows` (96 rows x 4 tokens per thread, no barriers: lavapipe) or `Kernel::MatmulRun`
-    /// (16 rows x 6 tokens, the rows a loop: SwiftShader).
+    /// `Kernel::MatmulRows` (96 rows x 4 tokens per thread, no barriers: lavapipe), `Kernel::MatmulSubgroup`
+    /// (16 rows x 16 tokens, X shared through subgroups: lavapipe where the device has them, see `choose`)
+    /// or `Kernel::MatmulRun` (16 rows x 6 tokens, the rows a loop: SwiftShader).
     pub matmul_kernel: Kernel,
     /// gemv.wgsl only: threads that share one output row (a power of two <= 32). On a GPU 32 lanes read
     /// a row side by side (coalesced). (gemv_rows ignores it: one thread owns its rows.)
@@ -294,8 +295,12 @@ impl Tuning {
 
     /// The tuning for an adapter: `forced` if given, else `GPT2_TUNING` (native only; a bad value is an
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`).
-    /// Natively the `GPT2_*` overrides (tuning/env.rs `overrides`) then set single fields for benchmarking.
-    pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>) -> Result<Tuning> {
+    /// Where the device has `subgroups` (wgpu's SUBGROUP, with a workgroup of ROWS_WORKGROUP invocations
+    /// one subgroup: `Gpu` asks for them natively) matmul_rows's prompts go through matmul_subgroup, its
+    /// contract at ~1.5x the speed on lavapipe (shaders/matmul_subgroup.wgsl). Natively the `GPT2_*`
+    /// overrides (tuning/env.rs `overrides`) then set single fields for benchmarking; one that asks for
+    /// matmul_subgroup without subgroups is an error.
+    pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>, subgroups: bool) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
         #[cfg(not(target_arch = "wasm32"))]
@@ -304,11 +309,21 @@ impl Tuning {
         }
         #[allow(unused_mut)]
         let mut t = Tuning::of_kind(kind.unwrap_or_else(|| TuningKind::of_adapter(device_type, adapter_words)));
+        if subgroups && t.matmul_kernel == Kernel::MatmulRows {
+            t.matmul_kernel = Kernel::MatmulSubgroup;
+        }
         #[cfg(not(target_arch = "wasm32"))]
         {
             t = env::overrides(t)?;
         }
         t.validate()?;
+        if t.matmul_kernel.needs_subgroups() && !subgroups {
+            return Err(Error::InvalidArgument(format!(
+                "{} needs subgroups of at least {} invocations, and this device has none: use matmul_rows (GPT2_MATMUL_KERNEL=matmul_rows)",
+                t.matmul_kernel.name(),
+                super::kernels::ROWS_WORKGROUP
+            )));
+        }
         Ok(t)
     }
 
@@ -322,8 +337,8 @@ impl Tuning {
         if !matches!(self.gemv_kernel, Kernel::Gemv | Kernel::GemvRows) {
             return Err(Error::InvalidArgument(format!("the gemv kernel must be gemv or gemv_rows, not {}", self.gemv_kernel.name())));
         }
-        if !matches!(self.matmul_kernel, Kernel::Matmul | Kernel::MatmulRows | Kernel::MatmulRun) {
-            return Err(Error::InvalidArgument(format!("the matmul kernel must be matmul, matmul_rows or matmul_run, not {}", self.matmul_kernel.name())));
+        if !matches!(self.matmul_kernel, Kernel::Matmul | Kernel::MatmulRows | Kernel::MatmulSubgroup | Kernel::MatmulRun) {
+            return Err(Error::InvalidArgument(format!("the matmul kernel must be matmul, matmul_rows, matmul_subgroup or matmul_run, not {}", self.matmul_kernel.name())));
         }
         if self.gemv_max_rows == 0 {
             return Err(Error::InvalidArgument("the gemv row limit must be at least 1".into()));
@@ -392,7 +407,7 @@ impl Tuning {
     /// attention_probs and the bench's yardstick gemv_ref are not: they compile on first use.
     pub fn dispatches(&self, k: Kernel) -> bool {
         match k {
-            Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows | Kernel::MatmulRun => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
+            Kernel::Gemv | Kernel::GemvRows | Kernel::Matmul | Kernel::MatmulRows | Kernel::MatmulSubgroup | Kernel::MatmulRun => k == self.gemv_kernel || (k == self.matmul_kernel && self.gemv_max_rows != EVERY_STEP),
             Kernel::AttentionProbs | Kernel::GemvRef => false,
             // attention_rows's tunings run attention only for shapes it does not take (no GPT-2 size):
             // a model whose heads need it has it compiled at load by `Ops::prepare`.
@@ -515,6 +530,7 @@ impl std::fmt::Display for Tuning {
             match self.matmul_kernel {
                 _ if self.gemv_max_rows == EVERY_STEP => "no matmul",
                 Kernel::MatmulRows => "longer: matmul_rows, 96 rows x 4 tokens per thread",
+                Kernel::MatmulSubgroup => "longer: matmul_subgroup, 16 rows x 16 tokens per thread, X shared by the subgroup",
                 Kernel::MatmulRun => "longer: matmul_run, 16 rows x 6 tokens per thread",
                 _ => "longer: tiled matmul",
             },

@@ -272,6 +272,34 @@ fn matmul_rows_matches_reference_on_edges_formats_and_epilogues() {
 }
 
 #[test]
+fn matmul_subgroup_matches_reference_on_edges_formats_and_epilogues() {
+    // The CPU tuning's kernel for prompts where the device has subgroups of 8 (lavapipe): one run of 16 rows
+    // x 16 tokens per thread, each chunk of X loaded by the 8 lanes together and shared by subgroupBroadcast.
+    // This device must have them (the tests run on lavapipe), so the kernel is really run.
+    let g = gpu();
+    assert!(g.info.features.contains(wgpu::Features::SUBGROUP) && g.info.adapter.subgroup_min_size >= 8, "no subgroups of 8 here: {}", g.info);
+    assert_eq!(g.tuning.matmul_kernel, Kernel::MatmulSubgroup, "{}", g.tuning);
+    // M = 1, below, at and past 16 (tokens past M are computed on token M - 1 and must not be stored), 33 (a
+    // last group of one token); N below, at and past 16 and 128 (rows past N read the last tile's zero rows,
+    // their threads still load X for the others, and must not be stored), several tiles (N = 300, 769,
+    // 1540); K = 1, odd, ragged within and past a chunk (X is 0 past K); X through the uniform window and past
+    // it from storage, on vec4s and not (all four variants of each format: M x K = 17 x 3072, 7 x 2051,
+    // 13 x 2049, 9 x 2048 from x_row0 = 1 lie past the window).
+    check_rows_kernel(
+        Kernel::MatmulSubgroup,
+        1700,
+        &[(1, 1, 1), (3, 15, 7), (16, 17, 33), (17, 129, 768), (33, 20, 31), (7, 16, 2051), (17, 50, 3072), (6, 300, 40), (5, 769, 64), (3, 1540, 33)],
+        &[(2, 33, 64), (15, 17, 100), (16, 129, 1600), (3, 6, 2049), (1, 1, 1), (13, 131, 65), (13, 20, 2049), (9, 20, 2048), (20, 2304, 768), (6, 1000, 70)],
+    );
+    // q8 bytes the quantizer never writes (-128) and the extremes, on gpt2's prompt shapes.
+    let mut seed = 1800;
+    for &(m, n, k) in &[(19usize, 768usize, 3072usize), (32, 131, 64), (1, 20, 33)] {
+        seed += 1;
+        run_linear_on(&g, Kernel::MatmulSubgroup, WeightFormat::Q8, m, n, k, MM_BIAS | MM_ACCUMULATE, seed, (1, 1), true);
+    }
+}
+
+#[test]
 fn matmul_run_matches_reference_on_edges_formats_and_epilogues() {
     // The SwiftShader tuning's kernel for prompts: one run of 16 rows x 6 tokens per thread, the rows a loop,
     // q8 through unpack4x8unorm. M = 1 (a step the tuning gives gemv_rows, the kernel must still be right),

@@ -44,7 +44,8 @@ fn kernel(name: &str, choices: &[Kernel]) -> Result<Option<Kernel>> {
 }
 
 /// `t` with the single-field overrides applied, for benchmarking; the caller validates the result.
-/// `GPT2_GEMV_KERNEL` (gemv or gemv_rows), `GPT2_MATMUL_KERNEL` (matmul, matmul_rows or matmul_run),
+/// `GPT2_GEMV_KERNEL` (gemv or gemv_rows), `GPT2_MATMUL_KERNEL` (matmul, matmul_rows, matmul_subgroup or
+/// matmul_run),
 /// `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`, `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1), `GPT2_KV_CACHE` (f32 or
 /// f16), `GPT2_TOKENS_PER_SUBMIT`, `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or
 /// attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_ATTENTION_WINDOWS` (0 or 1),
@@ -54,7 +55,7 @@ pub(super) fn overrides(mut t: Tuning) -> Result<Tuning> {
     if let Some(k) = kernel("GPT2_GEMV_KERNEL", &[Kernel::Gemv, Kernel::GemvRows])? {
         t.gemv_kernel = k;
     }
-    if let Some(k) = kernel("GPT2_MATMUL_KERNEL", &[Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulRun])? {
+    if let Some(k) = kernel("GPT2_MATMUL_KERNEL", &[Kernel::Matmul, Kernel::MatmulRows, Kernel::MatmulSubgroup, Kernel::MatmulRun])? {
         t.matmul_kernel = k;
     }
     if let Some(l) = num("GPT2_GEMV_LANES")? {
