@@ -1,5 +1,5 @@
-//! A prompt's attention through uniform windows (gpu/windows.rs: kv_windows, then attention_window once per
-//! head with that head's keys and values bound as uniforms at dynamic offsets, two windows of 64 KB each), as
+//! A prompt's attention through uniform windows (gpu/windows.rs: kv_windows, then attention_window, and
+//! attention_window_subgroup, once per head with that head's keys and values bound as uniforms at dynamic offsets, two windows of 64 KB each), as
 //! the CPU tuning picks it, against the f64 reference: gpt2's heads from 1 to 512 keys, in the first window,
 //! across the two and in the second, a prompt continuing a cache, both cache formats, peaked and outlier
 //! scores, and the shapes the CPU tuning sends elsewhere (past the windows, odd heads). Runs on any wgpu
@@ -17,7 +17,20 @@ use gpt2_webgpu::reference::cpu;
 /// query, which the tuning never sends to the windows, is forced through them where `want` says so), against
 /// the reference: the output within 2e-5 + 1e-4 |ref| (the past as the cache holds it, this step's keys
 /// and values in f32), and the cache = the past untouched + this step's keys and values appended.
+/// Where `want` is the windows, both walks run: attention_window and attention_window_subgroup (this device
+/// has subgroups: the CPU tuning's choice here).
 fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, kv: KvFormat, want: Kernel) {
+    if want == Kernel::AttentionWindow {
+        assert_eq!(gpu().tuning.attention_window_kernel, Kernel::AttentionWindowSubgroup, "this device's tuning: {}", gpu().tuning);
+        for walk in [Kernel::AttentionWindow, Kernel::AttentionWindowSubgroup] {
+            check_walk(t, pos0, nh, hs, q_scale, seed, kv, want, walk);
+        }
+    } else {
+        check_walk(t, pos0, nh, hs, q_scale, seed, kv, want, want);
+    }
+}
+
+fn check_walk(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, kv: KvFormat, want: Kernel, walk: Kernel) {
     let g = gpu();
     let mut rng = Rng(seed);
     let (c, s) = (nh * hs, pos0 + t);
@@ -33,7 +46,7 @@ fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, k
         *v = f32::NAN;
     }
     let prm = AttentionParams { t: t as u32, c: c as u32, nh: nh as u32, hs: hs as u32, pos0: pos0 as u32, scale: 1.0 / (hs as f32).sqrt(), kv: kv.code(), block: 0 };
-    let label = format!("kv={} T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}", kv.name());
+    let label = format!("{} kv={} T={t} pos0={pos0} NH={nh} hs={hs} qscale={q_scale}", walk.name(), kv.name());
     let kernel = want;
     if t > 1 || want != Kernel::AttentionWindow {
         assert_eq!(Tuning::CPU.attention_kernel_for(&prm), want, "{label}: the CPU tuning's choice");
@@ -41,7 +54,7 @@ fn check(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed: u64, k
     let bytes = |w: &[u32]| bytemuck::cast_slice::<u32, u8>(w).to_vec();
     let buffers = [bytemuck::cast_slice::<f32, u8>(&qkv).to_vec(), bytes(&kv_words(&k_cache, p, nh, hs, kv).0), bytes(&kv_words(&v_cache, p, nh, hs, kv).0), vec![0u8; t * c * 4], vec![0u8; 16]];
     let out = if kernel == Kernel::AttentionWindow {
-        pollster::block_on(g.run_attention_windows(&prm, &buffers))
+        pollster::block_on(g.run_attention_windows(walk, &prm, &buffers))
     } else {
         pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &buffers))
     }

@@ -219,8 +219,10 @@ fn grids_cover_the_work_of_each_kernel() {
     assert_eq!(Kernel::KvWindows.grid(bytemuck::bytes_of(&AttentionParams { t: 1, nh: 2, ..att })), Grid::Line(1));
     assert_eq!(Kernel::AttentionWindow.grid(bytemuck::bytes_of(&AttentionParams { t: 128, ..att })), Grid::Line(16));
     assert_eq!(Kernel::AttentionWindow.grid(bytemuck::bytes_of(&AttentionParams { t: 130, pos0: 17, ..att })), Grid::Line(17));
+    assert_eq!(Kernel::AttentionWindowSubgroup.grid(bytemuck::bytes_of(&AttentionParams { t: 130, pos0: 17, ..att })), Grid::Line(17));
+    assert_eq!(Kernel::AttentionWindowSubgroup.bindings().iter().map(|b| b.bind).collect::<Vec<_>>(), Kernel::AttentionWindow.bindings().iter().map(|b| b.bind).collect::<Vec<_>>());
     let kv_window = format!("const KV_WINDOW: u32 = {}u;", gpt2_webgpu::gpu::kernels::KV_WINDOW_BYTES / 16);
-    assert!(Kernel::KvWindows.source().contains(&kv_window) && Kernel::AttentionWindow.source().contains(&kv_window));
+    assert!(Kernel::KvWindows.source().contains(&kv_window) && Kernel::AttentionWindow.source().contains(&kv_window) && Kernel::AttentionWindowSubgroup.source().contains(&kv_window));
     // kv_windows fills KV_WINDOWS_PER_HEAD windows per head; attention_window binds that many of K and of V.
     let windows = gpt2_webgpu::gpu::kernels::KV_WINDOWS_PER_HEAD;
     assert!(Kernel::KvWindows.source().contains(&format!("const WINDOWS: u32 = {windows}u;")));
@@ -228,7 +230,7 @@ fn grids_cover_the_work_of_each_kernel() {
     assert!(Kernel::AttentionRows.source().contains("const QUERIES: u32 = 1u;"));
     assert!(Kernel::AttentionRowsPrompt.source().contains(&format!("const QUERIES: u32 = {ATTENTION_ROWS_QUERIES}u;")));
     let hs4 = format!("const HS4: u32 = {}u;", gpt2_webgpu::gpu::kernels::ATTENTION_ROWS_MAX_HS / 4);
-    for k in [Kernel::AttentionRows, Kernel::AttentionRowsPrompt, Kernel::KvWindows, Kernel::AttentionWindow] {
+    for k in [Kernel::AttentionRows, Kernel::AttentionRowsPrompt, Kernel::KvWindows, Kernel::AttentionWindow, Kernel::AttentionWindowSubgroup] {
         assert!(k.source().contains(&hs4), "{}: HS4 is ATTENTION_ROWS_MAX_HS / 4", k.name());
     }
 }

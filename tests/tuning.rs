@@ -84,7 +84,7 @@ fn lavapipe_prompts_go_through_matmul_subgroup_where_the_device_has_subgroups() 
     let with = Tuning::choose(DeviceType::Cpu, lavapipe, None, true).unwrap();
     let without = Tuning::choose(DeviceType::Cpu, lavapipe, None, false).unwrap();
     assert_eq!((with.matmul_kernel, without.matmul_kernel), (Kernel::MatmulSubgroup, Kernel::MatmulRows));
-    assert_eq!(Tuning { matmul_kernel: Kernel::MatmulRows, ..with }, Tuning::CPU);
+    assert_eq!(Tuning { matmul_kernel: Kernel::MatmulRows, attention_window_kernel: Kernel::AttentionWindow, ..with }, Tuning::CPU);
     assert_eq!((with.linear_kernel(1), with.linear_kernel(2), with.linear_kernel(128)), (Kernel::GemvRows, Kernel::MatmulSubgroup, Kernel::MatmulSubgroup));
     assert!(with.dispatches(Kernel::MatmulSubgroup) && !with.dispatches(Kernel::MatmulRows) && !without.dispatches(Kernel::MatmulSubgroup));
     assert!(with.to_string().contains("longer: matmul_subgroup, 16 rows x 16 tokens"), "{with}");
@@ -93,8 +93,12 @@ fn lavapipe_prompts_go_through_matmul_subgroup_where_the_device_has_subgroups() 
         let t = Tuning::choose(DeviceType::DiscreteGpu, words, kind, true).unwrap();
         assert_ne!(t.matmul_kernel, Kernel::MatmulSubgroup, "{t}");
     }
-    // Only matmul_subgroup calls subgroup builtins.
-    assert_eq!(Kernel::ALL.iter().filter(|k| k.needs_subgroups()).collect::<Vec<_>>(), vec![&Kernel::MatmulSubgroup]);
+    // The windows' walk likewise (attention_window_subgroup), only with subgroups.
+    assert_eq!((with.attention_window_kernel, without.attention_window_kernel), (Kernel::AttentionWindowSubgroup, Kernel::AttentionWindow));
+    assert!(with.dispatches(Kernel::AttentionWindowSubgroup) && !with.dispatches(Kernel::AttentionWindow) && without.dispatches(Kernel::AttentionWindow) && !without.dispatches(Kernel::AttentionWindowSubgroup));
+    assert!(with.to_string().contains("attention_window_subgroup where a head's keys fit"), "{with}");
+    // Only these two call subgroup builtins.
+    assert_eq!(Kernel::ALL.iter().filter(|k| k.needs_subgroups()).collect::<Vec<_>>(), vec![&Kernel::MatmulSubgroup, &Kernel::AttentionWindowSubgroup]);
 }
 
 #[test]

@@ -293,12 +293,16 @@ kernel_table! {
     /// the same keys, read through the head's uniform windows (keys 0..KEYS, then KEYS..S): one dispatch
     /// per head.
     AttentionWindow = "attention_window" {
-        common: [],
-        bindings: &[params(), read("qkv", "[T, 3C]"), write("out", "[T, C]"),
-                   Binding { bind: Bind::HeadWindow, name: "k_window0", holds: "one head's keys [KEYS, hs] f32 (kv_windows's k_windows at 2 h KV_WINDOW_BYTES)" },
-                   Binding { bind: Bind::HeadWindow, name: "k_window1", holds: "its next KEYS keys (at (2 h + 1) KV_WINDOW_BYTES)" },
-                   Binding { bind: Bind::HeadWindow, name: "v_window0", holds: "the values of k_window0's keys" },
-                   Binding { bind: Bind::HeadWindow, name: "v_window1", holds: "the values of k_window1's keys" }],
+        common: ["attention_window_bindings"],
+        bindings: ATTENTION_WINDOW,
+        workgroup: [8, 1, 1],
+        grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line(p.t.div_ceil(wg[0])) },
+    }
+    /// attention_window where the device has subgroups of at least 8 invocations (natively:
+    /// Tuning::choose): the 8 lanes load each key and value together and share it by subgroupBroadcast.
+    AttentionWindowSubgroup = "attention_window_subgroup" {
+        common: ["attention_window_bindings"],
+        bindings: ATTENTION_WINDOW,
         workgroup: [8, 1, 1],
         grid: |b, wg| { let p: AttentionParams = read_params(b); Grid::Line(p.t.div_ceil(wg[0])) },
     }
@@ -392,6 +396,17 @@ const ATTENTION: &[Binding] = &[
     write("v_cache", "the same"),
     write("out", "[T, C]"),
     write("part", "[NB, NH, hs + 2] partials of a split decode step: o[hs] unnormalized, m, l"),
+];
+
+/// attention_window and attention_window_subgroup bind the same buffers (one bind group serves either).
+const ATTENTION_WINDOW: &[Binding] = &[
+    params(),
+    read("qkv", "[T, 3C]"),
+    write("out", "[T, C]"),
+    Binding { bind: Bind::HeadWindow, name: "k_window0", holds: "one head's keys [KEYS, hs] f32 (kv_windows's k_windows at 2 h KV_WINDOW_BYTES)" },
+    Binding { bind: Bind::HeadWindow, name: "k_window1", holds: "its next KEYS keys (at (2 h + 1) KV_WINDOW_BYTES)" },
+    Binding { bind: Bind::HeadWindow, name: "v_window0", holds: "the values of k_window0's keys" },
+    Binding { bind: Bind::HeadWindow, name: "v_window1", holds: "the values of k_window1's keys" },
 ];
 
 /// layer_norm and layer_norm_rows bind the same buffers (one bind group serves either).
@@ -496,7 +511,7 @@ impl Kernel {
     /// never gets it (web.rs `kernel_sources`; Chromium would want `enable subgroups;`, which naga's WGSL
     /// front end does not take yet).
     pub fn needs_subgroups(self) -> bool {
-        self == Kernel::MatmulSubgroup
+        matches!(self, Kernel::MatmulSubgroup | Kernel::AttentionWindowSubgroup)
     }
 
     /// The pipeline-constant sets this kernel compiles with (`KernelDef::variants`).

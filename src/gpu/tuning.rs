@@ -170,6 +170,10 @@ pub struct Tuning {
     /// (`kernels::attention_window_fits`: S <= 512 at hs = 64): kv_windows, then attention_window once per
     /// head, its keys read through uniform windows (gpu/windows.rs).
     pub attention_windows: bool,
+    /// The kernel of the windows' walk (`attention_windows`): `Kernel::AttentionWindow`, or
+    /// `Kernel::AttentionWindowSubgroup` where the device has subgroups (`choose`), whose lanes load each key
+    /// and value together.
+    pub attention_window_kernel: Kernel,
     /// The kernel of the layer norms that are not folded: `Kernel::LayerNorm` (a workgroup of 256 threads
     /// per row, reduced through workgroup memory: GPUs) or `Kernel::LayerNormRows` (one thread per row, vec4
     /// loads, no barriers: CPU adapters). Rows not on whole vec4s (C % 4 != 0; no GPT-2 size) run
@@ -225,6 +229,7 @@ impl Tuning {
         attention_kernel: Kernel::Attention,
         attention_rows_prompts: false,
         attention_windows: false,
+        attention_window_kernel: Kernel::AttentionWindow,
         layer_norm_kernel: Kernel::LayerNorm,
         // Every lane its own thread: gpt2's 393 lanes fill 7 workgroups.
         sample_groups: 256,
@@ -250,6 +255,7 @@ impl Tuning {
         attention_kernel: Kernel::AttentionRows,
         attention_rows_prompts: true,
         attention_windows: true,
+        attention_window_kernel: Kernel::AttentionWindow,
         layer_norm_kernel: Kernel::LayerNormRows,
         sample_groups: 8,
         // gemv_rows and matmul_rows read W and the scales as texels (see the field).
@@ -297,9 +303,10 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`).
     /// Where the device has `subgroups` (wgpu's SUBGROUP, with a workgroup of ROWS_WORKGROUP invocations
     /// one subgroup: `Gpu` asks for them natively) matmul_rows's prompts go through matmul_subgroup, its
-    /// contract at ~1.5x the speed on lavapipe (shaders/matmul_subgroup.wgsl). Natively the `GPT2_*`
-    /// overrides (tuning/env.rs `overrides`) then set single fields for benchmarking; one that asks for
-    /// matmul_subgroup without subgroups is an error.
+    /// contract at ~1.7x the speed on lavapipe (shaders/matmul_subgroup.wgsl), and the windows' walk through
+    /// attention_window_subgroup (~1.7x). Natively the `GPT2_*`
+    /// overrides (tuning/env.rs `overrides`) then set single fields for benchmarking; one that asks for a
+    /// subgroup kernel without subgroups is an error.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>, subgroups: bool) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;
@@ -312,17 +319,22 @@ impl Tuning {
         if subgroups && t.matmul_kernel == Kernel::MatmulRows {
             t.matmul_kernel = Kernel::MatmulSubgroup;
         }
+        if subgroups && t.attention_windows {
+            t.attention_window_kernel = Kernel::AttentionWindowSubgroup;
+        }
         #[cfg(not(target_arch = "wasm32"))]
         {
             t = env::overrides(t)?;
         }
         t.validate()?;
-        if t.matmul_kernel.needs_subgroups() && !subgroups {
-            return Err(Error::InvalidArgument(format!(
-                "{} needs subgroups of at least {} invocations, and this device has none: use matmul_rows (GPT2_MATMUL_KERNEL=matmul_rows)",
-                t.matmul_kernel.name(),
-                super::kernels::ROWS_WORKGROUP
-            )));
+        for (k, instead) in [(t.matmul_kernel, "matmul_rows (GPT2_MATMUL_KERNEL=matmul_rows)"), (t.attention_window_kernel, "attention_window (GPT2_ATTENTION_WINDOW_KERNEL=attention_window)")] {
+            if k.needs_subgroups() && !subgroups {
+                return Err(Error::InvalidArgument(format!(
+                    "{} needs subgroups of at least {} invocations, and this device has none: use {instead}",
+                    k.name(),
+                    super::kernels::ROWS_WORKGROUP
+                )));
+            }
         }
         Ok(t)
     }
@@ -339,6 +351,9 @@ impl Tuning {
         }
         if !matches!(self.matmul_kernel, Kernel::Matmul | Kernel::MatmulRows | Kernel::MatmulSubgroup | Kernel::MatmulRun) {
             return Err(Error::InvalidArgument(format!("the matmul kernel must be matmul, matmul_rows, matmul_subgroup or matmul_run, not {}", self.matmul_kernel.name())));
+        }
+        if !matches!(self.attention_window_kernel, Kernel::AttentionWindow | Kernel::AttentionWindowSubgroup) {
+            return Err(Error::InvalidArgument(format!("the attention window kernel must be attention_window or attention_window_subgroup, not {}", self.attention_window_kernel.name())));
         }
         if self.gemv_max_rows == 0 {
             return Err(Error::InvalidArgument("the gemv row limit must be at least 1".into()));
@@ -413,7 +428,8 @@ impl Tuning {
             // a model whose heads need it has it compiled at load by `Ops::prepare`.
             Kernel::Attention | Kernel::AttentionRows => k == self.attention_kernel,
             Kernel::AttentionRowsPrompt => self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts,
-            Kernel::KvWindows | Kernel::AttentionWindow => self.windows(),
+            Kernel::KvWindows => self.windows(),
+            Kernel::AttentionWindow | Kernel::AttentionWindowSubgroup => self.windows() && k == self.attention_window_kernel,
             // Likewise layer_norm under layer_norm_rows's tunings, for rows it does not take.
             Kernel::LayerNorm | Kernel::LayerNormRows => k == self.layer_norm_kernel,
             Kernel::Embed => !self.weights_in_textures,
@@ -492,7 +508,7 @@ impl Tuning {
     /// One JSON object (the bench prints it as its `tuning` field).
     pub fn to_json(&self) -> String {
         format!(
-            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"attention_windows\":{},\"layer_norm_kernel\":\"{}\",\"sample_groups\":{},\"weights_in_textures\":{},\"q8_unorm\":{}}}",
+            "{{\"kind\":\"{}\",\"gemv_kernel\":\"{}\",\"matmul_kernel\":\"{}\",\"gemv_lanes\":{},\"gemv_rows_per_thread\":{},\"gemv_max_rows\":{},\"fold_ln\":{},\"kv_cache\":\"{}\",\"tokens_per_submit\":{},\"attn_block\":{},\"attention_kernel\":\"{}\",\"attention_rows_prompts\":{},\"attention_windows\":{},\"attention_window_kernel\":\"{}\",\"layer_norm_kernel\":\"{}\",\"sample_groups\":{},\"weights_in_textures\":{},\"q8_unorm\":{}}}",
             self.kind.name(),
             self.gemv_kernel.name(),
             self.matmul_kernel.name(),
@@ -506,6 +522,7 @@ impl Tuning {
             self.attention_kernel.name(),
             self.attention_rows_prompts,
             self.attention_windows,
+            self.attention_window_kernel.name(),
             self.layer_norm_kernel.name(),
             self.sample_groups,
             self.weights_in_textures,
@@ -537,7 +554,13 @@ impl std::fmt::Display for Tuning {
             if self.weights_in_textures { "textures" } else { "storage buffers" },
             self.tokens_per_submit,
             self.attention_kernel.name(),
-            if self.windows() { " (prompts: attention_rows_prompt, attention_window where a head's keys fit 2 x 64 KB)" } else if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts { " (prompts: attention_rows_prompt)" } else { "" },
+            if self.windows() {
+                format!(" (prompts: attention_rows_prompt, {} where a head's keys fit 2 x 64 KB)", self.attention_window_kernel.name())
+            } else if self.attention_kernel == Kernel::AttentionRows && self.attention_rows_prompts {
+                " (prompts: attention_rows_prompt)".to_string()
+            } else {
+                String::new()
+            },
             if self.attn_block == 0 { "unsplit".to_string() } else { format!("split into blocks of {} keys", self.attn_block) },
             self.layer_norm_kernel.name(),
             self.sample_groups

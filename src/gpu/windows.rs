@@ -31,15 +31,16 @@ impl Gpu {
     }
 
     /// Record a prompt's attention through the windows: kv_windows with `fill` (its Params at dynamic
-    /// offset `offset`), then attention_window once per head with `attend`, whose Params binding points at
-    /// head 0's AttentionHeadParams, head h's lying h `head_stride` bytes further (plus `offset`), and
-    /// whose windows (k_window0, k_window1, v_window0, v_window1) move to head h's. `params`: the
-    /// dispatch's AttentionParams (the grids).
-    pub fn dispatch_attention_windows(&self, pass: &mut wgpu::ComputePass<'_>, fill: &wgpu::BindGroup, attend: &wgpu::BindGroup, offset: u32, head_stride: u32, params: &[u8]) {
+    /// offset `offset`), then `walk` (attention_window, or attention_window_subgroup where the device has
+    /// subgroups: `Tuning::attention_window_kernel`; the same bindings) once per head with `attend`, whose
+    /// Params binding points at head 0's AttentionHeadParams, head h's lying h `head_stride` bytes further
+    /// (plus `offset`), and whose windows (k_window0, k_window1, v_window0, v_window1) move to head h's.
+    /// `params`: the dispatch's AttentionParams (the grids).
+    pub fn dispatch_attention_windows(&self, pass: &mut wgpu::ComputePass<'_>, walk: Kernel, [fill, attend]: [&wgpu::BindGroup; 2], offset: u32, head_stride: u32, params: &[u8]) {
         self.dispatch_at(pass, Kernel::KvWindows, fill, offset, params);
         let p: AttentionParams = bytemuck::pod_read_unaligned(&params[..std::mem::size_of::<AttentionParams>()]);
-        let (x, y) = self.workgroups(Kernel::AttentionWindow.grid(params));
-        pass.set_pipeline(self.pipeline(Kernel::AttentionWindow, 0));
+        let (x, y) = self.workgroups(walk.grid(params));
+        pass.set_pipeline(self.pipeline(walk, 0));
         let w = KV_WINDOW_BYTES as u32;
         for h in 0..p.nh {
             let first = h * KV_WINDOWS_PER_HEAD as u32 * w;
@@ -48,10 +49,10 @@ impl Gpu {
         }
     }
 
-    /// For kernel tests: `p`'s attention through the windows on fresh buffers [qkv, k_cache, v_cache,
+    /// For kernel tests: `p`'s attention through the windows (`walk` per head) on fresh buffers [qkv, k_cache, v_cache,
     /// out, part] (attention_rows's bindings after the Params), returning their contents afterwards
     /// (`part` unchanged), as `run_once` does for one kernel. It allocates, so the model never uses it.
-    pub async fn run_attention_windows(&self, p: &AttentionParams, buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    pub async fn run_attention_windows(&self, walk: Kernel, p: &AttentionParams, buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let stride = 256u64.max(self.info.limits.min_uniform_buffer_offset_alignment as u64);
         let size = std::mem::size_of::<AttentionHeadParams>() as u64;
         let mut uniform = vec![0u8; (1 + p.nh as usize) * stride as usize];
@@ -69,7 +70,7 @@ impl Gpu {
         let mut enc = self.device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
-            self.dispatch_attention_windows(&mut pass, &fill, &attend, 0, stride as u32, bytemuck::bytes_of(p));
+            self.dispatch_attention_windows(&mut pass, walk, [&fill, &attend], 0, stride as u32, bytemuck::bytes_of(p));
         }
         let read: Vec<_> = bufs.iter().map(|b| Some((b, b.size()))).collect();
         let mut out = self.read_back("run_attention_windows", enc, &read, &buffers[..4]).await?;

@@ -509,7 +509,7 @@ pub(super) fn record_at(gpu: &Gpu, arena: &ParamsArena, pass: &mut wgpu::Compute
     if let Some((kernel, bind)) = runs_as(gpu, op, params) {
         let offset = (set * arena.set_bytes()) as u32;
         match (kernel, &op.windows) {
-            (Kernel::AttentionWindow, Some(w)) => gpu.dispatch_attention_windows(pass, &w.fill, &w.attend, offset, arena.slot_size, params),
+            (Kernel::AttentionWindow, Some(w)) => gpu.dispatch_attention_windows(pass, gpu.tuning.attention_window_kernel, [&w.fill, &w.attend], offset, arena.slot_size, params),
             _ => gpu.dispatch_at(pass, kernel, bind, offset, params),
         }
     }

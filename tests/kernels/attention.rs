@@ -45,7 +45,7 @@ fn run_attention(t: usize, pos0: usize, nh: usize, hs: usize, q_scale: f32, seed
     let buffers = [bytes(&qkv), bytes(&kc), bytes(&vc), vec![0u8; t * c * 4], vec![0u8; 16]];
     // attention_window stands for kv_windows + one attention_window per head (gpu/windows.rs).
     let out = if kernel == Kernel::AttentionWindow {
-        pollster::block_on(g.run_attention_windows(&prm, &buffers))
+        pollster::block_on(g.run_attention_windows(g.tuning.attention_window_kernel, &prm, &buffers))
     } else {
         pollster::block_on(g.run_once(kernel, bytemuck::bytes_of(&prm), &buffers))
     }

@@ -49,6 +49,7 @@ fn kernel(name: &str, choices: &[Kernel]) -> Result<Option<Kernel>> {
 /// `GPT2_GEMV_LANES`, `GPT2_GEMV_ROWS`, `GPT2_GEMV_MAX_ROWS`, `GPT2_FOLD_LN` (0 or 1), `GPT2_KV_CACHE` (f32 or
 /// f16), `GPT2_TOKENS_PER_SUBMIT`, `GPT2_ATTN_BLOCK` (0: unsplit), `GPT2_ATTENTION_KERNEL` (attention or
 /// attention_rows), `GPT2_ATTENTION_ROWS_PROMPTS` (0 or 1), `GPT2_ATTENTION_WINDOWS` (0 or 1),
+/// `GPT2_ATTENTION_WINDOW_KERNEL` (attention_window or attention_window_subgroup),
 /// `GPT2_LAYER_NORM_KERNEL` (layer_norm or layer_norm_rows), `GPT2_SAMPLE_GROUPS`, `GPT2_WEIGHTS_IN_TEXTURES`
 /// (0 or 1; unset: textures exactly where the kernels are the rows kernels) and `GPT2_Q8_UNORM` (0 or 1).
 pub(super) fn overrides(mut t: Tuning) -> Result<Tuning> {
@@ -84,6 +85,9 @@ pub(super) fn overrides(mut t: Tuning) -> Result<Tuning> {
     }
     t.attention_rows_prompts = flag("GPT2_ATTENTION_ROWS_PROMPTS")?.unwrap_or(t.attention_rows_prompts);
     t.attention_windows = flag("GPT2_ATTENTION_WINDOWS")?.unwrap_or(t.attention_windows);
+    if let Some(k) = kernel("GPT2_ATTENTION_WINDOW_KERNEL", &[Kernel::AttentionWindow, Kernel::AttentionWindowSubgroup])? {
+        t.attention_window_kernel = k;
+    }
     if let Some(k) = num("GPT2_TOKENS_PER_SUBMIT")? {
         t.tokens_per_submit = k;
     }
