@@ -9,9 +9,11 @@
 // that loop, so a vec4 load costs one loop, not four (0.44 GB of q8 W per CPU-second against 0.38 with
 // u32 loads, when W was a storage buffer too). Buffers are whole vec4s (Gpu::storage rounds sizes up to
 // 16 bytes), so no word is out of reach.
-// Why X also through a uniform window: a uniform load whose address is the same in every lane (here:
-// workgroup id, loop counter and Params only) is one scalar load and a broadcast on lavapipe, where a
-// storage load loops over the lanes. Measured over gpt2's decode matrices (q8, W and scales in textures,
+// Why X also through a uniform window: on lavapipe a uniform load at a run-time index is a gather over the
+// lanes (8 scalar loads per 32-bit value, even where every lane asks for one address, as here: seen in
+// the JIT code), while a storage load is a loop over the lanes with a bounds check and a branch in each
+// (~240 instructions per vec4). (Where the device has subgroups, matmul_subgroup.wgsl loads X once per
+// subgroup instead.) Measured over gpt2's decode matrices (q8, W and scales in textures,
 // GB of W per CPU-second): X from storage 0.98, from an rgba32float texture 1.92, from a uniform 2.75.
 // A uniform binding holds at most 64 KB (WebGPU's guaranteed maxUniformBufferBindingSize), so `xu` is
 // the first X_WINDOW vec4s of X's buffer: a dispatch whose rows of X lie in it (every decode step: M = 1

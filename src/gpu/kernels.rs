@@ -28,7 +28,7 @@ pub enum Bind {
     /// CPU tuning, tiled (common/texels.wgsl).
     Texels,
     /// The first X_WINDOW_BYTES of a storage buffer (bound as `Read` too), read as a uniform: on lavapipe a
-    /// uniform load that every lane makes at the same address is one load (common/rows.wgsl).
+    /// uniform load is a gather over the lanes, a storage load a loop with a branch per lane (common/rows.wgsl).
     Window,
     /// KV_WINDOW_BYTES of a storage buffer read as a uniform at a dynamic offset (bound as `ReadWrite` by
     /// the kernel that fills it): one of a head's KV_WINDOWS_PER_HEAD windows of keys or values for
