@@ -221,7 +221,7 @@ kernel_table! {
     }
     /// matmul_rows's contract where the device has subgroups of at least 8 invocations (lavapipe, natively:
     /// Tuning::choose): one thread owns one run of 16 rows of 16 tokens, the workgroup's 8 lanes load each
-    /// chunk of X together and share it by subgroupBroadcast; gemv_rows's bindings. Never handed to the
+    /// chunk of X together and share it by subgroupBroadcast; gemv_rows's bindings. Never compiled in the
     /// browser (`needs_subgroups`).
     MatmulSubgroup = "matmul_subgroup" {
         common: ["gelu", "linear", "texels", "rows"],
@@ -508,8 +508,8 @@ impl Kernel {
 
     /// Whether this kernel calls subgroup builtins (WGSL's `subgroups`): only a device with wgpu's SUBGROUP
     /// feature compiles it (`Gpu` asks for the feature natively where the adapter has it), and the browser
-    /// never gets it (web.rs `kernel_sources`; Chromium would want `enable subgroups;`, which naga's WGSL
-    /// front end does not take yet).
+    /// never does (web.rs `kernel_sources` marks it `native`; Chromium would want `enable subgroups;`,
+    /// which naga's WGSL front end does not take yet).
     pub fn needs_subgroups(self) -> bool {
         matches!(self, Kernel::MatmulSubgroup | Kernel::AttentionWindowSubgroup)
     }

@@ -182,9 +182,10 @@ impl Gpu {
     pub async fn from_adapter(adapter: wgpu::Adapter, forced: Option<TuningKind>, weights: &[crate::quant::WeightFormat]) -> Result<Gpu> {
         let adapter_info = adapter.get_info();
         let limits = adapter.limits();
-        // Natively, subgroups where the adapter has them (only matmul_subgroup uses them, and only where a
-        // workgroup of ROWS_WORKGROUP invocations is one subgroup: `subgroups` below); nothing else, so
-        // every other kernel is the same everywhere. The browser gets none (`Kernel::needs_subgroups`).
+        // Natively, subgroups where the adapter has them (only matmul_subgroup and attention_window_subgroup
+        // use them, and only where a workgroup of ROWS_WORKGROUP invocations is one subgroup: `subgroups`
+        // below); nothing else, so every other kernel is the same everywhere. The browser asks for none
+        // (`Kernel::needs_subgroups`).
         #[cfg(not(target_arch = "wasm32"))]
         let wanted = adapter.features() & wgpu::Features::SUBGROUP;
         #[cfg(target_arch = "wasm32")]

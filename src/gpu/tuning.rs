@@ -303,10 +303,10 @@ impl Tuning {
     /// error, not silently ignored), else by the adapter's device type and words (`TuningKind::of_adapter`).
     /// Where the device has `subgroups` (wgpu's SUBGROUP, with a workgroup of ROWS_WORKGROUP invocations
     /// one subgroup: `Gpu` asks for them natively) matmul_rows's prompts go through matmul_subgroup, its
-    /// contract at ~1.7x the speed on lavapipe (shaders/matmul_subgroup.wgsl), and the windows' walk through
-    /// attention_window_subgroup (~1.7x). Natively the `GPT2_*`
-    /// overrides (tuning/env.rs `overrides`) then set single fields for benchmarking; one that asks for a
-    /// subgroup kernel without subgroups is an error.
+    /// contract at ~1.7x the speed on lavapipe (shaders/matmul_subgroup.wgsl), and the windows' walk
+    /// through attention_window_subgroup (~1.7x). Natively the `GPT2_*` overrides (tuning/env.rs
+    /// `overrides`) then set single fields for benchmarking; one that asks for a subgroup kernel without
+    /// subgroups is an error.
     pub fn choose(device_type: wgpu::DeviceType, adapter_words: &str, forced: Option<TuningKind>, subgroups: bool) -> Result<Tuning> {
         #[allow(unused_mut)]
         let mut kind = forced;

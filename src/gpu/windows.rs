@@ -49,9 +49,10 @@ impl Gpu {
         }
     }
 
-    /// For kernel tests: `p`'s attention through the windows (`walk` per head) on fresh buffers [qkv, k_cache, v_cache,
-    /// out, part] (attention_rows's bindings after the Params), returning their contents afterwards
-    /// (`part` unchanged), as `run_once` does for one kernel. It allocates, so the model never uses it.
+    /// For kernel tests: `p`'s attention through the windows (`walk` per head) on fresh buffers [qkv,
+    /// k_cache, v_cache, out, part] (attention_rows's bindings after the Params), returning their contents
+    /// afterwards (`part` unchanged), as `run_once` does for one kernel. It allocates, so the model never
+    /// uses it.
     pub async fn run_attention_windows(&self, walk: Kernel, p: &AttentionParams, buffers: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
         let stride = 256u64.max(self.info.limits.min_uniform_buffer_offset_alignment as u64);
         let size = std::mem::size_of::<AttentionHeadParams>() as u64;
