@@ -26,25 +26,8 @@ const ROWS: u32 = TILE_RUN;
 const TM: u32 = 6u;
 
 // W's chunk as 32 f32 (q8/q4 with their scale s applied), from its first tiled word w (chunk_word), one
-// function per format: the format switch stays outside the loops.
-fn w_f32(w: u32) -> array<vec4<f32>, 8> {
-    let t = w / 4u;
-    return array<vec4<f32>, 8>(bitcast<vec4<f32>>(w_texel(t)), bitcast<vec4<f32>>(w_texel(t + 1u)), bitcast<vec4<f32>>(w_texel(t + 2u)),
-                               bitcast<vec4<f32>>(w_texel(t + 3u)), bitcast<vec4<f32>>(w_texel(t + 4u)), bitcast<vec4<f32>>(w_texel(t + 5u)),
-                               bitcast<vec4<f32>>(w_texel(t + 6u)), bitcast<vec4<f32>>(w_texel(t + 7u)));
-}
-
-fn w_f16(w: u32) -> array<vec4<f32>, 8> {
-    let t = w / 4u;
-    let a = w_texel(t);
-    let b = w_texel(t + 1u);
-    let c = w_texel(t + 2u);
-    let d = w_texel(t + 3u);
-    return array<vec4<f32>, 8>(vec4<f32>(unpack2x16float(a.x), unpack2x16float(a.y)), vec4<f32>(unpack2x16float(a.z), unpack2x16float(a.w)),
-                               vec4<f32>(unpack2x16float(b.x), unpack2x16float(b.y)), vec4<f32>(unpack2x16float(b.z), unpack2x16float(b.w)),
-                               vec4<f32>(unpack2x16float(c.x), unpack2x16float(c.y)), vec4<f32>(unpack2x16float(c.z), unpack2x16float(c.w)),
-                               vec4<f32>(unpack2x16float(d.x), unpack2x16float(d.y)), vec4<f32>(unpack2x16float(d.z), unpack2x16float(d.w)));
-}
+// function per format: the format switch stays outside the loops (f32 and f16: common/rows.wgsl's
+// f32_chunk and f16_chunk, from the chunk's first texel w / 4).
 
 // q8: two texels. unpack4x8unorm of the word xor 0x80808080 is (q + 128) / 255 per byte, exact for every
 // byte, so q s = u (255 s) - 128 s.
@@ -132,7 +115,7 @@ fn matmul_run(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
                 let c4 = x_chunk((p.x_row0 + min(m0 + 4u, p.M - 1u)) * p.x_stride, k);
                 let c5 = x_chunk((p.x_row0 + min(m0 + 5u, p.M - 1u)) * p.x_stride, k);
                 for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_f16(chunk_word(n0, k / 32u, 16u) + i * TILE_LANES * 16u);
+                    let wc = f16_chunk((chunk_word(n0, k / 32u, 16u) + i * TILE_LANES * 16u) / 4u);
                     acc[i][0] += dot(wc[0], c0[0]) + dot(wc[1], c0[1]) + dot(wc[2], c0[2]) + dot(wc[3], c0[3]) + dot(wc[4], c0[4]) + dot(wc[5], c0[5]) + dot(wc[6], c0[6]) + dot(wc[7], c0[7]);
                     acc[i][1] += dot(wc[0], c1[0]) + dot(wc[1], c1[1]) + dot(wc[2], c1[2]) + dot(wc[3], c1[3]) + dot(wc[4], c1[4]) + dot(wc[5], c1[5]) + dot(wc[6], c1[6]) + dot(wc[7], c1[7]);
                     acc[i][2] += dot(wc[0], c2[0]) + dot(wc[1], c2[1]) + dot(wc[2], c2[2]) + dot(wc[3], c2[3]) + dot(wc[4], c2[4]) + dot(wc[5], c2[5]) + dot(wc[6], c2[6]) + dot(wc[7], c2[7]);
@@ -151,7 +134,7 @@ fn matmul_run(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
                 let c4 = x_chunk((p.x_row0 + min(m0 + 4u, p.M - 1u)) * p.x_stride, k);
                 let c5 = x_chunk((p.x_row0 + min(m0 + 5u, p.M - 1u)) * p.x_stride, k);
                 for (var i = 0u; i < ROWS; i++) {
-                    let wc = w_f32(chunk_word(n0, k / 32u, 32u) + i * TILE_LANES * 32u);
+                    let wc = f32_chunk((chunk_word(n0, k / 32u, 32u) + i * TILE_LANES * 32u) / 4u);
                     acc[i][0] += dot(wc[0], c0[0]) + dot(wc[1], c0[1]) + dot(wc[2], c0[2]) + dot(wc[3], c0[3]) + dot(wc[4], c0[4]) + dot(wc[5], c0[5]) + dot(wc[6], c0[6]) + dot(wc[7], c0[7]);
                     acc[i][1] += dot(wc[0], c1[0]) + dot(wc[1], c1[1]) + dot(wc[2], c1[2]) + dot(wc[3], c1[3]) + dot(wc[4], c1[4]) + dot(wc[5], c1[5]) + dot(wc[6], c1[6]) + dot(wc[7], c1[7]);
                     acc[i][2] += dot(wc[0], c2[0]) + dot(wc[1], c2[1]) + dot(wc[2], c2[2]) + dot(wc[3], c2[3]) + dot(wc[4], c2[4]) + dot(wc[5], c2[5]) + dot(wc[6], c2[6]) + dot(wc[7], c2[7]);

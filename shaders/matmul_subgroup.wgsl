@@ -49,14 +49,7 @@ fn chunk_words() -> u32 {
 fn w_chunk(t: u32) -> array<vec4<f32>, 8> {
     switch WFMT {
         case 1u: {
-            let a = w_texel(t);
-            let b = w_texel(t + 1u);
-            let c = w_texel(t + 2u);
-            let d = w_texel(t + 3u);
-            return array<vec4<f32>, 8>(vec4<f32>(unpack2x16float(a.x), unpack2x16float(a.y)), vec4<f32>(unpack2x16float(a.z), unpack2x16float(a.w)),
-                                       vec4<f32>(unpack2x16float(b.x), unpack2x16float(b.y)), vec4<f32>(unpack2x16float(b.z), unpack2x16float(b.w)),
-                                       vec4<f32>(unpack2x16float(c.x), unpack2x16float(c.y)), vec4<f32>(unpack2x16float(c.z), unpack2x16float(c.w)),
-                                       vec4<f32>(unpack2x16float(d.x), unpack2x16float(d.y)), vec4<f32>(unpack2x16float(d.z), unpack2x16float(d.w)));
+            return f16_chunk(t);
         }
         case 2u: {
             let a = w_texel(t);
@@ -72,9 +65,7 @@ fn w_chunk(t: u32) -> array<vec4<f32>, 8> {
             return array<vec4<f32>, 8>(x[0], x[1], y[0], y[1], z[0], z[1], w[0], w[1]);
         }
         default: {
-            return array<vec4<f32>, 8>(bitcast<vec4<f32>>(w_texel(t)), bitcast<vec4<f32>>(w_texel(t + 1u)), bitcast<vec4<f32>>(w_texel(t + 2u)),
-                                       bitcast<vec4<f32>>(w_texel(t + 3u)), bitcast<vec4<f32>>(w_texel(t + 4u)), bitcast<vec4<f32>>(w_texel(t + 5u)),
-                                       bitcast<vec4<f32>>(w_texel(t + 6u)), bitcast<vec4<f32>>(w_texel(t + 7u)));
+            return f32_chunk(t);
         }
     }
 }

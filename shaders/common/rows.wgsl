@@ -91,3 +91,22 @@ fn q4_split(c: array<vec4<f32>, 8>) -> array<vec4<f32>, 8> {
     return array<vec4<f32>, 8>(vec4<f32>(c[0].xz, c[1].xz), vec4<f32>(c[0].yw, c[1].yw), vec4<f32>(c[2].xz, c[3].xz), vec4<f32>(c[2].yw, c[3].yw),
                                vec4<f32>(c[4].xz, c[5].xz), vec4<f32>(c[4].yw, c[5].yw), vec4<f32>(c[6].xz, c[7].xz), vec4<f32>(c[6].yw, c[7].yw));
 }
+
+// An f32 chunk of W (32 values) from its first texel t: eight texels (matmul_run.wgsl, matmul_subgroup.wgsl).
+fn f32_chunk(t: u32) -> array<vec4<f32>, 8> {
+    return array<vec4<f32>, 8>(bitcast<vec4<f32>>(w_texel(t)), bitcast<vec4<f32>>(w_texel(t + 1u)), bitcast<vec4<f32>>(w_texel(t + 2u)),
+                               bitcast<vec4<f32>>(w_texel(t + 3u)), bitcast<vec4<f32>>(w_texel(t + 4u)), bitcast<vec4<f32>>(w_texel(t + 5u)),
+                               bitcast<vec4<f32>>(w_texel(t + 6u)), bitcast<vec4<f32>>(w_texel(t + 7u)));
+}
+
+// An f16 chunk of W (32 values, pairs) from its first texel t: four texels.
+fn f16_chunk(t: u32) -> array<vec4<f32>, 8> {
+    let a = w_texel(t);
+    let b = w_texel(t + 1u);
+    let c = w_texel(t + 2u);
+    let d = w_texel(t + 3u);
+    return array<vec4<f32>, 8>(vec4<f32>(unpack2x16float(a.x), unpack2x16float(a.y)), vec4<f32>(unpack2x16float(a.z), unpack2x16float(a.w)),
+                               vec4<f32>(unpack2x16float(b.x), unpack2x16float(b.y)), vec4<f32>(unpack2x16float(b.z), unpack2x16float(b.w)),
+                               vec4<f32>(unpack2x16float(c.x), unpack2x16float(c.y)), vec4<f32>(unpack2x16float(c.z), unpack2x16float(c.w)),
+                               vec4<f32>(unpack2x16float(d.x), unpack2x16float(d.y)), vec4<f32>(unpack2x16float(d.z), unpack2x16float(d.w)));
+}
