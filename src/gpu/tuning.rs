@@ -330,7 +330,7 @@ impl Tuning {
         for (k, instead) in [(t.matmul_kernel, "matmul_rows (GPT2_MATMUL_KERNEL=matmul_rows)"), (t.attention_window_kernel, "attention_window (GPT2_ATTENTION_WINDOW_KERNEL=attention_window)")] {
             if k.needs_subgroups() && !subgroups {
                 return Err(Error::InvalidArgument(format!(
-                    "{} needs subgroups of at least {} invocations, and this device has none: use {instead}",
+                    "{} needs subgroups of at least {} invocations, which this device does not have: use {instead}",
                     k.name(),
                     super::kernels::ROWS_WORKGROUP
                 )));
