@@ -298,6 +298,11 @@ fn gpu_bench_profile_under_the_cpu_tuning_keeps_the_layer_norms_apart() {
     }
     assert!(!labels.iter().any(|l| l.contains("+ln_")), "nothing is folded under the CPU tuning:\n{profile}");
     assert_eq!(o["tuning"]["layer_norm_kernel"], "layer_norm_rows", "{o}");
+    // lavapipe has subgroups of 8: prompts through matmul_subgroup, the windows through attention_window_subgroup;
+    // the overrides pick the kernels without subgroups.
+    assert_eq!((o["tuning"]["matmul_kernel"].as_str(), o["tuning"]["attention_window_kernel"].as_str()), (Some("matmul_subgroup"), Some("attention_window_subgroup")), "{o}");
+    let (info, _) = ok_env(&["info", "--device", "gpu"], &[("GPT2_TUNING", "cpu"), ("GPT2_MATMUL_KERNEL", "matmul_rows"), ("GPT2_ATTENTION_WINDOW_KERNEL", "attention_window")]);
+    assert!(info.contains("longer: matmul_rows") && info.contains("attention_rows_prompt, attention_window where"), "{info}");
     // The weights (wte too: one copy for the embedding and the logits) live in textures there.
     assert_eq!(o["tuning"]["weights_in_textures"], true, "{o}");
     assert!(labels.contains(&"embed_tex") && !labels.contains(&"embed"), "{profile}");

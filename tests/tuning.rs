@@ -97,6 +97,13 @@ fn lavapipe_prompts_go_through_matmul_subgroup_where_the_device_has_subgroups() 
     assert_eq!((with.attention_window_kernel, without.attention_window_kernel), (Kernel::AttentionWindowSubgroup, Kernel::AttentionWindow));
     assert!(with.dispatches(Kernel::AttentionWindowSubgroup) && !with.dispatches(Kernel::AttentionWindow) && without.dispatches(Kernel::AttentionWindow) && !without.dispatches(Kernel::AttentionWindowSubgroup));
     assert!(with.to_string().contains("attention_window_subgroup where a head's keys fit"), "{with}");
+    // Forced (GPT2_MATMUL_KERNEL, GPT2_ATTENTION_WINDOW_KERNEL) on a device without subgroups of 8 (SwiftShader
+    // has 4): refused in words, naming the kernel to use instead.
+    let e = Tuning { matmul_kernel: Kernel::MatmulSubgroup, ..Tuning::CPU }.fits_subgroups(false).unwrap_err().to_string();
+    assert!(e.contains("matmul_subgroup needs subgroups of at least 8 invocations, which this device does not have: use matmul_rows"), "{e}");
+    let e = Tuning { attention_window_kernel: Kernel::AttentionWindowSubgroup, ..Tuning::CPU }.fits_subgroups(false).unwrap_err().to_string();
+    assert!(e.contains("attention_window_subgroup needs subgroups") && e.contains("use attention_window"), "{e}");
+    assert!(with.fits_subgroups(true).is_ok() && without.fits_subgroups(false).is_ok() && Tuning::CPU.fits_subgroups(false).is_ok());
     // Only these two call subgroup builtins.
     assert_eq!(Kernel::ALL.iter().filter(|k| k.needs_subgroups()).collect::<Vec<_>>(), vec![&Kernel::MatmulSubgroup, &Kernel::AttentionWindowSubgroup]);
 }

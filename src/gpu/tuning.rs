@@ -327,7 +327,14 @@ impl Tuning {
             t = env::overrides(t)?;
         }
         t.validate()?;
-        for (k, instead) in [(t.matmul_kernel, "matmul_rows (GPT2_MATMUL_KERNEL=matmul_rows)"), (t.attention_window_kernel, "attention_window (GPT2_ATTENTION_WINDOW_KERNEL=attention_window)")] {
+        t.fits_subgroups(subgroups)?;
+        Ok(t)
+    }
+
+    /// Whether a device with (`subgroups`) or without subgroups of ROWS_WORKGROUP invocations runs this
+    /// tuning's kernels: a subgroup kernel (forced by an override) on one without is an error in words.
+    pub fn fits_subgroups(&self, subgroups: bool) -> Result<()> {
+        for (k, instead) in [(self.matmul_kernel, "matmul_rows (GPT2_MATMUL_KERNEL=matmul_rows)"), (self.attention_window_kernel, "attention_window (GPT2_ATTENTION_WINDOW_KERNEL=attention_window)")] {
             if k.needs_subgroups() && !subgroups {
                 return Err(Error::InvalidArgument(format!(
                     "{} needs subgroups of at least {} invocations, which this device does not have: use {instead}",
@@ -336,7 +343,7 @@ impl Tuning {
                 )));
             }
         }
-        Ok(t)
+        Ok(())
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -379,7 +386,7 @@ impl Tuning {
         let rows_kernels = [self.gemv_kernel == Kernel::GemvRows, self.matmul_kernel != Kernel::Matmul];
         if rows_kernels != [self.weights_in_textures; 2] {
             return Err(Error::InvalidArgument(format!(
-                "gemv_rows, matmul_rows and matmul_run read the weights from textures, gemv and matmul from storage buffers: {} and {} cannot run with the weights in {}",
+                "gemv_rows, matmul_rows, matmul_subgroup and matmul_run read the weights from textures, gemv and matmul from storage buffers: {} and {} cannot run with the weights in {}",
                 self.gemv_kernel.name(),
                 self.matmul_kernel.name(),
                 if self.weights_in_textures { "textures" } else { "storage buffers" }
