@@ -8,8 +8,9 @@
 // this step's keys and values (qkv's f32; 1e6 saturates at 65504) where attention_rows reads them exact.
 // Why: on lavapipe every storage load is a scalar loop over the 8 SIMD lanes with a bounds check, while a
 // uniform load is a gather over them without one (common/rows.wgsl reads X so; where the device has
-// subgroups, attention_window_subgroup.wgsl loads each key once per subgroup instead). Here the 8 lanes of a workgroup are 8 consecutive queries of the head walking the same keys in
-// step, so every key and value load has one address. Measured (`gpt2 bench --profile`, gpt2-sized q8,
+// subgroups, attention_window_subgroup.wgsl loads each key once per subgroup instead). Here the 8 lanes of
+// a workgroup are 8 consecutive queries of the head walking the same keys in step, so every key and value
+// load has one address. Measured (`gpt2 bench --profile`, gpt2-sized q8,
 // f16 cache, lavapipe, load 4.7-5.6, ms of a prompt step's 12 layers, kv_windows included, at T = 32 / 128
 // / 256): attention_rows_prompt 19-24 / 242-316 / 1235-1270, these 13-14 / 90-93 / 258-268 (a throwaway
 // probe of the same walk with K and V from storage: 96 ms per layer at T = 128, no better than before).

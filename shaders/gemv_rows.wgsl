@@ -207,10 +207,8 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             }
         }
     }
-    for (var i = 0u; i < 4u; i++) {
-        if (n0 + i < p.N) { store_y(m, n0 + i, a0[i]); }
-        if (n0 + 4u + i < p.N) { store_y(m, n0 + 4u + i, a1[i]); }
-        if (n0 + 8u + i < p.N) { store_y(m, n0 + 8u + i, a2[i]); }
-        if (n0 + 12u + i < p.N) { store_y(m, n0 + 12u + i, a3[i]); }
-    }
+    store4(m, n0, a0);
+    store4(m, n0 + 4u, a1);
+    store4(m, n0 + 8u, a2);
+    store4(m, n0 + 12u, a3);
 }

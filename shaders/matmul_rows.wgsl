@@ -74,11 +74,6 @@ fn w_q4(n: u32, k: u32) -> array<vec4<f32>, 8> {
     return c;
 }
 
-fn dot8(a: array<vec4<f32>, 8>, b: array<vec4<f32>, 8>) -> f32 {
-    return dot(a[0], b[0]) + dot(a[1], b[1]) + dot(a[2], b[2]) + dot(a[3], b[3])
-         + dot(a[4], b[4]) + dot(a[5], b[5]) + dot(a[6], b[6]) + dot(a[7], b[7]);
-}
-
 // X[k .. k + 32) of tokens m0 .. m0 + TM (clamped to token M - 1).
 fn x_chunks(m0: u32, k: u32) -> array<array<vec4<f32>, 8>, TM> {
     var c: array<array<vec4<f32>, 8>, TM>;

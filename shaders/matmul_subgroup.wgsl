@@ -84,13 +84,6 @@ fn x_row(m: u32) -> u32 {
     return (p.x_row0 + min(m, p.M - 1u)) * p.x_stride;
 }
 
-// Values kk .. kk + 4 of a chunk from the vec4s lo and hi it straddles (s values in: x_chunk's shift), 0
-// past K.
-fn x_part(lo: vec4<f32>, hi: vec4<f32>, s: u32, kk: u32) -> vec4<f32> {
-    let v = select(select(select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u), vec4<f32>(lo.zw, hi.xy), s == 2u), vec4<f32>(lo.w, hi.xyz), s == 3u);
-    return select(vec4<f32>(0.0), v, vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.K));
-}
-
 // X[xo + k .. xo + k + 32), 0 past K (common/rows.wgsl's x_chunk), loaded by the subgroup together: lane
 // `lane` loads the chunk's vec4 `lane` and subgroupBroadcast gives every lane all eight. Rows of X off a
 // vec4 (X_ALIGNED false) also need a ninth vec4, which every lane loads at one address.
@@ -114,22 +107,9 @@ fn x_lanes(xo: u32, k: u32, lane: u32) -> array<vec4<f32>, 8> {
                                x_part(q4, q5, s, k + 16u), x_part(q5, q6, s, k + 20u), x_part(q6, q7, s, k + 24u), x_part(q7, ninth, s, k + 28u));
 }
 
-fn dot8(a: array<vec4<f32>, 8>, b: array<vec4<f32>, 8>) -> f32 {
-    return dot(a[0], b[0]) + dot(a[1], b[1]) + dot(a[2], b[2]) + dot(a[3], b[3])
-         + dot(a[4], b[4]) + dot(a[5], b[5]) + dot(a[6], b[6]) + dot(a[7], b[7]);
-}
-
 // Four rows' chunks against one token's.
 fn quad(w0: array<vec4<f32>, 8>, w1: array<vec4<f32>, 8>, w2: array<vec4<f32>, 8>, w3: array<vec4<f32>, 8>, x: array<vec4<f32>, 8>) -> vec4<f32> {
     return vec4<f32>(dot8(w0, x), dot8(w1, x), dot8(w2, x), dot8(w3, x));
-}
-
-// Token m's outputs of rows n .. n + 4 (in a), those that exist.
-fn store4(m: u32, n: u32, a: vec4<f32>) {
-    if (n < p.N) { store_y(m, n, a.x); }
-    if (n + 1u < p.N) { store_y(m, n + 1u, a.y); }
-    if (n + 2u < p.N) { store_y(m, n + 2u, a.z); }
-    if (n + 3u < p.N) { store_y(m, n + 3u, a.w); }
 }
 
 // Token m's 16 outputs, rows n0 + 4 g + j in a_g[j], those that exist (written out: no array indexed at

@@ -64,12 +64,33 @@ fn x_chunk(xo: u32, k: u32) -> array<vec4<f32>, 8> {
     var lo = x_vec(b);
     for (var j = 0u; j < 8u; j++) {
         let hi = x_vec(b + j + 1u);
-        let v = select(select(select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u), vec4<f32>(lo.zw, hi.xy), s == 2u), vec4<f32>(lo.w, hi.xyz), s == 3u);
-        let kk = k + 4u * j;
-        c[j] = select(vec4<f32>(0.0), v, vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.K));
+        c[j] = x_part(lo, hi, s, k + 4u * j);
         lo = hi;
     }
     return c;
+}
+
+// Values kk .. kk + 4 of X from the two vec4s lo and hi they straddle, s values into lo (x_chunk's shift),
+// 0 past K.
+fn x_part(lo: vec4<f32>, hi: vec4<f32>, s: u32, kk: u32) -> vec4<f32> {
+    let v = select(select(select(lo, vec4<f32>(lo.yzw, hi.x), s == 1u), vec4<f32>(lo.zw, hi.xy), s == 2u), vec4<f32>(lo.w, hi.xyz), s == 3u);
+    return select(vec4<f32>(0.0), v, vec4<u32>(kk, kk + 1u, kk + 2u, kk + 3u) < vec4<u32>(p.K));
+}
+
+// A chunk of W against a chunk of X (matmul_rows.wgsl, matmul_subgroup.wgsl).
+fn dot8(a: array<vec4<f32>, 8>, b: array<vec4<f32>, 8>) -> f32 {
+    return dot(a[0], b[0]) + dot(a[1], b[1]) + dot(a[2], b[2]) + dot(a[3], b[3])
+         + dot(a[4], b[4]) + dot(a[5], b[5]) + dot(a[6], b[6]) + dot(a[7], b[7]);
+}
+
+// Token m's outputs of rows n .. n + 4 (in a), those that exist (gemv_rows.wgsl, matmul_subgroup.wgsl).
+// Written out, not indexed at run time: on lavapipe an array indexed so is a loop over the lanes per access
+// (matmul_subgroup.wgsl measured 12% on a whole kernel).
+fn store4(m: u32, n: u32, a: vec4<f32>) {
+    if (n < p.N) { store_y(m, n, a.x); }
+    if (n + 1u < p.N) { store_y(m, n + 1u, a.y); }
+    if (n + 2u < p.N) { store_y(m, n + 2u, a.z); }
+    if (n + 3u < p.N) { store_y(m, n + 3u, a.w); }
 }
 
 fn q8x4(word: u32) -> vec4<f32> {

@@ -350,10 +350,10 @@ kernel_table! {
     }
 }
 
-/// gemv_rows, matmul_rows, matmul_subgroup and matmul_run (common/rows.wgsl): WFMT (the weight format: only its case is
-/// compiled) x X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW (the dispatch's rows of X lie in the
-/// uniform window); the WGSL's defaults (f32, aligned, in the window) first. Variant 4 f + r is format code
-/// f with ROWS_X[r].
+/// gemv_rows, matmul_rows, matmul_subgroup and matmul_run (common/rows.wgsl): WFMT (the weight format: only
+/// its case is compiled) x X_ALIGNED (rows of X start on a vec4) x X_IN_WINDOW (the dispatch's rows of X lie
+/// in the uniform window); the WGSL's defaults (f32, aligned, in the window) first. Variant 4 f + r is
+/// format code f with ROWS_X[r].
 const ROWS_VARIANTS: &[&[(&str, f64)]] = &[
     &[], &[("X_IN_WINDOW", 0.0)], &[("X_ALIGNED", 0.0)], &[("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)],
     &[("WFMT", 1.0)], &[("WFMT", 1.0), ("X_IN_WINDOW", 0.0)], &[("WFMT", 1.0), ("X_ALIGNED", 0.0)], &[("WFMT", 1.0), ("X_ALIGNED", 0.0), ("X_IN_WINDOW", 0.0)],
