@@ -510,8 +510,9 @@ pub fn encode_with(tokenizer_json: Uint8Array, text: &str) -> Result<Vec<u32>, J
 /// `variants` the pipeline-overridable constants of each pipeline the kernel compiles to (`Kernel::variants`,
 /// as warm.rs passes them; `{}`: the WGSL's defaults, the first of every kernel), `native` whether only native
 /// devices compile it (`Kernel::needs_subgroups`: no browser device here asks for subgroups; the test
-/// skips it). Every kernel is listed, also those no tuning of this adapter compiles: tests/browser's kernels-compile test runs each through the
-/// browser's own WGSL compiler, which checks what naga does not (Chromium's Tint: uniformity).
+/// skips it). Every kernel is listed, also those no tuning of this adapter compiles: tests/browser's
+/// kernels-compile test runs each through the browser's own WGSL compiler, which checks what naga does not
+/// (Chromium's Tint: uniformity).
 #[wasm_bindgen(js_name = kernelSources)]
 pub fn kernel_sources() -> js_sys::Array {
     Kernel::ALL

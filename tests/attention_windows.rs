@@ -1,9 +1,9 @@
 //! A prompt's attention through uniform windows (gpu/windows.rs: kv_windows, then attention_window, and
-//! attention_window_subgroup, once per head with that head's keys and values bound as uniforms at dynamic offsets, two windows of 64 KB each), as
-//! the CPU tuning picks it, against the f64 reference: gpt2's heads from 1 to 512 keys, in the first window,
-//! across the two and in the second, a prompt continuing a cache, both cache formats, peaked and outlier
-//! scores, and the shapes the CPU tuning sends elsewhere (past the windows, odd heads). Runs on any wgpu
-//! adapter (lavapipe here).
+//! attention_window_subgroup, once per head with that head's keys and values bound as uniforms at dynamic
+//! offsets, two windows of 64 KB each), as the CPU tuning picks it, against the f64 reference: gpt2's heads
+//! from 1 to 512 keys, in the first window, across the two and in the second, a prompt continuing a cache,
+//! both cache formats, peaked and outlier scores, and the shapes the CPU tuning sends elsewhere (past the
+//! windows, odd heads). Runs on any wgpu adapter (lavapipe here).
 #![allow(clippy::too_many_arguments)]
 
 mod common;
